@@ -1,0 +1,264 @@
+//! Wire format between the kernel programs (`monitor-ebpf`) and userspace (`monitor`).
+//!
+//! Every ring-buffer record starts with an [`EventHeader`]; its `kind` says which body follows.
+//! Fixed-size bodies are written in place into a ring-buffer reservation. Bodies that carry
+//! strings (exec, open, chdir) end in a variable-length tail whose lengths are given in the body;
+//! those records are assembled in a per-CPU scratch buffer and copied with `bpf_ringbuf_output`
+//! so a 20-byte path costs 20 bytes of ring, not `PATH_MAX`.
+//!
+//! Rules for these types: `#[repr(C)]`, no `bool`, no implicit padding (explicit `_pad` fields),
+//! and a size assertion per type so a layout change cannot slip through unnoticed.
+
+#![no_std]
+
+use core::mem::size_of;
+
+/// Bump when a wire type changes layout; userspace refuses objects built for another version.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).
+pub const PATH_MAX: usize = 4096;
+/// Most argv entries an exec event carries before setting [`flags::ARGV_TRUNCATED`].
+pub const ARGV_MAX_ARGS: usize = 64;
+/// Most argv bytes (NUL separators included) an exec event carries.
+pub const ARGV_MAX_BYTES: usize = 4096;
+/// Size of `struct sockaddr_storage`-like copies taken from connect(2).
+pub const SOCKADDR_MAX: usize = 112;
+
+/// Event kinds. Discriminants are part of the wire format: never reuse or renumber one.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// execve/execveat entered: filename and argv (body [`ExecEnter`]).
+    ExecEnter = 1,
+    /// execve/execveat returned (body [`SyscallResult`]); ret 0 means the new image runs.
+    ExecExit = 2,
+    /// A new process (not a thread) was created (body [`Fork`]).
+    Fork = 3,
+    /// The last thread of a process exited (body [`Exit`]).
+    Exit = 4,
+    /// open/openat/openat2 returned (body [`Open`] + path).
+    Open = 5,
+    /// chdir returned (body [`Chdir`] + path).
+    Chdir = 6,
+    /// fchdir returned (body [`Fchdir`]).
+    Fchdir = 7,
+    /// connect returned (body [`Connect`]).
+    Connect = 8,
+    /// A UDP datagram was sent to an explicit destination (body [`SendTo`]).
+    SendTo = 9,
+    /// Reserved for the stream: events the kernel could not deliver. Never sent by the kernel;
+    /// userspace synthesises it from [`counters`].
+    Lost = 10,
+}
+
+impl EventKind {
+    pub const fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => Self::ExecEnter,
+            2 => Self::ExecExit,
+            3 => Self::Fork,
+            4 => Self::Exit,
+            5 => Self::Open,
+            6 => Self::Chdir,
+            7 => Self::Fchdir,
+            8 => Self::Connect,
+            9 => Self::SendTo,
+            10 => Self::Lost,
+            _ => return None,
+        })
+    }
+}
+
+/// Bits of [`EventHeader::flags`].
+pub mod flags {
+    /// The filename/path tail was cut at [`crate::PATH_MAX`].
+    pub const PATH_TRUNCATED: u16 = 1 << 0;
+    /// argv was cut (too many args or too many bytes).
+    pub const ARGV_TRUNCATED: u16 = 1 << 1;
+    /// A user-memory read failed; the affected string is empty or partial.
+    pub const READ_FAILED: u16 = 1 << 2;
+    /// The event is from execveat (otherwise execve), or openat2 / open for [`crate::Open`].
+    pub const SYSCALL_AT: u16 = 1 << 3;
+    /// [`crate::Open`] came from openat2.
+    pub const SYSCALL_OPENAT2: u16 = 1 << 4;
+    /// [`crate::Open`] came from open(2) (no dirfd).
+    pub const SYSCALL_OPEN: u16 = 1 << 5;
+    /// [`crate::Exit::code`] is not known (the kernel offset of `task_struct.exit_code` was not found).
+    pub const EXIT_CODE_UNKNOWN: u16 = 1 << 6;
+}
+
+/// Indexes of the per-CPU counter array `COUNTERS`.
+pub mod counters {
+    /// A ring-buffer reservation or output failed: the event is lost.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Reading user or kernel memory failed (the event was still sent, flagged READ_FAILED).
+    pub const READ_ERROR: u32 = 1;
+    /// The enter→exit argument stash was full: the syscall's event is lost.
+    pub const STASH_FULL: u32 = 2;
+    /// A syscall exit had no stashed enter (e.g. programs attached mid-syscall).
+    pub const STASH_MISSING: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// `AT_FDCWD` as the syscalls see it.
+pub const AT_FDCWD: i32 = -100;
+/// `CLONE_THREAD`, `CLONE_PARENT` from linux/sched.h.
+pub const CLONE_THREAD: u64 = 0x0001_0000;
+pub const CLONE_PARENT: u64 = 0x0000_8000;
+
+/// Starts every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// [`EventKind`] discriminant.
+    pub kind: u16,
+    /// [`flags`] bits.
+    pub flags: u16,
+    /// Thread id of the current task.
+    pub tid: u32,
+    /// Process id (tgid) of the current task.
+    pub pid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_boot_ns()` at the event.
+    pub ts_ns: u64,
+}
+
+/// Return value of a syscall whose only payload is its result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallResult {
+    pub header: EventHeader,
+    pub ret: i64,
+}
+
+/// execve/execveat at entry. Tail: `filename_len` bytes of filename (no NUL), then `argv_len`
+/// bytes of argv, each argument followed by a NUL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecEnter {
+    pub header: EventHeader,
+    /// execveat's dirfd (AT_FDCWD for execve).
+    pub dirfd: i32,
+    /// execveat's flags (AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW).
+    pub at_flags: u32,
+    pub filename_len: u16,
+    pub argv_len: u16,
+    /// Number of argv entries present in the tail.
+    pub argc: u16,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fork {
+    pub header: EventHeader,
+    /// pid of the new process (equal to its tgid: threads are not reported).
+    pub child_pid: u32,
+    pub _pad: u32,
+    pub clone_flags: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exit {
+    pub header: EventHeader,
+    /// `task_struct.exit_code`: wait(2) status (exit status << 8, or the signal number).
+    pub code: i32,
+    pub _pad: u32,
+}
+
+/// open/openat/openat2 at exit. Tail: `path_len` bytes of the path as passed (no NUL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Open {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub dirfd: i32,
+    pub open_flags: u32,
+    pub mode: u32,
+    pub path_len: u16,
+    pub _pad: u16,
+}
+
+/// chdir at exit. Tail: `path_len` bytes of the path as passed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chdir {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub path_len: u16,
+    pub _pad: [u16; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fchdir {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub fd: i32,
+    pub _pad: u32,
+}
+
+/// connect at exit, with the destination copied from user memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Connect {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub fd: i32,
+    /// addrlen as passed to connect(2).
+    pub addrlen: u32,
+    /// The first `min(addrlen, SOCKADDR_MAX)` bytes of the sockaddr.
+    pub addr: [u8; SOCKADDR_MAX],
+}
+
+impl Default for Connect {
+    fn default() -> Self {
+        Self {
+            header: EventHeader::default(),
+            ret: 0,
+            fd: 0,
+            addrlen: 0,
+            addr: [0; SOCKADDR_MAX],
+        }
+    }
+}
+
+/// A UDP send with an explicit destination (cgroup sendmsg4/sendmsg6 hook).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendTo {
+    pub header: EventHeader,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub protocol: u32,
+    /// IPv4 in the first 4 bytes (network order) or the IPv6 address.
+    pub addr: [u8; 16],
+}
+
+/// Arguments stashed at syscall entry for the exit handler (kernel-internal, never sent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StashedArgs {
+    pub ptr: u64,
+    pub arg0: i64,
+    pub arg1: u64,
+    pub arg2: u64,
+    pub flags: u16,
+    pub _pad: [u16; 3],
+}
+
+const _: () = assert!(size_of::<EventHeader>() == 24);
+const _: () = assert!(size_of::<SyscallResult>() == 32);
+const _: () = assert!(size_of::<ExecEnter>() == 40);
+const _: () = assert!(size_of::<Fork>() == 40);
+const _: () = assert!(size_of::<Exit>() == 32);
+const _: () = assert!(size_of::<Open>() == 48);
+const _: () = assert!(size_of::<Chdir>() == 40);
+const _: () = assert!(size_of::<Fchdir>() == 40);
+const _: () = assert!(size_of::<Connect>() == 152);
+const _: () = assert!(size_of::<SendTo>() == 48);
+const _: () = assert!(size_of::<StashedArgs>() == 40);

@@ -1,0 +1,170 @@
+//! Shared plumbing for every sensor: scope filter, configuration globals, the ring buffer with
+//! batched wake-ups, the enter→exit argument stash, per-CPU scratch and loss counters.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::generated::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
+        bpf_probe_read_user_str,
+    },
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{EventHeader, EventKind, PATH_MAX, StashedArgs, counters, flags};
+
+/// cgroup id of the watched run; 0 watches the whole host (agent mode). Set by userspace.
+#[unsafe(no_mangle)]
+static TARGET_CGROUP_ID: u64 = 0;
+/// Depth of that cgroup below the v2 root, for `bpf_get_current_ancestor_cgroup_id`.
+#[unsafe(no_mangle)]
+static TARGET_CGROUP_LEVEL: u32 = 0;
+/// Byte offset of `task_struct.exit_code` read from kernel BTF by userspace; 0 = unknown.
+#[unsafe(no_mangle)]
+pub static EXIT_CODE_OFFSET: u32 = 0;
+/// Unread bytes in the ring above which a submit wakes the reader; below it the reader's
+/// timer collects events (batched wake-ups cost ~1 µs less per event than one wake-up each).
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 64 * 1024;
+
+/// Size set at load time by userspace (`EbpfLoader::map_max_entries`); this is the default.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
+
+/// Syscall arguments kept from sys_enter to sys_exit, keyed by thread id. A thread is in one
+/// syscall at a time, so every sensor shares this map.
+#[map]
+static STASH: HashMap<u32, StashedArgs> = HashMap::with_max_entries(16384, 0);
+
+/// Room for the largest variable-length record (exec: body + PATH_MAX + argv) with the slack
+/// the verifier needs for masked offsets.
+pub const SCRATCH_SIZE: usize = 16384;
+
+#[map]
+static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn global<T: Copy>(v: &T) -> T {
+    // Globals live in .rodata patched by the loader; a volatile read keeps the compiler from
+    // folding in the compile-time default.
+    unsafe { read_volatile(v) }
+}
+
+/// Is the current task inside the watched cgroup (or one of its descendants)?
+#[inline(always)]
+pub fn in_scope() -> bool {
+    let target = global(&TARGET_CGROUP_ID);
+    if target == 0 {
+        return true;
+    }
+    let level = global(&TARGET_CGROUP_LEVEL);
+    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == target }
+}
+
+#[inline(always)]
+pub fn count(idx: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(idx) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn tid() -> u32 {
+    unsafe { bpf_get_current_pid_tgid() as u32 }
+}
+
+#[inline(always)]
+pub fn header(kind: EventKind, flags: u16) -> EventHeader {
+    let id = unsafe { bpf_get_current_pid_tgid() };
+    EventHeader {
+        kind: kind as u16,
+        flags,
+        tid: id as u32,
+        pid: (id >> 32) as u32,
+        _pad: 0,
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+    }
+}
+
+/// Submit flags: wake the reader only once enough data has piled up.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    // BPF_RB_AVAIL_DATA == 0
+    if EVENTS.query(0) >= global(&WAKEUP_BYTES) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Write a fixed-size event in place into a ring-buffer reservation.
+#[inline(always)]
+pub fn emit<T: 'static>(event: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(wakeup_flags());
+        }
+        None => count(counters::RINGBUF_FULL),
+    }
+}
+
+pub fn stash(args: &StashedArgs) {
+    if STASH.insert(&tid(), args, BPF_ANY as u64).is_err() {
+        count(counters::STASH_FULL);
+    }
+}
+
+/// Take (and remove) the current thread's stashed arguments.
+pub fn unstash() -> Option<StashedArgs> {
+    let key = tid();
+    let args = unsafe { STASH.get(&key) }.copied();
+    match args {
+        Some(_) => {
+            let _ = STASH.remove(&key);
+        }
+        None => count(counters::STASH_MISSING),
+    }
+    args
+}
+
+/// Per-CPU scratch buffer for records with a string tail.
+#[inline(always)]
+pub fn scratch() -> Option<*mut u8> {
+    SCRATCH.get_ptr_mut(0).map(|p| p.cast::<u8>())
+}
+
+/// Copy a NUL-terminated user string to `dst` (at most PATH_MAX bytes). Returns its length
+/// without the NUL and the flags describing truncation or a failed read.
+#[inline(always)]
+pub fn read_user_path(dst: *mut u8, src: u64) -> (usize, u16) {
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, src as *const _) };
+    if n <= 0 {
+        count(counters::READ_ERROR);
+        return (0, flags::READ_FAILED);
+    }
+    // n counts the NUL; a full buffer means the string may have been cut.
+    let len = (n as usize - 1) & (PATH_MAX - 1);
+    let fl = if n as usize >= PATH_MAX {
+        flags::PATH_TRUNCATED
+    } else {
+        0
+    };
+    (len, fl)
+}
+
+/// Send the first `len` bytes of the scratch buffer as one record.
+#[inline(always)]
+pub fn output_scratch(buf: *mut u8, len: usize) {
+    if len > SCRATCH_SIZE {
+        return;
+    }
+    let data = unsafe { core::slice::from_raw_parts(buf, len) };
+    if EVENTS.output(data, wakeup_flags()).is_err() {
+        count(counters::RINGBUF_FULL);
+    }
+}

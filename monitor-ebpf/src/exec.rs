@@ -1,0 +1,229 @@
+//! exec sensor: execve/execveat attempts with filename and argv, their results, process
+//! creation (not threads) and process exit with the wait status.
+
+use core::ptr::write_unaligned;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_str,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, EventKind, ExecEnter, Exit, Fork,
+    SyscallResult, counters, flags,
+};
+
+use crate::emit::{
+    EXIT_CODE_OFFSET, count, emit, header, in_scope, output_scratch, read_user_path, scratch,
+};
+
+// Offsets in the syscall tracepoint records (see events/syscalls/*/format).
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const ARG2: usize = 32;
+const ARG4: usize = 48;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_enter(&ctx, false);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_enter(&ctx, true);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_execve")]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_exit(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_execveat")]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_exit(&ctx);
+    0
+}
+
+#[tracepoint(category = "task", name = "task_newtask")]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    let _ = try_task_newtask(&ctx);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_process_exit(&ctx);
+    0
+}
+
+fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let (dirfd, filename, argv, at_flags): (i32, u64, u64, u32) = unsafe {
+        if at {
+            (
+                ctx.read_at::<i64>(ARG0)? as i32,
+                ctx.read_at::<u64>(ARG1)?,
+                ctx.read_at::<u64>(ARG2)?,
+                ctx.read_at::<i64>(ARG4)? as u32,
+            )
+        } else {
+            (AT_FDCWD, ctx.read_at::<u64>(ARG0)?, ctx.read_at::<u64>(ARG1)?, 0)
+        }
+    };
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<ExecEnter>();
+
+    let (filename_len, mut fl) = read_user_path(unsafe { buf.add(BODY) }, filename);
+    if at {
+        fl |= flags::SYSCALL_AT;
+    }
+    let argv_base = unsafe { buf.add(BODY + filename_len) };
+
+    // argv: each argument NUL-terminated, packed. Offsets are masked so the verifier can
+    // bound every write inside the scratch buffer.
+    let mut off: usize = 0;
+    let mut argc: u16 = 0;
+    let mut i = 0;
+    while i < ARGV_MAX_ARGS {
+        let mut p: u64 = 0;
+        let r = unsafe {
+            bpf_probe_read_user(
+                (&raw mut p).cast(),
+                8,
+                (argv as *const u64).wrapping_add(i).cast(),
+            )
+        };
+        if r < 0 {
+            count(counters::READ_ERROR);
+            fl |= flags::READ_FAILED;
+            break;
+        }
+        if p == 0 {
+            break;
+        }
+        if off >= ARGV_MAX_BYTES {
+            fl |= flags::ARGV_TRUNCATED;
+            break;
+        }
+        let room = ARGV_MAX_BYTES - off;
+        let dst = unsafe { argv_base.add(off & (ARGV_MAX_BYTES - 1)) };
+        let n = unsafe { bpf_probe_read_user_str(dst.cast(), room as u32, p as *const _) };
+        if n <= 0 {
+            count(counters::READ_ERROR);
+            fl |= flags::READ_FAILED;
+            break;
+        }
+        let n = n as usize;
+        if n >= room {
+            // The string filled the remaining room: it was cut (its NUL is the last byte).
+            fl |= flags::ARGV_TRUNCATED;
+            off = ARGV_MAX_BYTES;
+            argc += 1;
+            break;
+        }
+        off += n;
+        argc += 1;
+        i += 1;
+    }
+    if i == ARGV_MAX_ARGS {
+        // A 65th pointer that is not NULL means more arguments than we carry.
+        let mut p: u64 = 0;
+        let r = unsafe {
+            bpf_probe_read_user(
+                (&raw mut p).cast(),
+                8,
+                (argv as *const u64).wrapping_add(ARGV_MAX_ARGS).cast(),
+            )
+        };
+        if r == 0 && p != 0 {
+            fl |= flags::ARGV_TRUNCATED;
+        }
+    }
+    let argv_len = off & (2 * ARGV_MAX_BYTES - 1);
+    let body = ExecEnter {
+        header: header(EventKind::ExecEnter, fl),
+        dirfd,
+        at_flags,
+        filename_len: filename_len as u16,
+        argv_len: argv_len as u16,
+        argc,
+        _pad: 0,
+    };
+    unsafe { write_unaligned(buf.cast::<ExecEnter>(), body) };
+    output_scratch(buf, BODY + filename_len + argv_len);
+    Ok(0)
+}
+
+fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let ret: i64 = unsafe { ctx.read_at(ARG0)? };
+    emit(SyscallResult {
+        header: header(EventKind::ExecExit, 0),
+        ret,
+    });
+    Ok(0)
+}
+
+fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
+    // task_newtask runs in the parent: its cgroup is the child's too.
+    if !in_scope() {
+        return Ok(0);
+    }
+    let clone_flags: u64 = unsafe { ctx.read_at(32)? };
+    if clone_flags & CLONE_THREAD != 0 {
+        return Ok(0);
+    }
+    let child_pid: i32 = unsafe { ctx.read_at(8)? };
+    emit(Fork {
+        header: header(EventKind::Fork, 0),
+        child_pid: child_pid as u32,
+        _pad: 0,
+        clone_flags,
+    });
+    Ok(0)
+}
+
+fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let group_dead: u8 = unsafe { ctx.read_at(32)? };
+    if group_dead == 0 {
+        return Ok(0);
+    }
+    let offset = unsafe { core::ptr::read_volatile(&EXIT_CODE_OFFSET) };
+    let mut code: i32 = 0;
+    let mut fl = 0;
+    if offset == 0 {
+        fl |= flags::EXIT_CODE_UNKNOWN;
+    } else {
+        let task = unsafe { bpf_get_current_task() };
+        let r = unsafe {
+            bpf_probe_read_kernel(
+                (&raw mut code).cast(),
+                4,
+                (task as *const u8).wrapping_add(offset as usize).cast(),
+            )
+        };
+        if r < 0 {
+            count(counters::READ_ERROR);
+            fl |= flags::EXIT_CODE_UNKNOWN;
+        }
+    }
+    emit(Exit {
+        header: header(EventKind::Exit, fl),
+        code,
+        _pad: 0,
+    });
+    Ok(0)
+}

@@ -1,0 +1,223 @@
+//! file sensor: open/openat/openat2 (path read at syscall exit, when the pages are resident,
+//! together with the fd or errno) and chdir/fchdir so userspace can track each process's cwd.
+
+use core::ptr::write_unaligned;
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+};
+use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
+
+use crate::emit::{
+    count, emit, header, in_scope, output_scratch, read_user_path, scratch, stash, unstash,
+};
+
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const ARG2: usize = 32;
+const ARG3: usize = 40;
+const RET: usize = 16;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_open(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_openat(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_openat2(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_open(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_open(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_open(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_chdir")]
+pub fn sys_enter_chdir(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_chdir(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_chdir")]
+pub fn sys_exit_chdir(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_chdir(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fchdir")]
+pub fn sys_enter_fchdir(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_fchdir(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fchdir")]
+pub fn sys_exit_fchdir(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_fchdir(&ctx);
+    0
+}
+
+fn try_enter_open(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    unsafe {
+        stash(&StashedArgs {
+            ptr: ctx.read_at(ARG0)?,
+            arg0: AT_FDCWD as i64,
+            arg1: ctx.read_at(ARG1)?,
+            arg2: ctx.read_at(ARG2)?,
+            flags: flags::SYSCALL_OPEN,
+            _pad: [0; 3],
+        });
+    }
+    Ok(0)
+}
+
+fn try_enter_openat(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    unsafe {
+        stash(&StashedArgs {
+            ptr: ctx.read_at(ARG1)?,
+            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+            arg1: ctx.read_at(ARG2)?,
+            arg2: ctx.read_at(ARG3)?,
+            flags: flags::SYSCALL_AT,
+            _pad: [0; 3],
+        });
+    }
+    Ok(0)
+}
+
+fn try_enter_openat2(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let how: u64 = unsafe { ctx.read_at(ARG2)? };
+    let mut fm = [0u64; 2];
+    let mut fl = flags::SYSCALL_AT | flags::SYSCALL_OPENAT2;
+    if unsafe { bpf_probe_read_user(fm.as_mut_ptr().cast(), 16, how as *const _) } < 0 {
+        count(counters::READ_ERROR);
+        fl |= flags::READ_FAILED;
+    }
+    unsafe {
+        stash(&StashedArgs {
+            ptr: ctx.read_at(ARG1)?,
+            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+            arg1: fm[0],
+            arg2: fm[1],
+            flags: fl,
+            _pad: [0; 3],
+        });
+    }
+    Ok(0)
+}
+
+fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let Some(args) = unstash() else {
+        return Ok(0);
+    };
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<Open>();
+    let (path_len, fl) = read_user_path(unsafe { buf.add(BODY) }, args.ptr);
+    let body = Open {
+        header: header(EventKind::Open, args.flags | fl),
+        ret,
+        dirfd: args.arg0 as i32,
+        open_flags: args.arg1 as u32,
+        mode: args.arg2 as u32,
+        path_len: path_len as u16,
+        _pad: 0,
+    };
+    unsafe { write_unaligned(buf.cast::<Open>(), body) };
+    output_scratch(buf, BODY + path_len);
+    Ok(0)
+}
+
+fn try_enter_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    stash(&StashedArgs {
+        ptr: unsafe { ctx.read_at(ARG0)? },
+        ..StashedArgs::default()
+    });
+    Ok(0)
+}
+
+fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let Some(args) = unstash() else {
+        return Ok(0);
+    };
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<Chdir>();
+    let (path_len, fl) = read_user_path(unsafe { buf.add(BODY) }, args.ptr);
+    let body = Chdir {
+        header: header(EventKind::Chdir, fl),
+        ret,
+        path_len: path_len as u16,
+        _pad: [0; 3],
+    };
+    unsafe { write_unaligned(buf.cast::<Chdir>(), body) };
+    output_scratch(buf, BODY + path_len);
+    Ok(0)
+}
+
+fn try_enter_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    stash(&StashedArgs {
+        arg0: unsafe { ctx.read_at::<i64>(ARG0)? } as i32 as i64,
+        ..StashedArgs::default()
+    });
+    Ok(0)
+}
+
+fn try_exit_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let Some(args) = unstash() else {
+        return Ok(0);
+    };
+    emit(Fchdir {
+        header: header(EventKind::Fchdir, 0),
+        ret: unsafe { ctx.read_at(RET)? },
+        fd: args.arg0 as i32,
+        _pad: 0,
+    });
+    Ok(0)
+}

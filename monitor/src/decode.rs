@@ -1,0 +1,367 @@
+//! Turns raw ring-buffer records into typed kernel events. Records are produced by our own
+//! kernel programs, but every string in them is data the watched code controls, and a length
+//! field could be wrong after a layout mismatch: everything is bounds-checked, nothing panics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use monitor_common as wire;
+
+/// A decoded kernel event. Strings are raw bytes (Linux paths and argv need not be UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelEvent {
+    pub tid: u32,
+    pub pid: u32,
+    /// Boot-clock nanoseconds.
+    pub ts_ns: u64,
+    pub flags: u16,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    ExecEnter {
+        at: bool,
+        dirfd: i32,
+        at_flags: u32,
+        filename: Vec<u8>,
+        argv: Vec<Vec<u8>>,
+    },
+    ExecExit {
+        ret: i64,
+    },
+    Fork {
+        child: u32,
+        clone_flags: u64,
+    },
+    Exit {
+        /// wait(2) status, None when the kernel could not tell.
+        status: Option<i32>,
+    },
+    Open {
+        syscall: OpenSyscall,
+        ret: i64,
+        dirfd: i32,
+        open_flags: u32,
+        mode: u32,
+        path: Vec<u8>,
+    },
+    Chdir {
+        ret: i64,
+        path: Vec<u8>,
+    },
+    Fchdir {
+        ret: i64,
+        fd: i32,
+    },
+    Connect {
+        ret: i64,
+        fd: i32,
+        addr: SockAddr,
+    },
+    SendTo {
+        addr: SockAddr,
+        protocol: u32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenSyscall {
+    Open,
+    Openat,
+    Openat2,
+}
+
+impl OpenSyscall {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Openat => "openat",
+            Self::Openat2 => "openat2",
+        }
+    }
+}
+
+/// A socket address as passed to connect(2) / sendmsg(2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SockAddr {
+    /// IPv4, or an IPv4-mapped IPv6 address shown as IPv4 (`mapped` says which).
+    Inet { ip: IpAddr, port: u16, mapped: bool },
+    /// A filesystem path, or an abstract name (leading NUL) shown with a leading `@`.
+    Unix { path: Vec<u8>, abstract_ns: bool },
+    /// AF_UNSPEC (dissolves a UDP association) or a family we do not decode.
+    Other { family: u16 },
+    /// addrlen too short for the family.
+    Truncated { family: u16 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u16),
+    #[error("{kind:?} record of {len} bytes is shorter than its body or tail")]
+    Truncated { kind: wire::EventKind, len: usize },
+}
+
+/// Marker for wire types that are plain integers/arrays: valid for any bit pattern.
+trait Wire: Copy {}
+impl Wire for wire::EventHeader {}
+impl Wire for wire::SyscallResult {}
+impl Wire for wire::ExecEnter {}
+impl Wire for wire::Fork {}
+impl Wire for wire::Exit {}
+impl Wire for wire::Open {}
+impl Wire for wire::Chdir {}
+impl Wire for wire::Fchdir {}
+impl Wire for wire::Connect {}
+impl Wire for wire::SendTo {}
+
+fn read<T: Wire>(buf: &[u8]) -> Option<T> {
+    if buf.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked above, T is repr(C) plain data valid for any bit pattern
+    // (the Wire marker), and read_unaligned makes no alignment assumption.
+    Some(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+/// `len` bytes after the fixed body, or a truncation error.
+fn tail(buf: &[u8], body: usize, len: usize, kind: wire::EventKind) -> Result<&[u8], DecodeError> {
+    buf.get(body..body + len)
+        .ok_or(DecodeError::Truncated { kind, len: buf.len() })
+}
+
+pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
+    use wire::EventKind as K;
+    let h: wire::EventHeader = read(buf).ok_or(DecodeError::Short(buf.len()))?;
+    let kind = K::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
+    let short = DecodeError::Truncated { kind, len: buf.len() };
+    let body = match kind {
+        K::ExecEnter => {
+            let b: wire::ExecEnter = read(buf).ok_or(short)?;
+            let fname_len = b.filename_len as usize;
+            let body = size_of::<wire::ExecEnter>();
+            let filename = tail(buf, body, fname_len, kind)?.to_vec();
+            let argv_bytes = tail(buf, body + fname_len, b.argv_len as usize, kind)?;
+            Body::ExecEnter {
+                at: h.flags & wire::flags::SYSCALL_AT != 0,
+                dirfd: b.dirfd,
+                at_flags: b.at_flags,
+                filename,
+                argv: split_argv(argv_bytes, b.argc as usize),
+            }
+        }
+        K::ExecExit => Body::ExecExit {
+            ret: read::<wire::SyscallResult>(buf).ok_or(short)?.ret,
+        },
+        K::Fork => {
+            let b: wire::Fork = read(buf).ok_or(short)?;
+            Body::Fork { child: b.child_pid, clone_flags: b.clone_flags }
+        }
+        K::Exit => {
+            let b: wire::Exit = read(buf).ok_or(short)?;
+            let known = h.flags & wire::flags::EXIT_CODE_UNKNOWN == 0;
+            Body::Exit { status: known.then_some(b.code) }
+        }
+        K::Open => {
+            let b: wire::Open = read(buf).ok_or(short)?;
+            let path = tail(buf, size_of::<wire::Open>(), b.path_len as usize, kind)?.to_vec();
+            let syscall = if h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
+                OpenSyscall::Openat2
+            } else if h.flags & wire::flags::SYSCALL_OPEN != 0 {
+                OpenSyscall::Open
+            } else {
+                OpenSyscall::Openat
+            };
+            Body::Open {
+                syscall,
+                ret: b.ret,
+                dirfd: b.dirfd,
+                open_flags: b.open_flags,
+                mode: b.mode,
+                path,
+            }
+        }
+        K::Chdir => {
+            let b: wire::Chdir = read(buf).ok_or(short)?;
+            let path = tail(buf, size_of::<wire::Chdir>(), b.path_len as usize, kind)?.to_vec();
+            Body::Chdir { ret: b.ret, path }
+        }
+        K::Fchdir => {
+            let b: wire::Fchdir = read(buf).ok_or(short)?;
+            Body::Fchdir { ret: b.ret, fd: b.fd }
+        }
+        K::Connect => {
+            let b: wire::Connect = read(buf).ok_or(short)?;
+            let n = (b.addrlen as usize).min(wire::SOCKADDR_MAX);
+            Body::Connect { ret: b.ret, fd: b.fd, addr: parse_sockaddr(&b.addr[..n]) }
+        }
+        K::SendTo => {
+            let b: wire::SendTo = read(buf).ok_or(short)?;
+            let ip = if b.family == AF_INET {
+                IpAddr::V4(Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(b.addr))
+            };
+            Body::SendTo { addr: inet(ip, b.port), protocol: b.protocol }
+        }
+        K::Lost => return Err(DecodeError::UnknownKind(h.kind)),
+    };
+    Ok(KernelEvent { tid: h.tid, pid: h.pid, ts_ns: h.ts_ns, flags: h.flags, body })
+}
+
+/// argv is packed as NUL-terminated strings; a cut last string may lack its NUL.
+fn split_argv(bytes: &[u8], argc: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = bytes
+        .split_inclusive(|&b| b == 0)
+        .map(|s| s.strip_suffix(&[0]).unwrap_or(s).to_vec())
+        .collect();
+    out.truncate(argc);
+    out
+}
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+fn inet(ip: IpAddr, port: u16) -> SockAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SockAddr::Inet { ip: IpAddr::V4(v4), port, mapped: true },
+            None => SockAddr::Inet { ip, port, mapped: false },
+        },
+        IpAddr::V4(_) => SockAddr::Inet { ip, port, mapped: false },
+    }
+}
+
+/// Decode a sockaddr as user space passed it (family in host order, port in network order).
+pub fn parse_sockaddr(b: &[u8]) -> SockAddr {
+    let Some(fam) = b.get(..2) else {
+        return SockAddr::Truncated { family: 0 };
+    };
+    let family = u16::from_ne_bytes([fam[0], fam[1]]);
+    let port = || b.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    match family {
+        AF_INET => match (port(), b.get(4..8)) {
+            (Some(port), Some(a)) => inet(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])), port),
+            _ => SockAddr::Truncated { family },
+        },
+        AF_INET6 => match (port(), b.get(8..24)) {
+            (Some(port), Some(a)) => {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(a);
+                inet(IpAddr::V6(Ipv6Addr::from(octets)), port)
+            }
+            _ => SockAddr::Truncated { family },
+        },
+        AF_UNIX => {
+            let path = &b[2..];
+            if path.first() == Some(&0) {
+                // Abstract names are length-delimited and may contain NULs.
+                SockAddr::Unix { path: path[1..].to_vec(), abstract_ns: true }
+            } else {
+                let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+                SockAddr::Unix { path: path[..end].to_vec(), abstract_ns: false }
+            }
+        }
+        _ => SockAddr::Other { family },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: wire::EventKind, flags: u16) -> wire::EventHeader {
+        wire::EventHeader { kind: kind as u16, flags, tid: 11, pid: 10, _pad: 0, ts_ns: 99 }
+    }
+
+    fn bytes_of<T: Wire>(v: &T) -> Vec<u8> {
+        // SAFETY: Wire types are plain data without padding.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn exec_enter_round_trip_with_non_utf8_and_cut_argv() {
+        let filename = b"/usr/bin/\xffx";
+        let argv = b"prog\0-c\0cut-without-nul";
+        let body = wire::ExecEnter {
+            header: header(wire::EventKind::ExecEnter, wire::flags::ARGV_TRUNCATED),
+            dirfd: wire::AT_FDCWD,
+            at_flags: 0,
+            filename_len: filename.len() as u16,
+            argv_len: argv.len() as u16,
+            argc: 3,
+            _pad: 0,
+        };
+        let mut rec = bytes_of(&body);
+        rec.extend_from_slice(filename);
+        rec.extend_from_slice(argv);
+        let ev = decode(&rec).unwrap();
+        assert_eq!((ev.pid, ev.tid, ev.ts_ns), (10, 11, 99));
+        assert_eq!(
+            ev.body,
+            Body::ExecEnter {
+                at: false,
+                dirfd: -100,
+                at_flags: 0,
+                filename: filename.to_vec(),
+                argv: vec![b"prog".to_vec(), b"-c".to_vec(), b"cut-without-nul".to_vec()],
+            }
+        );
+    }
+
+    #[test]
+    fn lying_lengths_are_errors_not_panics() {
+        let body = wire::Open {
+            header: header(wire::EventKind::Open, 0),
+            ret: 3,
+            dirfd: -100,
+            open_flags: 0,
+            mode: 0,
+            path_len: 4000,
+            _pad: 0,
+        };
+        let mut rec = bytes_of(&body);
+        rec.extend_from_slice(b"/etc/passwd");
+        assert!(matches!(decode(&rec), Err(DecodeError::Truncated { .. })));
+        // Every prefix of a valid record decodes or errors; none panics.
+        for n in 0..rec.len() {
+            let _ = decode(&rec[..n]);
+        }
+        assert_eq!(decode(&[0u8; 3]), Err(DecodeError::Short(3)));
+        let mut unknown = bytes_of(&header(wire::EventKind::Exit, 0));
+        unknown[0] = 0xEE;
+        assert!(matches!(decode(&unknown), Err(DecodeError::UnknownKind(_))));
+    }
+
+    #[test]
+    fn sockaddrs() {
+        let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
+        v4.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            parse_sockaddr(&v4),
+            SockAddr::Inet { ip: "127.0.0.1".parse().unwrap(), port: 8080, mapped: false }
+        );
+        let mut v6 = vec![10u8, 0, 0, 53, 0, 0, 0, 0];
+        v6.extend_from_slice(&"::ffff:10.200.0.1".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            parse_sockaddr(&v6),
+            SockAddr::Inet { ip: "10.200.0.1".parse().unwrap(), port: 53, mapped: true }
+        );
+        assert_eq!(parse_sockaddr(&v6[..20]), SockAddr::Truncated { family: 10 });
+        assert_eq!(
+            parse_sockaddr(b"\x01\0/run/x.sock\0junk"),
+            SockAddr::Unix { path: b"/run/x.sock".to_vec(), abstract_ns: false }
+        );
+        assert_eq!(
+            parse_sockaddr(b"\x01\0\0name\0with-nul"),
+            SockAddr::Unix { path: b"name\0with-nul".to_vec(), abstract_ns: true }
+        );
+        assert_eq!(parse_sockaddr(&[0]), SockAddr::Truncated { family: 0 });
+        assert_eq!(parse_sockaddr(&[0, 0]), SockAddr::Other { family: 0 });
+    }
+}

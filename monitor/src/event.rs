@@ -1,0 +1,388 @@
+//! The event stream's schema: one JSON object per line, versioned by `schema`. Documented in
+//! docs/events.md; a change to a field's meaning or type bumps [`SCHEMA`].
+//!
+//! Strings: paths and argv are bytes on Linux. A field whose bytes are valid UTF-8 is written
+//! as-is. Otherwise the field is written escaped — each invalid byte as `\xNN`, each backslash
+//! as `\\` — and its name is listed in the event's `escaped` array, so the original bytes can be
+//! recovered exactly ([`unescape`]) and the field stays a string for every consumer.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: u32,
+    /// Position in this stream, from 1.
+    pub seq: u64,
+    /// Wall-clock time (RFC 3339, UTC, nanoseconds).
+    pub time: String,
+    /// Kernel boot-clock nanoseconds: orders events exactly within one boot.
+    pub ts_ns: u64,
+    pub kind: String,
+    pub pid: u32,
+    pub tid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    /// The process's executable as last exec'd (absolute path), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Parent first, then its parent…, at most [`MAX_ANCESTRY`] entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<Ancestor>,
+    #[serde(flatten)]
+    pub detail: Detail,
+    /// Fields written with `\xNN` / `\\` escaping (see module docs), e.g. `exec.argv`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escaped: Vec<String>,
+}
+
+pub const MAX_ANCESTRY: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// Kind-specific fields, written under the kind's name (`"exec": {...}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+    Open(Open),
+    Chdir(Chdir),
+    Connect(Connect),
+    Send(Send),
+    Straggler(Straggler),
+    Lost(Lost),
+}
+
+impl Detail {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Exec(_) => "exec",
+            Self::Fork(_) => "fork",
+            Self::Exit(_) => "exit",
+            Self::Open(_) => "open",
+            Self::Chdir(_) => "chdir",
+            Self::Connect(_) => "connect",
+            Self::Send(_) => "send",
+            Self::Straggler(_) => "straggler",
+            Self::Lost(_) => "lost",
+        }
+    }
+}
+
+/// A syscall's outcome: the raw return value and, when it failed, the errno name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub ret: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn from_ret(ret: i64) -> Self {
+        let error = (ret < 0).then(|| errno_name(-ret));
+        Self { ret, error }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.ret >= 0
+    }
+}
+
+pub fn errno_name(errno: i64) -> String {
+    let e = nix::errno::Errno::from_raw(errno as i32);
+    if e == nix::errno::Errno::UnknownErrno {
+        format!("E{errno}")
+    } else {
+        format!("{e:?}")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    pub syscall: String,
+    /// The filename exactly as passed to the syscall.
+    pub filename: String,
+    /// Absolute, normalised form of `filename` (resolved against cwd or dirfd).
+    pub path: String,
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_failed: bool,
+    pub cwd: String,
+    /// ret 0: the new program runs; otherwise the exec failed and the old image continues.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fork {
+    /// The new process; `pid` of the event is its parent.
+    pub child: u32,
+    pub clone_flags: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    /// Exit status when the process called exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Signal number when a signal killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+impl Exit {
+    /// From a wait(2) status; None (unknown) gives an empty record.
+    pub fn from_status(status: Option<i32>) -> Self {
+        let mut e = Self { code: None, signal: None, signal_name: None, core_dumped: false };
+        if let Some(s) = status {
+            let sig = s & 0x7f;
+            if sig == 0 {
+                e.code = Some((s >> 8) & 0xff);
+            } else {
+                e.signal = Some(sig);
+                e.signal_name = signal_name(sig);
+                e.core_dumped = s & 0x80 != 0;
+            }
+        }
+        e
+    }
+}
+
+pub fn signal_name(sig: i32) -> Option<String> {
+    nix::sys::signal::Signal::try_from(sig).ok().map(|s| s.as_str().to_owned())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Open {
+    pub syscall: String,
+    /// Absolute, normalised path (lexical: `..` is applied before symlinks are followed).
+    pub path: String,
+    /// The path as passed to the syscall, when it differs from `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// The canonical file (symlinks resolved) when it differs from `path`; resolved by
+    /// userspace after the open, so it reflects the filesystem at processing time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Access mode and notable flags: read, write, create, truncate, append, excl, directory…
+    pub flags: Vec<String>,
+    pub flags_raw: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+    /// The path was relative to a directory fd buildwatch could not resolve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresolved: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_failed: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chdir {
+    /// New working directory (absolute) on success, the requested one on failure.
+    pub path: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connect {
+    pub fd: i32,
+    #[serde(flatten)]
+    pub dest: Destination,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A socket destination. `family` is inet, inet6, unix, or `af<N>` for others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// An IPv4-mapped IPv6 address, shown as IPv4.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub v4_mapped: bool,
+    /// Unix socket path; abstract names start with `@`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Send {
+    pub protocol: String,
+    #[serde(flatten)]
+    pub dest: Destination,
+}
+
+/// A process still in the run's cgroup when the command exited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Straggler {
+    pub cmdline: Vec<String>,
+    /// "killed" or "kept".
+    pub action: String,
+}
+
+/// Events that never reached the stream. `pid` is 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lost {
+    pub count: u64,
+    /// ringbuf_full, stash_full or decode_error.
+    pub reason: String,
+}
+
+/// Render bytes as a string, escaping (and recording `field` in `escaped`) only when they are
+/// not valid UTF-8.
+pub fn text(bytes: &[u8], field: &str, escaped: &mut Vec<String>) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_owned();
+    }
+    if !escaped.iter().any(|f| f == field) {
+        escaped.push(field.to_owned());
+    }
+    escape(bytes)
+}
+
+/// `\xNN` for bytes that are not UTF-8, `\\` for backslash; everything else as is.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Inverse of [`escape`]. Returns None for text that `escape` cannot have produced.
+pub fn unescape(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1)? {
+            b'\\' => {
+                out.push(b'\\');
+                i += 2;
+            }
+            b'x' => {
+                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_is_untouched_and_not_marked() {
+        let mut esc = Vec::new();
+        assert_eq!(text("sed 's/\\./x/'".as_bytes(), "exec.argv", &mut esc), "sed 's/\\./x/'");
+        assert!(esc.is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_escaped_losslessly() {
+        let mut esc = Vec::new();
+        let raw = b"/tmp/a\\b\xff\xfe\xc3\xa9.txt";
+        let s = text(raw, "open.path", &mut esc);
+        assert_eq!(s, "/tmp/a\\\\b\\xff\\xfeé.txt");
+        assert_eq!(esc, vec!["open.path".to_string()]);
+        assert_eq!(unescape(&s).unwrap(), raw.to_vec());
+        text(b"\x80", "open.path", &mut esc);
+        assert_eq!(esc.len(), 1, "a field is listed once");
+    }
+
+    #[test]
+    fn escape_round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        assert_eq!(unescape(&escape(&all)).unwrap(), all);
+        assert_eq!(unescape("bad\\q"), None);
+        assert_eq!(unescape("cut\\x4"), None);
+    }
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(Exit::from_status(Some(3 << 8)).code, Some(3));
+        let killed = Exit::from_status(Some(9));
+        assert_eq!((killed.signal, killed.signal_name.as_deref()), (Some(9), Some("SIGKILL")));
+        assert!(Exit::from_status(Some(0x80 | 11)).core_dumped);
+        assert_eq!(Exit::from_status(None).code, None);
+    }
+
+    #[test]
+    fn event_json_shape_round_trips() {
+        let ev = Event {
+            schema: SCHEMA,
+            seq: 1,
+            time: "2026-11-25T00:00:00.000000001Z".into(),
+            ts_ns: 5,
+            kind: "open".into(),
+            pid: 10,
+            tid: 10,
+            ppid: Some(1),
+            exe: Some("/usr/bin/cat".into()),
+            ancestry: vec![Ancestor { pid: 1, exe: Some("/bin/sh".into()) }],
+            detail: Detail::Open(Open {
+                syscall: "openat".into(),
+                path: "/etc/passwd".into(),
+                requested: None,
+                target: None,
+                flags: vec!["read".into()],
+                flags_raw: 0,
+                mode: None,
+                path_truncated: false,
+                unresolved: false,
+                read_failed: false,
+                outcome: Outcome::from_ret(-2),
+            }),
+            escaped: vec![],
+        };
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["open"]["path"], "/etc/passwd");
+        assert_eq!(json["open"]["error"], "ENOENT");
+        assert_eq!(json["open"]["ret"], -2);
+        assert_eq!(json["kind"], "open");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ev);
+    }
+}

@@ -1,0 +1,62 @@
+//! Lexical path resolution: turns the path a syscall was given plus the directory it was
+//! relative to (cwd or a dirfd) into an absolute path. Symlinks are resolved separately
+//! (`proctable` records the canonical target next to the lexical path).
+
+/// Join `path` onto the absolute directory `base` (ignored when `path` is absolute) and
+/// normalise: repeated slashes, `.` and `..` are removed; `..` at the root stays at the root,
+/// as the kernel does.
+pub fn resolve(base: &[u8], path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let joined = if path.first() == Some(&b'/') { [path, b""] } else { [base, path] };
+    for piece in joined {
+        for comp in piece.split(|&b| b == b'/') {
+            match comp {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + base.len() + 1);
+    for p in &parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(base: &str, path: &str) -> String {
+        String::from_utf8(resolve(base.as_bytes(), path.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn absolute_and_relative() {
+        assert_eq!(r("/home/u", "/etc/passwd"), "/etc/passwd");
+        assert_eq!(r("/home/u", ".aws/credentials"), "/home/u/.aws/credentials");
+        assert_eq!(r("/home/u/", "./x"), "/home/u/x");
+        assert_eq!(r("/", "x"), "/x");
+    }
+
+    #[test]
+    fn dots_and_slashes() {
+        assert_eq!(r("/a/b", "../c"), "/a/c");
+        assert_eq!(r("/a/b", "../../../../c"), "/c");
+        assert_eq!(r("/", "////home//u/./.aws/../.aws/credentials"), "/home/u/.aws/credentials");
+        assert_eq!(r("/a", ".."), "/");
+        assert_eq!(r("/a", ""), "/a");
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive() {
+        assert_eq!(resolve(b"/tmp/\xff", b"x\xfe"), b"/tmp/\xff/x\xfe".to_vec());
+    }
+}

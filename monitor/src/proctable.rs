@@ -1,0 +1,631 @@
+//! Process table and enrichment: follows fork/exec/exit/chdir/open to know, for every process
+//! in the watched tree, its executable, argv, cwd, parent and open directory fds; resolves
+//! relative paths; and turns kernel events into stream [`Event`]s carrying that context.
+
+use std::{collections::HashMap, os::unix::ffi::OsStrExt, path::Path};
+
+use monitor_common::{AT_FDCWD, CLONE_PARENT, flags as wf};
+
+use crate::{
+    decode::{Body, KernelEvent, SockAddr},
+    event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
+    paths,
+};
+
+/// Where the table falls back to for facts it did not see happen (a process that predates the
+/// sensors, a dirfd from dup(2)). Real code reads /proc; tests substitute a fixed view.
+pub trait ProcSource {
+    fn cwd(&self, pid: u32) -> Option<Vec<u8>>;
+    fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>>;
+    fn exe(&self, pid: u32) -> Option<Vec<u8>>;
+    fn ppid(&self, pid: u32) -> Option<u32>;
+    /// Canonical path of an existing file (symlinks resolved).
+    fn canonical(&self, path: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// The live system's /proc.
+pub struct LiveProc;
+
+impl ProcSource for LiveProc {
+    fn cwd(&self, pid: u32) -> Option<Vec<u8>> {
+        link(&format!("/proc/{pid}/cwd"))
+    }
+    fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
+        link(&format!("/proc/{pid}/fd/{fd}")).filter(|p| p.first() == Some(&b'/'))
+    }
+    fn exe(&self, pid: u32) -> Option<Vec<u8>> {
+        link(&format!("/proc/{pid}/exe"))
+    }
+    fn ppid(&self, pid: u32) -> Option<u32> {
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        // comm may contain spaces and parentheses: fields start after the last ')'.
+        let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+        let rest = std::str::from_utf8(rest).ok()?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    }
+    fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let p = Path::new(std::ffi::OsStr::from_bytes(path));
+        std::fs::canonicalize(p).ok().map(|c| c.into_os_string().into_vec())
+    }
+}
+
+fn link(path: &str) -> Option<Vec<u8>> {
+    std::fs::read_link(path).ok().map(|p| p.into_os_string().into_vec())
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+#[derive(Clone, Debug, Default)]
+struct Proc {
+    ppid: Option<u32>,
+    exe: Option<Vec<u8>>,
+    argv: Vec<Vec<u8>>,
+    cwd: Vec<u8>,
+    /// Paths of fds this process opened (or inherited), and whether they close on exec.
+    fds: HashMap<i32, (Vec<u8>, bool)>,
+    exited: bool,
+}
+
+/// An exec attempt waiting for its result.
+struct PendingExec {
+    pid: u32,
+    at: bool,
+    filename: Vec<u8>,
+    path: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    cwd: Vec<u8>,
+    flags: u16,
+}
+
+const O_ACCMODE: u32 = 0o3;
+const O_CLOEXEC: u32 = 0o2000000;
+
+pub struct ProcTable<S: ProcSource = LiveProc> {
+    procs: HashMap<u32, Proc>,
+    pending: HashMap<u32, PendingExec>,
+    source: S,
+    /// Wall-clock nanoseconds minus boot-clock nanoseconds.
+    boot_to_unix_ns: i128,
+    seq: u64,
+}
+
+impl<S: ProcSource> ProcTable<S> {
+    pub fn new(source: S, boot_to_unix_ns: i128) -> Self {
+        Self {
+            procs: HashMap::new(),
+            pending: HashMap::new(),
+            source,
+            boot_to_unix_ns,
+            seq: 0,
+        }
+    }
+
+    /// Register the run's root process (started by buildwatch, so its fork is not seen).
+    pub fn add_root(&mut self, pid: u32, cwd: &[u8], argv: Vec<Vec<u8>>) {
+        self.procs.insert(pid, Proc { cwd: cwd.to_vec(), argv, ..Proc::default() });
+    }
+
+    /// Number of events produced so far.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Apply one kernel event to the table and produce the stream events it gives.
+    pub fn handle(&mut self, ev: KernelEvent, out: &mut impl FnMut(Event)) {
+        let pid = ev.pid;
+        self.ensure(pid);
+        let mut escaped = Vec::new();
+        let detail = match ev.body {
+            Body::ExecEnter { at, dirfd, filename, argv, .. } => {
+                let proc = &self.procs[&pid];
+                let base = if filename.first() == Some(&b'/') {
+                    Some(Vec::new())
+                } else if dirfd == AT_FDCWD {
+                    Some(proc.cwd.clone())
+                } else {
+                    self.fd_path(pid, dirfd)
+                };
+                let path = match base {
+                    // execveat(fd, "", AT_EMPTY_PATH) executes the fd itself.
+                    Some(base) if filename.is_empty() => base,
+                    Some(base) => paths::resolve(&base, &filename),
+                    None => filename.clone(),
+                };
+                let cwd = proc.cwd.clone();
+                self.pending.insert(
+                    ev.tid,
+                    PendingExec { pid, at, filename, path, argv, cwd, flags: ev.flags },
+                );
+                return;
+            }
+            Body::ExecExit { ret } => {
+                let key = if self.pending.contains_key(&ev.tid) {
+                    Some(ev.tid)
+                } else {
+                    // A successful exec from a non-leader thread returns in the leader's tid.
+                    self.pending.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| *k)
+                };
+                let Some(p) = key.and_then(|k| self.pending.remove(&k)) else { return };
+                if ret == 0 {
+                    let proc = self.procs.get_mut(&pid).expect("ensured");
+                    proc.exe = Some(p.path.clone());
+                    proc.argv = p.argv.clone();
+                    proc.fds.retain(|_, (_, cloexec)| !*cloexec);
+                }
+                Detail::Exec(event::Exec {
+                    syscall: if p.at { "execveat" } else { "execve" }.into(),
+                    filename: text(&p.filename, "exec.filename", &mut escaped),
+                    path: text(&p.path, "exec.path", &mut escaped),
+                    argv: p.argv.iter().map(|a| text(a, "exec.argv", &mut escaped)).collect(),
+                    argv_truncated: p.flags & wf::ARGV_TRUNCATED != 0,
+                    read_failed: p.flags & wf::READ_FAILED != 0,
+                    cwd: text(&p.cwd, "exec.cwd", &mut escaped),
+                    outcome: Outcome::from_ret(ret),
+                })
+            }
+            Body::Fork { child, clone_flags } => {
+                let parent = &self.procs[&pid];
+                let ppid = if clone_flags & CLONE_PARENT != 0 { parent.ppid } else { Some(pid) };
+                let mut proc = parent.clone();
+                proc.ppid = ppid;
+                proc.exited = false;
+                self.procs.insert(child, proc);
+                Detail::Fork(event::Fork { child, clone_flags })
+            }
+            Body::Exit { status } => {
+                self.pending.retain(|_, p| p.pid != pid);
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    // Keep what ancestry needs (exe, parent); drop the rest.
+                    p.exited = true;
+                    p.fds = HashMap::new();
+                    p.argv = Vec::new();
+                }
+                Detail::Exit(event::Exit::from_status(status))
+            }
+            Body::Open { syscall, ret, dirfd, open_flags, mode, path: requested } => {
+                let (path, unresolved) = self.resolve_at(pid, dirfd, &requested);
+                if ret >= 0 {
+                    let cloexec = open_flags & O_CLOEXEC != 0;
+                    let proc = self.procs.get_mut(&pid).expect("ensured");
+                    proc.fds.insert(ret as i32, (path.clone(), cloexec));
+                }
+                let target = if ret >= 0 && !unresolved {
+                    self.source.canonical(&path).filter(|c| *c != path)
+                } else {
+                    None
+                };
+                let creates = open_flags & libc::O_CREAT as u32 != 0
+                    || open_flags & libc::O_TMPFILE as u32 == libc::O_TMPFILE as u32;
+                Detail::Open(event::Open {
+                    syscall: syscall.name().into(),
+                    path: text(&path, "open.path", &mut escaped),
+                    requested: (requested != path)
+                        .then(|| text(&requested, "open.requested", &mut escaped)),
+                    target: target.map(|t| text(&t, "open.target", &mut escaped)),
+                    flags: open_flag_names(open_flags),
+                    flags_raw: open_flags,
+                    mode: creates.then_some(mode),
+                    path_truncated: ev.flags & wf::PATH_TRUNCATED != 0,
+                    unresolved,
+                    read_failed: ev.flags & wf::READ_FAILED != 0,
+                    outcome: Outcome::from_ret(ret),
+                })
+            }
+            Body::Chdir { ret, path } => {
+                let proc = &self.procs[&pid];
+                let new = paths::resolve(&proc.cwd, &path);
+                if ret == 0 {
+                    self.procs.get_mut(&pid).expect("ensured").cwd = new.clone();
+                }
+                Detail::Chdir(event::Chdir {
+                    path: text(&new, "chdir.path", &mut escaped),
+                    outcome: Outcome::from_ret(ret),
+                })
+            }
+            Body::Fchdir { ret, fd } => {
+                let dir = self.fd_path(pid, fd);
+                if ret == 0 {
+                    let cwd = dir.clone().or_else(|| self.source.cwd(pid));
+                    if let Some(cwd) = cwd {
+                        self.procs.get_mut(&pid).expect("ensured").cwd = cwd;
+                    }
+                }
+                let shown = dir.unwrap_or_else(|| format!("fd:{fd}").into_bytes());
+                Detail::Chdir(event::Chdir {
+                    path: text(&shown, "chdir.path", &mut escaped),
+                    outcome: Outcome::from_ret(ret),
+                })
+            }
+            Body::Connect { ret, fd, addr } => Detail::Connect(event::Connect {
+                fd,
+                dest: destination(&addr, &mut escaped),
+                outcome: Outcome::from_ret(ret),
+            }),
+            Body::SendTo { addr, protocol } => Detail::Send(event::Send {
+                protocol: match protocol {
+                    17 => "udp".into(),
+                    136 => "udplite".into(),
+                    n => format!("ip-proto-{n}"),
+                },
+                dest: destination(&addr, &mut escaped),
+            }),
+        };
+        let e = self.envelope(pid, ev.tid, ev.ts_ns, detail, escaped);
+        out(e);
+    }
+
+    /// Wrap a detail in the common fields, with the process context of `pid`.
+    pub fn envelope(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        ts_ns: u64,
+        detail: Detail,
+        mut escaped: Vec<String>,
+    ) -> Event {
+        self.seq += 1;
+        let proc = self.procs.get(&pid);
+        let exe = proc.and_then(|p| p.exe.as_deref()).map(|e| text(e, "exe", &mut escaped));
+        let ppid = proc.and_then(|p| p.ppid);
+        let mut ancestry = Vec::new();
+        let mut cur = ppid;
+        while let Some(a) = cur {
+            if ancestry.len() == MAX_ANCESTRY || ancestry.iter().any(|x: &Ancestor| x.pid == a) {
+                break;
+            }
+            let p = self.procs.get(&a);
+            let exe = p.and_then(|p| p.exe.as_deref()).map(|e| text(e, "ancestry.exe", &mut escaped));
+            ancestry.push(Ancestor { pid: a, exe });
+            cur = p.and_then(|p| p.ppid);
+        }
+        Event {
+            schema: event::SCHEMA,
+            seq: self.seq,
+            time: format_time(ts_ns as i128 + self.boot_to_unix_ns),
+            ts_ns,
+            kind: detail.kind().into(),
+            pid,
+            tid,
+            ppid,
+            exe,
+            ancestry,
+            detail,
+            escaped,
+        }
+    }
+
+    /// A process we have not seen start (should only be the root before its exec, or after a
+    /// lost fork event): take what /proc still knows.
+    fn ensure(&mut self, pid: u32) {
+        if self.procs.contains_key(&pid) {
+            return;
+        }
+        let proc = Proc {
+            ppid: self.source.ppid(pid),
+            exe: self.source.exe(pid),
+            cwd: self.source.cwd(pid).unwrap_or_else(|| b"/".to_vec()),
+            ..Proc::default()
+        };
+        self.procs.insert(pid, proc);
+    }
+
+    fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
+        self.procs
+            .get(&pid)
+            .and_then(|p| p.fds.get(&fd))
+            .map(|(path, _)| path.clone())
+            .or_else(|| self.source.fd_path(pid, fd))
+    }
+
+    /// Absolute path for a path relative to `dirfd`; `true` when the directory was unknown.
+    fn resolve_at(&self, pid: u32, dirfd: i32, path: &[u8]) -> (Vec<u8>, bool) {
+        if path.first() == Some(&b'/') {
+            return (paths::resolve(b"/", path), false);
+        }
+        let base = if dirfd == AT_FDCWD {
+            self.procs.get(&pid).map(|p| p.cwd.clone())
+        } else {
+            self.fd_path(pid, dirfd)
+        };
+        match base {
+            Some(base) => (paths::resolve(&base, path), false),
+            None => (path.to_vec(), true),
+        }
+    }
+}
+
+fn destination(addr: &SockAddr, escaped: &mut Vec<String>) -> event::Destination {
+    let mut d = event::Destination {
+        family: String::new(),
+        address: None,
+        port: None,
+        v4_mapped: false,
+        path: None,
+        truncated: false,
+    };
+    match addr {
+        SockAddr::Inet { ip, port, mapped } => {
+            d.family = if ip.is_ipv4() { "inet" } else { "inet6" }.into();
+            d.address = Some(ip.to_string());
+            d.port = Some(*port);
+            d.v4_mapped = *mapped;
+        }
+        SockAddr::Unix { path, abstract_ns } => {
+            d.family = "unix".into();
+            let mut p = Vec::with_capacity(path.len() + 1);
+            if *abstract_ns {
+                p.push(b'@');
+            }
+            p.extend_from_slice(path);
+            d.path = Some(text(&p, "connect.path", escaped));
+        }
+        SockAddr::Other { family } => d.family = family_name(*family),
+        SockAddr::Truncated { family } => {
+            d.family = family_name(*family);
+            d.truncated = true;
+        }
+    }
+    d
+}
+
+fn family_name(f: u16) -> String {
+    match f {
+        0 => "unspec".into(),
+        1 => "unix".into(),
+        2 => "inet".into(),
+        10 => "inet6".into(),
+        16 => "netlink".into(),
+        n => format!("af{n}"),
+    }
+}
+
+/// Human-readable open(2) flags: the access mode first, then notable modifiers.
+pub fn open_flag_names(f: u32) -> Vec<String> {
+    let mut v: Vec<&str> = match f & O_ACCMODE {
+        0 => vec!["read"],
+        1 => vec!["write"],
+        2 => vec!["read", "write"],
+        _ => vec!["path"],
+    };
+    let named: [(i32, &str); 9] = [
+        (libc::O_CREAT, "create"),
+        (libc::O_TRUNC, "truncate"),
+        (libc::O_APPEND, "append"),
+        (libc::O_EXCL, "excl"),
+        (libc::O_DIRECTORY, "directory"),
+        (libc::O_NOFOLLOW, "nofollow"),
+        (libc::O_PATH, "path"),
+        (libc::O_CLOEXEC, "cloexec"),
+        (libc::O_NONBLOCK, "nonblock"),
+    ];
+    for (bit, name) in named {
+        if f & bit as u32 != 0 && !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    if f & libc::O_TMPFILE as u32 == libc::O_TMPFILE as u32 {
+        v.retain(|n| *n != "directory");
+        v.push("tmpfile");
+    }
+    v.into_iter().map(String::from).collect()
+}
+
+/// RFC 3339 UTC with nanoseconds.
+pub fn format_time(unix_ns: i128) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+    let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Wall clock minus boot clock, to turn kernel timestamps into wall-clock time.
+pub fn boot_to_unix_offset() -> i128 {
+    use nix::time::{ClockId, clock_gettime};
+    let ns = |c| clock_gettime(c).map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128);
+    match (ns(ClockId::CLOCK_REALTIME), ns(ClockId::CLOCK_BOOTTIME)) {
+        (Ok(real), Ok(boot)) => real - boot,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::OpenSyscall;
+
+    /// A /proc stand-in: the table must not depend on the machine in pure tests.
+    struct FakeProc {
+        links: HashMap<Vec<u8>, Vec<u8>>,
+    }
+
+    impl ProcSource for FakeProc {
+        fn cwd(&self, _: u32) -> Option<Vec<u8>> {
+            None
+        }
+        fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
+            (pid == 1 && fd == 9).then(|| b"/from/proc".to_vec())
+        }
+        fn exe(&self, _: u32) -> Option<Vec<u8>> {
+            None
+        }
+        fn ppid(&self, _: u32) -> Option<u32> {
+            None
+        }
+        fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
+            Some(self.links.get(path).cloned().unwrap_or_else(|| path.to_vec()))
+        }
+    }
+
+    fn ev(pid: u32, body: Body) -> KernelEvent {
+        KernelEvent { tid: pid, pid, ts_ns: 1, flags: 0, body }
+    }
+
+    fn open(dirfd: i32, path: &str, ret: i64) -> Body {
+        Body::Open {
+            syscall: OpenSyscall::Openat,
+            ret,
+            dirfd,
+            open_flags: 0,
+            mode: 0,
+            path: path.as_bytes().to_vec(),
+        }
+    }
+
+    fn table() -> ProcTable<FakeProc> {
+        let mut links = HashMap::new();
+        links.insert(b"/work/link".to_vec(), b"/home/u/.aws/credentials".to_vec());
+        let mut t = ProcTable::new(FakeProc { links }, 0);
+        t.add_root(1, b"/work", vec![b"sh".to_vec()]);
+        t
+    }
+
+    fn run(t: &mut ProcTable<FakeProc>, e: KernelEvent) -> Vec<Event> {
+        let mut v = Vec::new();
+        t.handle(e, &mut |x| v.push(x));
+        v
+    }
+
+    fn exec(t: &mut ProcTable<FakeProc>, pid: u32, file: &str, ret: i64) -> Vec<Event> {
+        let body = Body::ExecEnter {
+            at: false,
+            dirfd: AT_FDCWD,
+            at_flags: 0,
+            filename: file.as_bytes().to_vec(),
+            argv: vec![file.as_bytes().to_vec()],
+        };
+        assert!(run(t, ev(pid, body)).is_empty(), "exec is reported with its result");
+        run(t, ev(pid, Body::ExecExit { ret }))
+    }
+
+    fn open_detail(e: &Event) -> &event::Open {
+        match &e.detail {
+            Detail::Open(o) => o,
+            d => panic!("not an open: {d:?}"),
+        }
+    }
+
+    #[test]
+    fn relative_paths_follow_chdir_and_dirfds() {
+        let mut t = table();
+        let e = run(&mut t, ev(1, open(AT_FDCWD, "a.txt", 3)));
+        assert_eq!(open_detail(&e[0]).path, "/work/a.txt");
+        assert_eq!(open_detail(&e[0]).requested.as_deref(), Some("a.txt"));
+
+        run(&mut t, ev(1, Body::Chdir { ret: 0, path: b"sub/../dir".to_vec() }));
+        let e = run(&mut t, ev(1, open(AT_FDCWD, "./b", 4)));
+        assert_eq!(open_detail(&e[0]).path, "/work/dir/b");
+
+        // A failed chdir changes nothing.
+        run(&mut t, ev(1, Body::Chdir { ret: -2, path: b"/nope".to_vec() }));
+        // fd 5 is a directory opened by the process; openat relative to it.
+        run(&mut t, ev(1, open(AT_FDCWD, "/etc", 5)));
+        let e = run(&mut t, ev(1, open(5, "ssl/x", 6)));
+        assert_eq!(open_detail(&e[0]).path, "/etc/ssl/x");
+        // An fd the table never saw falls back to /proc; an unknown one is flagged.
+        let e = run(&mut t, ev(1, open(9, "y", 7)));
+        assert_eq!(open_detail(&e[0]).path, "/from/proc/y");
+        let e = run(&mut t, ev(1, open(42, "z", -9)));
+        assert!(open_detail(&e[0]).unresolved);
+        assert_eq!(open_detail(&e[0]).outcome.error.as_deref(), Some("EBADF"));
+
+        run(&mut t, ev(1, Body::Fchdir { ret: 0, fd: 5 }));
+        let e = run(&mut t, ev(1, open(AT_FDCWD, "c", 8)));
+        assert_eq!(open_detail(&e[0]).path, "/etc/c");
+    }
+
+    #[test]
+    fn symlink_target_is_recorded() {
+        let mut t = table();
+        let e = run(&mut t, ev(1, open(AT_FDCWD, "link", 3)));
+        let o = open_detail(&e[0]);
+        assert_eq!(o.path, "/work/link");
+        assert_eq!(o.target.as_deref(), Some("/home/u/.aws/credentials"));
+    }
+
+    #[test]
+    fn tree_exec_and_ancestry() {
+        let mut t = table();
+        exec(&mut t, 1, "/bin/sh", 0);
+        run(&mut t, ev(1, Body::Fork { child: 2, clone_flags: 0x11 }));
+        // PATH search: the failed attempts are reported as failures, the winner as success.
+        let failed = exec(&mut t, 2, "/usr/local/bin/node", -2);
+        match &failed[0].detail {
+            Detail::Exec(x) => {
+                assert_eq!(x.outcome.error.as_deref(), Some("ENOENT"));
+                assert!(!x.outcome.ok());
+            }
+            d => panic!("{d:?}"),
+        }
+        assert_eq!(failed[0].exe.as_deref(), Some("/bin/sh"), "failed exec keeps the old image");
+        exec(&mut t, 2, "/usr/bin/node", 0);
+        run(&mut t, ev(2, Body::Fork { child: 3, clone_flags: 0x11 }));
+        exec(&mut t, 3, "curl", 0);
+        let e = run(&mut t, ev(3, open(AT_FDCWD, "/etc/hosts", 3)));
+        assert_eq!(e[0].exe.as_deref(), Some("/work/curl"));
+        assert_eq!(e[0].ppid, Some(2));
+        let chain: Vec<_> = e[0].ancestry.iter().map(|a| (a.pid, a.exe.clone().unwrap())).collect();
+        assert_eq!(chain, vec![(2, "/usr/bin/node".into()), (1, "/bin/sh".into())]);
+
+        // Children inherit cwd; an exited parent still shows in ancestry.
+        let exit = run(&mut t, ev(2, Body::Exit { status: Some(9) }));
+        match &exit[0].detail {
+            Detail::Exit(x) => assert_eq!(x.signal_name.as_deref(), Some("SIGKILL")),
+            d => panic!("{d:?}"),
+        }
+        let e = run(&mut t, ev(3, open(AT_FDCWD, "rel", 4)));
+        assert_eq!(open_detail(&e[0]).path, "/work/rel");
+        assert_eq!(e[0].ancestry[0].exe.as_deref(), Some("/usr/bin/node"));
+    }
+
+    #[test]
+    fn cloexec_fds_close_on_exec() {
+        let mut t = table();
+        let cloexec = Body::Open {
+            syscall: OpenSyscall::Openat,
+            ret: 5,
+            dirfd: AT_FDCWD,
+            open_flags: O_CLOEXEC,
+            mode: 0,
+            path: b"/etc".to_vec(),
+        };
+        run(&mut t, ev(1, cloexec));
+        run(&mut t, ev(1, open(AT_FDCWD, "/usr", 6)));
+        exec(&mut t, 1, "/bin/true", 0);
+        let e = run(&mut t, ev(1, open(6, "lib", 7)));
+        assert_eq!(open_detail(&e[0]).path, "/usr/lib");
+        let e = run(&mut t, ev(1, open(5, "x", -9)));
+        assert!(open_detail(&e[0]).unresolved, "fd 5 was O_CLOEXEC");
+    }
+
+    #[test]
+    fn flags_and_time() {
+        assert_eq!(open_flag_names(0), ["read"]);
+        assert_eq!(
+            open_flag_names((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32),
+            ["write", "create", "truncate"]
+        );
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(format_time(1_795_660_800_000_000_123), "2026-11-25T00:00:00.000000123Z");
+        assert_eq!(format_time(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+    }
+}
