@@ -1,1 +1,218 @@
+//! Helpers for the end-to-end tests: run `buildwatch run` on real programs, read the events it
+//! wrote, and guard the resources a test creates (temp dirs, listeners).
+//!
+//! Tests that need root and BPF call [`require_bpf`]: without root they are skipped locally but
+//! FAIL when `CI=true`, so CI can never pass by skipping them.
 
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
+    thread,
+};
+
+pub use serde_json::Value;
+
+/// The buildwatch binary: `$BUILDWATCH_BIN`, else the one cargo built next to this test.
+pub fn buildwatch_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BUILDWATCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash>  →  target/<profile>/buildwatch
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("buildwatch");
+    assert!(bin.exists(), "{} not built: run `cargo build -p monitor` first", bin.display());
+    bin
+}
+
+/// true when this test can load BPF. Locally without root: skip (false). Under CI=true: panic.
+pub fn require_bpf() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but not running as root: BPF tests must run, not skip");
+    }
+    eprintln!("skipping: needs root to load BPF (set CI=true to make this a failure)");
+    false
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "bw-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Result of one `buildwatch run`.
+pub struct RunResult {
+    pub output: Output,
+    pub events: Vec<Value>,
+    /// buildwatch's own pid (to look for leftovers named after it).
+    pub pid: u32,
+}
+
+impl RunResult {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events.iter().filter(move |e| e["kind"] == kind)
+    }
+    /// Open events whose resolved path is `path`.
+    pub fn opens_of<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.of_kind("open").filter(move |e| e["open"]["path"] == path)
+    }
+}
+
+/// Run `buildwatch run --events FILE [extra] -- command…` and collect everything.
+pub fn run_watched(dir: &TempDir, extra: &[&str], command: &[&str]) -> RunResult {
+    let child = spawn_watched(dir, extra, command);
+    finish_watched(dir, child)
+}
+
+pub fn spawn_watched(dir: &TempDir, extra: &[&str], command: &[&str]) -> std::process::Child {
+    let events = dir.join("events.jsonl");
+    Command::new(buildwatch_bin())
+        .arg("run")
+        .arg("--events")
+        .arg(&events)
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start buildwatch")
+}
+
+pub fn finish_watched(dir: &TempDir, child: std::process::Child) -> RunResult {
+    let pid = child.id();
+    let output = child.wait_with_output().expect("wait for buildwatch");
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let events = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect();
+    RunResult { output, events, pid }
+}
+
+/// A TCP listener on loopback that answers each connection with what it read (bounded).
+pub struct EchoListener {
+    pub addr: std::net::SocketAddr,
+}
+
+impl EchoListener {
+    /// `bind` is "127.0.0.1:0" or "[::1]:0". Serves at most `max` connections.
+    pub fn start(bind: &str, max: usize) -> Self {
+        let l = TcpListener::bind(bind).expect("bind loopback listener");
+        let addr = l.local_addr().expect("local addr");
+        thread::spawn(move || {
+            for stream in l.incoming().take(max) {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 64];
+                if let Ok(n) = s.read(&mut buf) {
+                    let _ = s.write_all(&buf[..n]);
+                }
+            }
+        });
+        Self { addr }
+    }
+}
+
+/// Every cgroup directory whose name starts with `prefix`, anywhere in the v2 hierarchy.
+pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let Some(mount) = mountinfo.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mountpoint = pre.split(' ').nth(4)?;
+        (post.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mountpoint))
+    }) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut stack = vec![mount];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(e.path());
+            }
+            stack.push(e.path());
+        }
+    }
+    found
+}
+
+/// Names of all BPF programs loaded in the kernel right now (BPF_PROG_GET_NEXT_ID walk).
+pub fn loaded_bpf_program_names() -> Vec<String> {
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let bpf = |cmd: libc::c_long, attr: &mut [u8; 128]| unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32)
+    };
+    let mut names = Vec::new();
+    let mut id: u32 = 0;
+    loop {
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&id.to_ne_bytes());
+        if bpf(BPF_PROG_GET_NEXT_ID, &mut attr) != 0 {
+            break;
+        }
+        id = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&id.to_ne_bytes());
+        let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr);
+        if fd < 0 {
+            continue;
+        }
+        let mut info = [0u8; 256];
+        let mut attr = [0u8; 128];
+        attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
+        attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+        if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) == 0 {
+            // struct bpf_prog_info: name[16] at offset 64.
+            let raw = &info[64..80];
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(16);
+            names.push(String::from_utf8_lossy(&raw[..end]).into_owned());
+        }
+        unsafe { libc::close(fd as i32) };
+    }
+    names
+}
