@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything building buildwatch needs on a fresh Debian-based machine, as root:
+# LLVM 22 (for bpf-linker), the pinned Rust toolchains and bpf-linker. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: run as root (it installs packages, and buildwatch needs root to load eBPF)" >&2
+    exit 1
+fi
+
+if ! dpkg -s llvm-22-dev libpolly-22-dev >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+    echo "setup.sh: rustup is required (https://rustup.rs)" >&2
+    exit 1
+fi
+# Userspace toolchain (rust-toolchain.toml) and the eBPF nightly, whose LLVM 22 matches
+# bpf-linker's (monitor-ebpf/rust-toolchain.toml).
+rustup toolchain install 1.99.1 --profile minimal -c clippy,rustfmt >/dev/null
+rustup toolchain install nightly-2026-07-01 --profile minimal -c rust-src >/dev/null
+
+export PATH="/usr/lib/llvm-22/bin:$HOME/.cargo/bin:$PATH"
+if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.0'; then
+    cargo +1.99.1 install bpf-linker --version 0.13.0 --locked \
+        --no-default-features --features llvm-22
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs prerequisites, then runs the whole test suite: unit tests, and end-to-end tests that
+# load real eBPF (they need root; with CI=true they fail instead of skipping without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export PATH="/usr/lib/llvm-22/bin:$HOME/.cargo/bin:$PATH"
+cargo xtask test
