@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export PATH="/usr/lib/llvm-22/bin:$HOME/.cargo/bin:$PATH"
+export PATH="/usr/lib/llvm-22/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cargo build --release -p monitor
 events=$(mktemp --suffix=.jsonl)
 ./target/release/buildwatch run --events "$events" -- ./examples/suspicious-build/build.sh

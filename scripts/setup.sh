@@ -14,6 +14,8 @@ if ! dpkg -s llvm-22-dev libpolly-22-dev >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
 fi
 
+# rustup's usual home may not be on PATH in a minimal (CI) environment.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! command -v rustup >/dev/null 2>&1; then
     echo "setup.sh: rustup is required (https://rustup.rs)" >&2
     exit 1
@@ -23,7 +25,7 @@ fi
 rustup toolchain install 1.99.1 --profile minimal -c clippy,rustfmt >/dev/null
 rustup toolchain install nightly-2026-07-01 --profile minimal -c rust-src >/dev/null
 
-export PATH="/usr/lib/llvm-22/bin:$HOME/.cargo/bin:$PATH"
+export PATH="/usr/lib/llvm-22/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.0'; then
     cargo +1.99.1 install bpf-linker --version 0.13.0 --locked \
         --no-default-features --features llvm-22

@@ -15,7 +15,10 @@ pub struct EventReader {
 
 impl EventReader {
     pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
-        Ok(Self { ring: AsyncFd::new(ring)? })
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until it is dropped
+        // together with this AsyncFd.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?;
+        Ok(Self { ring })
     }
 
     /// Wait until the kernel signals data or the poll interval passes.
