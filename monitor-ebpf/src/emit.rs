@@ -14,6 +14,15 @@ use aya_ebpf::{
 };
 use monitor_common::{EventHeader, EventKind, PATH_MAX, StashedArgs, counters, flags};
 
+/// Offsets of the arguments and the return value in syscall tracepoint records
+/// (events/syscalls/sys_{enter,exit}_*/format: each argument is 8 bytes from offset 16).
+pub const ARG0: usize = 16;
+pub const ARG1: usize = 24;
+pub const ARG2: usize = 32;
+pub const ARG3: usize = 40;
+pub const ARG4: usize = 48;
+pub const RET: usize = 16;
+
 /// cgroup id of the watched run; 0 watches the whole host (agent mode). Set by userspace.
 #[unsafe(no_mangle)]
 static TARGET_CGROUP_ID: u64 = 0;

@@ -5,8 +5,7 @@ use core::ptr::write_unaligned;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str,
+        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -17,14 +16,9 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    EXIT_CODE_OFFSET, count, emit, header, in_scope, output_scratch, read_user_path, scratch,
+    ARG0, ARG1, ARG2, ARG4, EXIT_CODE_OFFSET, RET, count, emit, header, in_scope, output_scratch,
+    read_user_path, scratch,
 };
-
-// Offsets in the syscall tracepoint records (see events/syscalls/*/format).
-const ARG0: usize = 16;
-const ARG1: usize = 24;
-const ARG2: usize = 32;
-const ARG4: usize = 48;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -75,7 +69,12 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
                 ctx.read_at::<i64>(ARG4)? as u32,
             )
         } else {
-            (AT_FDCWD, ctx.read_at::<u64>(ARG0)?, ctx.read_at::<u64>(ARG1)?, 0)
+            (
+                AT_FDCWD,
+                ctx.read_at::<u64>(ARG0)?,
+                ctx.read_at::<u64>(ARG1)?,
+                0,
+            )
         }
     };
     let buf = scratch().ok_or(0i64)?;
@@ -166,7 +165,7 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let ret: i64 = unsafe { ctx.read_at(ARG0)? };
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
     emit(SyscallResult {
         header: header(EventKind::ExecExit, 0),
         ret,

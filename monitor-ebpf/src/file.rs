@@ -9,14 +9,9 @@ use aya_ebpf::{
 use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
 
 use crate::emit::{
-    count, emit, header, in_scope, output_scratch, read_user_path, scratch, stash, unstash,
+    ARG0, ARG1, ARG2, ARG3, RET, count, emit, header, in_scope, output_scratch, read_user_path,
+    scratch, stash, unstash,
 };
-
-const ARG0: usize = 16;
-const ARG1: usize = 24;
-const ARG2: usize = 32;
-const ARG3: usize = 40;
-const RET: usize = 16;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {

@@ -7,12 +7,10 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
-use monitor_common::{
-    Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags,
-};
+use monitor_common::{Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags};
 
 use crate::emit::{
-    EVENTS, count, emit, header, in_scope, stash, unstash, wakeup_flags,
+    ARG0, ARG1, ARG2, EVENTS, RET, count, emit, header, in_scope, stash, unstash, wakeup_flags,
 };
 
 const AF_INET: u16 = 2;
@@ -48,9 +46,9 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, i64> {
     }
     unsafe {
         stash(&StashedArgs {
-            ptr: ctx.read_at(24)?,
-            arg0: ctx.read_at::<i64>(16)? as i32 as i64,
-            arg1: ctx.read_at::<i64>(32)? as u32 as u64,
+            ptr: ctx.read_at(ARG1)?,
+            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+            arg1: ctx.read_at::<i64>(ARG2)? as u32 as u64,
             ..StashedArgs::default()
         });
     }
@@ -64,7 +62,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
     let Some(args) = unstash() else {
         return Ok(0);
     };
-    let ret: i64 = unsafe { ctx.read_at(16)? };
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
     let Some(mut entry) = EVENTS.reserve::<Connect>(0) else {
         count(counters::RINGBUF_FULL);
         return Ok(0);
@@ -85,8 +83,11 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
             addrlen as usize
         };
         if n > 0
-            && bpf_probe_read_user((*ev).addr.as_mut_ptr().cast(), n as u32, args.ptr as *const _)
-                < 0
+            && bpf_probe_read_user(
+                (*ev).addr.as_mut_ptr().cast(),
+                n as u32,
+                args.ptr as *const _,
+            ) < 0
         {
             count(counters::READ_ERROR);
             fl |= flags::READ_FAILED;

@@ -12,7 +12,9 @@ use std::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("no cgroup v2 hierarchy is mounted (looked for fstype cgroup2 in /proc/self/mountinfo)")]
+    #[error(
+        "no cgroup v2 hierarchy is mounted (looked for fstype cgroup2 in /proc/self/mountinfo)"
+    )]
     NoV2Mount,
     #[error("{path}: {source}")]
     Io {
@@ -23,7 +25,10 @@ pub enum CgroupError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
-    move |source| CgroupError::Io { path: path.to_owned(), source }
+    move |source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where the cgroup v2 hierarchy is mounted (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified).
@@ -98,10 +103,23 @@ impl RunCgroup {
             match fs::create_dir(&dir) {
                 Ok(()) => {
                     let id = fs::metadata(&dir).map_err(io_err(&dir))?.ino();
-                    let level = dir.strip_prefix(&mount).map(|p| p.components().count()).unwrap_or(0);
-                    return Ok(Self { dir, id, level: level as u32, removed: false });
+                    let level = dir
+                        .strip_prefix(&mount)
+                        .map(|p| p.components().count())
+                        .unwrap_or(0);
+                    return Ok(Self {
+                        dir,
+                        id,
+                        level: level as u32,
+                        removed: false,
+                    });
                 }
-                Err(e) => last_err = Some(CgroupError::Io { path: dir, source: e }),
+                Err(e) => {
+                    last_err = Some(CgroupError::Io {
+                        path: dir,
+                        source: e,
+                    })
+                }
             }
         }
         Err(last_err.unwrap_or(CgroupError::NoV2Mount))
@@ -191,7 +209,11 @@ impl RunCgroup {
 
     /// Move every process of the subtree to the parent cgroup (kept stragglers leave the run).
     pub fn release_all(&self) -> io::Result<()> {
-        let parent_procs = self.dir.parent().unwrap_or(Path::new("/")).join("cgroup.procs");
+        let parent_procs = self
+            .dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("cgroup.procs");
         for pid in self.pids() {
             fs::write(&parent_procs, pid.to_string())?;
         }
@@ -269,14 +291,20 @@ mod tests {
 25 24 0:23 / /sys/fs/cgroup/unified rw,nosuid,relatime shared:4 - cgroup2 cgroup2 rw
 26 24 0:24 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
 ";
-        assert_eq!(find_v2_mount(mi), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            find_v2_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
     }
 
     #[test]
     fn unescapes_mountpoints_and_ignores_v1() {
         let mi = "1 0 0:1 / /mnt/my\\040cg rw - cgroup2 none rw\n";
         assert_eq!(find_v2_mount(mi), Some(PathBuf::from("/mnt/my cg")));
-        assert_eq!(find_v2_mount("1 0 0:1 / /x rw - cgroup cgroup rw,cpu\n"), None);
+        assert_eq!(
+            find_v2_mount("1 0 0:1 / /x rw - cgroup cgroup rw,cpu\n"),
+            None
+        );
         assert_eq!(find_v2_mount("garbage\n\n- -\n"), None);
     }
 }

@@ -128,15 +128,20 @@ fn read<T: Wire>(buf: &[u8]) -> Option<T> {
 
 /// `len` bytes after the fixed body, or a truncation error.
 fn tail(buf: &[u8], body: usize, len: usize, kind: wire::EventKind) -> Result<&[u8], DecodeError> {
-    buf.get(body..body + len)
-        .ok_or(DecodeError::Truncated { kind, len: buf.len() })
+    buf.get(body..body + len).ok_or(DecodeError::Truncated {
+        kind,
+        len: buf.len(),
+    })
 }
 
 pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
     use wire::EventKind as K;
     let h: wire::EventHeader = read(buf).ok_or(DecodeError::Short(buf.len()))?;
     let kind = K::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
-    let short = DecodeError::Truncated { kind, len: buf.len() };
+    let short = DecodeError::Truncated {
+        kind,
+        len: buf.len(),
+    };
     let body = match kind {
         K::ExecEnter => {
             let b: wire::ExecEnter = read(buf).ok_or(short)?;
@@ -157,12 +162,17 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         },
         K::Fork => {
             let b: wire::Fork = read(buf).ok_or(short)?;
-            Body::Fork { child: b.child_pid, clone_flags: b.clone_flags }
+            Body::Fork {
+                child: b.child_pid,
+                clone_flags: b.clone_flags,
+            }
         }
         K::Exit => {
             let b: wire::Exit = read(buf).ok_or(short)?;
             let known = h.flags & wire::flags::EXIT_CODE_UNKNOWN == 0;
-            Body::Exit { status: known.then_some(b.code) }
+            Body::Exit {
+                status: known.then_some(b.code),
+            }
         }
         K::Open => {
             let b: wire::Open = read(buf).ok_or(short)?;
@@ -190,12 +200,19 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         K::Fchdir => {
             let b: wire::Fchdir = read(buf).ok_or(short)?;
-            Body::Fchdir { ret: b.ret, fd: b.fd }
+            Body::Fchdir {
+                ret: b.ret,
+                fd: b.fd,
+            }
         }
         K::Connect => {
             let b: wire::Connect = read(buf).ok_or(short)?;
             let n = (b.addrlen as usize).min(wire::SOCKADDR_MAX);
-            Body::Connect { ret: b.ret, fd: b.fd, addr: parse_sockaddr(&b.addr[..n]) }
+            Body::Connect {
+                ret: b.ret,
+                fd: b.fd,
+                addr: parse_sockaddr(&b.addr[..n]),
+            }
         }
         K::SendTo => {
             let b: wire::SendTo = read(buf).ok_or(short)?;
@@ -204,11 +221,20 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             } else {
                 IpAddr::V6(Ipv6Addr::from(b.addr))
             };
-            Body::SendTo { addr: inet(ip, b.port), protocol: b.protocol }
+            Body::SendTo {
+                addr: inet(ip, b.port),
+                protocol: b.protocol,
+            }
         }
         K::Lost => return Err(DecodeError::UnknownKind(h.kind)),
     };
-    Ok(KernelEvent { tid: h.tid, pid: h.pid, ts_ns: h.ts_ns, flags: h.flags, body })
+    Ok(KernelEvent {
+        tid: h.tid,
+        pid: h.pid,
+        ts_ns: h.ts_ns,
+        flags: h.flags,
+        body,
+    })
 }
 
 /// argv is packed as NUL-terminated strings; a cut last string may lack its NUL.
@@ -228,10 +254,22 @@ const AF_INET6: u16 = 10;
 fn inet(ip: IpAddr, port: u16) -> SockAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SockAddr::Inet { ip: IpAddr::V4(v4), port, mapped: true },
-            None => SockAddr::Inet { ip, port, mapped: false },
+            Some(v4) => SockAddr::Inet {
+                ip: IpAddr::V4(v4),
+                port,
+                mapped: true,
+            },
+            None => SockAddr::Inet {
+                ip,
+                port,
+                mapped: false,
+            },
         },
-        IpAddr::V4(_) => SockAddr::Inet { ip, port, mapped: false },
+        IpAddr::V4(_) => SockAddr::Inet {
+            ip,
+            port,
+            mapped: false,
+        },
     }
 }
 
@@ -259,10 +297,16 @@ pub fn parse_sockaddr(b: &[u8]) -> SockAddr {
             let path = &b[2..];
             if path.first() == Some(&0) {
                 // Abstract names are length-delimited and may contain NULs.
-                SockAddr::Unix { path: path[1..].to_vec(), abstract_ns: true }
+                SockAddr::Unix {
+                    path: path[1..].to_vec(),
+                    abstract_ns: true,
+                }
             } else {
                 let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
-                SockAddr::Unix { path: path[..end].to_vec(), abstract_ns: false }
+                SockAddr::Unix {
+                    path: path[..end].to_vec(),
+                    abstract_ns: false,
+                }
             }
         }
         _ => SockAddr::Other { family },
@@ -274,13 +318,19 @@ mod tests {
     use super::*;
 
     fn header(kind: wire::EventKind, flags: u16) -> wire::EventHeader {
-        wire::EventHeader { kind: kind as u16, flags, tid: 11, pid: 10, _pad: 0, ts_ns: 99 }
+        wire::EventHeader {
+            kind: kind as u16,
+            flags,
+            tid: 11,
+            pid: 10,
+            _pad: 0,
+            ts_ns: 99,
+        }
     }
 
     fn bytes_of<T: Wire>(v: &T) -> Vec<u8> {
         // SAFETY: Wire types are plain data without padding.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-            .to_vec()
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
     #[test]
@@ -308,7 +358,11 @@ mod tests {
                 dirfd: -100,
                 at_flags: 0,
                 filename: filename.to_vec(),
-                argv: vec![b"prog".to_vec(), b"-c".to_vec(), b"cut-without-nul".to_vec()],
+                argv: vec![
+                    b"prog".to_vec(),
+                    b"-c".to_vec(),
+                    b"cut-without-nul".to_vec()
+                ],
             }
         );
     }
@@ -343,23 +397,40 @@ mod tests {
         v4.extend_from_slice(&[0; 8]);
         assert_eq!(
             parse_sockaddr(&v4),
-            SockAddr::Inet { ip: "127.0.0.1".parse().unwrap(), port: 8080, mapped: false }
+            SockAddr::Inet {
+                ip: "127.0.0.1".parse().unwrap(),
+                port: 8080,
+                mapped: false
+            }
         );
         let mut v6 = vec![10u8, 0, 0, 53, 0, 0, 0, 0];
         v6.extend_from_slice(&"::ffff:10.200.0.1".parse::<Ipv6Addr>().unwrap().octets());
         v6.extend_from_slice(&[0; 4]);
         assert_eq!(
             parse_sockaddr(&v6),
-            SockAddr::Inet { ip: "10.200.0.1".parse().unwrap(), port: 53, mapped: true }
+            SockAddr::Inet {
+                ip: "10.200.0.1".parse().unwrap(),
+                port: 53,
+                mapped: true
+            }
         );
-        assert_eq!(parse_sockaddr(&v6[..20]), SockAddr::Truncated { family: 10 });
+        assert_eq!(
+            parse_sockaddr(&v6[..20]),
+            SockAddr::Truncated { family: 10 }
+        );
         assert_eq!(
             parse_sockaddr(b"\x01\0/run/x.sock\0junk"),
-            SockAddr::Unix { path: b"/run/x.sock".to_vec(), abstract_ns: false }
+            SockAddr::Unix {
+                path: b"/run/x.sock".to_vec(),
+                abstract_ns: false
+            }
         );
         assert_eq!(
             parse_sockaddr(b"\x01\0\0name\0with-nul"),
-            SockAddr::Unix { path: b"name\0with-nul".to_vec(), abstract_ns: true }
+            SockAddr::Unix {
+                path: b"name\0with-nul".to_vec(),
+                abstract_ns: true
+            }
         );
         assert_eq!(parse_sockaddr(&[0]), SockAddr::Truncated { family: 0 });
         assert_eq!(parse_sockaddr(&[0, 0]), SockAddr::Other { family: 0 });

@@ -44,29 +44,53 @@ pub async fn doctor() -> i32 {
     if nix::unistd::geteuid().is_root() {
         r.line(Level::Ok, "privileges", "running as root");
     } else {
-        r.line(Level::Fail, "privileges", "not root: loading eBPF and creating cgroups need root");
+        r.line(
+            Level::Fail,
+            "privileges",
+            "not root: loading eBPF and creating cgroups need root",
+        );
     }
 
     match kbtf::task_exit_code_offset() {
-        Ok(off) => r.line(Level::Ok, "kernel BTF", &format!("{} (task_struct.exit_code at {off})", kbtf::VMLINUX_BTF)),
-        Err(e) => r.line(Level::Warn, "kernel BTF", &format!("{e}; exit codes of child processes will be unknown")),
+        Ok(off) => r.line(
+            Level::Ok,
+            "kernel BTF",
+            &format!("{} (task_struct.exit_code at {off})", kbtf::VMLINUX_BTF),
+        ),
+        Err(e) => r.line(
+            Level::Warn,
+            "kernel BTF",
+            &format!("{e}; exit codes of child processes will be unknown"),
+        ),
     }
 
     let was_mounted = tracefs::is_mounted();
     match tracefs::ensure_mounted() {
         Ok(()) if was_mounted => r.line(Level::Ok, "tracefs", "mounted"),
-        Ok(()) => r.line(Level::Ok, "tracefs", "was not mounted; mounted it at /sys/kernel/tracing"),
+        Ok(()) => r.line(
+            Level::Ok,
+            "tracefs",
+            "was not mounted; mounted it at /sys/kernel/tracing",
+        ),
         Err(e) => r.line(Level::Fail, "tracefs", &e.to_string()),
     }
 
     match cgroup::v2_mount() {
-        Ok(m) => r.line(Level::Ok, "cgroup v2", &format!("mounted at {}", m.display())),
+        Ok(m) => r.line(
+            Level::Ok,
+            "cgroup v2",
+            &format!("mounted at {}", m.display()),
+        ),
         Err(e) => r.line(Level::Fail, "cgroup v2", &e.to_string()),
     }
 
     let mut cg = match RunCgroup::create() {
         Ok(cg) => {
-            r.line(Level::Ok, "run cgroup", &format!("created {}", cg.path().display()));
+            r.line(
+                Level::Ok,
+                "run cgroup",
+                &format!("created {}", cg.path().display()),
+            );
             cg
         }
         Err(e) => {
@@ -77,9 +101,17 @@ pub async fn doctor() -> i32 {
 
     match loader::Sensors::attach(loader::Scope::Cgroup(&cg), 1 << 20) {
         Ok(mut sensors) => {
-            r.line(Level::Ok, "eBPF programs", "tracepoint and cgroup_sock_addr programs loaded and attached");
+            r.line(
+                Level::Ok,
+                "eBPF programs",
+                "tracepoint and cgroup_sock_addr programs loaded and attached",
+            );
             match sees_exec(&mut sensors, &cg).await {
-                Ok(()) => r.line(Level::Ok, "end to end", "an exec inside the run's cgroup was seen"),
+                Ok(()) => r.line(
+                    Level::Ok,
+                    "end to end",
+                    "an exec inside the run's cgroup was seen",
+                ),
                 Err(e) => r.line(Level::Fail, "end to end", &e),
             }
         }
@@ -111,8 +143,9 @@ fn finish(r: Report) -> i32 {
 
 /// Start /bin/true in the cgroup and look for its exec in the ring buffer.
 async fn sees_exec(sensors: &mut loader::Sensors, cg: &RunCgroup) -> Result<(), String> {
-    let mut reader = crate::reader::EventReader::new(sensors.take_events().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let mut reader =
+        crate::reader::EventReader::new(sensors.take_events().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     let procs = cg.procs_file_cstring();
     let mut cmd = Command::new("/bin/true");
     // SAFETY: see run::join_cgroup.
@@ -121,7 +154,9 @@ async fn sees_exec(sensors: &mut loader::Sensors, cg: &RunCgroup) -> Result<(), 
             crate::run::join_cgroup(&procs)
         });
     }
-    let status = cmd.status().map_err(|e| format!("running /bin/true in the cgroup: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running /bin/true in the cgroup: {e}"))?;
     if !status.success() {
         return Err(format!("/bin/true failed: {status}"));
     }

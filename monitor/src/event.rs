@@ -143,7 +143,12 @@ pub struct Exit {
 impl Exit {
     /// From a wait(2) status; None (unknown) gives an empty record.
     pub fn from_status(status: Option<i32>) -> Self {
-        let mut e = Self { code: None, signal: None, signal_name: None, core_dumped: false };
+        let mut e = Self {
+            code: None,
+            signal: None,
+            signal_name: None,
+            core_dumped: false,
+        };
         if let Some(s) = status {
             let sig = s & 0x7f;
             if sig == 0 {
@@ -159,7 +164,9 @@ impl Exit {
 }
 
 pub fn signal_name(sig: i32) -> Option<String> {
-    nix::sys::signal::Signal::try_from(sig).ok().map(|s| s.as_str().to_owned())
+    nix::sys::signal::Signal::try_from(sig)
+        .ok()
+        .map(|s| s.as_str().to_owned())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,7 +286,10 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// Inverse of [`escape`]. Returns None for text that `escape` cannot have produced.
-#[cfg_attr(not(test), expect(dead_code, reason = "consumers of recorded streams (replay) come next"))]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "consumers of recorded streams (replay) come next")
+)]
 pub fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -313,7 +323,10 @@ mod tests {
     #[test]
     fn utf8_is_untouched_and_not_marked() {
         let mut esc = Vec::new();
-        assert_eq!(text("sed 's/\\./x/'".as_bytes(), "exec.argv", &mut esc), "sed 's/\\./x/'");
+        assert_eq!(
+            text("sed 's/\\./x/'".as_bytes(), "exec.argv", &mut esc),
+            "sed 's/\\./x/'"
+        );
         assert!(esc.is_empty());
     }
 
@@ -341,7 +354,10 @@ mod tests {
     fn wait_status_decoding() {
         assert_eq!(Exit::from_status(Some(3 << 8)).code, Some(3));
         let killed = Exit::from_status(Some(9));
-        assert_eq!((killed.signal, killed.signal_name.as_deref()), (Some(9), Some("SIGKILL")));
+        assert_eq!(
+            (killed.signal, killed.signal_name.as_deref()),
+            (Some(9), Some("SIGKILL"))
+        );
         assert!(Exit::from_status(Some(0x80 | 11)).core_dumped);
         assert_eq!(Exit::from_status(None).code, None);
     }
@@ -358,7 +374,10 @@ mod tests {
             tid: 10,
             ppid: Some(1),
             exe: Some("/usr/bin/cat".into()),
-            ancestry: vec![Ancestor { pid: 1, exe: Some("/bin/sh".into()) }],
+            ancestry: vec![Ancestor {
+                pid: 1,
+                exe: Some("/bin/sh".into()),
+            }],
             detail: Detail::Open(Open {
                 syscall: "openat".into(),
                 path: "/etc/passwd".into(),

@@ -108,36 +108,61 @@ impl Sensors {
 
         for Probe(name, category, tp) in EXEC_PROBES.iter().chain(FILE_PROBES).chain(NET_PROBES) {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| LoadError::Program { program: name, source })?;
+            prog.load().map_err(|source| LoadError::Program {
+                program: name,
+                source,
+            })?;
             prog.attach(category, tp)
-                .map_err(|source| LoadError::Program { program: name, source })?;
+                .map_err(|source| LoadError::Program {
+                    program: name,
+                    source,
+                })?;
         }
         let cgroup_file = cgroup.open_dir().map_err(LoadError::Tracefs)?;
         for name in NET_CGROUP {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| LoadError::Program { program: name, source })?;
+            prog.load().map_err(|source| LoadError::Program {
+                program: name,
+                source,
+            })?;
             // A bpf_link always composes with other programs on the cgroup; the kernel rejects
             // attach flags on link creation, so the mode must be Single (flags 0).
             prog.attach(cgroup_file.as_fd(), CgroupAttachMode::Single)
-                .map_err(|source| LoadError::Program { program: name, source })?;
+                .map_err(|source| LoadError::Program {
+                    program: name,
+                    source,
+                })?;
         }
 
-        let counters_map = ebpf.take_map("COUNTERS").ok_or(LoadError::MissingMap("COUNTERS"))?;
-        let counters = PerCpuArray::try_from(counters_map)
-            .map_err(|source| LoadError::Map { name: "COUNTERS", source })?;
+        let counters_map = ebpf
+            .take_map("COUNTERS")
+            .ok_or(LoadError::MissingMap("COUNTERS"))?;
+        let counters = PerCpuArray::try_from(counters_map).map_err(|source| LoadError::Map {
+            name: "COUNTERS",
+            source,
+        })?;
         Ok(Self { ebpf, counters })
     }
 
     /// The ring buffer every sensor writes to. Can be taken once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| LoadError::Map { name: "EVENTS", source })
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(LoadError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            name: "EVENTS",
+            source,
+        })
     }
 
     /// Kernel-side counters summed over CPUs.
     pub fn counters(&self) -> KernelCounters {
         let sum = |idx: u32| -> u64 {
-            self.counters.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+            self.counters
+                .get(&idx, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
         };
         KernelCounters {
             ringbuf_full: sum(counters::RINGBUF_FULL),
@@ -152,8 +177,13 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, L
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or(LoadError::MissingProgram(name))?;
-    prog.try_into().map_err(|source| LoadError::Program { program: name, source })
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?;
+    prog.try_into().map_err(|source| LoadError::Program {
+        program: name,
+        source,
+    })
 }
 
 /// Counters the kernel programs keep about events they could not deliver or read.

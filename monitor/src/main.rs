@@ -22,7 +22,11 @@ use std::{ffi::OsString, path::PathBuf};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "buildwatch", version, about = "Watch what a build does: exec, files, network")]
+#[command(
+    name = "buildwatch",
+    version,
+    about = "Watch what a build does: exec, files, network"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -44,8 +48,12 @@ enum Cmd {
               value_parser = parse_ring_size)]
         ring_size: u32,
         /// The command and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true,
-              value_name = "COMMAND")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<OsString>,
     },
     /// Check that this machine can run buildwatch, and say what is missing.
@@ -76,7 +84,10 @@ fn main() {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             note(&format!("cannot start: {e}"));
@@ -84,8 +95,18 @@ fn main() {
         }
     };
     let code = match cli.command {
-        Cmd::Run { events, keep_stragglers, ring_size, command } => {
-            let opts = run::RunOptions { events, keep_stragglers, ring_bytes: ring_size, command };
+        Cmd::Run {
+            events,
+            keep_stragglers,
+            ring_size,
+            command,
+        } => {
+            let opts = run::RunOptions {
+                events,
+                keep_stragglers,
+                ring_bytes: ring_size,
+                command,
+            };
             match rt.block_on(run::run(opts)) {
                 Ok(code) => code,
                 Err(e) => {

@@ -7,7 +7,11 @@
 /// as the kernel does.
 pub fn resolve(base: &[u8], path: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
-    let joined = if path.first() == Some(&b'/') { [path, b""] } else { [base, path] };
+    let joined = if path.first() == Some(&b'/') {
+        [path, b""]
+    } else {
+        [base, path]
+    };
     for piece in joined {
         for comp in piece.split(|&b| b == b'/') {
             match comp {
@@ -50,7 +54,10 @@ mod tests {
     fn dots_and_slashes() {
         assert_eq!(r("/a/b", "../c"), "/a/c");
         assert_eq!(r("/a/b", "../../../../c"), "/c");
-        assert_eq!(r("/", "////home//u/./.aws/../.aws/credentials"), "/home/u/.aws/credentials");
+        assert_eq!(
+            r("/", "////home//u/./.aws/../.aws/credentials"),
+            "/home/u/.aws/credentials"
+        );
         assert_eq!(r("/a", ".."), "/");
         assert_eq!(r("/a", ""), "/a");
     }

@@ -45,12 +45,16 @@ impl ProcSource for LiveProc {
     }
     fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
         let p = Path::new(std::ffi::OsStr::from_bytes(path));
-        std::fs::canonicalize(p).ok().map(|c| c.into_os_string().into_vec())
+        std::fs::canonicalize(p)
+            .ok()
+            .map(|c| c.into_os_string().into_vec())
     }
 }
 
 fn link(path: &str) -> Option<Vec<u8>> {
-    std::fs::read_link(path).ok().map(|p| p.into_os_string().into_vec())
+    std::fs::read_link(path)
+        .ok()
+        .map(|p| p.into_os_string().into_vec())
 }
 
 use std::os::unix::ffi::OsStringExt;
@@ -102,7 +106,14 @@ impl<S: ProcSource> ProcTable<S> {
 
     /// Register the run's root process (started by buildwatch, so its fork is not seen).
     pub fn add_root(&mut self, pid: u32, cwd: &[u8], argv: Vec<Vec<u8>>) {
-        self.procs.insert(pid, Proc { cwd: cwd.to_vec(), argv, ..Proc::default() });
+        self.procs.insert(
+            pid,
+            Proc {
+                cwd: cwd.to_vec(),
+                argv,
+                ..Proc::default()
+            },
+        );
     }
 
     /// Apply one kernel event to the table and produce the stream events it gives.
@@ -111,7 +122,13 @@ impl<S: ProcSource> ProcTable<S> {
         self.ensure(pid);
         let mut escaped = Vec::new();
         let detail = match ev.body {
-            Body::ExecEnter { at, dirfd, filename, argv, .. } => {
+            Body::ExecEnter {
+                at,
+                dirfd,
+                filename,
+                argv,
+                ..
+            } => {
                 let proc = &self.procs[&pid];
                 let base = if filename.first() == Some(&b'/') {
                     Some(Vec::new())
@@ -129,7 +146,15 @@ impl<S: ProcSource> ProcTable<S> {
                 let cwd = proc.cwd.clone();
                 self.pending.insert(
                     ev.tid,
-                    PendingExec { pid, at, filename, path, argv, cwd, flags: ev.flags },
+                    PendingExec {
+                        pid,
+                        at,
+                        filename,
+                        path,
+                        argv,
+                        cwd,
+                        flags: ev.flags,
+                    },
                 );
                 return;
             }
@@ -138,9 +163,14 @@ impl<S: ProcSource> ProcTable<S> {
                     Some(ev.tid)
                 } else {
                     // A successful exec from a non-leader thread returns in the leader's tid.
-                    self.pending.iter().find(|(_, p)| p.pid == pid).map(|(k, _)| *k)
+                    self.pending
+                        .iter()
+                        .find(|(_, p)| p.pid == pid)
+                        .map(|(k, _)| *k)
                 };
-                let Some(p) = key.and_then(|k| self.pending.remove(&k)) else { return };
+                let Some(p) = key.and_then(|k| self.pending.remove(&k)) else {
+                    return;
+                };
                 if ret == 0 {
                     let proc = self.procs.get_mut(&pid).expect("ensured");
                     proc.exe = Some(p.path.clone());
@@ -151,7 +181,11 @@ impl<S: ProcSource> ProcTable<S> {
                     syscall: if p.at { "execveat" } else { "execve" }.into(),
                     filename: text(&p.filename, "exec.filename", &mut escaped),
                     path: text(&p.path, "exec.path", &mut escaped),
-                    argv: p.argv.iter().map(|a| text(a, "exec.argv", &mut escaped)).collect(),
+                    argv: p
+                        .argv
+                        .iter()
+                        .map(|a| text(a, "exec.argv", &mut escaped))
+                        .collect(),
                     argv_truncated: p.flags & wf::ARGV_TRUNCATED != 0,
                     read_failed: p.flags & wf::READ_FAILED != 0,
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
@@ -160,7 +194,11 @@ impl<S: ProcSource> ProcTable<S> {
             }
             Body::Fork { child, clone_flags } => {
                 let parent = &self.procs[&pid];
-                let ppid = if clone_flags & CLONE_PARENT != 0 { parent.ppid } else { Some(pid) };
+                let ppid = if clone_flags & CLONE_PARENT != 0 {
+                    parent.ppid
+                } else {
+                    Some(pid)
+                };
                 let mut proc = parent.clone();
                 proc.ppid = ppid;
                 proc.exited = false;
@@ -177,7 +215,14 @@ impl<S: ProcSource> ProcTable<S> {
                 }
                 Detail::Exit(event::Exit::from_status(status))
             }
-            Body::Open { syscall, ret, dirfd, open_flags, mode, path: requested } => {
+            Body::Open {
+                syscall,
+                ret,
+                dirfd,
+                open_flags,
+                mode,
+                path: requested,
+            } => {
                 let (path, unresolved) = self.resolve_at(pid, dirfd, &requested);
                 if ret >= 0 {
                     let cloexec = open_flags & O_CLOEXEC != 0;
@@ -260,7 +305,9 @@ impl<S: ProcSource> ProcTable<S> {
     ) -> Event {
         self.seq += 1;
         let proc = self.procs.get(&pid);
-        let exe = proc.and_then(|p| p.exe.as_deref()).map(|e| text(e, "exe", &mut escaped));
+        let exe = proc
+            .and_then(|p| p.exe.as_deref())
+            .map(|e| text(e, "exe", &mut escaped));
         let ppid = proc.and_then(|p| p.ppid);
         let mut ancestry = Vec::new();
         let mut cur = ppid;
@@ -269,7 +316,9 @@ impl<S: ProcSource> ProcTable<S> {
                 break;
             }
             let p = self.procs.get(&a);
-            let exe = p.and_then(|p| p.exe.as_deref()).map(|e| text(e, "ancestry.exe", &mut escaped));
+            let exe = p
+                .and_then(|p| p.exe.as_deref())
+                .map(|e| text(e, "ancestry.exe", &mut escaped));
             ancestry.push(Ancestor { pid: a, exe });
             cur = p.and_then(|p| p.ppid);
         }
@@ -467,12 +516,23 @@ mod tests {
             None
         }
         fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
-            Some(self.links.get(path).cloned().unwrap_or_else(|| path.to_vec()))
+            Some(
+                self.links
+                    .get(path)
+                    .cloned()
+                    .unwrap_or_else(|| path.to_vec()),
+            )
         }
     }
 
     fn ev(pid: u32, body: Body) -> KernelEvent {
-        KernelEvent { tid: pid, pid, ts_ns: 1, flags: 0, body }
+        KernelEvent {
+            tid: pid,
+            pid,
+            ts_ns: 1,
+            flags: 0,
+            body,
+        }
     }
 
     fn open(dirfd: i32, path: &str, ret: i64) -> Body {
@@ -508,7 +568,10 @@ mod tests {
             filename: file.as_bytes().to_vec(),
             argv: vec![file.as_bytes().to_vec()],
         };
-        assert!(run(t, ev(pid, body)).is_empty(), "exec is reported with its result");
+        assert!(
+            run(t, ev(pid, body)).is_empty(),
+            "exec is reported with its result"
+        );
         run(t, ev(pid, Body::ExecExit { ret }))
     }
 
@@ -526,12 +589,30 @@ mod tests {
         assert_eq!(open_detail(&e[0]).path, "/work/a.txt");
         assert_eq!(open_detail(&e[0]).requested.as_deref(), Some("a.txt"));
 
-        run(&mut t, ev(1, Body::Chdir { ret: 0, path: b"sub/../dir".to_vec() }));
+        run(
+            &mut t,
+            ev(
+                1,
+                Body::Chdir {
+                    ret: 0,
+                    path: b"sub/../dir".to_vec(),
+                },
+            ),
+        );
         let e = run(&mut t, ev(1, open(AT_FDCWD, "./b", 4)));
         assert_eq!(open_detail(&e[0]).path, "/work/dir/b");
 
         // A failed chdir changes nothing.
-        run(&mut t, ev(1, Body::Chdir { ret: -2, path: b"/nope".to_vec() }));
+        run(
+            &mut t,
+            ev(
+                1,
+                Body::Chdir {
+                    ret: -2,
+                    path: b"/nope".to_vec(),
+                },
+            ),
+        );
         // fd 5 is a directory opened by the process; openat relative to it.
         run(&mut t, ev(1, open(AT_FDCWD, "/etc", 5)));
         let e = run(&mut t, ev(1, open(5, "ssl/x", 6)));
@@ -561,7 +642,16 @@ mod tests {
     fn tree_exec_and_ancestry() {
         let mut t = table();
         exec(&mut t, 1, "/bin/sh", 0);
-        run(&mut t, ev(1, Body::Fork { child: 2, clone_flags: 0x11 }));
+        run(
+            &mut t,
+            ev(
+                1,
+                Body::Fork {
+                    child: 2,
+                    clone_flags: 0x11,
+                },
+            ),
+        );
         // PATH search: the failed attempts are reported as failures, the winner as success.
         let failed = exec(&mut t, 2, "/usr/local/bin/node", -2);
         match &failed[0].detail {
@@ -571,15 +661,35 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
-        assert_eq!(failed[0].exe.as_deref(), Some("/bin/sh"), "failed exec keeps the old image");
+        assert_eq!(
+            failed[0].exe.as_deref(),
+            Some("/bin/sh"),
+            "failed exec keeps the old image"
+        );
         exec(&mut t, 2, "/usr/bin/node", 0);
-        run(&mut t, ev(2, Body::Fork { child: 3, clone_flags: 0x11 }));
+        run(
+            &mut t,
+            ev(
+                2,
+                Body::Fork {
+                    child: 3,
+                    clone_flags: 0x11,
+                },
+            ),
+        );
         exec(&mut t, 3, "curl", 0);
         let e = run(&mut t, ev(3, open(AT_FDCWD, "/etc/hosts", 3)));
         assert_eq!(e[0].exe.as_deref(), Some("/work/curl"));
         assert_eq!(e[0].ppid, Some(2));
-        let chain: Vec<_> = e[0].ancestry.iter().map(|a| (a.pid, a.exe.clone().unwrap())).collect();
-        assert_eq!(chain, vec![(2, "/usr/bin/node".into()), (1, "/bin/sh".into())]);
+        let chain: Vec<_> = e[0]
+            .ancestry
+            .iter()
+            .map(|a| (a.pid, a.exe.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            chain,
+            vec![(2, "/usr/bin/node".into()), (1, "/bin/sh".into())]
+        );
 
         // Children inherit cwd; an exited parent still shows in ancestry.
         let exit = run(&mut t, ev(2, Body::Exit { status: Some(9) }));
@@ -620,7 +730,13 @@ mod tests {
             ["write", "create", "truncate"]
         );
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_time(1_795_564_800_000_000_123), "2026-11-25T00:00:00.000000123Z");
-        assert_eq!(format_time(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            format_time(1_795_564_800_000_000_123),
+            "2026-11-25T00:00:00.000000123Z"
+        );
+        assert_eq!(
+            format_time(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 }

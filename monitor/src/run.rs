@@ -100,7 +100,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     ] {
         signals.push((signal(kind).context("installing signal handlers")?, sig));
     }
-    let [(int, _), (term, _), (hup, _), (quit, _)] = &mut signals[..] else { unreachable!() };
+    let [(int, _), (term, _), (hup, _), (quit, _)] = &mut signals[..] else {
+        unreachable!()
+    };
 
     let status: ExitStatus = loop {
         tokio::select! {
@@ -122,16 +124,30 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     for pid in &stragglers {
         let mut escaped = Vec::new();
         let cmdline = cmdline(*pid, &mut escaped);
-        let action = if opts.keep_stragglers { "kept" } else { "killed" };
-        note(&format!("process {pid} ({}) outlived the command: {action}", cmdline.join(" ")));
-        let detail = Detail::Straggler(event::Straggler { cmdline, action: action.into() });
+        let action = if opts.keep_stragglers {
+            "kept"
+        } else {
+            "killed"
+        };
+        note(&format!(
+            "process {pid} ({}) outlived the command: {action}",
+            cmdline.join(" ")
+        ));
+        let detail = Detail::Straggler(event::Straggler {
+            cmdline,
+            action: action.into(),
+        });
         let ev = table.envelope(*pid, *pid, boot_now(), detail, escaped);
         record(&ev, sink.as_mut(), &mut stats);
     }
     if opts.keep_stragglers {
-        cgroup.release_all().context("moving kept processes out of the run's cgroup")?;
+        cgroup
+            .release_all()
+            .context("moving kept processes out of the run's cgroup")?;
     } else {
-        cgroup.kill_all(Duration::from_secs(10)).context("killing leftover processes")?;
+        cgroup
+            .kill_all(Duration::from_secs(10))
+            .context("killing leftover processes")?;
     }
     // Their exit events are in the ring by now (a task reports exit before it leaves the cgroup).
     pump(&mut reader, &mut table, sink.as_mut(), &mut stats);
@@ -182,12 +198,7 @@ fn forward(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
-fn pump(
-    reader: &mut EventReader,
-    table: &mut ProcTable,
-    sink: &mut dyn Sink,
-    stats: &mut Stats,
-) {
+fn pump(reader: &mut EventReader, table: &mut ProcTable, sink: &mut dyn Sink, stats: &mut Stats) {
     reader.drain(|rec| match decode::decode(rec) {
         Ok(ev) => table.handle(ev, &mut |e| record(&e, sink, stats)),
         Err(e) => {
@@ -205,7 +216,9 @@ fn record(ev: &Event, sink: &mut dyn Sink, stats: &mut Stats) {
     if let Err(e) = sink.send(ev) {
         stats.sink_failed = true;
         if e.kind() != io::ErrorKind::BrokenPipe {
-            note(&format!("writing events failed, no more events will be written: {e}"));
+            note(&format!(
+                "writing events failed, no more events will be written: {e}"
+            ));
         }
     }
 }
@@ -219,7 +232,10 @@ fn report_lost(sensors: &Sensors, table: &mut ProcTable, sink: &mut dyn Sink, st
         ("stash_full", now.stash_full - before.stash_full),
     ] {
         if n > 0 {
-            let detail = Detail::Lost(event::Lost { count: n, reason: reason.into() });
+            let detail = Detail::Lost(event::Lost {
+                count: n,
+                reason: reason.into(),
+            });
             let ev = table.envelope(0, 0, boot_now(), detail, Vec::new());
             record(&ev, sink, stats);
         }
@@ -229,7 +245,11 @@ fn report_lost(sensors: &Sensors, table: &mut ProcTable, sink: &mut dyn Sink, st
 
 fn summarise(stats: &Stats, counters: &KernelCounters, status: &ExitStatus) {
     let total: u64 = stats.by_kind.values().sum();
-    let kinds: Vec<String> = stats.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let kinds: Vec<String> = stats
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     let mut msg = format!("{total} events ({})", kinds.join(", "));
     msg.push_str(&format!("; lost {}", counters.lost()));
     if stats.decode_errors > 0 {
@@ -257,7 +277,10 @@ fn describe(status: &ExitStatus) -> String {
 /// The command's status, or 128+N when signal N killed it (as shells report it).
 pub fn exit_code(status: &ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(exit::INTERNAL)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(exit::INTERNAL)
 }
 
 fn cmdline(pid: u32, escaped: &mut Vec<String>) -> Vec<String> {

@@ -17,7 +17,9 @@ pub struct JsonLines<W: Write> {
 
 impl<W: Write> JsonLines<W> {
     pub fn new(w: W) -> Self {
-        Self { out: BufWriter::with_capacity(256 * 1024, w) }
+        Self {
+            out: BufWriter::with_capacity(256 * 1024, w),
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub fn ensure_mounted() -> io::Result<()> {
     if is_mounted() {
         Ok(())
     } else {
-        Err(io::Error::other(format!("tracefs mounted at {TRACEFS} but has no events/")))
+        Err(io::Error::other(format!(
+            "tracefs mounted at {TRACEFS} but has no events/"
+        )))
     }
 }
 

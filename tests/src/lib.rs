@@ -22,8 +22,16 @@ pub fn buildwatch_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test>-<hash>  →  target/<profile>/buildwatch
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("buildwatch");
-    assert!(bin.exists(), "{} not built: run `cargo build -p monitor` first", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("buildwatch");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p monitor` first",
+        bin.display()
+    );
     bin
 }
 
@@ -91,7 +99,8 @@ impl RunResult {
     }
     /// Open events whose resolved path is `path`.
     pub fn opens_of<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.of_kind("open").filter(move |e| e["open"]["path"] == path)
+        self.of_kind("open")
+            .filter(move |e| e["open"]["path"] == path)
     }
 }
 
@@ -125,7 +134,11 @@ pub fn finish_watched(dir: &TempDir, child: std::process::Child) -> RunResult {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect();
-    RunResult { output, events, pid }
+    RunResult {
+        output,
+        events,
+        pid,
+    }
 }
 
 /// A TCP listener on loopback that answers each connection with what it read (bounded).
@@ -164,7 +177,9 @@ pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![mount];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -178,41 +193,43 @@ pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Names of all BPF programs loaded in the kernel right now (BPF_PROG_GET_NEXT_ID walk).
-pub fn loaded_bpf_program_names() -> Vec<String> {
-    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
-    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    let bpf = |cmd: libc::c_long, attr: &mut [u8; 128]| unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32)
+/// Ids of the BPF programs a process holds open (from /proc/PID/fdinfo `prog_id:` lines).
+pub fn bpf_program_ids_of(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
     };
-    let mut names = Vec::new();
-    let mut id: u32 = 0;
-    loop {
-        let mut attr = [0u8; 128];
-        attr[..4].copy_from_slice(&id.to_ne_bytes());
-        if bpf(BPF_PROG_GET_NEXT_ID, &mut attr) != 0 {
-            break;
+    for e in rd.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line
+                .strip_prefix("prog_id:")
+                .and_then(|v| v.trim().parse().ok())
+            {
+                ids.push(id);
+            }
         }
-        id = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
-        let mut attr = [0u8; 128];
-        attr[..4].copy_from_slice(&id.to_ne_bytes());
-        let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr);
-        if fd < 0 {
-            continue;
-        }
-        let mut info = [0u8; 256];
-        let mut attr = [0u8; 128];
-        attr[..4].copy_from_slice(&(fd as u32).to_ne_bytes());
-        attr[4..8].copy_from_slice(&(info.len() as u32).to_ne_bytes());
-        attr[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
-        if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) == 0 {
-            // struct bpf_prog_info: name[16] at offset 64.
-            let raw = &info[64..80];
-            let end = raw.iter().position(|&b| b == 0).unwrap_or(16);
-            names.push(String::from_utf8_lossy(&raw[..end]).into_owned());
-        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether a BPF program with this id is still loaded in the kernel.
+pub fn bpf_program_exists(id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    let mut attr = [0u8; 128];
+    attr[..4].copy_from_slice(&id.to_ne_bytes());
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_mut_ptr(),
+            attr.len() as u32,
+        )
+    };
+    if fd >= 0 {
         unsafe { libc::close(fd as i32) };
     }
-    names
+    fd >= 0
 }

@@ -14,8 +14,17 @@ use buildwatch_tests::*;
 
 const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
 
-/// Tests share the kernel; the leftover check needs no other run in flight.
+/// The leftover check runs alone, so no other test's run is mid-teardown while it looks.
 static KERNEL: RwLock<()> = RwLock::new(());
+
+/// Wait (at most 20 s) until the watched command signals readiness by creating `path`.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "command never became ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 fn canonical(p: &Path) -> String {
     fs::canonicalize(p).unwrap().to_string_lossy().into_owned()
@@ -30,7 +39,7 @@ fn exec_argv_and_failed_path_search() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("exec");
     // std's Command searches PATH with execvp: the first directory has no `echo`.
     let missing = dir.join("not-here");
@@ -38,7 +47,15 @@ fn exec_argv_and_failed_path_search() {
     let r = run_watched(
         &dir,
         &[],
-        &["/usr/bin/env", &format!("PATH={path}"), TRIGGER, "exec", "echo", "hello world", "--flag"],
+        &[
+            "/usr/bin/env",
+            &format!("PATH={path}"),
+            TRIGGER,
+            "exec",
+            "echo",
+            "hello world",
+            "--flag",
+        ],
     );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.stdout(), "hello world --flag\n");
@@ -53,12 +70,18 @@ fn exec_argv_and_failed_path_search() {
         .iter()
         .find(|e| e["exec"]["ret"] == 0 && e["exec"]["argv"][0] == "echo")
         .expect("the successful exec");
-    assert_eq!(ok["exec"]["argv"], serde_json::json!(["echo", "hello world", "--flag"]));
+    assert_eq!(
+        ok["exec"]["argv"],
+        serde_json::json!(["echo", "hello world", "--flag"])
+    );
     assert!(ok["exec"]["path"].as_str().unwrap().ends_with("/echo"));
     assert_eq!(ok["exec"]["path"], ok["exec"]["filename"]);
     // After a successful exec the process's exe is the new program; a failed one keeps the old.
     assert_eq!(failed["exe"], TRIGGER);
-    let echo_exit = r.of_kind("exit").find(|e| e["pid"] == ok["pid"]).expect("exit of echo");
+    let echo_exit = r
+        .of_kind("exit")
+        .find(|e| e["pid"] == ok["pid"])
+        .expect("exit of echo");
     assert_eq!(echo_exit["exit"]["code"], 0);
     assert!(echo_exit["exe"].as_str().unwrap().ends_with("/echo"));
     for e in &r.events {
@@ -71,7 +94,7 @@ fn opens_absolute_relative_dirfd_and_symlink() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("open");
     let d = dir.join("data");
     fs::create_dir(&d).unwrap();
@@ -88,21 +111,37 @@ fn opens_absolute_relative_dirfd_and_symlink() {
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
 
     let secret_s = s(&secret);
-    let by_trigger: Vec<_> = r.opens_of(&secret_s).filter(|e| e["exe"] == TRIGGER).collect();
-    assert_eq!(by_trigger.len(), 3, "absolute, cwd-relative, dirfd-relative: {by_trigger:#?}");
+    let by_trigger: Vec<_> = r
+        .opens_of(&secret_s)
+        .filter(|e| e["exe"] == TRIGGER)
+        .collect();
+    assert_eq!(
+        by_trigger.len(),
+        3,
+        "absolute, cwd-relative, dirfd-relative: {by_trigger:#?}"
+    );
     for e in &by_trigger {
         assert_eq!(e["open"]["ret"].as_i64().map(|fd| fd >= 0), Some(true));
         assert_eq!(e["open"]["flags"][0], "read");
     }
-    assert!(by_trigger[0]["open"].get("requested").is_none(), "absolute path needs no rewrite");
+    assert!(
+        by_trigger[0]["open"].get("requested").is_none(),
+        "absolute path needs no rewrite"
+    );
     assert_eq!(by_trigger[1]["open"]["requested"], "secret.txt");
     assert_eq!(by_trigger[2]["open"]["requested"], "secret.txt");
-    let chdir = r.of_kind("chdir").find(|e| e["chdir"]["path"] == s(&d)).expect("chdir event");
+    let chdir = r
+        .of_kind("chdir")
+        .find(|e| e["chdir"]["path"] == s(&d))
+        .expect("chdir event");
     assert_eq!(chdir["chdir"]["ret"], 0);
     assert_eq!(chdir["pid"], by_trigger[1]["pid"]);
 
     let link_path = s(&d.join("link"));
-    let link = r.opens_of(&link_path).next().expect("open through the symlink");
+    let link = r
+        .opens_of(&link_path)
+        .next()
+        .expect("open through the symlink");
     assert_eq!(link["open"]["target"], canonical(&secret));
 }
 
@@ -111,7 +150,7 @@ fn connects_v4_v6_and_udp_destinations() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("net");
     let v4 = EchoListener::start("127.0.0.1:0", 1);
     let v6 = EchoListener::start("[::1]:0", 1);
@@ -128,12 +167,21 @@ fn connects_v4_v6_and_udp_destinations() {
     let mut buf = [0u8; 8];
     assert_eq!(udp.recv(&mut buf).unwrap(), 4, "the datagram arrived");
 
-    let connects: Vec<_> = r.of_kind("connect").filter(|e| e["exe"] == TRIGGER).collect();
-    let c4 = connects.iter().find(|e| e["connect"]["family"] == "inet").expect("v4 connect");
+    let connects: Vec<_> = r
+        .of_kind("connect")
+        .filter(|e| e["exe"] == TRIGGER)
+        .collect();
+    let c4 = connects
+        .iter()
+        .find(|e| e["connect"]["family"] == "inet")
+        .expect("v4 connect");
     assert_eq!(c4["connect"]["address"], "127.0.0.1");
     assert_eq!(c4["connect"]["port"], v4.addr.port());
     assert_eq!(c4["connect"]["ret"], 0);
-    let c6 = connects.iter().find(|e| e["connect"]["family"] == "inet6").expect("v6 connect");
+    let c6 = connects
+        .iter()
+        .find(|e| e["connect"]["family"] == "inet6")
+        .expect("v6 connect");
     assert_eq!(c6["connect"]["address"], "::1");
     assert_eq!(c6["connect"]["port"], v6.addr.port());
     let send = r
@@ -150,11 +198,23 @@ fn three_level_tree_has_correct_parents() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("tree");
     let marker = dir.join("leaf");
     fs::write(&marker, "x").unwrap();
-    let r = run_watched(&dir, &[], &[TRIGGER, "spawn", TRIGGER, "spawn", TRIGGER, "open", &s(&marker)]);
+    let r = run_watched(
+        &dir,
+        &[],
+        &[
+            TRIGGER,
+            "spawn",
+            TRIGGER,
+            "spawn",
+            TRIGGER,
+            "open",
+            &s(&marker),
+        ],
+    );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     let marker_path = s(&marker);
     let leaf = r.opens_of(&marker_path).next().expect("leaf open");
@@ -164,15 +224,28 @@ fn three_level_tree_has_correct_parents() {
     assert_eq!(leaf["ancestry"][0]["pid"].as_u64(), Some(b));
     let forks: Vec<(u64, u64)> = r
         .of_kind("fork")
-        .map(|e| (e["pid"].as_u64().unwrap(), e["fork"]["child"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["pid"].as_u64().unwrap(),
+                e["fork"]["child"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert!(forks.contains(&(a, b)), "{forks:?}");
     assert!(forks.contains(&(b, c)), "{forks:?}");
     assert_eq!(leaf["ancestry"][0]["exe"], TRIGGER);
     assert_eq!(leaf["ancestry"][1]["exe"], TRIGGER);
     // The root (a) is the command buildwatch started; its parent is outside the run.
-    assert_eq!(leaf["ancestry"].as_array().unwrap().len(), 2, "{:#?}", leaf["ancestry"]);
-    let exits: Vec<u64> = r.of_kind("exit").map(|e| e["pid"].as_u64().unwrap()).collect();
+    assert_eq!(
+        leaf["ancestry"].as_array().unwrap().len(),
+        2,
+        "{:#?}",
+        leaf["ancestry"]
+    );
+    let exits: Vec<u64> = r
+        .of_kind("exit")
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
     for p in [a, b, c] {
         assert!(exits.contains(&p), "exit of {p} missing");
     }
@@ -183,7 +256,7 @@ fn busy_process_outside_the_run_never_appears() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("outside");
     let outside_file = dir.join("outside-marker");
     let inside_file = dir.join("inside-marker");
@@ -197,7 +270,10 @@ fn busy_process_outside_the_run_never_appears() {
     let outside_still_running = outside.try_wait().unwrap().is_none();
     let _ = outside.kill();
     let _ = outside.wait();
-    assert!(outside_still_running, "the outside process must overlap the run");
+    assert!(
+        outside_still_running,
+        "the outside process must overlap the run"
+    );
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.opens_of(&s(&inside_file)).count(), 2000);
     assert_eq!(r.opens_of(&s(&outside_file)).count(), 0);
@@ -209,16 +285,23 @@ fn exit_codes_and_signal_deaths_propagate() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("exit");
-    assert_eq!(run_watched(&dir, &[], &[TRIGGER, "exit", "7"]).code(), Some(7));
+    assert_eq!(
+        run_watched(&dir, &[], &[TRIGGER, "exit", "7"]).code(),
+        Some(7)
+    );
     let killed = run_watched(&dir, &[], &[TRIGGER, "kill-self", "9"]);
     assert_eq!(killed.code(), Some(128 + 9), "stderr: {}", killed.stderr());
     let exit = killed.of_kind("exit").last().expect("exit event");
     assert_eq!(exit["exit"]["signal_name"], "SIGKILL");
     let missing = run_watched(&dir, &[], &["/nonexistent/program"]);
     assert_eq!(missing.code(), Some(127));
-    assert!(missing.stderr().contains("buildwatch: cannot run"), "{}", missing.stderr());
+    assert!(
+        missing.stderr().contains("buildwatch: cannot run"),
+        "{}",
+        missing.stderr()
+    );
 }
 
 #[test]
@@ -226,25 +309,30 @@ fn sigterm_to_buildwatch_is_forwarded_to_the_command() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("signal");
     let ready = dir.join("ready");
     let child = spawn_watched(&dir, &[], &[TRIGGER, "wait-signal", &s(&ready)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "command never became ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_file(&ready);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let r = finish_watched(&dir, child);
     assert_eq!(r.stdout(), "got signal 15\n");
-    assert_eq!(r.code(), Some(0), "buildwatch exits with the command's status");
+    assert_eq!(
+        r.code(),
+        Some(0),
+        "buildwatch exits with the command's status"
+    );
 }
 
 fn process_alive(pid: u32) -> bool {
     // A killed orphan may linger as a zombie until its new parent reaps it: that is dead.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -254,17 +342,32 @@ fn stragglers_are_reported_and_killed_or_kept() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("straggler");
     let r = run_watched(&dir, &[], &[TRIGGER, "straggler", "300"]);
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     let pid: u32 = r.stdout().trim().parse().expect("straggler pid on stdout");
-    assert!(r.stderr().contains(&format!("process {pid} (sleep 300) outlived the command: killed")), "{}", r.stderr());
-    let st = r.of_kind("straggler").find(|e| e["pid"] == pid).expect("straggler event");
+    assert!(
+        r.stderr().contains(&format!(
+            "process {pid} (sleep 300) outlived the command: killed"
+        )),
+        "{}",
+        r.stderr()
+    );
+    let st = r
+        .of_kind("straggler")
+        .find(|e| e["pid"] == pid)
+        .expect("straggler event");
     assert_eq!(st["straggler"]["action"], "killed");
-    assert_eq!(st["straggler"]["cmdline"], serde_json::json!(["sleep", "300"]));
+    assert_eq!(
+        st["straggler"]["cmdline"],
+        serde_json::json!(["sleep", "300"])
+    );
     assert!(!process_alive(pid), "straggler {pid} still alive");
-    let killed_exit = r.of_kind("exit").find(|e| e["pid"] == pid).expect("its exit event");
+    let killed_exit = r
+        .of_kind("exit")
+        .find(|e| e["pid"] == pid)
+        .expect("its exit event");
     assert_eq!(killed_exit["exit"]["signal_name"], "SIGKILL");
 
     let r = run_watched(&dir, &["--keep-stragglers"], &[TRIGGER, "straggler", "300"]);
@@ -272,7 +375,11 @@ fn stragglers_are_reported_and_killed_or_kept() {
     let alive = process_alive(pid);
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(alive, "--keep-stragglers must leave {pid} running");
-    assert!(r.stderr().contains("outlived the command: kept"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("outlived the command: kept"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -280,31 +387,35 @@ fn nothing_outlives_buildwatch() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.write().unwrap();
-    let ours = ["sys_enter_execv", "sys_exit_connec", "task_newtask", "sendmsg4"];
-    let before = loaded_bpf_program_names();
-    assert!(before.iter().all(|n| !ours.contains(&n.as_str())), "leftovers from elsewhere: {before:?}");
+    let _k = KERNEL.write().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("leftover");
     // Normal exit, a killed command, and buildwatch itself terminated by SIGTERM.
     let r1 = run_watched(&dir, &[], &[TRIGGER, "exit", "0"]);
     let r2 = run_watched(&dir, &[], &[TRIGGER, "kill-self", "15"]);
     let ready = dir.join("ready");
     let child = spawn_watched(&dir, &[], &[TRIGGER, "wait-signal", &s(&ready)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "command never became ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let during = loaded_bpf_program_names();
-    assert!(during.iter().any(|n| n == "task_newtask"), "programs visible while running: {during:?}");
+    wait_for_file(&ready);
+    // The programs this buildwatch loaded (other BPF users on the machine are not our concern).
+    let held = bpf_program_ids_of(child.id());
+    assert!(
+        held.len() >= 20,
+        "buildwatch holds its programs while running: {held:?}"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let r3 = finish_watched(&dir, child);
+    assert_eq!(r3.code(), Some(0), "stderr: {}", r3.stderr());
     for r in [&r1, &r2, &r3] {
         let left = cgroups_named(&format!("buildwatch-{}-", r.pid));
         assert!(left.is_empty(), "cgroups left: {left:?}");
     }
-    let after = loaded_bpf_program_names();
-    assert!(after.iter().all(|n| !ours.contains(&n.as_str())), "programs left: {after:?}");
+    let left: Vec<u32> = held
+        .into_iter()
+        .filter(|id| bpf_program_exists(*id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "programs still loaded after buildwatch exited: {left:?}"
+    );
 }
 
 #[test]
@@ -312,7 +423,7 @@ fn hundred_thousand_opens_lose_nothing() {
     if !require_bpf() {
         return;
     }
-    let _k = KERNEL.read().unwrap();
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("volume");
     let f = dir.join("f");
     fs::write(&f, "x").unwrap();

@@ -28,7 +28,13 @@ fn cargo(args: &[&str], extra: &[String]) -> bool {
 
 fn test(extra: &[String]) -> ExitCode {
     // The end-to-end tests run the `buildwatch` binary: build it before they start.
-    let ok = cargo(&["build", "--package", "monitor", "--bin", "buildwatch"], &[])
-        && cargo(&["test", "--workspace", "--exclude", "monitor-ebpf"], extra);
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let ok = cargo(
+        &["build", "--package", "monitor", "--bin", "buildwatch"],
+        &[],
+    ) && cargo(&["test", "--workspace", "--exclude", "monitor-ebpf"], extra);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -52,7 +52,11 @@ fn main() {
         }
         // One UDP datagram to ADDR without connecting.
         "sendto" => {
-            let bind = if a(1).starts_with('[') { "[::1]:0" } else { "127.0.0.1:0" };
+            let bind = if a(1).starts_with('[') {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
             let s = UdpSocket::bind(bind).expect("bind");
             s.send_to(b"ping", a(1)).expect("sendto");
         }
@@ -72,7 +76,10 @@ fn main() {
             libc::pause();
         },
         // Leave a background process running, then exit at once.
-        #[expect(clippy::zombie_processes, reason = "leaving the child behind is the point")]
+        #[expect(
+            clippy::zombie_processes,
+            reason = "leaving the child behind is the point"
+        )]
         "straggler" => {
             let child = Command::new("sleep")
                 .arg(a(1))
@@ -108,6 +115,8 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|wait-signal ...");
+    eprintln!(
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|wait-signal ..."
+    );
     exit(2)
 }
