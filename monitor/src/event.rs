@@ -59,6 +59,10 @@ pub enum Detail {
     Send(Send),
     Straggler(Straggler),
     Lost(Lost),
+    /// First record of a `buildwatch run` stream: what was run.
+    Run(Run),
+    /// Last record of a `buildwatch run` stream: how the command ended.
+    RunEnd(RunEnd),
 }
 
 impl Detail {
@@ -73,6 +77,8 @@ impl Detail {
             Self::Send(_) => "send",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
+            Self::Run(_) => "run",
+            Self::RunEnd(_) => "run_end",
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct Exec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_failed: bool,
     pub cwd: String,
+    /// The package whose install or build script this is, when buildwatch could tell (set on
+    /// the exec that enters the script; descendants inherit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<crate::model::Package>,
     /// ret 0: the new program runs; otherwise the exec failed and the old image continues.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -255,6 +265,25 @@ pub struct Lost {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// Process id of the command.
+    pub pid: u32,
+    /// buildwatch's version.
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnd {
+    /// What `buildwatch run` passes on as the command's status: its exit code, or 128+N when
+    /// signal N killed it.
+    pub exit_code: i32,
+    #[serde(flatten)]
+    pub status: Exit,
+}
+
 /// Render bytes as a string, escaping (and recording `field` in `escaped`) only when they are
 /// not valid UTF-8.
 pub fn text(bytes: &[u8], field: &str, escaped: &mut Vec<String>) -> String {
@@ -286,10 +315,6 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// Inverse of [`escape`]. Returns None for text that `escape` cannot have produced.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "consumers of recorded streams (replay) come next")
-)]
 pub fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

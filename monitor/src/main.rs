@@ -1,40 +1,56 @@
-//! buildwatch: watches what a build (or a host) does, through eBPF sensors in the kernel.
-//!
-//! Pipeline, one module per hop: `loader` (sensors into the kernel) → `reader` (ring buffer)
-//! → `decode` (records → typed events) → `proctable` (process context, paths) → `sink`.
-//! `run` and `doctor` are the commands that assemble it.
+//! The `buildwatch` command line: parses arguments and hands over to the library's commands.
 
-mod cgroup;
-mod decode;
-mod doctor;
-mod event;
-mod kbtf;
-mod loader;
-mod paths;
-mod proctable;
-mod reader;
-mod run;
-mod sink;
-mod tracefs;
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
-use std::{ffi::OsString, path::PathBuf};
-
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use monitor::{
+    config::{self, PolicyArgs},
+    doctor, loader, note, replay,
+    report::{Outputs, POLICY_VIOLATION},
+    rules_cmd, run,
+};
 
 #[derive(Parser)]
 #[command(
     name = "buildwatch",
     version,
-    about = "Watch what a build does: exec, files, network"
+    about = "Watch what a build does (exec, files, network) and judge it against rules",
+    after_help = "Exit status: the command's own status; 86 when findings reach --fail-on; \
+                  125 when buildwatch fails; 126/127 when the command cannot run / is not found."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
 }
 
+#[derive(Args, Clone, Debug, Default)]
+struct OutputArgs {
+    /// Write the JSON report (docs/report.md) to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write findings as SARIF 2.1.0 to FILE.
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<PathBuf>,
+    /// Append a Markdown summary to FILE (default: $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE")]
+    summary_md: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    fn outputs(self) -> Outputs {
+        Outputs {
+            report: self.report,
+            sarif: self.sarif,
+            summary_md: self
+                .summary_md
+                .or_else(|| std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()).map(PathBuf::from)),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a command and watch its whole process tree.
+    /// Run a command, watch its whole process tree, report findings.
     Run {
         /// Write every event as JSON Lines to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
@@ -47,17 +63,52 @@ enum Cmd {
         #[arg(long, value_name = "BYTES", default_value_t = loader::DEFAULT_RING_BYTES,
               value_parser = parse_ring_size)]
         ring_size: u32,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        outputs: OutputArgs,
         /// The command and its arguments.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "COMMAND"
-        )]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
         command: Vec<OsString>,
+    },
+    /// Evaluate a recorded event stream (`run --events FILE`) without root; `-` reads stdin.
+    Replay {
+        #[arg(value_name = "EVENTS")]
+        events: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Check or list rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCmd,
     },
     /// Check that this machine can run buildwatch, and say what is missing.
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Check rule files (with the defaults and the policy): every error and warning, positioned.
+    Check {
+        /// Rule files to check; none checks the defaults and the policy alone.
+        files: Vec<PathBuf>,
+        /// Policy file (default: .buildwatch.yaml in the working directory, if present).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Show the effective rules (defaults + policy + --rules files).
+    List {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the fields conditions can use.
+    Fields,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -68,44 +119,55 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(n)
 }
 
-/// buildwatch's own messages: on stderr, prefixed, so they never mix with the command's output.
-pub fn note(msg: &str) {
-    eprintln!("buildwatch: {msg}");
-}
-
-fn main() {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BUILDWATCH_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("BUILDWATCH_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .without_time()
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let code = dispatch(cli.command);
+    run::flush_stdout();
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn dispatch(cmd: Cmd) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             note(&format!("cannot start: {e}"));
-            std::process::exit(run::exit::INTERNAL);
+            return run::exit::INTERNAL;
         }
     };
-    let code = match cli.command {
-        Cmd::Run {
-            events,
-            keep_stragglers,
-            ring_size,
-            command,
-        } => {
+    let setup = |p: &PolicyArgs| match config::setup(p, &cwd()) {
+        Ok(s) => {
+            for w in &s.warnings {
+                eprintln!("{w}");
+            }
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    };
+    match cmd {
+        Cmd::Run { events, keep_stragglers, ring_size, policy, outputs, command } => {
+            let Some(analysis) = setup(&policy) else { return run::exit::INTERNAL };
             let opts = run::RunOptions {
                 events,
                 keep_stragglers,
                 ring_bytes: ring_size,
                 command,
+                analysis,
+                outputs: outputs.outputs(),
             };
             match rt.block_on(run::run(opts)) {
                 Ok(code) => code,
@@ -115,9 +177,27 @@ fn main() {
                 }
             }
         }
+        Cmd::Replay { events, policy, outputs } => {
+            let Some(analysis) = setup(&policy) else { return run::exit::INTERNAL };
+            match replay::replay(&events, analysis, &outputs.outputs()) {
+                Ok(code) => code,
+                Err(e) => {
+                    note(&format!("error: {e:#}"));
+                    run::exit::INTERNAL
+                }
+            }
+        }
+        Cmd::Rules { command } => match command {
+            RulesCmd::Check { files, policy } => rules_cmd::check(&files, policy.as_deref(), &cwd()),
+            RulesCmd::List { policy, json } => match setup(&policy) {
+                Some(s) => rules_cmd::list(&s, json),
+                None => 1,
+            },
+            RulesCmd::Fields => rules_cmd::fields(),
+        },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
-    };
-    run::flush_stdout();
-    drop(rt);
-    std::process::exit(code);
+    }
 }
+
+// The policy-violation status must not collide with buildwatch's own.
+const _: () = assert!(POLICY_VIOLATION != run::exit::INTERNAL && POLICY_VIOLATION < 125);

@@ -189,6 +189,7 @@ impl<S: ProcSource> ProcTable<S> {
                     argv_truncated: p.flags & wf::ARGV_TRUNCATED != 0,
                     read_failed: p.flags & wf::READ_FAILED != 0,
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
+                    package: None,
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -229,7 +230,9 @@ impl<S: ProcSource> ProcTable<S> {
                     let proc = self.procs.get_mut(&pid).expect("ensured");
                     proc.fds.insert(ret as i32, (path.clone(), cloexec));
                 }
-                let target = if ret >= 0 && !unresolved {
+                // /proc/self, /proc/PID/cwd, /dev/fd… resolve differently in buildwatch's own
+                // context than in the process's: no target for them.
+                let target = if ret >= 0 && !unresolved && !per_process_view(&path) {
                     self.source.canonical(&path).filter(|c| *c != path)
                 } else {
                     None
@@ -424,6 +427,11 @@ fn family_name(f: u16) -> String {
 }
 
 /// Human-readable open(2) flags: the access mode first, then notable modifiers.
+/// Paths whose meaning depends on the process that resolves them.
+fn per_process_view(path: &[u8]) -> bool {
+    path.starts_with(b"/proc/") || path.starts_with(b"/dev/fd/") || path == b"/proc"
+}
+
 pub fn open_flag_names(f: u32) -> Vec<String> {
     let mut v: Vec<&str> = match f & O_ACCMODE {
         0 => vec!["read"],

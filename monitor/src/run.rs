@@ -1,7 +1,7 @@
 //! `buildwatch run`: wraps one command. Creates the run's cgroup, attaches the sensors, starts
 //! the command inside the cgroup (it joins before exec, so nothing it does is missed), pumps
-//! events reader → decode → process table → sink while forwarding signals, then reports and
-//! removes whatever the command left behind.
+//! events reader → decode → process table → enrich → analyzer and sink while forwarding
+//! signals, removes whatever the command left behind, then reports the verdict.
 
 use std::{
     ffi::{CString, OsString},
@@ -18,13 +18,16 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    analyzer::Analyzer,
     cgroup::RunCgroup,
-    decode,
+    config::Setup,
+    decode, enrich,
     event::{self, Detail, Event},
     loader::{KernelCounters, Scope, Sensors},
     note,
     proctable::{LiveProc, ProcTable, boot_to_unix_offset},
     reader::EventReader,
+    report::{self, Outputs, Report},
     sink::{JsonLines, Null, Sink},
 };
 
@@ -44,13 +47,17 @@ pub struct RunOptions {
     pub keep_stragglers: bool,
     pub ring_bytes: u32,
     pub command: Vec<OsString>,
+    pub analysis: Setup,
+    pub outputs: Outputs,
 }
 
-/// Totals for the end-of-run summary.
-#[derive(Default)]
-struct Stats {
-    by_kind: std::collections::BTreeMap<&'static str, u64>,
+/// Where each event goes once it has its process context: enrichment, the analyzer (live
+/// finding lines), then the event sink.
+struct Pipeline {
+    sink: Box<dyn Sink>,
+    analyzer: Analyzer,
     decode_errors: u64,
+    reported_decode_errors: u64,
     sink_failed: bool,
     reported_lost: KernelCounters,
 }
@@ -63,7 +70,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let mut sensors = Sensors::attach(Scope::Cgroup(&cgroup), opts.ring_bytes)
         .context("loading the kernel sensors (try `buildwatch doctor`)")?;
     let mut reader = EventReader::new(sensors.take_events()?)?;
-    let mut sink: Box<dyn Sink> = match opts.events.as_deref() {
+    let sink: Box<dyn Sink> = match opts.events.as_deref() {
         None => Box::new(Null),
         Some(p) if p.as_os_str() == "-" => Box::new(JsonLines::new(io::stdout())),
         Some(p) => Box::new(JsonLines::new(
@@ -89,7 +96,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let mut table = ProcTable::new(LiveProc, boot_to_unix_offset());
     let argv = opts.command.iter().map(|a| a.as_bytes().to_vec()).collect();
     table.add_root(root_pid, cwd.as_os_str().as_bytes(), argv);
-    let mut stats = Stats::default();
+    let mut p = Pipeline {
+        sink,
+        analyzer: Analyzer::new(opts.analysis.rules, opts.analysis.policy),
+        decode_errors: 0,
+        reported_decode_errors: 0,
+        sink_failed: false,
+        reported_lost: KernelCounters::default(),
+    };
+    let mut escaped = Vec::new();
+    let run = Detail::Run(event::Run {
+        command: opts.command.iter().map(|a| event::text(a.as_bytes(), "run.command", &mut escaped)).collect(),
+        cwd: event::text(cwd.as_os_str().as_bytes(), "run.cwd", &mut escaped),
+        pid: root_pid,
+        version: env!("CARGO_PKG_VERSION").into(),
+    });
+    let ev = table.envelope(0, 0, boot_now(), run, escaped);
+    p.record(ev);
 
     let mut signals = Vec::new();
     for (kind, sig) in [
@@ -112,12 +135,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             _ = hup.recv() => forward(root_pid, Signal::SIGHUP),
             _ = quit.recv() => forward(root_pid, Signal::SIGQUIT),
             _ = reader.wait() => {
-                pump(&mut reader, &mut table, sink.as_mut(), &mut stats);
-                report_lost(&sensors, &mut table, sink.as_mut(), &mut stats);
+                p.pump(&mut reader, &mut table);
+                p.report_lost(&sensors, &mut table);
             }
         }
     };
-    pump(&mut reader, &mut table, sink.as_mut(), &mut stats);
+    p.pump(&mut reader, &mut table);
 
     // Whatever is still in the cgroup was left behind by the command.
     let stragglers = cgroup.pids();
@@ -138,7 +161,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             action: action.into(),
         });
         let ev = table.envelope(*pid, *pid, boot_now(), detail, escaped);
-        record(&ev, sink.as_mut(), &mut stats);
+        p.record(ev);
     }
     if opts.keep_stragglers {
         cgroup
@@ -150,17 +173,28 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             .context("killing leftover processes")?;
     }
     // Their exit events are in the ring by now (a task reports exit before it leaves the cgroup).
-    pump(&mut reader, &mut table, sink.as_mut(), &mut stats);
-    report_lost(&sensors, &mut table, sink.as_mut(), &mut stats);
-    if let Err(e) = sink.flush() {
+    p.pump(&mut reader, &mut table);
+    p.report_lost(&sensors, &mut table);
+    let end = Detail::RunEnd(event::RunEnd {
+        exit_code: exit_code(&status),
+        status: event::Exit::from_status(Some(std::os::unix::process::ExitStatusExt::into_raw(status))),
+    });
+    let ev = table.envelope(0, 0, boot_now(), end, Vec::new());
+    p.record(ev);
+    if let Err(e) = p.sink.flush() {
         note(&format!("writing events: {e}"));
     }
 
-    summarise(&stats, &sensors.counters(), &status);
+    summarise(&p, &sensors.counters(), &status);
     drop(reader);
     drop(sensors);
     cgroup.remove().context("removing the run's cgroup")?;
-    Ok(exit_code(&status))
+    let report = Report::new(&p.analyzer);
+    for line in report::terminal_summary(&report) {
+        note(&line);
+    }
+    report::write_outputs(&report, &p.analyzer.rules, &opts.outputs).context("writing reports")?;
+    Ok(report.verdict.exit_status)
 }
 
 fn spawn_in_cgroup(command: &[OsString], cgroup: &RunCgroup) -> io::Result<tokio::process::Child> {
@@ -198,62 +232,58 @@ fn forward(pid: u32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
 }
 
-fn pump(reader: &mut EventReader, table: &mut ProcTable, sink: &mut dyn Sink, stats: &mut Stats) {
-    reader.drain(|rec| match decode::decode(rec) {
-        Ok(ev) => table.handle(ev, &mut |e| record(&e, sink, stats)),
-        Err(e) => {
-            stats.decode_errors += 1;
-            tracing::debug!("undecodable record: {e}");
-        }
-    });
-}
-
-fn record(ev: &Event, sink: &mut dyn Sink, stats: &mut Stats) {
-    *stats.by_kind.entry(ev.detail.kind()).or_default() += 1;
-    if stats.sink_failed {
-        return;
+impl Pipeline {
+    fn pump(&mut self, reader: &mut EventReader, table: &mut ProcTable) {
+        reader.drain(|rec| match decode::decode(rec) {
+            Ok(ev) => table.handle(ev, &mut |e| self.record(e)),
+            Err(e) => {
+                self.decode_errors += 1;
+                tracing::debug!("undecodable record: {e}");
+            }
+        });
     }
-    if let Err(e) = sink.send(ev) {
-        stats.sink_failed = true;
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            note(&format!(
-                "writing events failed, no more events will be written: {e}"
-            ));
-        }
-    }
-}
 
-/// Put `lost` events in the stream for every loss the kernel counted since the last report.
-fn report_lost(sensors: &Sensors, table: &mut ProcTable, sink: &mut dyn Sink, stats: &mut Stats) {
-    let now = sensors.counters();
-    let before = stats.reported_lost;
-    for (reason, n) in [
-        ("ringbuf_full", now.ringbuf_full - before.ringbuf_full),
-        ("stash_full", now.stash_full - before.stash_full),
-    ] {
-        if n > 0 {
-            let detail = Detail::Lost(event::Lost {
-                count: n,
-                reason: reason.into(),
-            });
-            let ev = table.envelope(0, 0, boot_now(), detail, Vec::new());
-            record(&ev, sink, stats);
+    fn record(&mut self, mut ev: Event) {
+        enrich::package(&mut ev, self.analyzer.model());
+        self.analyzer.observe(&ev, &mut |f| note(&report::live_line(f)));
+        if self.sink_failed {
+            return;
+        }
+        if let Err(e) = self.sink.send(&ev) {
+            self.sink_failed = true;
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                note(&format!("writing events failed, no more events will be written: {e}"));
+            }
         }
     }
-    stats.reported_lost = now;
+
+    /// Put `lost` events in the stream for every loss the kernel counted since the last report.
+    fn report_lost(&mut self, sensors: &Sensors, table: &mut ProcTable) {
+        let now = sensors.counters();
+        let before = self.reported_lost;
+        for (reason, n) in [
+            ("ringbuf_full", now.ringbuf_full - before.ringbuf_full),
+            ("stash_full", now.stash_full - before.stash_full),
+            ("decode_error", self.decode_errors - self.reported_decode_errors),
+        ] {
+            if n > 0 {
+                let detail = Detail::Lost(event::Lost { count: n, reason: reason.into() });
+                let ev = table.envelope(0, 0, boot_now(), detail, Vec::new());
+                self.record(ev);
+            }
+        }
+        self.reported_lost = now;
+        self.reported_decode_errors = self.decode_errors;
+    }
 }
 
-fn summarise(stats: &Stats, counters: &KernelCounters, status: &ExitStatus) {
-    let total: u64 = stats.by_kind.values().sum();
-    let kinds: Vec<String> = stats
-        .by_kind
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    let mut msg = format!("{total} events ({})", kinds.join(", "));
+fn summarise(p: &Pipeline, counters: &KernelCounters, status: &ExitStatus) {
+    let totals = &p.analyzer.totals;
+    let kinds: Vec<String> = totals.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let mut msg = format!("{} events ({})", totals.total, kinds.join(", "));
     msg.push_str(&format!("; lost {}", counters.lost()));
-    if stats.decode_errors > 0 {
-        msg.push_str(&format!("; undecodable {}", stats.decode_errors));
+    if p.decode_errors > 0 {
+        msg.push_str(&format!("; undecodable {}", p.decode_errors));
     }
     if counters.read_errors > 0 {
         msg.push_str(&format!("; unreadable arguments {}", counters.read_errors));

@@ -1,0 +1,370 @@
+//! Events → findings. Keeps the process model up to date, evaluates the rules indexed for each
+//! event's kind, merges findings, and tallies egress destinations and event counts. `run` and
+//! `replay` both drive it with the same stream, which is what makes a replay reach the live
+//! run's verdict.
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use serde::Serialize;
+
+use crate::{
+    event::{Destination, Detail, Event},
+    findings::{AncestorRef, Finding, Findings, ProcessRef},
+    model::{Model, ProcInfo, basename},
+    policy::Policy,
+    rules::{
+        Rule, RuleSet,
+        fields::{Field, Kinds, ProcField, Scope, Subject, Val},
+    },
+};
+
+/// Ancestors recorded in a finding.
+const FINDING_ANCESTRY: usize = 8;
+/// Processes named per egress destination.
+const EGRESS_PROCESSES: usize = 8;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Egress {
+    pub family: String,
+    pub address: String,
+    pub port: Option<u16>,
+    /// `connect` or the protocol of an unconnected send (`udp`).
+    pub via: String,
+    pub allowed: bool,
+    pub count: u64,
+    /// Tools that used it (at most 8).
+    pub processes: BTreeSet<String>,
+    pub first_seen: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Totals {
+    /// Events other than `run`, `run_end` and `lost` records.
+    pub total: u64,
+    /// Events the kernel or decoder could not deliver (sum of `lost` records).
+    pub lost: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+pub struct Analyzer {
+    pub rules: RuleSet,
+    pub policy: Policy,
+    model: Model,
+    pub findings: Findings,
+    egress: BTreeMap<EgressKey, Egress>,
+    pub totals: Totals,
+    /// From the stream's `run` record.
+    pub command: Vec<String>,
+    /// From the stream's `run_end` record.
+    pub exit_code: Option<i32>,
+}
+
+impl Analyzer {
+    pub fn new(rules: RuleSet, policy: Policy) -> Self {
+        Self {
+            rules,
+            policy,
+            model: Model::default(),
+            findings: Findings::default(),
+            egress: BTreeMap::new(),
+            totals: Totals::default(),
+            command: Vec::new(),
+            exit_code: None,
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Take one event; `on_new` sees each finding the first time it appears.
+    pub fn observe(&mut self, ev: &Event, on_new: &mut dyn FnMut(&Finding)) {
+        match &ev.detail {
+            Detail::Run(r) => {
+                self.command = r.command.clone();
+                return;
+            }
+            Detail::RunEnd(e) => {
+                self.exit_code = Some(e.exit_code);
+                return;
+            }
+            Detail::Lost(l) => {
+                self.totals.lost += l.count;
+                return;
+            }
+            _ => {}
+        }
+        self.totals.total += 1;
+        *self.totals.by_kind.entry(ev.kind.clone()).or_default() += 1;
+        self.model.apply(ev);
+        let Some(kind) = Kinds::index(&ev.kind) else {
+            self.model.retire(ev);
+            return;
+        };
+        let subject = Subj::new(ev, kind, &self.model, &self.policy);
+        if let Some((dest, via)) = destination(ev) {
+            egress_seen(&mut self.egress, dest, via, &subject);
+        }
+        for rule in self.rules.matching(&subject) {
+            let f = finding(rule, &subject);
+            if let Some(new) = self.findings.add(f) {
+                on_new(new);
+            }
+        }
+        self.model.retire(ev);
+    }
+
+    pub fn egress(&self) -> Vec<Egress> {
+        self.egress.values().cloned().collect()
+    }
+}
+
+type EgressKey = (String, String, Option<u16>, String);
+
+fn egress_seen(table: &mut BTreeMap<EgressKey, Egress>, d: &Destination, via: &str, s: &Subj<'_>) {
+        if !matches!(d.family.as_str(), "inet" | "inet6") {
+            return;
+        }
+        let addr = d.address.clone().unwrap_or_default();
+        let key = (d.family.clone(), addr.clone(), d.port, via.to_owned());
+        let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
+        let e = table.entry(key).or_insert_with(|| Egress {
+            family: d.family.clone(),
+            address: addr,
+            port: d.port,
+            via: via.to_owned(),
+            allowed,
+            count: 0,
+            processes: BTreeSet::new(),
+            first_seen: s.ev.time.clone(),
+        });
+        e.count += 1;
+        if e.processes.len() < EGRESS_PROCESSES {
+            if let Some(p) = s.proc {
+                e.processes.insert(p.tool.clone());
+            }
+        }
+}
+
+fn destination(ev: &Event) -> Option<(&Destination, &str)> {
+    match &ev.detail {
+        Detail::Connect(c) => Some((&c.dest, "connect")),
+        Detail::Send(s) => Some((&s.dest, s.protocol.as_str())),
+        _ => None,
+    }
+}
+
+fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
+    let message = rule.message(s);
+    let process = match s.proc {
+        Some(p) => ProcessRef {
+            pid: p.pid,
+            exe: p.exe.clone(),
+            argv: p.argv.clone(),
+            ancestry: s
+                .model
+                .ancestors(p.pid)
+                .into_iter()
+                .take(FINDING_ANCESTRY)
+                .map(|a| AncestorRef { pid: a.pid, exe: a.exe.clone(), argv: a.argv.clone() })
+                .collect(),
+        },
+        None => ProcessRef { pid: s.ev.pid, exe: s.ev.exe.clone(), argv: Vec::new(), ancestry: Vec::new() },
+    };
+    Finding {
+        rule: rule.name.clone(),
+        category: rule.category.clone(),
+        severity: rule.severity,
+        message,
+        process,
+        package: s.proc.and_then(|p| p.package.clone()),
+        detail: detail(s.ev),
+        count: 1,
+        first_seen: s.ev.time.clone(),
+        first_seq: s.ev.seq,
+        tags: rule.tags.clone(),
+    }
+}
+
+/// The part of the event a reader of the finding needs.
+fn detail(ev: &Event) -> serde_json::Value {
+    use serde_json::json;
+    match &ev.detail {
+        Detail::Open(o) => json!({
+            "path": o.path, "target": o.target, "flags": o.flags, "error": o.outcome.error,
+        }),
+        Detail::Exec(x) => json!({ "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error }),
+        Detail::Connect(c) => json!({
+            "family": c.dest.family, "address": c.dest.address, "port": c.dest.port, "via": "connect",
+            "error": c.outcome.error,
+        }),
+        Detail::Send(x) => json!({
+            "family": x.dest.family, "address": x.dest.address, "port": x.dest.port, "via": x.protocol,
+        }),
+        _ => json!({ "kind": ev.kind }),
+    }
+}
+
+/// One event in its process context, as the rules see it.
+pub struct Subj<'a> {
+    pub ev: &'a Event,
+    kind: usize,
+    model: &'a Model,
+    policy: &'a Policy,
+    proc: Option<&'a ProcInfo>,
+    parent: Option<&'a ProcInfo>,
+}
+
+impl<'a> Subj<'a> {
+    pub fn new(ev: &'a Event, kind: usize, model: &'a Model, policy: &'a Policy) -> Self {
+        let proc = model.proc(ev.pid);
+        let parent = proc.and_then(|p| p.ppid).or(ev.ppid).and_then(|pp| model.proc(pp));
+        Self { ev, kind, model, policy, proc, parent }
+    }
+
+    fn outcome(&self) -> Option<(i64, Option<&'a str>)> {
+        let o = match &self.ev.detail {
+            Detail::Exec(x) => &x.outcome,
+            Detail::Open(x) => &x.outcome,
+            Detail::Chdir(x) => &x.outcome,
+            Detail::Connect(x) => &x.outcome,
+            _ => return None,
+        };
+        Some((o.ret, o.error.as_deref()))
+    }
+
+    fn dest(&self) -> Option<&'a Destination> {
+        destination(self.ev).map(|(d, _)| d)
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        self.dest()?.address.as_deref()?.parse().ok()
+    }
+}
+
+fn s(v: &str) -> Val<'_> {
+    Val::Str(Cow::Borrowed(v))
+}
+
+fn opt(v: Option<&str>) -> Val<'_> {
+    v.map_or(Val::Missing, s)
+}
+
+fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
+    match f {
+        ProcField::Pid => Val::Num(p.pid.into()),
+        ProcField::Name => s(&p.name),
+        ProcField::Exe => opt(p.exe.as_deref()),
+        ProcField::Tool => s(&p.tool),
+        ProcField::Script => opt(p.script.as_deref()),
+        ProcField::Argv => Val::List(p.argv.iter().map(|a| Cow::Borrowed(a.as_str())).collect()),
+        ProcField::Arg(i) => opt(p.argv.get(i as usize).map(String::as_str)),
+        ProcField::Args => Val::Str(Cow::Owned(p.argv.get(1..).unwrap_or_default().join(" "))),
+        ProcField::Cmdline => Val::Str(Cow::Owned(p.cmdline())),
+        ProcField::Cwd => opt(p.cwd.as_deref()),
+    }
+}
+
+/// For /proc/PID/X or /proc/PID/task/TID/X: (PID or TID, X).
+fn proc_entry(path: &str) -> Option<(Option<u32>, &str)> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (who, rest) = rest.split_once('/')?;
+    let (who, rest) = match rest.strip_prefix("task/").and_then(|r| r.split_once('/')) {
+        Some((tid, r)) => (tid, r),
+        None => (who, rest),
+    };
+    let pid = match who {
+        "self" | "thread-self" => None,
+        n => Some(n.parse().ok()?),
+    };
+    Some((pid, rest))
+}
+
+impl Subject for Subj<'_> {
+    fn kind(&self) -> usize {
+        self.kind
+    }
+
+    fn value(&self, f: Field) -> Val<'_> {
+        let ev = self.ev;
+        let pkg = self.proc.and_then(|p| p.package.as_ref());
+        let open = match &ev.detail {
+            Detail::Open(o) => Some(o),
+            _ => None,
+        };
+        let exec = match &ev.detail {
+            Detail::Exec(x) => Some(x),
+            _ => None,
+        };
+        match f {
+            Field::EvtType => s(&ev.kind),
+            Field::EvtFailed => Val::Bool(self.outcome().is_some_and(|(r, _)| r < 0)),
+            Field::EvtError => opt(self.outcome().and_then(|(_, e)| e)),
+            Field::Proc(Scope::Proc, pf) => self.proc.map_or(Val::Missing, |p| proc_value(p, pf)),
+            Field::Proc(Scope::Parent, pf) => self.parent.map_or(Val::Missing, |p| proc_value(p, pf)),
+            Field::Proc(Scope::Ancestor, pf) => {
+                let mut out = Vec::new();
+                for a in self.model.ancestors(ev.pid) {
+                    match proc_value(a, pf) {
+                        Val::Str(v) => out.push(v),
+                        Val::List(l) => out.extend(l),
+                        _ => {}
+                    }
+                }
+                Val::List(out)
+            }
+            // No package: the empty string, so `pkg.name != ""` reads naturally.
+            Field::PkgName => s(pkg.map_or("", |p| p.name.as_str())),
+            Field::PkgVersion => s(pkg.and_then(|p| p.version.as_deref()).unwrap_or("")),
+            Field::PkgManager => s(pkg.map_or("", |p| p.manager.as_str())),
+            Field::FilePath => opt(open.map(|o| o.path.as_str())),
+            Field::FileTarget => opt(open.map(|o| o.target.as_deref().unwrap_or(&o.path))),
+            Field::FileName => opt(open.map(|o| basename(&o.path))),
+            Field::FileDir => opt(open.map(|o| o.path.rsplit_once('/').map_or("", |(d, _)| if d.is_empty() { "/" } else { d }))),
+            Field::FileFlags => open.map_or(Val::Missing, |o| Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_str())).collect())),
+            Field::FileWrite => open.map_or(Val::Missing, |o| Val::Bool(crate::model::opens_for_write(&o.flags))),
+            Field::FileCreate => open.map_or(Val::Missing, |o| Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))),
+            Field::FileOtherProc => open.map_or(Val::Missing, |o| {
+                Val::Bool(matches!(proc_entry(&o.path), Some((Some(p), _)) if p != ev.pid && p != ev.tid))
+            }),
+            Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
+            Field::NetFamily => opt(self.dest().map(|d| d.family.as_str())),
+            Field::NetAddr => self.ip().map_or(Val::Missing, Val::Ip),
+            Field::NetPort => self.dest().and_then(|d| d.port).map_or(Val::Missing, |p| Val::Num(p.into())),
+            Field::NetProtocol => match &ev.detail {
+                Detail::Send(x) => s(&x.protocol),
+                Detail::Connect(_) => s(""),
+                _ => Val::Missing,
+            },
+            Field::NetLoopback => self.ip().map_or(Val::Missing, |ip| Val::Bool(ip.is_loopback())),
+            Field::NetAllowed => self
+                .ip()
+                .map_or(Val::Missing, |ip| Val::Bool(self.policy.allowed(ip, self.dest().and_then(|d| d.port)))),
+            Field::ExecPath => opt(exec.map(|x| x.path.as_str())),
+            Field::ExecFilename => opt(exec.map(|x| x.filename.as_str())),
+            Field::ExecWrittenInRun => exec.map_or(Val::Missing, |x| Val::Bool(self.model.writer_of(&x.path).is_some())),
+            Field::ExecWriter => opt(exec.and_then(|x| self.model.writer_of(&x.path))),
+            Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
+                Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_paths_split() {
+        assert_eq!(proc_entry("/proc/12/mem"), Some((Some(12), "mem")));
+        assert_eq!(proc_entry("/proc/12/task/13/environ"), Some((Some(13), "environ")));
+        assert_eq!(proc_entry("/proc/self/maps"), Some((None, "maps")));
+        assert_eq!(proc_entry("/proc/cpuinfo"), None);
+        assert_eq!(proc_entry("/proc/x1/mem"), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Findings: what a rule match becomes. Identical findings (same rule, same message) are merged
+//! with a count; the first occurrence keeps its process and detail. Their JSON shape is part of
+//! the report contract (docs/report.md).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{model::Package, rules::Severity};
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub rule: String,
+    pub category: String,
+    pub severity: Severity,
+    pub message: String,
+    pub process: ProcessRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<Package>,
+    pub detail: serde_json::Value,
+    pub count: u64,
+    /// Time of the first occurrence (RFC 3339).
+    pub first_seen: String,
+    /// `seq` of the first event that produced it.
+    pub first_seq: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    /// Parent first.
+    pub ancestry: Vec<AncestorRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AncestorRef {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Findings {
+    list: Vec<Finding>,
+    index: HashMap<(String, String), usize>,
+}
+
+impl Findings {
+    /// Add one occurrence; returns the finding when it is new (for the live line).
+    pub fn add(&mut self, f: Finding) -> Option<&Finding> {
+        let key = (f.rule.clone(), f.message.clone());
+        if let Some(&i) = self.index.get(&key) {
+            self.list[i].count += 1;
+            return None;
+        }
+        self.index.insert(key, self.list.len());
+        self.list.push(f);
+        self.list.last()
+    }
+
+    /// Most severe first, then in order of appearance.
+    pub fn sorted(&self) -> Vec<Finding> {
+        let mut v = self.list.clone();
+        v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.first_seq.cmp(&b.first_seq)));
+        v
+    }
+
+    pub fn max_severity(&self) -> Option<Severity> {
+        self.list.iter().map(|f| f.severity).max()
+    }
+
+    pub fn by_severity(&self) -> BTreeMap<&'static str, u64> {
+        let mut m: BTreeMap<&'static str, u64> = Severity::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        for f in &self.list {
+            *m.entry(f.severity.as_str()).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn by_category(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::new();
+        for f in &self.list {
+            *m.entry(f.category.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(rule: &str, msg: &str, sev: Severity, seq: u64) -> Finding {
+        Finding {
+            rule: rule.into(),
+            category: "c".into(),
+            severity: sev,
+            message: msg.into(),
+            process: ProcessRef { pid: 1, exe: None, argv: vec![], ancestry: vec![] },
+            package: None,
+            detail: serde_json::Value::Null,
+            count: 1,
+            first_seen: String::new(),
+            first_seq: seq,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn identical_findings_merge_and_sort_by_severity() {
+        let mut fs = Findings::default();
+        assert!(fs.add(f("a", "x", Severity::Medium, 1)).is_some());
+        assert!(fs.add(f("a", "x", Severity::Medium, 2)).is_none());
+        assert!(fs.add(f("a", "y", Severity::Medium, 3)).is_some());
+        assert!(fs.add(f("b", "x", Severity::Critical, 4)).is_some());
+        let s = fs.sorted();
+        assert_eq!(s.iter().map(|f| (f.rule.as_str(), f.count)).collect::<Vec<_>>(), vec![("b", 1), ("a", 2), ("a", 1)]);
+        assert_eq!(fs.max_severity(), Some(Severity::Critical));
+        assert_eq!(fs.by_severity()["medium"], 2);
+    }
+}

@@ -1,0 +1,115 @@
+//! Errors and warnings about rule and policy files, each with a file:line:column and, when
+//! the source is at hand, the offending line with a caret under the column.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pos {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub col: usize,
+}
+
+impl Pos {
+    pub fn new(file: &str, line: usize, col: usize) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+            col,
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub level: Level,
+    pub pos: Pos,
+    pub message: String,
+    /// The source line at `pos`, filled in by [`Diagnostic::with_source`].
+    pub snippet: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(pos: Pos, message: impl Into<String>) -> Self {
+        Self {
+            level: Level::Error,
+            pos,
+            message: message.into(),
+            snippet: None,
+        }
+    }
+
+    pub fn warning(pos: Pos, message: impl Into<String>) -> Self {
+        Self {
+            level: Level::Warning,
+            ..Self::error(pos, message)
+        }
+    }
+
+    /// Attach the line of `src` the diagnostic points at.
+    pub fn with_source(mut self, src: &str) -> Self {
+        if self.snippet.is_none() {
+            self.snippet = src
+                .lines()
+                .nth(self.pos.line.saturating_sub(1))
+                .map(str::to_owned);
+        }
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        write!(f, "{}: {level}: {}", self.pos, self.message)?;
+        if let Some(line) = &self.snippet {
+            let gutter = self.pos.line.to_string();
+            // Tabs keep their width in the caret line so the caret lands under the column.
+            let pad: String = line
+                .chars()
+                .take(self.pos.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(
+                f,
+                "\n{:w$} |\n{gutter} | {line}\n{:w$} | {pad}^",
+                "",
+                "",
+                w = gutter.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_location_and_caret() {
+        let d = Diagnostic::error(Pos::new("r.yaml", 2, 5), "unknown field `x`")
+            .with_source("a: 1\nb:  x\n");
+        assert_eq!(
+            d.to_string(),
+            "r.yaml:2:5: error: unknown field `x`\n  |\n2 | b:  x\n  |     ^"
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! The fields a condition can test: their names, types, and the event kinds that carry them.
+//! The analyzer supplies values through [`Subject`]; the compiler checks names and types here.
+
+use std::{borrow::Cow, net::IpAddr};
+
+/// Event kinds as a bit set, so rules can be indexed by the kinds they can match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Kinds(pub u16);
+
+pub const KIND_NAMES: &[&str] = &[
+    "exec",
+    "fork",
+    "exit",
+    "open",
+    "chdir",
+    "connect",
+    "send",
+    "straggler",
+    "lost",
+];
+
+impl Kinds {
+    pub const ALL: Kinds = Kinds((1 << KIND_NAMES.len() as u16) - 1);
+    pub const NONE: Kinds = Kinds(0);
+
+    pub fn of(name: &str) -> Option<Kinds> {
+        KIND_NAMES
+            .iter()
+            .position(|k| *k == name)
+            .map(|i| Kinds(1 << i))
+    }
+
+    fn list(names: &[&str]) -> Kinds {
+        Kinds(names.iter().map(|n| Kinds::of(n).map_or(0, |k| k.0)).fold(0, |a, b| a | b))
+    }
+
+    pub fn index(name: &str) -> Option<usize> {
+        KIND_NAMES.iter().position(|k| *k == name)
+    }
+
+    pub fn contains(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    pub fn and(self, o: Kinds) -> Kinds {
+        Kinds(self.0 & o.0)
+    }
+
+    pub fn or(self, o: Kinds) -> Kinds {
+        Kinds(self.0 | o.0)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        KIND_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.contains(*i))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Str,
+    /// Several strings; a test holds when it holds for any of them.
+    StrList,
+    Num,
+    Ip,
+    Bool,
+}
+
+/// Which process a `proc`-like field describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Proc,
+    Parent,
+    /// Every ancestor (parent first); list-valued.
+    Ancestor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcField {
+    Pid,
+    /// Basename of the executable (for a script: the script, as the kernel's comm).
+    Name,
+    Exe,
+    /// The tool a person would name: for an interpreter running a script or module
+    /// (`node …/npm-cli.js`, `python3 -m pip`), the script or module; otherwise `name`.
+    Tool,
+    /// The script an interpreter runs, when there is one.
+    Script,
+    Argv,
+    /// One argument, `proc.argv[N]`.
+    Arg(u8),
+    /// Arguments after argv[0], joined by spaces.
+    Args,
+    /// argv joined by spaces.
+    Cmdline,
+    Cwd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    EvtType,
+    EvtFailed,
+    EvtError,
+    Proc(Scope, ProcField),
+    PkgName,
+    PkgVersion,
+    PkgManager,
+    FilePath,
+    /// `target` when the path went through a symlink, else `path`.
+    FileTarget,
+    FileName,
+    FileDir,
+    FileFlags,
+    FileWrite,
+    FileCreate,
+    /// The path is under /proc/PID/ of a process other than the opener.
+    FileOtherProc,
+    /// For /proc/PID/X and /proc/PID/task/TID/X: X.
+    FileProcEntry,
+    NetFamily,
+    NetAddr,
+    NetPort,
+    NetProtocol,
+    NetLoopback,
+    /// The destination is in the policy's allowlist (loopback is unless the policy says not).
+    NetAllowed,
+    ExecPath,
+    ExecFilename,
+    /// The executed file was created or written during this run.
+    ExecWrittenInRun,
+    /// `proc.tool` of the process that last wrote the executed file during the run.
+    ExecWriter,
+    ExecMemfd,
+}
+
+struct Spec {
+    name: &'static str,
+    field: Field,
+    ty: Type,
+    kinds: &'static [&'static str],
+    doc: &'static str,
+}
+
+const ANY: &[&str] = &[];
+const FILE: &[&str] = &["open"];
+const NET: &[&str] = &["connect", "send"];
+const EXEC: &[&str] = &["exec"];
+
+macro_rules! spec {
+    ($name:expr, $field:expr, $ty:ident, $kinds:expr, $doc:expr) => {
+        Spec {
+            name: $name,
+            field: $field,
+            ty: Type::$ty,
+            kinds: $kinds,
+            doc: $doc,
+        }
+    };
+}
+
+const SPECS: &[Spec] = &[
+    spec!("evt.type", Field::EvtType, Str, ANY, "event kind: exec, open, connect, send, fork, exit, chdir"),
+    spec!("evt.failed", Field::EvtFailed, Bool, ANY, "the syscall failed"),
+    spec!("evt.error", Field::EvtError, Str, ANY, "errno name when the syscall failed (ENOENT…)"),
+    spec!("pkg.name", Field::PkgName, Str, ANY, "package whose install/build script runs this process (best effort)"),
+    spec!("pkg.version", Field::PkgVersion, Str, ANY, "that package's version"),
+    spec!("pkg.manager", Field::PkgManager, Str, ANY, "npm or pip"),
+    spec!("file.path", Field::FilePath, Str, FILE, "absolute path opened"),
+    spec!("file.target", Field::FileTarget, Str, FILE, "path with symlinks resolved"),
+    spec!("file.name", Field::FileName, Str, FILE, "basename of file.path"),
+    spec!("file.dir", Field::FileDir, Str, FILE, "directory of file.path"),
+    spec!("file.flags", Field::FileFlags, StrList, FILE, "read, write, create, truncate, append…"),
+    spec!("file.write", Field::FileWrite, Bool, FILE, "opened for writing, creating, truncating or appending"),
+    spec!("file.create", Field::FileCreate, Bool, FILE, "opened with O_CREAT or O_TMPFILE"),
+    spec!("file.other_proc", Field::FileOtherProc, Bool, FILE, "under /proc/PID/ of another process"),
+    spec!("file.proc_entry", Field::FileProcEntry, Str, FILE, "X in /proc/PID/X (mem, environ, maps…)"),
+    spec!("net.family", Field::NetFamily, Str, NET, "inet, inet6, unix"),
+    spec!("net.addr", Field::NetAddr, Ip, NET, "destination IP (compare with addresses or CIDRs)"),
+    spec!("net.port", Field::NetPort, Num, NET, "destination port"),
+    spec!("net.protocol", Field::NetProtocol, Str, NET, "udp for send events; empty for connect"),
+    spec!("net.loopback", Field::NetLoopback, Bool, NET, "destination is loopback"),
+    spec!("net.allowed", Field::NetAllowed, Bool, NET, "destination is in the policy's allowlist"),
+    spec!("exec.path", Field::ExecPath, Str, EXEC, "absolute path executed"),
+    spec!("exec.filename", Field::ExecFilename, Str, EXEC, "filename as passed to execve"),
+    spec!("exec.written_in_run", Field::ExecWrittenInRun, Bool, EXEC, "the executed file was written during this run"),
+    spec!("exec.writer", Field::ExecWriter, Str, EXEC, "tool that wrote the executed file during this run"),
+    spec!("exec.memfd", Field::ExecMemfd, Bool, EXEC, "executes an anonymous memory file (memfd)"),
+];
+
+const PROC_SPECS: &[(&str, ProcField, Type, &str)] = &[
+    ("pid", ProcField::Pid, Type::Num, "process id"),
+    ("name", ProcField::Name, Type::Str, "basename of the executable"),
+    ("exe", ProcField::Exe, Type::Str, "executable path"),
+    ("tool", ProcField::Tool, Type::Str, "script or module an interpreter runs, else name"),
+    ("script", ProcField::Script, Type::Str, "script path an interpreter runs"),
+    ("argv", ProcField::Argv, Type::StrList, "arguments (any); argv[N] for one"),
+    ("args", ProcField::Args, Type::Str, "arguments after argv[0], space-joined"),
+    ("cmdline", ProcField::Cmdline, Type::Str, "argv space-joined"),
+    ("cwd", ProcField::Cwd, Type::Str, "working directory at exec"),
+];
+
+pub struct Resolved {
+    pub field: Field,
+    pub ty: Type,
+    pub kinds: Kinds,
+}
+
+/// Look a field name up.
+pub fn resolve(name: &str) -> Option<Resolved> {
+    if let Some(s) = SPECS.iter().find(|s| s.name == name) {
+        return Some(Resolved {
+            field: s.field,
+            ty: s.ty,
+            kinds: if s.kinds.is_empty() {
+                Kinds::ALL
+            } else {
+                Kinds::list(s.kinds)
+            },
+        });
+    }
+    let (scope, rest) = name.split_once('.')?;
+    let scope = match scope {
+        "proc" => Scope::Proc,
+        "parent" => Scope::Parent,
+        "ancestor" => Scope::Ancestor,
+        _ => return None,
+    };
+    let (pf, ty) = if let Some(idx) = rest.strip_prefix("argv[").and_then(|r| r.strip_suffix(']')) {
+        (ProcField::Arg(idx.parse().ok()?), Type::Str)
+    } else {
+        let (_, pf, ty, _) = PROC_SPECS.iter().find(|(n, ..)| *n == rest)?;
+        (*pf, *ty)
+    };
+    let ty = match (scope, ty) {
+        (Scope::Ancestor, Type::Num) => return None,
+        (Scope::Ancestor, _) => Type::StrList,
+        _ => ty,
+    };
+    Some(Resolved {
+        field: Field::Proc(scope, pf),
+        ty,
+        kinds: Kinds::ALL,
+    })
+}
+
+/// Every field with a one-line description, for `buildwatch rules fields` and the docs.
+pub fn catalogue() -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    out.push(("evt.type".into(), SPECS[0].doc));
+    for scope in ["proc", "parent", "ancestor"] {
+        for (n, _, ty, doc) in PROC_SPECS {
+            if scope == "ancestor" && *ty == Type::Num {
+                continue;
+            }
+            out.push((format!("{scope}.{n}"), doc));
+        }
+    }
+    out.extend(SPECS[1..].iter().map(|s| (s.name.to_owned(), s.doc)));
+    out
+}
+
+/// A field's value for one event. `Missing` makes every test false.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val<'a> {
+    Str(Cow<'a, str>),
+    List(Vec<Cow<'a, str>>),
+    Num(i64),
+    Ip(IpAddr),
+    Bool(bool),
+    Missing,
+}
+
+impl Val<'_> {
+    /// The value as it appears in a finding's message.
+    pub fn render(&self) -> String {
+        match self {
+            Val::Str(s) => s.to_string(),
+            Val::List(l) => l.join(" "),
+            Val::Num(n) => n.to_string(),
+            Val::Ip(ip) => ip.to_string(),
+            Val::Bool(b) => b.to_string(),
+            Val::Missing => "<none>".into(),
+        }
+    }
+}
+
+/// What conditions are evaluated against: one event in its process context.
+pub trait Subject {
+    /// Index in [`KIND_NAMES`].
+    fn kind(&self) -> usize;
+    fn value(&self, field: Field) -> Val<'_>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_with_types_and_kinds() {
+        let f = resolve("file.path").unwrap();
+        assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
+        assert_eq!(f.kinds.names(), vec!["open"]);
+        assert_eq!(resolve("parent.argv[1]").unwrap().field, Field::Proc(Scope::Parent, ProcField::Arg(1)));
+        assert_eq!(resolve("ancestor.name").unwrap().ty, Type::StrList);
+        assert!(resolve("ancestor.pid").is_none());
+        assert!(resolve("proc.argv[x]").is_none());
+        assert!(resolve("bogus.field").is_none());
+        assert_eq!(resolve("evt.type").unwrap().kinds, Kinds::ALL);
+        assert!(catalogue().iter().any(|(n, _)| n == "ancestor.tool"));
+    }
+}
