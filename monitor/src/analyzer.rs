@@ -190,10 +190,10 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
     }
 }
 
-/// The part of the event a reader of the finding needs.
+/// The part of the event a reader of the finding needs (absent values left out).
 fn detail(ev: &Event) -> serde_json::Value {
     use serde_json::json;
-    match &ev.detail {
+    let mut v = match &ev.detail {
         Detail::Open(o) => json!({
             "path": o.path, "target": o.target, "flags": o.flags, "error": o.outcome.error,
         }),
@@ -206,7 +206,11 @@ fn detail(ev: &Event) -> serde_json::Value {
             "family": x.dest.family, "address": x.dest.address, "port": x.dest.port, "via": x.protocol,
         }),
         _ => json!({ "kind": ev.kind }),
+    };
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null());
     }
+    v
 }
 
 /// One event in its process context, as the rules see it.

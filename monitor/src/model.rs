@@ -103,7 +103,7 @@ pub fn tool_of(name: &str, argv: &[String]) -> (String, Option<String>) {
 #[derive(Default)]
 pub struct Model {
     procs: HashMap<u32, ProcInfo>,
-    /// Path → tool of the process that last opened it for writing during the run.
+    /// Path → executable name of the process that last opened it for writing during the run.
     written: HashMap<String, String>,
     /// Writes not remembered because [`MAX_WRITTEN`] was reached.
     pub written_overflow: u64,
@@ -158,7 +158,9 @@ impl Model {
                 self.ensure(ev).cwd = Some(c.path.clone());
             }
             Detail::Open(o) if o.outcome.ret >= 0 && opens_for_write(&o.flags) => {
-                let tool = self.ensure(ev).tool.clone();
+                // The writer's executable name, not its script: lists of writers (linkers,
+                // downloaders) name binaries, and a script cannot pass itself off as one.
+                let tool = self.ensure(ev).name.clone();
                 let path = o.target.clone().unwrap_or_else(|| o.path.clone());
                 if self.written.len() < MAX_WRITTEN || self.written.contains_key(&path) {
                     self.written.insert(path, tool);

@@ -377,12 +377,18 @@ impl<'d> Compiler<'d> {
                 };
                 // Exception values go through the condition compiler as one small condition, so
                 // they are checked exactly like conditions are.
+                // A plain value naming a list stands for the list's items, as in conditions.
+                let item = |n: &yaml::Node| {
+                    let text = n.as_str().unwrap_or_default();
+                    let plain = matches!(n.value, yaml::Value::Scalar { style: yaml::Style::Plain, .. });
+                    if plain && self.defs.lists.contains_key(text) { text.to_owned() } else { quote(text) }
+                };
                 let rhs = match &vnode.value {
                     yaml::Value::Seq(items) => {
-                        let vals: Vec<String> = items.iter().map(|n| quote(n.as_str().unwrap_or_default())).collect();
+                        let vals: Vec<String> = items.iter().map(item).collect();
                         format!("({})", vals.join(", "))
                     }
-                    yaml::Value::Scalar { text, .. } => quote(text),
+                    yaml::Value::Scalar { .. } => item(vnode),
                     yaml::Value::Map(_) => {
                         err(self, &vnode.pos, "an exception value is a string or a list of strings".into());
                         return None;

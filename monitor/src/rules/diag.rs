@@ -63,10 +63,8 @@ impl Diagnostic {
     /// Attach the line of `src` the diagnostic points at.
     pub fn with_source(mut self, src: &str) -> Self {
         if self.snippet.is_none() {
-            self.snippet = src
-                .lines()
-                .nth(self.pos.line.saturating_sub(1))
-                .map(str::to_owned);
+            // Past the last line (an error at end of file): an empty line under the caret.
+            self.snippet = Some(src.lines().nth(self.pos.line.saturating_sub(1)).unwrap_or("").to_owned());
         }
         self
     }

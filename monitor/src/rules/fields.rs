@@ -132,7 +132,7 @@ pub enum Field {
     ExecFilename,
     /// The executed file was created or written during this run.
     ExecWrittenInRun,
-    /// `proc.tool` of the process that last wrote the executed file during the run.
+    /// `proc.name` of the process that last wrote the executed file during the run.
     ExecWriter,
     ExecMemfd,
 }
@@ -187,7 +187,7 @@ const SPECS: &[Spec] = &[
     spec!("exec.path", Field::ExecPath, Str, EXEC, "absolute path executed"),
     spec!("exec.filename", Field::ExecFilename, Str, EXEC, "filename as passed to execve"),
     spec!("exec.written_in_run", Field::ExecWrittenInRun, Bool, EXEC, "the executed file was written during this run"),
-    spec!("exec.writer", Field::ExecWriter, Str, EXEC, "tool that wrote the executed file during this run"),
+    spec!("exec.writer", Field::ExecWriter, Str, EXEC, "executable name of the process that wrote the executed file during this run"),
     spec!("exec.memfd", Field::ExecMemfd, Bool, EXEC, "executes an anonymous memory file (memfd)"),
 ];
 

@@ -1,0 +1,190 @@
+//! Every default rule against small event fixtures, through `buildwatch replay` (no root).
+//!
+//! tests/fixtures/rule-cases.json maps each rule to cases that must fire it and cases that must
+//! not. Events there are written short; [`complete`] fills in the envelope and the fields a
+//! recorded stream always has, so what replay reads is a well-formed stream.
+
+use std::{collections::BTreeSet, fs, process::Command};
+
+use buildwatch_tests::*;
+use serde_json::{Value, json};
+
+const CASES: &str = include_str!("../fixtures/rule-cases.json");
+const KINDS: &[&str] = &["exec", "fork", "exit", "open", "chdir", "connect", "send"];
+
+/// A short fixture event → a full schema-1 event.
+fn complete(mut ev: Value, seq: usize) -> Value {
+    let o = ev.as_object_mut().expect("events are objects");
+    let kind = KINDS.iter().find(|k| o.contains_key(**k)).expect("event has a kind");
+    let pid = o["pid"].as_u64().unwrap();
+    o.insert("schema".into(), json!(1));
+    o.insert("seq".into(), json!(seq));
+    o.insert("time".into(), json!(format!("2026-11-25T00:00:00.{seq:09}Z")));
+    o.insert("ts_ns".into(), json!(seq));
+    o.insert("kind".into(), json!(kind));
+    o.entry("tid").or_insert(json!(pid));
+    let d = o.get_mut(*kind).unwrap().as_object_mut().unwrap();
+    let path = d.get("path").cloned();
+    let mut default = |k: &str, v: Value| {
+        d.entry(k).or_insert(v);
+    };
+    match *kind {
+        "exec" => {
+            let path = path.expect("exec fixtures have a path");
+            default("syscall", json!("execve"));
+            default("filename", path);
+            default("cwd", json!("/"));
+            default("ret", json!(0));
+        }
+        "open" => {
+            default("syscall", json!("openat"));
+            default("flags", json!(["read"]));
+            default("flags_raw", json!(0));
+            default("ret", json!(3));
+        }
+        "connect" => {
+            default("fd", json!(3));
+            default("ret", json!(0));
+        }
+        _ => {}
+    }
+    ev
+}
+
+/// Replay the events with extra arguments; the set of rules that fired.
+fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeSet<String> {
+    let stream: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| complete(e.clone(), i + 1).to_string())
+        .collect();
+    let file = dir.join("events.jsonl");
+    fs::write(&file, stream.join("\n") + "\n").unwrap();
+    let report = dir.join("report.json");
+    let out = Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .arg("replay")
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .args(["--fail-on", "never"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+    assert!(!stderr.contains("not an event"), "{name}: fixture is not a valid stream: {stderr}");
+    let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["events"]["total"], json!(events.len()), "{name}");
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_default_rule_fires_and_stays_quiet_as_its_fixtures_say() {
+    let cases: Value = serde_json::from_str(CASES).unwrap();
+    let dir = TempDir::new("rules");
+    let mut failures = Vec::new();
+    for (rule, sets) in cases.as_object().unwrap() {
+        for (want, key) in [(true, "fires"), (false, "quiet")] {
+            for case in sets[key].as_array().unwrap() {
+                let name = format!("{rule} / {}", case["name"].as_str().unwrap());
+                let args: Vec<String> = case["args"]
+                    .as_array()
+                    .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default();
+                let got = fired(&dir, &name, case["events"].as_array().unwrap(), &args);
+                if got.contains(rule) != want {
+                    failures.push(format!("{name}: expected {} to {}; fired {got:?}", rule, if want { "fire" } else { "stay quiet" }));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_default_rule_has_both_kinds_of_fixture() {
+    let cases: Value = serde_json::from_str(CASES).unwrap();
+    let out = Command::new(buildwatch_bin()).args(["rules", "list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in rules.as_array().unwrap() {
+        let name = r["rule"].as_str().unwrap();
+        let c = &cases[name];
+        assert!(
+            c["fires"].as_array().is_some_and(|a| !a.is_empty()) && c["quiet"].as_array().is_some_and(|a| !a.is_empty()),
+            "rule {name} needs fixtures that fire and fixtures that do not"
+        );
+    }
+}
+
+#[test]
+fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
+    let dir = TempDir::new("badlines");
+    let good = complete(json!({"pid": 5, "open": {"path": "/proc/1/mem"}}), 1).to_string();
+    fs::write(dir.join("e.jsonl"), format!("{good}\nnot json\n{{\"schema\": 99}}\n")).unwrap();
+    let out = Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .args(["replay", "e.jsonl", "--report", "r.json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("e.jsonl:2: not an event"), "{stderr}");
+    assert!(stderr.contains("e.jsonl:3: not an event"), "{stderr}");
+    assert!(stderr.contains("2 line(s) were not events"), "{stderr}");
+    // The good line still counts, and its critical finding fails the verdict.
+    assert_eq!(out.status.code(), Some(86), "{stderr}");
+    let r: Value = serde_json::from_slice(&fs::read(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["findings"][0]["rule"], "read-other-process-memory");
+}
+
+#[test]
+fn bad_rule_files_get_positioned_errors_not_panics() {
+    let dir = TempDir::new("badrules");
+    let cases = [
+        ("syntax.yaml", "- rule: r\n  desc: [oops\n", "syntax.yaml:3:1: error: YAML syntax"),
+        (
+            "field.yaml",
+            "- rule: r\n  desc: d\n  condition: evt.type = open and file.pth = /x\n  output: o\n  severity: high\n  category: c\n",
+            "field.yaml:3:34: error: unknown field `file.pth`",
+        ),
+        (
+            "macro.yaml",
+            "- rule: r\n  desc: d\n  condition: evt.type = exec and no_such_macro\n  output: o\n  severity: high\n  category: c\n",
+            "macro.yaml:3:34: error: unknown macro or field `no_such_macro`",
+        ),
+        (
+            "cycle.yaml",
+            "- macro: a\n  condition: b\n- macro: b\n  condition: a\n",
+            "error: macros refer to each other in a cycle",
+        ),
+        ("key.yaml", "- rule: r\n  descr: d\n", "key.yaml:2:3: error: unknown field `descr` in rule"),
+    ];
+    for (name, src, want) in cases {
+        fs::write(dir.join(name), src).unwrap();
+        let out = Command::new(buildwatch_bin())
+            .current_dir(dir.path())
+            .args(["rules", "check", name])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}");
+        assert!(stdout.contains(want), "{name}: want `{want}` in:\n{stdout}");
+        assert!(stdout.contains(" | "), "{name}: a snippet of the line: {stdout}");
+    }
+    // A run with a broken policy stops before running anything.
+    fs::write(dir.join(".buildwatch.yaml"), "fail_on: sometimes\n").unwrap();
+    let out = Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .args(["replay", "/dev/null"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains(".buildwatch.yaml:1:10: error: `fail_on` must be"), "{stderr}");
+}
