@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything building buildwatch needs on a fresh Debian-based machine, as root:
-# LLVM 22 (for bpf-linker), the pinned Rust toolchains and bpf-linker. Safe to run again.
+# LLVM 22 (for bpf-linker), the pinned Rust toolchains and bpf-linker, and the package tools the
+# end-to-end tests use. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,24 @@ fi
 if ! dpkg -s llvm-22-dev libpolly-22-dev >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-22-dev libpolly-22-dev >/dev/null
+fi
+
+# What the end-to-end tests build and install for real: npm packages, a pip sdist with a C
+# extension, make/cc/git. Installed from Debian only when missing (a machine's own Node.js or
+# Python is kept).
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    2>/dev/null || missing+=(python3-dev)
+for tool in cc make git curl tar; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$([ "$tool" = cc ] && echo gcc || echo "$tool")")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # rustup's usual home may not be on PATH in a minimal (CI) environment.

@@ -126,28 +126,28 @@ impl Analyzer {
 type EgressKey = (String, String, Option<u16>, String);
 
 fn egress_seen(table: &mut BTreeMap<EgressKey, Egress>, d: &Destination, via: &str, s: &Subj<'_>) {
-        if !matches!(d.family.as_str(), "inet" | "inet6") {
-            return;
-        }
-        let addr = d.address.clone().unwrap_or_default();
-        let key = (d.family.clone(), addr.clone(), d.port, via.to_owned());
-        let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
-        let e = table.entry(key).or_insert_with(|| Egress {
-            family: d.family.clone(),
-            address: addr,
-            port: d.port,
-            via: via.to_owned(),
-            allowed,
-            count: 0,
-            processes: BTreeSet::new(),
-            first_seen: s.ev.time.clone(),
-        });
-        e.count += 1;
-        if e.processes.len() < EGRESS_PROCESSES {
-            if let Some(p) = s.proc {
-                e.processes.insert(p.tool.clone());
-            }
-        }
+    if !matches!(d.family.as_str(), "inet" | "inet6") {
+        return;
+    }
+    let addr = d.address.clone().unwrap_or_default();
+    let key = (d.family.clone(), addr.clone(), d.port, via.to_owned());
+    let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
+    let e = table.entry(key).or_insert_with(|| Egress {
+        family: d.family.clone(),
+        address: addr,
+        port: d.port,
+        via: via.to_owned(),
+        allowed,
+        count: 0,
+        processes: BTreeSet::new(),
+        first_seen: s.ev.time.clone(),
+    });
+    e.count += 1;
+    if e.processes.len() < EGRESS_PROCESSES
+        && let Some(p) = s.proc
+    {
+        e.processes.insert(p.tool.clone());
+    }
 }
 
 fn destination(ev: &Event) -> Option<(&Destination, &str)> {
@@ -170,10 +170,19 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
                 .ancestors(p.pid)
                 .into_iter()
                 .take(FINDING_ANCESTRY)
-                .map(|a| AncestorRef { pid: a.pid, exe: a.exe.clone(), argv: a.argv.clone() })
+                .map(|a| AncestorRef {
+                    pid: a.pid,
+                    exe: a.exe.clone(),
+                    argv: a.argv.clone(),
+                })
                 .collect(),
         },
-        None => ProcessRef { pid: s.ev.pid, exe: s.ev.exe.clone(), argv: Vec::new(), ancestry: Vec::new() },
+        None => ProcessRef {
+            pid: s.ev.pid,
+            exe: s.ev.exe.clone(),
+            argv: Vec::new(),
+            ancestry: Vec::new(),
+        },
     };
     Finding {
         rule: rule.name.clone(),
@@ -197,7 +206,9 @@ fn detail(ev: &Event) -> serde_json::Value {
         Detail::Open(o) => json!({
             "path": o.path, "target": o.target, "flags": o.flags, "error": o.outcome.error,
         }),
-        Detail::Exec(x) => json!({ "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error }),
+        Detail::Exec(x) => {
+            json!({ "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error })
+        }
         Detail::Connect(c) => json!({
             "family": c.dest.family, "address": c.dest.address, "port": c.dest.port, "via": "connect",
             "error": c.outcome.error,
@@ -226,8 +237,18 @@ pub struct Subj<'a> {
 impl<'a> Subj<'a> {
     pub fn new(ev: &'a Event, kind: usize, model: &'a Model, policy: &'a Policy) -> Self {
         let proc = model.proc(ev.pid);
-        let parent = proc.and_then(|p| p.ppid).or(ev.ppid).and_then(|pp| model.proc(pp));
-        Self { ev, kind, model, policy, proc, parent }
+        let parent = proc
+            .and_then(|p| p.ppid)
+            .or(ev.ppid)
+            .and_then(|pp| model.proc(pp));
+        Self {
+            ev,
+            kind,
+            model,
+            policy,
+            proc,
+            parent,
+        }
     }
 
     fn outcome(&self) -> Option<(i64, Option<&'a str>)> {
@@ -309,7 +330,9 @@ impl Subject for Subj<'_> {
             Field::EvtFailed => Val::Bool(self.outcome().is_some_and(|(r, _)| r < 0)),
             Field::EvtError => opt(self.outcome().and_then(|(_, e)| e)),
             Field::Proc(Scope::Proc, pf) => self.proc.map_or(Val::Missing, |p| proc_value(p, pf)),
-            Field::Proc(Scope::Parent, pf) => self.parent.map_or(Val::Missing, |p| proc_value(p, pf)),
+            Field::Proc(Scope::Parent, pf) => {
+                self.parent.map_or(Val::Missing, |p| proc_value(p, pf))
+            }
             Field::Proc(Scope::Ancestor, pf) => {
                 let mut out = Vec::new();
                 for a in self.model.ancestors(ev.pid) {
@@ -328,29 +351,48 @@ impl Subject for Subj<'_> {
             Field::FilePath => opt(open.map(|o| o.path.as_str())),
             Field::FileTarget => opt(open.map(|o| o.target.as_deref().unwrap_or(&o.path))),
             Field::FileName => opt(open.map(|o| basename(&o.path))),
-            Field::FileDir => opt(open.map(|o| o.path.rsplit_once('/').map_or("", |(d, _)| if d.is_empty() { "/" } else { d }))),
-            Field::FileFlags => open.map_or(Val::Missing, |o| Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_str())).collect())),
-            Field::FileWrite => open.map_or(Val::Missing, |o| Val::Bool(crate::model::opens_for_write(&o.flags))),
-            Field::FileCreate => open.map_or(Val::Missing, |o| Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))),
+            Field::FileDir => opt(open.map(|o| {
+                o.path
+                    .rsplit_once('/')
+                    .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
+            })),
+            Field::FileFlags => open.map_or(Val::Missing, |o| {
+                Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_str())).collect())
+            }),
+            Field::FileWrite => open.map_or(Val::Missing, |o| {
+                Val::Bool(crate::model::opens_for_write(&o.flags))
+            }),
+            Field::FileCreate => open.map_or(Val::Missing, |o| {
+                Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))
+            }),
             Field::FileOtherProc => open.map_or(Val::Missing, |o| {
-                Val::Bool(matches!(proc_entry(&o.path), Some((Some(p), _)) if p != ev.pid && p != ev.tid))
+                Val::Bool(
+                    matches!(proc_entry(&o.path), Some((Some(p), _)) if p != ev.pid && p != ev.tid),
+                )
             }),
             Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
             Field::NetFamily => opt(self.dest().map(|d| d.family.as_str())),
             Field::NetAddr => self.ip().map_or(Val::Missing, Val::Ip),
-            Field::NetPort => self.dest().and_then(|d| d.port).map_or(Val::Missing, |p| Val::Num(p.into())),
+            Field::NetPort => self
+                .dest()
+                .and_then(|d| d.port)
+                .map_or(Val::Missing, |p| Val::Num(p.into())),
             Field::NetProtocol => match &ev.detail {
                 Detail::Send(x) => s(&x.protocol),
                 Detail::Connect(_) => s(""),
                 _ => Val::Missing,
             },
-            Field::NetLoopback => self.ip().map_or(Val::Missing, |ip| Val::Bool(ip.is_loopback())),
-            Field::NetAllowed => self
+            Field::NetLoopback => self
                 .ip()
-                .map_or(Val::Missing, |ip| Val::Bool(self.policy.allowed(ip, self.dest().and_then(|d| d.port)))),
+                .map_or(Val::Missing, |ip| Val::Bool(ip.is_loopback())),
+            Field::NetAllowed => self.ip().map_or(Val::Missing, |ip| {
+                Val::Bool(self.policy.allowed(ip, self.dest().and_then(|d| d.port)))
+            }),
             Field::ExecPath => opt(exec.map(|x| x.path.as_str())),
             Field::ExecFilename => opt(exec.map(|x| x.filename.as_str())),
-            Field::ExecWrittenInRun => exec.map_or(Val::Missing, |x| Val::Bool(self.model.writer_of(&x.path).is_some())),
+            Field::ExecWrittenInRun => exec.map_or(Val::Missing, |x| {
+                Val::Bool(self.model.writer_of(&x.path).is_some())
+            }),
             Field::ExecWriter => opt(exec.and_then(|x| self.model.writer_of(&x.path))),
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
@@ -366,7 +408,10 @@ mod tests {
     #[test]
     fn proc_paths_split() {
         assert_eq!(proc_entry("/proc/12/mem"), Some((Some(12), "mem")));
-        assert_eq!(proc_entry("/proc/12/task/13/environ"), Some((Some(13), "environ")));
+        assert_eq!(
+            proc_entry("/proc/12/task/13/environ"),
+            Some((Some(13), "environ"))
+        );
         assert_eq!(proc_entry("/proc/self/maps"), Some((None, "maps")));
         assert_eq!(proc_entry("/proc/cpuinfo"), None);
         assert_eq!(proc_entry("/proc/x1/mem"), None);

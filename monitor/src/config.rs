@@ -76,10 +76,17 @@ pub fn setup(args: &PolicyArgs, cwd: &Path) -> Result<Setup, String> {
             if let Some(f) = args.fail_on {
                 policy.fail_on = f;
             }
-            return Ok(Setup { rules: set, policy, warnings: diags });
+            return Ok(Setup {
+                rules: set,
+                policy,
+                warnings: diags,
+            });
         }
     }
     let errors = diags.iter().filter(|d| d.level == Level::Error).count();
     let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-    Err(format!("{}\n{errors} error(s) in the rules or policy", text.join("\n\n")))
+    Err(format!(
+        "{}\n{errors} error(s) in the rules or policy",
+        text.join("\n\n")
+    ))
 }

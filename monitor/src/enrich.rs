@@ -24,7 +24,9 @@ const PIP_TOOLS: &[&str] = &["pip", "pip3", "pipx", "uv"];
 /// Fill in `exec.package` when this exec starts a package's script. Call before the model
 /// sees the event (it looks at the parent and at what the process inherited).
 pub fn package(ev: &mut Event, model: &Model) {
-    let Detail::Exec(x) = &mut ev.detail else { return };
+    let Detail::Exec(x) = &mut ev.detail else {
+        return;
+    };
     if x.outcome.ret != 0 || x.package.is_some() {
         return;
     }
@@ -32,8 +34,12 @@ pub fn package(ev: &mut Event, model: &Model) {
         return;
     }
     let name = basename(&x.path);
-    let parent_tool = ev.ppid.and_then(|pp| model.proc(pp)).map(|p| p.tool.as_str());
-    let shell_c = matches!(name, "sh" | "bash" | "dash") && x.argv.get(1).is_some_and(|a| a == "-c");
+    let parent_tool = ev
+        .ppid
+        .and_then(|pp| model.proc(pp))
+        .map(|p| p.tool.as_str());
+    let shell_c =
+        matches!(name, "sh" | "bash" | "dash") && x.argv.get(1).is_some_and(|a| a == "-c");
     if shell_c && parent_tool.is_some_and(|t| NPM_TOOLS.contains(&t)) {
         x.package = npm_package(Path::new(&x.cwd));
         return;
@@ -73,7 +79,8 @@ fn clean(s: &str) -> Option<String> {
 }
 
 fn npm_package(dir: &Path) -> Option<Package> {
-    let v: serde_json::Value = serde_json::from_str(&read_small(&dir.join("package.json"))?).ok()?;
+    let v: serde_json::Value =
+        serde_json::from_str(&read_small(&dir.join("package.json"))?).ok()?;
     Some(Package {
         manager: "npm".into(),
         name: clean(v.get("name")?.as_str()?)?,
@@ -104,15 +111,33 @@ mod tests {
     fn manifests_are_read_and_cleaned() {
         let dir = std::env::temp_dir().join(format!("bw-enrich-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("package.json"), r#"{"name":"evil\u001b[31m","version":"1.0.1"}"#).unwrap();
-        fs::write(dir.join("PKG-INFO"), "Metadata-Version: 2.1\nName: cext\nVersion: 0.3\n\nName: body\n").unwrap();
+        fs::write(
+            dir.join("package.json"),
+            r#"{"name":"evil\u001b[31m","version":"1.0.1"}"#,
+        )
+        .unwrap();
+        fs::write(
+            dir.join("PKG-INFO"),
+            "Metadata-Version: 2.1\nName: cext\nVersion: 0.3\n\nName: body\n",
+        )
+        .unwrap();
         let npm = npm_package(&dir).unwrap();
-        assert_eq!((npm.name.as_str(), npm.version.as_deref()), ("evil[31m", Some("1.0.1")));
+        assert_eq!(
+            (npm.name.as_str(), npm.version.as_deref()),
+            ("evil[31m", Some("1.0.1"))
+        );
         let pip = pip_package(&dir).unwrap();
-        assert_eq!((pip.name.as_str(), pip.version.as_deref()), ("cext", Some("0.3")));
+        assert_eq!(
+            (pip.name.as_str(), pip.version.as_deref()),
+            ("cext", Some("0.3"))
+        );
         fs::remove_file(dir.join("package.json")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("package.json")).unwrap();
-        assert_eq!(npm_package(&dir), None, "symlinked manifests are not followed");
+        assert_eq!(
+            npm_package(&dir),
+            None,
+            "symlinked manifests are not followed"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -67,7 +67,11 @@ impl Findings {
     /// Most severe first, then in order of appearance.
     pub fn sorted(&self) -> Vec<Finding> {
         let mut v = self.list.clone();
-        v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.first_seq.cmp(&b.first_seq)));
+        v.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.first_seq.cmp(&b.first_seq))
+        });
         v
     }
 
@@ -76,7 +80,8 @@ impl Findings {
     }
 
     pub fn by_severity(&self) -> BTreeMap<&'static str, u64> {
-        let mut m: BTreeMap<&'static str, u64> = Severity::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut m: BTreeMap<&'static str, u64> =
+            Severity::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         for f in &self.list {
             *m.entry(f.severity.as_str()).or_default() += 1;
         }
@@ -110,7 +115,12 @@ mod tests {
             category: "c".into(),
             severity: sev,
             message: msg.into(),
-            process: ProcessRef { pid: 1, exe: None, argv: vec![], ancestry: vec![] },
+            process: ProcessRef {
+                pid: 1,
+                exe: None,
+                argv: vec![],
+                ancestry: vec![],
+            },
             package: None,
             detail: serde_json::Value::Null,
             count: 1,
@@ -128,7 +138,12 @@ mod tests {
         assert!(fs.add(f("a", "y", Severity::Medium, 3)).is_some());
         assert!(fs.add(f("b", "x", Severity::Critical, 4)).is_some());
         let s = fs.sorted();
-        assert_eq!(s.iter().map(|f| (f.rule.as_str(), f.count)).collect::<Vec<_>>(), vec![("b", 1), ("a", 2), ("a", 1)]);
+        assert_eq!(
+            s.iter()
+                .map(|f| (f.rule.as_str(), f.count))
+                .collect::<Vec<_>>(),
+            vec![("b", 1), ("a", 2), ("a", 1)]
+        );
         assert_eq!(fs.max_severity(), Some(Severity::Critical));
         assert_eq!(fs.by_severity()["medium"], 2);
     }

@@ -41,9 +41,11 @@ impl OutputArgs {
         Outputs {
             report: self.report,
             sarif: self.sarif,
-            summary_md: self
-                .summary_md
-                .or_else(|| std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()).map(PathBuf::from)),
+            summary_md: self.summary_md.or_else(|| {
+                std::env::var_os("GITHUB_STEP_SUMMARY")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            }),
         }
     }
 }
@@ -68,7 +70,12 @@ enum Cmd {
         #[command(flatten)]
         outputs: OutputArgs,
         /// The command and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<OsString>,
     },
     /// Evaluate a recorded event stream (`run --events FILE`) without root; `-` reads stdin.
@@ -123,7 +130,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BUILDWATCH_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("BUILDWATCH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .without_time()
         .with_target(false)
@@ -139,7 +147,10 @@ fn cwd() -> PathBuf {
 }
 
 fn dispatch(cmd: Cmd) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             note(&format!("cannot start: {e}"));
@@ -159,8 +170,17 @@ fn dispatch(cmd: Cmd) -> i32 {
         }
     };
     match cmd {
-        Cmd::Run { events, keep_stragglers, ring_size, policy, outputs, command } => {
-            let Some(analysis) = setup(&policy) else { return run::exit::INTERNAL };
+        Cmd::Run {
+            events,
+            keep_stragglers,
+            ring_size,
+            policy,
+            outputs,
+            command,
+        } => {
+            let Some(analysis) = setup(&policy) else {
+                return run::exit::INTERNAL;
+            };
             let opts = run::RunOptions {
                 events,
                 keep_stragglers,
@@ -177,8 +197,14 @@ fn dispatch(cmd: Cmd) -> i32 {
                 }
             }
         }
-        Cmd::Replay { events, policy, outputs } => {
-            let Some(analysis) = setup(&policy) else { return run::exit::INTERNAL };
+        Cmd::Replay {
+            events,
+            policy,
+            outputs,
+        } => {
+            let Some(analysis) = setup(&policy) else {
+                return run::exit::INTERNAL;
+            };
             match replay::replay(&events, analysis, &outputs.outputs()) {
                 Ok(code) => code,
                 Err(e) => {
@@ -188,7 +214,9 @@ fn dispatch(cmd: Cmd) -> i32 {
             }
         }
         Cmd::Rules { command } => match command {
-            RulesCmd::Check { files, policy } => rules_cmd::check(&files, policy.as_deref(), &cwd()),
+            RulesCmd::Check { files, policy } => {
+                rules_cmd::check(&files, policy.as_deref(), &cwd())
+            }
             RulesCmd::List { policy, json } => match setup(&policy) {
                 Some(s) => rules_cmd::list(&s, json),
                 None => 1,

@@ -64,8 +64,12 @@ pub fn basename(p: &str) -> &str {
 }
 
 fn is_interpreter(name: &str) -> bool {
-    matches!(name, "node" | "nodejs" | "bun" | "deno" | "perl" | "ruby" | "php")
-        || name.strip_prefix("python").is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    matches!(
+        name,
+        "node" | "nodejs" | "bun" | "deno" | "perl" | "ruby" | "php"
+    ) || name
+        .strip_prefix("python")
+        .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 /// For `node …/bin/npm-cli.js install` → ("npm", script); `python3 -m pip` → ("pip", None);
@@ -137,13 +141,20 @@ impl Model {
     pub fn apply(&mut self, ev: &Event) {
         match &ev.detail {
             Detail::Fork(f) => {
-                let mut child = self.procs.get(&ev.pid).cloned().unwrap_or_else(|| self.from_envelope(ev));
+                let mut child = self
+                    .procs
+                    .get(&ev.pid)
+                    .cloned()
+                    .unwrap_or_else(|| self.seen_mid_life(ev));
                 child.pid = f.child;
                 child.ppid = Some(ev.pid);
                 self.procs.insert(f.child, child);
             }
             Detail::Exec(x) if x.outcome.ret == 0 => {
-                let mut p = self.procs.remove(&ev.pid).unwrap_or_else(|| self.from_envelope(ev));
+                let mut p = self
+                    .procs
+                    .remove(&ev.pid)
+                    .unwrap_or_else(|| self.seen_mid_life(ev));
                 if p.ppid.is_none() {
                     p.ppid = ev.ppid;
                 }
@@ -168,7 +179,11 @@ impl Model {
                     self.written_overflow += 1;
                 }
             }
-            Detail::Exec(_) | Detail::Open(_) | Detail::Connect(_) | Detail::Send(_) | Detail::Chdir(_) => {
+            Detail::Exec(_)
+            | Detail::Open(_)
+            | Detail::Connect(_)
+            | Detail::Send(_)
+            | Detail::Chdir(_) => {
                 self.ensure(ev);
             }
             _ => {}
@@ -184,14 +199,14 @@ impl Model {
 
     fn ensure(&mut self, ev: &Event) -> &mut ProcInfo {
         if !self.procs.contains_key(&ev.pid) {
-            let p = self.from_envelope(ev);
+            let p = self.seen_mid_life(ev);
             self.procs.insert(ev.pid, p);
         }
         self.procs.get_mut(&ev.pid).expect("inserted")
     }
 
     /// A process first seen mid-life: what the event's envelope says about it.
-    fn from_envelope(&self, ev: &Event) -> ProcInfo {
+    fn seen_mid_life(&self, ev: &Event) -> ProcInfo {
         let mut p = ProcInfo {
             pid: ev.pid,
             ppid: ev.ppid,
@@ -206,9 +221,12 @@ impl Model {
 }
 
 pub fn opens_for_write(flags: &[String]) -> bool {
-    flags
-        .iter()
-        .any(|f| matches!(f.as_str(), "write" | "create" | "truncate" | "append" | "tmpfile"))
+    flags.iter().any(|f| {
+        matches!(
+            f.as_str(),
+            "write" | "create" | "truncate" | "append" | "tmpfile"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -222,12 +240,31 @@ mod tests {
     #[test]
     fn tools_behind_interpreters() {
         let t = |name: &str, a: &[&str]| tool_of(name, &argv(a)).0;
-        assert_eq!(t("node", &["node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "install"]), "npm");
+        assert_eq!(
+            t(
+                "node",
+                &[
+                    "node",
+                    "/usr/lib/node_modules/npm/bin/npm-cli.js",
+                    "install"
+                ]
+            ),
+            "npm"
+        );
         assert_eq!(t("node", &["node", "/usr/bin/npm", "ci"]), "npm");
-        assert_eq!(t("node", &["node", "--max-old-space-size=4096", "index.js"]), "index");
+        assert_eq!(
+            t("node", &["node", "--max-old-space-size=4096", "index.js"]),
+            "index"
+        );
         assert_eq!(t("node", &["node", "-e", "x()"]), "node");
-        assert_eq!(t("python3", &["python3", "-m", "pip", "install", "."]), "pip");
-        assert_eq!(t("python3.12", &["python3.12", "/usr/bin/aws", "s3", "ls"]), "aws");
+        assert_eq!(
+            t("python3", &["python3", "-m", "pip", "install", "."]),
+            "pip"
+        );
+        assert_eq!(
+            t("python3.12", &["python3.12", "/usr/bin/aws", "s3", "ls"]),
+            "aws"
+        );
         assert_eq!(t("python3", &["python3", "-c", "import os"]), "python3");
         assert_eq!(t("curl", &["curl", "x.py"]), "curl");
         assert_eq!(t("pythonista", &["pythonista", "a.py"]), "pythonista");

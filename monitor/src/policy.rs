@@ -89,7 +89,12 @@ impl Endpoint {
         let net = parse_net(host).ok_or_else(bad)?;
         let port = match port {
             None => None,
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("`{p}` is not a port (1-65535)"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("`{p}` is not a port (1-65535)"))?,
+            ),
         };
         Ok(Self { net, port })
     }
@@ -101,7 +106,11 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.net.prefix_len() == self.net.max_prefix_len() { self.net.addr().to_string() } else { self.net.to_string() };
+        let host = if self.net.prefix_len() == self.net.max_prefix_len() {
+            self.net.addr().to_string()
+        } else {
+            self.net.to_string()
+        };
         match (self.port, self.net) {
             (None, _) => write!(f, "{host}"),
             (Some(p), IpNet::V6(_)) => write!(f, "[{host}]:{p}"),
@@ -138,7 +147,8 @@ impl Policy {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
         };
-        (self.allow_loopback && addr.is_loopback()) || self.allow.iter().any(|e| e.matches(addr, port))
+        (self.allow_loopback && addr.is_loopback())
+            || self.allow.iter().any(|e| e.matches(addr, port))
     }
 }
 
@@ -148,13 +158,26 @@ pub struct Loaded {
     pub docs: Vec<Doc>,
 }
 
-const KEYS: &[&str] = &["fail_on", "fail_on_lost", "allow_loopback", "allow", "sensitive_paths", "exceptions", "rules", "rule_files"];
+const KEYS: &[&str] = &[
+    "fail_on",
+    "fail_on_lost",
+    "allow_loopback",
+    "allow",
+    "sensitive_paths",
+    "exceptions",
+    "rules",
+    "rule_files",
+];
 
 /// Read and check a policy file. All problems are returned together.
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic::error(rules::Pos::new(&name, 1, 1), format!("cannot read policy: {e}"))])?;
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::error(
+            rules::Pos::new(&name, 1, 1),
+            format!("cannot read policy: {e}"),
+        )]
+    })?;
     let mut loaded = load_str(&name, &src)?;
     loaded.policy.file = Some(path.to_owned());
     Ok(loaded)
@@ -170,18 +193,30 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
     };
     let mut errs = Vec::new();
     let Value::Map(entries) = &root.value else {
-        return Err(vec![Diagnostic::error(root.pos, "a policy is a mapping (fail_on:, allow:, …)").with_source(src)]);
+        return Err(vec![
+            Diagnostic::error(root.pos, "a policy is a mapping (fail_on:, allow:, …)")
+                .with_source(src),
+        ]);
     };
     let mut items: Vec<Node> = Vec::new();
     let mut seen = Vec::new();
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
         if !KEYS.contains(&key) {
-            errs.push(Diagnostic::error(k.pos.clone(), format!("unknown policy key `{key}` (expected one of: {})", KEYS.join(", "))));
+            errs.push(Diagnostic::error(
+                k.pos.clone(),
+                format!(
+                    "unknown policy key `{key}` (expected one of: {})",
+                    KEYS.join(", ")
+                ),
+            ));
             continue;
         }
         if seen.contains(&key) {
-            errs.push(Diagnostic::error(k.pos.clone(), format!("`{key}` given twice")));
+            errs.push(Diagnostic::error(
+                k.pos.clone(),
+                format!("`{key}` given twice"),
+            ));
             continue;
         }
         seen.push(key);
@@ -189,14 +224,20 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
             Some("true") => Some(true),
             Some("false") => Some(false),
             _ => {
-                errs.push(Diagnostic::error(v.pos.clone(), format!("`{key}` must be true or false")));
+                errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    format!("`{key}` must be true or false"),
+                ));
                 None
             }
         };
         match key {
             "fail_on" => match v.as_str().and_then(FailOn::parse) {
                 Some(f) => policy.fail_on = f,
-                None => errs.push(Diagnostic::error(v.pos.clone(), "`fail_on` must be low, medium, high, critical or never")),
+                None => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`fail_on` must be low, medium, high, critical or never",
+                )),
             },
             "fail_on_lost" => policy.fail_on_lost = bool_of(v).unwrap_or(policy.fail_on_lost),
             "allow_loopback" => policy.allow_loopback = bool_of(v).unwrap_or(policy.allow_loopback),
@@ -205,36 +246,77 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                     match item.as_str().map(Endpoint::parse) {
                         Some(Ok(e)) => policy.allow.push(e),
                         Some(Err(m)) => errs.push(Diagnostic::error(item.pos.clone(), m)),
-                        None => errs.push(Diagnostic::error(item.pos.clone(), "an allow entry is a string")),
+                        None => errs.push(Diagnostic::error(
+                            item.pos.clone(),
+                            "an allow entry is a string",
+                        )),
                     }
                 }
             }
             "sensitive_paths" => {
                 // Becomes `- list: sensitive_file_globs, items: [...], override: {items: append}`.
                 let globs = seq(v, key, &mut errs).to_vec();
-                items.push(synth_map(v, vec![
-                    ("list", scalar(v, "sensitive_file_globs")),
-                    ("items", Node { value: Value::Seq(globs), ..v.clone() }),
-                    ("override", synth_map(v, vec![("items", scalar(v, "append"))])),
-                ]));
+                items.push(synth_map(
+                    v,
+                    vec![
+                        ("list", scalar(v, "sensitive_file_globs")),
+                        (
+                            "items",
+                            Node {
+                                value: Value::Seq(globs),
+                                ..v.clone()
+                            },
+                        ),
+                        (
+                            "override",
+                            synth_map(v, vec![("items", scalar(v, "append"))]),
+                        ),
+                    ],
+                ));
             }
             "exceptions" => {
                 for ex in seq(v, key, &mut errs) {
                     let Value::Map(fields) = &ex.value else {
-                        errs.push(Diagnostic::error(ex.pos.clone(), "an exception is a mapping with `rule`, `name`, `fields`, `values`"));
+                        errs.push(Diagnostic::error(
+                            ex.pos.clone(),
+                            "an exception is a mapping with `rule`, `name`, `fields`, `values`",
+                        ));
                         continue;
                     };
-                    let Some((_, rule)) = fields.iter().find(|(k, _)| k.as_str() == Some("rule")) else {
-                        errs.push(Diagnostic::error(ex.pos.clone(), "an exception needs `rule:` (the rule it applies to)"));
+                    let Some((_, rule)) = fields.iter().find(|(k, _)| k.as_str() == Some("rule"))
+                    else {
+                        errs.push(Diagnostic::error(
+                            ex.pos.clone(),
+                            "an exception needs `rule:` (the rule it applies to)",
+                        ));
                         continue;
                     };
-                    let rest: Vec<(Node, Node)> = fields.iter().filter(|(k, _)| k.as_str() != Some("rule")).cloned().collect();
-                    let exc = Node { value: Value::Map(rest), ..ex.clone() };
-                    items.push(synth_map(ex, vec![
-                        ("rule", rule.clone()),
-                        ("exceptions", Node { value: Value::Seq(vec![exc]), ..ex.clone() }),
-                        ("override", synth_map(ex, vec![("exceptions", scalar(ex, "append"))])),
-                    ]));
+                    let rest: Vec<(Node, Node)> = fields
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != Some("rule"))
+                        .cloned()
+                        .collect();
+                    let exc = Node {
+                        value: Value::Map(rest),
+                        ..ex.clone()
+                    };
+                    items.push(synth_map(
+                        ex,
+                        vec![
+                            ("rule", rule.clone()),
+                            (
+                                "exceptions",
+                                Node {
+                                    value: Value::Seq(vec![exc]),
+                                    ..ex.clone()
+                                },
+                            ),
+                            (
+                                "override",
+                                synth_map(ex, vec![("exceptions", scalar(ex, "append"))]),
+                            ),
+                        ],
+                    ));
                 }
             }
             "rules" => items.extend(seq(v, key, &mut errs).iter().cloned()),
@@ -251,7 +333,10 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                             Ok(d) => docs.push(d),
                             Err(d) => errs.push(d),
                         },
-                        Err(e) => errs.push(Diagnostic::error(f.pos.clone(), format!("cannot read {}: {e}", p.display()))),
+                        Err(e) => errs.push(Diagnostic::error(
+                            f.pos.clone(),
+                            format!("cannot read {}: {e}", p.display()),
+                        )),
                     }
                 }
             }
@@ -259,12 +344,28 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
         }
     }
     if !items.is_empty() {
-        docs.insert(0, Doc { file: file.to_owned(), src: src.to_owned(), items });
+        docs.insert(
+            0,
+            Doc {
+                file: file.to_owned(),
+                src: src.to_owned(),
+                items,
+            },
+        );
     }
     if errs.is_empty() {
         Ok(Loaded { policy, docs })
     } else {
-        Err(errs.into_iter().map(|d| if d.pos.file == file { d.with_source(src) } else { d }).collect())
+        Err(errs
+            .into_iter()
+            .map(|d| {
+                if d.pos.file == file {
+                    d.with_source(src)
+                } else {
+                    d
+                }
+            })
+            .collect())
     }
 }
 
@@ -273,19 +374,33 @@ fn seq<'n>(v: &'n Node, key: &str, errs: &mut Vec<Diagnostic>) -> &'n [Node] {
         Value::Seq(items) => items,
         _ if v.is_null() => &[],
         _ => {
-            errs.push(Diagnostic::error(v.pos.clone(), format!("`{key}` must be a list")));
+            errs.push(Diagnostic::error(
+                v.pos.clone(),
+                format!("`{key}` must be a list"),
+            ));
             &[]
         }
     }
 }
 
 fn scalar(at: &Node, text: &str) -> Node {
-    Node { value: Value::Scalar { text: text.into(), style: Style::Plain }, ..at.clone() }
+    Node {
+        value: Value::Scalar {
+            text: text.into(),
+            style: Style::Plain,
+        },
+        ..at.clone()
+    }
 }
 
 fn synth_map(at: &Node, entries: Vec<(&str, Node)>) -> Node {
     Node {
-        value: Value::Map(entries.into_iter().map(|(k, v)| (scalar(at, k), v)).collect()),
+        value: Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (scalar(at, k), v))
+                .collect(),
+        ),
         ..at.clone()
     }
 }
@@ -299,11 +414,18 @@ mod tests {
         let e = Endpoint::parse("10.200.0.0/16:443").unwrap();
         assert!(e.matches("10.200.3.4".parse().unwrap(), Some(443)));
         assert!(!e.matches("10.200.3.4".parse().unwrap(), Some(80)));
-        assert!(Endpoint::parse("::1").unwrap().matches("::1".parse().unwrap(), Some(1)));
+        assert!(
+            Endpoint::parse("::1")
+                .unwrap()
+                .matches("::1".parse().unwrap(), Some(1))
+        );
         let e = Endpoint::parse("[fd00::/8]:8080").unwrap();
         assert!(e.matches("fd12::1".parse().unwrap(), Some(8080)));
         assert_eq!(e.to_string(), "[fd00::/8]:8080");
-        assert_eq!(Endpoint::parse("127.0.0.1:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
         assert!(Endpoint::parse("example.test").is_err());
         assert!(Endpoint::parse("1.2.3.4:0").is_err());
         assert!(Endpoint::parse("1.2.3.4:99999").is_err());

@@ -31,7 +31,9 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
     let input: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
-        Box::new(File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?)
+        Box::new(
+            File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?,
+        )
     };
     let name = path.display().to_string();
     let mut a = Analyzer::new(setup.rules, setup.policy);
@@ -40,7 +42,10 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
         note(&line);
     }
     if r.bad_lines > 0 {
-        note(&format!("{}: {} line(s) were not events and were skipped", name, r.bad_lines));
+        note(&format!(
+            "{}: {} line(s) were not events and were skipped",
+            name, r.bad_lines
+        ));
     }
     report::write_outputs(&r.report, &a.rules, outputs)?;
     Ok(r.report.verdict.exit_status)
@@ -59,7 +64,9 @@ pub fn evaluate(
     let mut bad = 0u64;
     loop {
         line.clear();
-        let got = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line)?;
+        let got = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)?;
         if got == 0 {
             break;
         }
@@ -82,7 +89,11 @@ pub fn evaluate(
                     a.observe(&ev, on_new);
                     None
                 }
-                Ok(ev) => Some(format!("event schema {} (this buildwatch reads {})", ev.schema, event::SCHEMA)),
+                Ok(ev) => Some(format!(
+                    "event schema {} (this buildwatch reads {})",
+                    ev.schema,
+                    event::SCHEMA
+                )),
                 Err(e) => Some(e.to_string()),
             }
         };
@@ -93,5 +104,8 @@ pub fn evaluate(
             }
         }
     }
-    Ok(ReplayResult { report: Report::new(a), bad_lines: bad })
+    Ok(ReplayResult {
+        report: Report::new(a),
+        bad_lines: bad,
+    })
 }

@@ -57,12 +57,23 @@ impl Report {
     pub fn new(a: &Analyzer) -> Self {
         let fail_on = a.policy.fail_on;
         let mut reasons = Vec::new();
-        let tripping = a.findings.sorted().into_iter().filter(|f| fail_on.trips(f.severity)).count();
+        let tripping = a
+            .findings
+            .sorted()
+            .into_iter()
+            .filter(|f| fail_on.trips(f.severity))
+            .count();
         if tripping > 0 {
-            reasons.push(format!("{tripping} finding(s) at or above {}", fail_on.as_str()));
+            reasons.push(format!(
+                "{tripping} finding(s) at or above {}",
+                fail_on.as_str()
+            ));
         }
         if a.policy.fail_on_lost && a.totals.lost > 0 {
-            reasons.push(format!("{} event(s) lost and fail_on_lost is set", a.totals.lost));
+            reasons.push(format!(
+                "{} event(s) lost and fail_on_lost is set",
+                a.totals.lost
+            ));
         }
         let failed = !reasons.is_empty();
         let command_status = a.exit_code.unwrap_or(0);
@@ -75,9 +86,16 @@ impl Report {
                 fail_on: fail_on.as_str(),
                 failed,
                 reasons,
-                exit_status: if failed { POLICY_VIOLATION } else { command_status },
+                exit_status: if failed {
+                    POLICY_VIOLATION
+                } else {
+                    command_status
+                },
             },
-            summary: Summary { by_severity: a.findings.by_severity(), by_category: a.findings.by_category() },
+            summary: Summary {
+                by_severity: a.findings.by_severity(),
+                by_category: a.findings.by_category(),
+            },
             findings: a.findings.sorted(),
             egress: a.egress(),
             events: a.totals.clone(),
@@ -90,14 +108,29 @@ pub fn term_safe(s: &str) -> Cow<'_, str> {
     if !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect())
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 use std::borrow::Cow;
 
 /// The line printed on stderr when a finding first appears.
 pub fn live_line(f: &Finding) -> String {
-    let mut line = format!("[{}] {}: {}", f.severity.as_str().to_uppercase(), f.rule, term_safe(&f.message));
+    let mut line = format!(
+        "[{}] {}: {}",
+        f.severity.as_str().to_uppercase(),
+        f.rule,
+        term_safe(&f.message)
+    );
     if let Some(p) = &f.package {
         let _ = write!(line, " (package {} {}", p.manager, term_safe(&p.name));
         if let Some(v) = &p.version {
@@ -122,19 +155,43 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         sev.get("low").unwrap_or(&0)
     ));
     if !r.findings.is_empty() {
-        let cats: Vec<String> = r.summary.by_category.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let cats: Vec<String> = r
+            .summary
+            .by_category
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         out.push(format!("  by category: {}", cats.join(", ")));
-        let w = r.findings.iter().map(|f| f.rule.len()).max().unwrap_or(4).max(4);
-        out.push(format!("  {:<8} {:<w$} {:>5}  MESSAGE", "SEVERITY", "RULE", "COUNT"));
+        let w = r
+            .findings
+            .iter()
+            .map(|f| f.rule.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push(format!(
+            "  {:<8} {:<w$} {:>5}  MESSAGE",
+            "SEVERITY", "RULE", "COUNT"
+        ));
         for f in &r.findings {
-            out.push(format!("  {:<8} {:<w$} {:>5}  {}", f.severity.as_str(), f.rule, f.count, term_safe(&f.message)));
+            out.push(format!(
+                "  {:<8} {:<w$} {:>5}  {}",
+                f.severity.as_str(),
+                f.rule,
+                f.count,
+                term_safe(&f.message)
+            ));
         }
     }
     if !r.egress.is_empty() {
         out.push("egress:".into());
         for e in &r.egress {
             let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
-            let host = if e.family == "inet6" { format!("[{}]", e.address) } else { e.address.clone() };
+            let host = if e.family == "inet6" {
+                format!("[{}]", e.address)
+            } else {
+                e.address.clone()
+            };
             let procs: Vec<&str> = e.processes.iter().map(String::as_str).collect();
             out.push(format!(
                 "  {}{port} {} x{} {} by {}",
@@ -148,7 +205,11 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
     }
     let v = &r.verdict;
     if v.failed {
-        out.push(format!("policy: FAILED ({}); exit status {}", v.reasons.join("; "), v.exit_status));
+        out.push(format!(
+            "policy: FAILED ({}); exit status {}",
+            v.reasons.join("; "),
+            v.exit_status
+        ));
     } else {
         out.push(format!("policy: passed (fail_on {})", v.fail_on));
     }
@@ -172,7 +233,11 @@ fn md(s: &str) -> String {
 
 pub fn markdown(r: &Report) -> String {
     let mut m = String::new();
-    let verdict = if r.verdict.failed { "❌ failed" } else { "✅ passed" };
+    let verdict = if r.verdict.failed {
+        "❌ failed"
+    } else {
+        "✅ passed"
+    };
     let _ = writeln!(m, "## buildwatch: {verdict}\n");
     let _ = writeln!(m, "Command: {}  ", md(&r.command.join(" ")));
     let _ = writeln!(
@@ -189,13 +254,33 @@ pub fn markdown(r: &Report) -> String {
     if r.findings.is_empty() {
         let _ = writeln!(m, "No findings.");
     } else {
-        let _ = writeln!(m, "\n| Severity | Category | Rule | Count | Finding | Package |");
+        let _ = writeln!(
+            m,
+            "\n| Severity | Category | Rule | Count | Finding | Package |"
+        );
         let _ = writeln!(m, "|---|---|---|---:|---|---|");
         for f in &r.findings {
             let pkg = f.package.as_ref().map_or(String::new(), |p| {
-                md(&format!("{} {}{}", p.manager, p.name, p.version.as_ref().map(|v| format!("@{v}")).unwrap_or_default()))
+                md(&format!(
+                    "{} {}{}",
+                    p.manager,
+                    p.name,
+                    p.version
+                        .as_ref()
+                        .map(|v| format!("@{v}"))
+                        .unwrap_or_default()
+                ))
             });
-            let _ = writeln!(m, "| {} | {} | {} | {} | {} | {} |", f.severity, md(&f.category), md(&f.rule), f.count, md(&f.message), pkg);
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {} | {} | {} |",
+                f.severity,
+                md(&f.category),
+                md(&f.rule),
+                f.count,
+                md(&f.message),
+                pkg
+            );
         }
     }
     if !r.egress.is_empty() {
@@ -204,7 +289,15 @@ pub fn markdown(r: &Report) -> String {
         for e in &r.egress {
             let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
             let procs: Vec<&str> = e.processes.iter().map(String::as_str).collect();
-            let _ = writeln!(m, "| {}{port} | {} | {} | {} | {} |", md(&e.address), e.via, e.count, if e.allowed { "yes" } else { "**no**" }, md(&procs.join(", ")));
+            let _ = writeln!(
+                m,
+                "| {}{port} | {} | {} | {} | {} |",
+                md(&e.address),
+                e.via,
+                e.count,
+                if e.allowed { "yes" } else { "**no**" },
+                md(&procs.join(", "))
+            );
         }
     }
     m
@@ -334,7 +427,10 @@ pub fn write_outputs(r: &Report, rules: &RuleSet, out: &Outputs) -> io::Result<(
     }
     if let Some(p) = &out.summary_md {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
         f.write_all(markdown(r).as_bytes())?;
     }
     Ok(())
@@ -343,7 +439,8 @@ pub fn write_outputs(r: &Report, rules: &RuleSet, out: &Outputs) -> io::Result<(
 fn write_json(p: &Path, v: &serde_json::Value) -> io::Result<()> {
     let mut s = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
     s.push('\n');
-    std::fs::write(p, s).map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", p.display())))
+    std::fs::write(p, s)
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", p.display())))
 }
 
 /// Where the outputs go.

@@ -9,14 +9,24 @@ use crate::{
 
 /// Exit 0 when there are no errors (warnings are printed), 1 otherwise.
 pub fn check(files: &[PathBuf], policy: Option<&Path>, cwd: &Path) -> i32 {
-    let args = PolicyArgs { policy: policy.map(Path::to_owned), rule_files: files.to_vec(), ..Default::default() };
+    let args = PolicyArgs {
+        policy: policy.map(Path::to_owned),
+        rule_files: files.to_vec(),
+        ..Default::default()
+    };
     match config::setup(&args, cwd) {
         Ok(s) => {
             for w in &s.warnings {
                 println!("{w}\n");
             }
             let n = s.rules.rules.len();
-            println!("ok: {n} rules, {} warning(s)", s.warnings.iter().filter(|d| d.level == Level::Warning).count());
+            println!(
+                "ok: {n} rules, {} warning(s)",
+                s.warnings
+                    .iter()
+                    .filter(|d| d.level == Level::Warning)
+                    .count()
+            );
             0
         }
         Err(e) => {
@@ -43,8 +53,17 @@ pub fn list(s: &Setup, json: bool) -> i32 {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return 0;
     }
-    let w = s.rules.rules.iter().map(|r| r.name.len()).max().unwrap_or(4);
-    println!("{:<w$}  {:<8}  {:<14}  {:<7}  EVENTS", "RULE", "SEVERITY", "CATEGORY", "ENABLED");
+    let w = s
+        .rules
+        .rules
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4);
+    println!(
+        "{:<w$}  {:<8}  {:<14}  {:<7}  EVENTS",
+        "RULE", "SEVERITY", "CATEGORY", "ENABLED"
+    );
     for r in &s.rules.rules {
         println!(
             "{:<w$}  {:<8}  {:<14}  {:<7}  {}",
@@ -55,8 +74,16 @@ pub fn list(s: &Setup, json: bool) -> i32 {
             r.kinds.names().join(",")
         );
     }
-    println!("\nfail_on: {}; allow: loopback {}{}", s.policy.fail_on.as_str(), if s.policy.allow_loopback { "yes" } else { "no" },
-        s.policy.allow.iter().map(|e| format!(", {e}")).collect::<String>());
+    println!(
+        "\nfail_on: {}; allow: loopback {}{}",
+        s.policy.fail_on.as_str(),
+        if s.policy.allow_loopback { "yes" } else { "no" },
+        s.policy
+            .allow
+            .iter()
+            .map(|e| format!(", {e}"))
+            .collect::<String>()
+    );
     0
 }
 

@@ -106,7 +106,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
     let mut escaped = Vec::new();
     let run = Detail::Run(event::Run {
-        command: opts.command.iter().map(|a| event::text(a.as_bytes(), "run.command", &mut escaped)).collect(),
+        command: opts
+            .command
+            .iter()
+            .map(|a| event::text(a.as_bytes(), "run.command", &mut escaped))
+            .collect(),
         cwd: event::text(cwd.as_os_str().as_bytes(), "run.cwd", &mut escaped),
         pid: root_pid,
         version: env!("CARGO_PKG_VERSION").into(),
@@ -177,7 +181,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     p.report_lost(&sensors, &mut table);
     let end = Detail::RunEnd(event::RunEnd {
         exit_code: exit_code(&status),
-        status: event::Exit::from_status(Some(std::os::unix::process::ExitStatusExt::into_raw(status))),
+        status: event::Exit::from_status(Some(std::os::unix::process::ExitStatusExt::into_raw(
+            status,
+        ))),
     });
     let ev = table.envelope(0, 0, boot_now(), end, Vec::new());
     p.record(ev);
@@ -245,14 +251,17 @@ impl Pipeline {
 
     fn record(&mut self, mut ev: Event) {
         enrich::package(&mut ev, self.analyzer.model());
-        self.analyzer.observe(&ev, &mut |f| note(&report::live_line(f)));
+        self.analyzer
+            .observe(&ev, &mut |f| note(&report::live_line(f)));
         if self.sink_failed {
             return;
         }
         if let Err(e) = self.sink.send(&ev) {
             self.sink_failed = true;
             if e.kind() != io::ErrorKind::BrokenPipe {
-                note(&format!("writing events failed, no more events will be written: {e}"));
+                note(&format!(
+                    "writing events failed, no more events will be written: {e}"
+                ));
             }
         }
     }
@@ -264,10 +273,16 @@ impl Pipeline {
         for (reason, n) in [
             ("ringbuf_full", now.ringbuf_full - before.ringbuf_full),
             ("stash_full", now.stash_full - before.stash_full),
-            ("decode_error", self.decode_errors - self.reported_decode_errors),
+            (
+                "decode_error",
+                self.decode_errors - self.reported_decode_errors,
+            ),
         ] {
             if n > 0 {
-                let detail = Detail::Lost(event::Lost { count: n, reason: reason.into() });
+                let detail = Detail::Lost(event::Lost {
+                    count: n,
+                    reason: reason.into(),
+                });
                 let ev = table.envelope(0, 0, boot_now(), detail, Vec::new());
                 self.record(ev);
             }
@@ -279,7 +294,11 @@ impl Pipeline {
 
 fn summarise(p: &Pipeline, counters: &KernelCounters, status: &ExitStatus) {
     let totals = &p.analyzer.totals;
-    let kinds: Vec<String> = totals.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let kinds: Vec<String> = totals
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     let mut msg = format!("{} events ({})", totals.total, kinds.join(", "));
     msg.push_str(&format!("; lost {}", counters.lost()));
     if p.decode_errors > 0 {

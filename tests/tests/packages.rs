@@ -28,17 +28,30 @@ impl Watched {
     }
 
     fn rules(&self) -> Vec<String> {
-        self.report["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap().to_owned()).collect()
+        self.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     fn finding(&self, rule: &str) -> &Value {
         let all = self.report["findings"].as_array().unwrap();
-        all.iter().find(|f| f["rule"] == rule).unwrap_or_else(|| panic!("no {rule} finding in {all:#?}\n{}", self.stderr()))
+        all.iter()
+            .find(|f| f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} finding in {all:#?}\n{}", self.stderr()))
     }
 }
 
 /// `buildwatch run --events --report [extra] -- cmd` in `cwd`, with `env` added.
-fn watch(tmp: &TempDir, cwd: &Path, env: &[(&str, String)], extra: &[&str], cmd: &[&str]) -> Watched {
+fn watch(
+    tmp: &TempDir,
+    cwd: &Path,
+    env: &[(&str, String)],
+    extra: &[&str],
+    cmd: &[&str],
+) -> Watched {
     let events = tmp.join("events.jsonl");
     let report = tmp.join("report.json");
     let out = Command::new(buildwatch_bin())
@@ -55,8 +68,13 @@ fn watch(tmp: &TempDir, cwd: &Path, env: &[(&str, String)], extra: &[&str], cmd:
         .stdin(Stdio::null())
         .output()
         .expect("run buildwatch");
-    let text = fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    Watched { out, report: serde_json::from_slice(&text).unwrap(), events }
+    let text = fs::read(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    Watched {
+        out,
+        report: serde_json::from_slice(&text).unwrap(),
+        events,
+    }
 }
 
 /// The replay of a run's own events, with the same policy arguments, reports the same.
@@ -87,15 +105,25 @@ fn npm_env(home: &Path) -> Vec<(&'static str, String)> {
         ("npm_config_update_notifier", "false".into()),
         ("npm_config_audit", "false".into()),
         ("npm_config_fund", "false".into()),
-        ("npm_config_cache", home.join("npm-cache").display().to_string()),
+        (
+            "npm_config_cache",
+            home.join("npm-cache").display().to_string(),
+        ),
     ]
 }
 
 /// Write a package directory and `npm pack` it (outside buildwatch); returns the tarball.
-fn npm_package(tmp: &TempDir, name: &str, version: &str, files: &[(&str, &str)], scripts: Value) -> PathBuf {
+fn npm_package(
+    tmp: &TempDir,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+    scripts: Value,
+) -> PathBuf {
     let dir = tmp.join(&format!("src-{name}"));
     fs::create_dir_all(&dir).unwrap();
-    let manifest = json!({ "name": name, "version": version, "scripts": scripts, "license": "MIT" });
+    let manifest =
+        json!({ "name": name, "version": version, "scripts": scripts, "license": "MIT" });
     fs::write(dir.join("package.json"), manifest.to_string()).unwrap();
     for (f, body) in files {
         fs::write(dir.join(f), body).unwrap();
@@ -107,7 +135,11 @@ fn npm_package(tmp: &TempDir, name: &str, version: &str, files: &[(&str, &str)],
         .envs(npm_env(&tmp.join("home")))
         .output()
         .expect("npm is installed (scripts/setup.sh)");
-    assert!(out.status.success(), "npm pack: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "npm pack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tmp.join(&format!("{name}-{version}.tgz"))
 }
 
@@ -115,21 +147,32 @@ fn npm_package(tmp: &TempDir, name: &str, version: &str, files: &[(&str, &str)],
 fn fake_home(tmp: &TempDir) -> PathBuf {
     let home = tmp.join("home");
     fs::create_dir_all(home.join(".aws")).unwrap();
-    fs::write(home.join(".aws/credentials"), "[default]\naws_access_key_id = AKIAFAKEFAKEFAKE\n").unwrap();
+    fs::write(
+        home.join(".aws/credentials"),
+        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKE\n",
+    )
+    .unwrap();
     home
 }
 
 fn project(tmp: &TempDir) -> PathBuf {
     let p = tmp.join("project");
     fs::create_dir_all(&p).unwrap();
-    fs::write(p.join("package.json"), r#"{"name":"app","version":"1.0.0","private":true}"#).unwrap();
+    fs::write(
+        p.join("package.json"),
+        r#"{"name":"app","version":"1.0.0","private":true}"#,
+    )
+    .unwrap();
     p
 }
 
 fn only_loopback_egress(w: &Watched) {
     for e in w.report["egress"].as_array().unwrap() {
         let a = e["address"].as_str().unwrap();
-        assert!(a.starts_with("127.") || a == "::1", "traffic left loopback: {e}");
+        assert!(
+            a.starts_with("127.") || a == "::1",
+            "traffic left loopback: {e}"
+        );
     }
 }
 
@@ -146,24 +189,57 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
     }
     let tmp = TempDir::new("npm-evil");
     let home = fake_home(&tmp);
-    let tgz = npm_package(&tmp, "evil-helper", "1.0.1", &[("install.js", STEALER_JS)], json!({"postinstall": "node install.js"}));
+    let tgz = npm_package(
+        &tmp,
+        "evil-helper",
+        "1.0.1",
+        &[("install.js", STEALER_JS)],
+        json!({"postinstall": "node install.js"}),
+    );
     let proj = project(&tmp);
-    let w = watch(&tmp, &proj, &npm_env(&home), &[], &["npm", "install", tgz.to_str().unwrap()]);
+    let w = watch(
+        &tmp,
+        &proj,
+        &npm_env(&home),
+        &[],
+        &["npm", "install", tgz.to_str().unwrap()],
+    );
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_eq!(w.report["exit_code"], 0, "npm itself succeeded");
     let read = w.finding("sensitive-file-read");
-    assert_eq!(read["detail"]["path"], home.join(".aws/credentials").display().to_string());
-    assert_eq!(read["package"], json!({"manager": "npm", "name": "evil-helper", "version": "1.0.1"}));
+    assert_eq!(
+        read["detail"]["path"],
+        home.join(".aws/credentials").display().to_string()
+    );
+    assert_eq!(
+        read["package"],
+        json!({"manager": "npm", "name": "evil-helper", "version": "1.0.1"})
+    );
     assert_eq!(read["process"]["argv"], json!(["node", "install.js"]));
-    let ancestry: Vec<&str> = read["process"]["ancestry"].as_array().unwrap().iter().map(|a| a["exe"].as_str().unwrap_or("")).collect();
-    assert!(ancestry.iter().any(|e| e.ends_with("/sh")), "lifecycle shell in the ancestry: {ancestry:?}");
+    let ancestry: Vec<&str> = read["process"]["ancestry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["exe"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        ancestry.iter().any(|e| e.ends_with("/sh")),
+        "lifecycle shell in the ancestry: {ancestry:?}"
+    );
     let pipe = w.finding("download-piped-to-shell");
     assert_eq!(pipe["severity"], "critical");
     assert_eq!(pipe["package"]["name"], "evil-helper");
-    assert!(w.rules().contains(&"network-tool-in-install-script".to_owned()));
+    assert!(
+        w.rules()
+            .contains(&"network-tool-in-install-script".to_owned())
+    );
     // Live lines name the package; the summary shows the verdict.
     let err = w.stderr();
-    assert!(err.contains("[CRITICAL] download-piped-to-shell") && err.contains("(package npm evil-helper@1.0.1)"), "{err}");
+    assert!(
+        err.contains("[CRITICAL] download-piped-to-shell")
+            && err.contains("(package npm evil-helper@1.0.1)"),
+        "{err}"
+    );
     assert!(err.contains("policy: FAILED"), "{err}");
     only_loopback_egress(&w);
     assert_replay_matches(&w, &proj, &[]);
@@ -206,21 +282,54 @@ fn sdist(tmp: &TempDir, name: &str, version: &str, pre_build: &str) -> PathBuf {
     let base = format!("{name}-{version}");
     let dir = tmp.join(&format!("sdist/{base}"));
     fs::create_dir_all(&dir).unwrap();
-    let fill = |s: &str| s.replace("@NAME@", name).replace("@VERSION@", version).replace("@PRE_BUILD@", pre_build);
-    fs::write(dir.join("PKG-INFO"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")).unwrap();
-    fs::write(dir.join("pyproject.toml"), "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n").unwrap();
+    let fill = |s: &str| {
+        s.replace("@NAME@", name)
+            .replace("@VERSION@", version)
+            .replace("@PRE_BUILD@", pre_build)
+    };
+    fs::write(
+        dir.join("PKG-INFO"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
     fs::write(dir.join("backend.py"), fill(BACKEND_PY)).unwrap();
     fs::write(dir.join("mod.c"), fill(MOD_C)).unwrap();
     let tgz = tmp.join(&format!("{base}.tar.gz"));
-    let st = Command::new("tar").arg("-czf").arg(&tgz).arg("-C").arg(tmp.join("sdist")).arg(&base).status().unwrap();
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(tmp.join("sdist"))
+        .arg(&base)
+        .status()
+        .unwrap();
     assert!(st.success());
     tgz
 }
 
 fn pip_install(tmp: &TempDir, home: &Path, sdist: &Path) -> Watched {
     let target = tmp.join("site");
-    let env = [("HOME", home.display().to_string()), ("PIP_NO_INDEX", "1".into()), ("PIP_DISABLE_PIP_VERSION_CHECK", "1".into())];
-    let cmd = ["python3", "-m", "pip", "install", "--no-index", "--no-cache-dir", "--target", target.to_str().unwrap(), sdist.to_str().unwrap()];
+    let env = [
+        ("HOME", home.display().to_string()),
+        ("PIP_NO_INDEX", "1".into()),
+        ("PIP_DISABLE_PIP_VERSION_CHECK", "1".into()),
+    ];
+    let cmd = [
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-cache-dir",
+        "--target",
+        target.to_str().unwrap(),
+        sdist.to_str().unwrap(),
+    ];
     watch(tmp, tmp.path(), &env, &[], &cmd)
 }
 
@@ -237,8 +346,14 @@ fn pip_sdist_build_that_steals_is_reported_with_its_package() {
     assert_eq!(w.report["exit_code"], 0, "pip succeeded: {}", w.stderr());
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     let read = w.finding("sensitive-file-read");
-    assert_eq!(read["package"], json!({"manager": "pip", "name": "evilext", "version": "2.0.1"}));
-    assert_eq!(w.finding("download-piped-to-shell")["package"]["name"], "evilext");
+    assert_eq!(
+        read["package"],
+        json!({"manager": "pip", "name": "evilext", "version": "2.0.1"})
+    );
+    assert_eq!(
+        w.finding("download-piped-to-shell")["package"]["name"],
+        "evilext"
+    );
     only_loopback_egress(&w);
     assert_replay_matches(&w, tmp.path(), &[]);
 }
@@ -261,11 +376,13 @@ fn seed_scenario_backdoored_patch_release() {
         let conn = loop {
             match collector.accept() {
                 Ok((s, _)) => break Some(s),
-                Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
                 Err(_) => break None,
             }
         };
-        if let Some(mut s) = conn {
+        if let Some(s) = conn {
             s.set_nonblocking(false).unwrap();
             let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
             let mut sink = Vec::new();
@@ -282,12 +399,28 @@ fn seed_scenario_backdoored_patch_release() {
          s.on('error', () => {{}});\n\
          setTimeout(() => process.exit(0), 5000).unref();\n"
     );
-    let tgz = npm_package(&tmp, "dormant-pad", "1.4.1", &[("index.js", &js)], json!({"install": "node index.js"}));
+    let tgz = npm_package(
+        &tmp,
+        "dormant-pad",
+        "1.4.1",
+        &[("index.js", &js)],
+        json!({"install": "node index.js"}),
+    );
     let proj = project(&tmp);
-    fs::write(proj.join(".buildwatch.yaml"), "allow_loopback: false\nallow:\n  - 127.0.0.1\n").unwrap();
+    fs::write(
+        proj.join(".buildwatch.yaml"),
+        "allow_loopback: false\nallow:\n  - 127.0.0.1\n",
+    )
+    .unwrap();
     let mut env = npm_env(&home);
     env.push(("AWS_SECRET_ACCESS_KEY", "fake-secret".into()));
-    let w = watch(&tmp, &proj, &env, &[], &["npm", "install", tgz.to_str().unwrap()]);
+    let w = watch(
+        &tmp,
+        &proj,
+        &env,
+        &[],
+        &["npm", "install", tgz.to_str().unwrap()],
+    );
     collector.join().unwrap();
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     let pkg = json!({"manager": "npm", "name": "dormant-pad", "version": "1.4.1"});
@@ -297,8 +430,19 @@ fn seed_scenario_backdoored_patch_release() {
     assert_eq!(egress["detail"]["address"], "127.0.0.3");
     assert_eq!(egress["detail"]["port"], port);
     let dests = w.report["egress"].as_array().unwrap();
-    assert!(dests.iter().any(|e| e["address"] == "127.0.0.3" && e["allowed"] == false), "{dests:?}");
-    assert!(dests.iter().filter(|e| e["address"] == "127.0.0.1").all(|e| e["allowed"] == true), "{dests:?}");
+    assert!(
+        dests
+            .iter()
+            .any(|e| e["address"] == "127.0.0.3" && e["allowed"] == false),
+        "{dests:?}"
+    );
+    assert!(
+        dests
+            .iter()
+            .filter(|e| e["address"] == "127.0.0.1")
+            .all(|e| e["allowed"] == true),
+        "{dests:?}"
+    );
     assert_replay_matches(&w, &proj, &[]);
 }
 
@@ -312,19 +456,46 @@ fn ordinary_native_builds_have_no_high_findings() {
     let tmp = TempDir::new("benign");
     let home = fake_home(&tmp);
     let files = [
-        ("hello.c", "#include <stdio.h>\nint main(void) { puts(\"built\"); return 0; }\n"),
-        ("Makefile", "all: hello\n\tgit --version > /dev/null\n\t./hello\n\nhello: hello.c\n\tcc -O2 -o hello hello.c\n"),
-        ("check.js", "require('child_process').execFileSync('./hello');\n"),
+        (
+            "hello.c",
+            "#include <stdio.h>\nint main(void) { puts(\"built\"); return 0; }\n",
+        ),
+        (
+            "Makefile",
+            "all: hello\n\tgit --version > /dev/null\n\t./hello\n\nhello: hello.c\n\tcc -O2 -o hello hello.c\n",
+        ),
+        (
+            "check.js",
+            "require('child_process').execFileSync('./hello');\n",
+        ),
     ];
-    let tgz = npm_package(&tmp, "native-thing", "3.1.0", &files, json!({"install": "make && node check.js"}));
+    let tgz = npm_package(
+        &tmp,
+        "native-thing",
+        "3.1.0",
+        &files,
+        json!({"install": "make && node check.js"}),
+    );
     let proj = project(&tmp);
-    let w = watch(&tmp, &proj, &npm_env(&home), &[], &["npm", "install", tgz.to_str().unwrap()]);
+    let w = watch(
+        &tmp,
+        &proj,
+        &npm_env(&home),
+        &[],
+        &["npm", "install", tgz.to_str().unwrap()],
+    );
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
-    assert!(w.report["events"]["by_kind"]["exec"].as_u64().unwrap() > 5, "the build ran");
+    assert!(
+        w.report["events"]["by_kind"]["exec"].as_u64().unwrap() > 5,
+        "the build ran"
+    );
     let execs = fs::read_to_string(&w.events).unwrap();
     assert!(execs.contains("\"cc\",\"-O2\""), "cc ran under make");
     for f in w.report["findings"].as_array().unwrap() {
-        assert!(!matches!(f["severity"].as_str(), Some("high" | "critical")), "benign npm build: {f:#}");
+        assert!(
+            !matches!(f["severity"].as_str(), Some("high" | "critical")),
+            "benign npm build: {f:#}"
+        );
     }
     assert_replay_matches(&w, &proj, &[]);
 
@@ -332,9 +503,19 @@ fn ordinary_native_builds_have_no_high_findings() {
     let tgz = sdist(&tmp2, "fastmath", "0.3.0", "    pass\n");
     let w = pip_install(&tmp2, &home, &tgz);
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
-    assert!(fs::read_dir(tmp2.join("site")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("fastmath")), "installed");
+    assert!(
+        fs::read_dir(tmp2.join("site")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("fastmath")),
+        "installed"
+    );
     for f in w.report["findings"].as_array().unwrap() {
-        assert!(!matches!(f["severity"].as_str(), Some("high" | "critical")), "benign pip build: {f:#}");
+        assert!(
+            !matches!(f["severity"].as_str(), Some("high" | "critical")),
+            "benign pip build: {f:#}"
+        );
     }
     assert_replay_matches(&w, tmp2.path(), &[]);
 }

@@ -15,11 +15,17 @@ const KINDS: &[&str] = &["exec", "fork", "exit", "open", "chdir", "connect", "se
 /// A short fixture event → a full schema-1 event.
 fn complete(mut ev: Value, seq: usize) -> Value {
     let o = ev.as_object_mut().expect("events are objects");
-    let kind = KINDS.iter().find(|k| o.contains_key(**k)).expect("event has a kind");
+    let kind = KINDS
+        .iter()
+        .find(|k| o.contains_key(**k))
+        .expect("event has a kind");
     let pid = o["pid"].as_u64().unwrap();
     o.insert("schema".into(), json!(1));
     o.insert("seq".into(), json!(seq));
-    o.insert("time".into(), json!(format!("2026-11-25T00:00:00.{seq:09}Z")));
+    o.insert(
+        "time".into(),
+        json!(format!("2026-11-25T00:00:00.{seq:09}Z")),
+    );
     o.insert("ts_ns".into(), json!(seq));
     o.insert("kind".into(), json!(kind));
     o.entry("tid").or_insert(json!(pid));
@@ -73,7 +79,10 @@ fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeS
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
-    assert!(!stderr.contains("not an event"), "{name}: fixture is not a valid stream: {stderr}");
+    assert!(
+        !stderr.contains("not an event"),
+        "{name}: fixture is not a valid stream: {stderr}"
+    );
     let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["events"]["total"], json!(events.len()), "{name}");
     r["findings"]
@@ -99,7 +108,11 @@ fn every_default_rule_fires_and_stays_quiet_as_its_fixtures_say() {
                     .unwrap_or_default();
                 let got = fired(&dir, &name, case["events"].as_array().unwrap(), &args);
                 if got.contains(rule) != want {
-                    failures.push(format!("{name}: expected {} to {}; fired {got:?}", rule, if want { "fire" } else { "stay quiet" }));
+                    failures.push(format!(
+                        "{name}: expected {} to {}; fired {got:?}",
+                        rule,
+                        if want { "fire" } else { "stay quiet" }
+                    ));
                 }
             }
         }
@@ -110,14 +123,18 @@ fn every_default_rule_fires_and_stays_quiet_as_its_fixtures_say() {
 #[test]
 fn every_default_rule_has_both_kinds_of_fixture() {
     let cases: Value = serde_json::from_str(CASES).unwrap();
-    let out = Command::new(buildwatch_bin()).args(["rules", "list", "--json"]).output().unwrap();
+    let out = Command::new(buildwatch_bin())
+        .args(["rules", "list", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
     for r in rules.as_array().unwrap() {
         let name = r["rule"].as_str().unwrap();
         let c = &cases[name];
         assert!(
-            c["fires"].as_array().is_some_and(|a| !a.is_empty()) && c["quiet"].as_array().is_some_and(|a| !a.is_empty()),
+            c["fires"].as_array().is_some_and(|a| !a.is_empty())
+                && c["quiet"].as_array().is_some_and(|a| !a.is_empty()),
             "rule {name} needs fixtures that fire and fixtures that do not"
         );
     }
@@ -127,7 +144,11 @@ fn every_default_rule_has_both_kinds_of_fixture() {
 fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
     let dir = TempDir::new("badlines");
     let good = complete(json!({"pid": 5, "open": {"path": "/proc/1/mem"}}), 1).to_string();
-    fs::write(dir.join("e.jsonl"), format!("{good}\nnot json\n{{\"schema\": 99}}\n")).unwrap();
+    fs::write(
+        dir.join("e.jsonl"),
+        format!("{good}\nnot json\n{{\"schema\": 99}}\n"),
+    )
+    .unwrap();
     let out = Command::new(buildwatch_bin())
         .current_dir(dir.path())
         .args(["replay", "e.jsonl", "--report", "r.json"])
@@ -147,7 +168,11 @@ fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
 fn bad_rule_files_get_positioned_errors_not_panics() {
     let dir = TempDir::new("badrules");
     let cases = [
-        ("syntax.yaml", "- rule: r\n  desc: [oops\n", "syntax.yaml:3:1: error: YAML syntax"),
+        (
+            "syntax.yaml",
+            "- rule: r\n  desc: [oops\n",
+            "syntax.yaml:3:1: error: YAML syntax",
+        ),
         (
             "field.yaml",
             "- rule: r\n  desc: d\n  condition: evt.type = open and file.pth = /x\n  output: o\n  severity: high\n  category: c\n",
@@ -163,7 +188,11 @@ fn bad_rule_files_get_positioned_errors_not_panics() {
             "- macro: a\n  condition: b\n- macro: b\n  condition: a\n",
             "error: macros refer to each other in a cycle",
         ),
-        ("key.yaml", "- rule: r\n  descr: d\n", "key.yaml:2:3: error: unknown field `descr` in rule"),
+        (
+            "key.yaml",
+            "- rule: r\n  descr: d\n",
+            "key.yaml:2:3: error: unknown field `descr` in rule",
+        ),
     ];
     for (name, src, want) in cases {
         fs::write(dir.join(name), src).unwrap();
@@ -175,7 +204,10 @@ fn bad_rule_files_get_positioned_errors_not_panics() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{name}: {stdout}");
         assert!(stdout.contains(want), "{name}: want `{want}` in:\n{stdout}");
-        assert!(stdout.contains(" | "), "{name}: a snippet of the line: {stdout}");
+        assert!(
+            stdout.contains(" | "),
+            "{name}: a snippet of the line: {stdout}"
+        );
     }
     // A run with a broken policy stops before running anything.
     fs::write(dir.join(".buildwatch.yaml"), "fail_on: sometimes\n").unwrap();
@@ -186,5 +218,8 @@ fn bad_rule_files_get_positioned_errors_not_panics() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{stderr}");
-    assert!(stderr.contains(".buildwatch.yaml:1:10: error: `fail_on` must be"), "{stderr}");
+    assert!(
+        stderr.contains(".buildwatch.yaml:1:10: error: `fail_on` must be"),
+        "{stderr}"
+    );
 }

@@ -59,7 +59,9 @@ impl Matcher {
                     },
                     _ => false,
                 },
-                Val::Ip(ip) => matches!(t, Test::IpIn(nets) if nets.iter().any(|n| n.contains(&ip))),
+                Val::Ip(ip) => {
+                    matches!(t, Test::IpIn(nets) if nets.iter().any(|n| n.contains(&ip)))
+                }
                 Val::Bool(b) => matches!(t, Test::Bool(x) if *x == b),
                 Val::Missing => false,
             },
@@ -111,7 +113,12 @@ impl<'d> Compiler<'d> {
 
     fn pos(&self, cond: &CondText, offset: usize) -> Pos {
         let (file, node, off) = cond.locate(offset);
-        let src = self.defs.sources.get(file).map(String::as_str).unwrap_or("");
+        let src = self
+            .defs
+            .sources
+            .get(file)
+            .map(String::as_str)
+            .unwrap_or("");
         let (line, col) = yaml::locate_in_scalar(src, node, off);
         Pos::new(file, line, col)
     }
@@ -149,7 +156,16 @@ impl<'d> Compiler<'d> {
                         None => ok = false,
                     }
                 }
-                ok.then(|| (if is_and { Matcher::And(ms) } else { Matcher::Or(ms) }, kinds))
+                ok.then(|| {
+                    (
+                        if is_and {
+                            Matcher::And(ms)
+                        } else {
+                            Matcher::Or(ms)
+                        },
+                        kinds,
+                    )
+                })
             }
             Expr::Not(inner) => {
                 let (m, _) = self.expr(inner, cond)?;
@@ -165,7 +181,14 @@ impl<'d> Compiler<'d> {
             if let Some(i) = self.stack.iter().position(|n| *n == w.text) {
                 let mut cycle = self.stack[i..].to_vec();
                 cycle.push(w.text.clone());
-                self.err(cond, w.at, format!("macros refer to each other in a cycle: {}", cycle.join(" → ")));
+                self.err(
+                    cond,
+                    w.at,
+                    format!(
+                        "macros refer to each other in a cycle: {}",
+                        cycle.join(" → ")
+                    ),
+                );
                 return None;
             }
             self.stack.push(w.text.clone());
@@ -174,13 +197,29 @@ impl<'d> Compiler<'d> {
             return r;
         }
         match fields::resolve(&w.text) {
-            Some(f) if f.ty == Type::Bool => Some((Matcher::Test(f.field, Test::Bool(true)), f.kinds)),
+            Some(f) if f.ty == Type::Bool => {
+                Some((Matcher::Test(f.field, Test::Bool(true)), f.kinds))
+            }
             Some(_) => {
-                self.err(cond, w.at, format!("`{}` is a field; compare it with a value (`{} = …`)", w.text, w.text));
+                self.err(
+                    cond,
+                    w.at,
+                    format!(
+                        "`{}` is a field; compare it with a value (`{} = …`)",
+                        w.text, w.text
+                    ),
+                );
                 None
             }
             None if self.defs.lists.contains_key(&w.text) => {
-                self.err(cond, w.at, format!("`{}` is a list; use it on the right of `in`, `glob`…", w.text));
+                self.err(
+                    cond,
+                    w.at,
+                    format!(
+                        "`{}` is a list; use it on the right of `in`, `glob`…",
+                        w.text
+                    ),
+                );
                 None
             }
             None => {
@@ -208,12 +247,24 @@ impl<'d> Compiler<'d> {
         out
     }
 
-    fn expand_list(&self, name: &str, at: usize, out: &mut Vec<(String, bool, usize)>, seen: &mut HashSet<String>) {
+    fn expand_list(
+        &self,
+        name: &str,
+        at: usize,
+        out: &mut Vec<(String, bool, usize)>,
+        seen: &mut HashSet<String>,
+    ) {
         if !seen.insert(name.to_owned()) {
             return;
         }
         for (item, node) in &self.defs.lists[name].items {
-            let quoted = matches!(node.value, yaml::Value::Scalar { style: yaml::Style::Quoted, .. });
+            let quoted = matches!(
+                node.value,
+                yaml::Value::Scalar {
+                    style: yaml::Style::Quoted,
+                    ..
+                }
+            );
             if !quoted && self.defs.lists.contains_key(item) {
                 self.expand_list(item, at, out, seen);
             } else {
@@ -224,13 +275,26 @@ impl<'d> Compiler<'d> {
 
     fn test(&mut self, fw: &Word, op: Op, rhs: &Rhs, cond: &CondText) -> Option<(Matcher, Kinds)> {
         let Some(f) = fields::resolve(&fw.text) else {
-            let hint = if self.defs.macros.contains_key(&fw.text) { " (it is a macro, which takes no operator)" } else { "" };
+            let hint = if self.defs.macros.contains_key(&fw.text) {
+                " (it is a macro, which takes no operator)"
+            } else {
+                ""
+            };
             self.err(cond, fw.at, format!("unknown field `{}`{hint}", fw.text));
             return None;
         };
-        if matches!(rhs, Rhs::List(_)) && matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge) {
-            let at = match rhs { Rhs::List(v) => v.first().map_or(fw.at, |w| w.at), Rhs::One(w) => w.at };
-            self.err(cond, at, format!("`{op}` takes one value; use `in (…)` for a list"));
+        if matches!(rhs, Rhs::List(_))
+            && matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+        {
+            let at = match rhs {
+                Rhs::List(v) => v.first().map_or(fw.at, |w| w.at),
+                Rhs::One(w) => w.at,
+            };
+            self.err(
+                cond,
+                at,
+                format!("`{op}` takes one value; use `in (…)` for a list"),
+            );
             return None;
         }
         let vals = self.values(rhs);
@@ -245,7 +309,11 @@ impl<'d> Compiler<'d> {
             (Type::Str | Type::StrList, Op::Glob) => {
                 let mut b = GlobSetBuilder::new();
                 for (v, _, at) in &vals {
-                    match GlobBuilder::new(v).literal_separator(true).backslash_escape(true).build() {
+                    match GlobBuilder::new(v)
+                        .literal_separator(true)
+                        .backslash_escape(true)
+                        .build()
+                    {
                         Ok(g) => {
                             b.add(g);
                         }
@@ -257,9 +325,15 @@ impl<'d> Compiler<'d> {
                     Err(e) => return bad(self, fw.at, format!("globs: {e}")),
                 }
             }
-            (Type::Str | Type::StrList, Op::StartsWith) => Test::Prefix(vals.iter().map(|v| v.0.clone()).collect()),
-            (Type::Str | Type::StrList, Op::EndsWith) => Test::Suffix(vals.iter().map(|v| v.0.clone()).collect()),
-            (Type::Str | Type::StrList, Op::Contains) => Test::Contains(vals.iter().map(|v| v.0.clone()).collect()),
+            (Type::Str | Type::StrList, Op::StartsWith) => {
+                Test::Prefix(vals.iter().map(|v| v.0.clone()).collect())
+            }
+            (Type::Str | Type::StrList, Op::EndsWith) => {
+                Test::Suffix(vals.iter().map(|v| v.0.clone()).collect())
+            }
+            (Type::Str | Type::StrList, Op::Contains) => {
+                Test::Contains(vals.iter().map(|v| v.0.clone()).collect())
+            }
             (Type::Str | Type::StrList, Op::IContains) => {
                 Test::IContains(vals.iter().map(|v| v.0.to_lowercase()).collect())
             }
@@ -279,7 +353,13 @@ impl<'d> Compiler<'d> {
                 for (v, _, at) in &vals {
                     match v.parse::<i64>() {
                         Ok(n) => ns.push(n),
-                        Err(_) => return bad(self, *at, format!("`{}` is a number; `{v}` is not", fw.text)),
+                        Err(_) => {
+                            return bad(
+                                self,
+                                *at,
+                                format!("`{}` is a number; `{v}` is not", fw.text),
+                            );
+                        }
                     }
                 }
                 Test::NumIn(ns)
@@ -288,7 +368,13 @@ impl<'d> Compiler<'d> {
                 let (v, _, at) = &vals[0];
                 match v.parse::<i64>() {
                     Ok(n) => Test::NumCmp(op, n),
-                    Err(_) => return bad(self, *at, format!("`{}` is a number; `{v}` is not", fw.text)),
+                    Err(_) => {
+                        return bad(
+                            self,
+                            *at,
+                            format!("`{}` is a number; `{v}` is not", fw.text),
+                        );
+                    }
                 }
             }
             (Type::Ip, Op::Eq | Op::Ne | Op::In) => {
@@ -296,7 +382,9 @@ impl<'d> Compiler<'d> {
                 for (v, _, at) in &vals {
                     match parse_net(v) {
                         Some(n) => nets.push(n),
-                        None => return bad(self, *at, format!("`{v}` is not an IP address or CIDR")),
+                        None => {
+                            return bad(self, *at, format!("`{v}` is not an IP address or CIDR"));
+                        }
                     }
                 }
                 Test::IpIn(nets)
@@ -304,27 +392,49 @@ impl<'d> Compiler<'d> {
             (Type::Bool, Op::Eq | Op::Ne) => match vals.first().map(|v| v.0.as_str()) {
                 Some("true") => Test::Bool(true),
                 Some("false") => Test::Bool(false),
-                _ => return bad(self, vals.first().map_or(fw.at, |v| v.2), format!("`{}` is true or false", fw.text)),
+                _ => {
+                    return bad(
+                        self,
+                        vals.first().map_or(fw.at, |v| v.2),
+                        format!("`{}` is true or false", fw.text),
+                    );
+                }
             },
             (ty, _) => {
-                return bad(self, fw.at, format!("`{op}` does not apply to `{}` ({})", fw.text, type_name(ty)));
+                return bad(
+                    self,
+                    fw.at,
+                    format!("`{op}` does not apply to `{}` ({})", fw.text, type_name(ty)),
+                );
             }
         };
         if f.field == Field::EvtType {
             for (v, _, at) in &vals {
                 if Kinds::of(v).is_none() {
-                    return bad(self, *at, format!("unknown event kind `{v}` (one of: {})", fields::KIND_NAMES.join(", ")));
+                    return bad(
+                        self,
+                        *at,
+                        format!(
+                            "unknown event kind `{v}` (one of: {})",
+                            fields::KIND_NAMES.join(", ")
+                        ),
+                    );
                 }
             }
         }
         let kinds = match (&f.field, &test, op) {
-            (Field::EvtType, Test::StrIn(set), Op::Eq | Op::In) => {
-                set.iter().filter_map(|k| Kinds::of(k)).fold(Kinds::NONE, Kinds::or)
-            }
+            (Field::EvtType, Test::StrIn(set), Op::Eq | Op::In) => set
+                .iter()
+                .filter_map(|k| Kinds::of(k))
+                .fold(Kinds::NONE, Kinds::or),
             _ => f.kinds,
         };
         let m = Matcher::Test(f.field, test);
-        Some(if op == Op::Ne { (Matcher::Not(Box::new(m)), Kinds::ALL) } else { (m, kinds) })
+        Some(if op == Op::Ne {
+            (Matcher::Not(Box::new(m)), Kinds::ALL)
+        } else {
+            (m, kinds)
+        })
     }
 
     /// Structured exceptions → one matcher that holds when any exception's values match.
@@ -343,14 +453,28 @@ impl<'d> Compiler<'d> {
     fn exception(&mut self, ex: &ExceptionDef) -> Option<Vec<Matcher>> {
         let src = self.defs.sources.get(&ex.file).cloned().unwrap_or_default();
         let err = |c: &mut Self, p: &Pos, msg: String| {
-            c.diags.push(Diagnostic::error(p.clone(), msg).with_source(&src));
+            c.diags
+                .push(Diagnostic::error(p.clone(), msg).with_source(&src));
         };
         if ex.fields.is_empty() {
-            err(self, &ex.pos, format!("exception `{}` has no `fields`", ex.name));
+            err(
+                self,
+                &ex.pos,
+                format!("exception `{}` has no `fields`", ex.name),
+            );
             return None;
         }
         if !ex.comps.is_empty() && ex.comps.len() != ex.fields.len() {
-            err(self, &ex.pos, format!("exception `{}`: {} comps for {} fields", ex.name, ex.comps.len(), ex.fields.len()));
+            err(
+                self,
+                &ex.pos,
+                format!(
+                    "exception `{}`: {} comps for {} fields",
+                    ex.name,
+                    ex.comps.len(),
+                    ex.fields.len()
+                ),
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -359,12 +483,25 @@ impl<'d> Compiler<'d> {
                 (_, true) => vec![value],
                 (yaml::Value::Seq(items), false) => items.iter().collect(),
                 _ => {
-                    err(self, &value.pos, format!("exception `{}` has {} fields, so each value is a list of {}", ex.name, ex.fields.len(), ex.fields.len()));
+                    err(
+                        self,
+                        &value.pos,
+                        format!(
+                            "exception `{}` has {} fields, so each value is a list of {}",
+                            ex.name,
+                            ex.fields.len(),
+                            ex.fields.len()
+                        ),
+                    );
                     return None;
                 }
             };
             if tuple.len() != ex.fields.len() {
-                err(self, &value.pos, format!("{} values for {} fields", tuple.len(), ex.fields.len()));
+                err(
+                    self,
+                    &value.pos,
+                    format!("{} values for {} fields", tuple.len(), ex.fields.len()),
+                );
                 return None;
             }
             let mut all = Vec::new();
@@ -380,8 +517,18 @@ impl<'d> Compiler<'d> {
                 // A plain value naming a list stands for the list's items, as in conditions.
                 let item = |n: &yaml::Node| {
                     let text = n.as_str().unwrap_or_default();
-                    let plain = matches!(n.value, yaml::Value::Scalar { style: yaml::Style::Plain, .. });
-                    if plain && self.defs.lists.contains_key(text) { text.to_owned() } else { quote(text) }
+                    let plain = matches!(
+                        n.value,
+                        yaml::Value::Scalar {
+                            style: yaml::Style::Plain,
+                            ..
+                        }
+                    );
+                    if plain && self.defs.lists.contains_key(text) {
+                        text.to_owned()
+                    } else {
+                        quote(text)
+                    }
                 };
                 let rhs = match &vnode.value {
                     yaml::Value::Seq(items) => {
@@ -390,7 +537,11 @@ impl<'d> Compiler<'d> {
                     }
                     yaml::Value::Scalar { .. } => item(vnode),
                     yaml::Value::Map(_) => {
-                        err(self, &vnode.pos, "an exception value is a string or a list of strings".into());
+                        err(
+                            self,
+                            &vnode.pos,
+                            "an exception value is a string or a list of strings".into(),
+                        );
                         return None;
                     }
                 };
@@ -398,11 +549,20 @@ impl<'d> Compiler<'d> {
                 let expr = match cond::parse(&text) {
                     Ok(e @ Expr::Test { .. }) => e,
                     _ => {
-                        err(self, &fnode.pos, format!("exception `{}`: `{fname} {op} …` is not a valid test", ex.name));
+                        err(
+                            self,
+                            &fnode.pos,
+                            format!(
+                                "exception `{}`: `{fname} {op} …` is not a valid test",
+                                ex.name
+                            ),
+                        );
                         return None;
                     }
                 };
-                let synthetic = CondText { parts: vec![(ex.file.clone(), vnode.clone())] };
+                let synthetic = CondText {
+                    parts: vec![(ex.file.clone(), vnode.clone())],
+                };
                 let before = self.diags.len();
                 let compiled = self.expr(&expr, &synthetic);
                 // Offsets in the synthetic text do not map onto the file: point at the value.
@@ -436,7 +596,8 @@ impl<'d> Compiler<'d> {
             }
             let start = i;
             i += 1;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._[]".contains(chars[i])) {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._[]".contains(chars[i]))
+            {
                 i += 1;
             }
             // A trailing dot is punctuation, not part of the name.
@@ -452,9 +613,17 @@ impl<'d> Compiler<'d> {
                     pieces.push(Piece::Field(f.field));
                 }
                 None => {
-                    let src = self.defs.sources.get(file).map(String::as_str).unwrap_or("");
+                    let src = self
+                        .defs
+                        .sources
+                        .get(file)
+                        .map(String::as_str)
+                        .unwrap_or("");
                     let (line, col) = yaml::locate_in_scalar(src, node, start);
-                    self.diags.push(Diagnostic::error(Pos::new(file, line, col), format!("unknown field `%{name}` in output")));
+                    self.diags.push(Diagnostic::error(
+                        Pos::new(file, line, col),
+                        format!("unknown field `%{name}` in output"),
+                    ));
                     ok = false;
                 }
             }

@@ -27,7 +27,11 @@ pub enum Expr {
     Not(Box<Expr>),
     /// A bare name: a macro, or a boolean field.
     Name(Word),
-    Test { field: Word, op: Op, rhs: Rhs },
+    Test {
+        field: Word,
+        op: Op,
+        rhs: Rhs,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +171,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, SyntaxError> {
                             });
                         }
                         Some(&q) if q == quote => break,
-                        Some('\\') if matches!(chars.get(i + 1), Some(&n) if n == quote || n == '\\') => {
+                        Some('\\') if matches!(chars.get(i + 1), Some(&n) if n == quote || n == '\\') =>
+                        {
                             text.push(chars[i + 1]);
                             i += 2;
                         }
@@ -330,7 +335,9 @@ impl Parser {
                 let rhs = self.rhs()?;
                 Ok(Expr::Test { field: w, op, rhs })
             }
-            Some(Tok::Word(w)) if w.quoted => self.err("expected a field or macro name, found a string"),
+            Some(Tok::Word(w)) if w.quoted => {
+                self.err("expected a field or macro name, found a string")
+            }
             Some(Tok::Word(w)) => self.err(format!("unexpected `{}`", w.text)),
             None => self.err("condition ends too early"),
             Some(_) => self.err("expected a field, a macro name, `not` or `(`"),
@@ -403,7 +410,10 @@ mod tests {
         );
         let Expr::And(and) = &items[1] else { panic!() };
         assert_eq!(and[0], Expr::Not(Box::new(Expr::Name(w("b", 13)))));
-        let Expr::Test { rhs: Rhs::List(l), .. } = &and[1] else {
+        let Expr::Test {
+            rhs: Rhs::List(l), ..
+        } = &and[1]
+        else {
             panic!()
         };
         assert_eq!(l[1].text, "y z");
@@ -413,12 +423,20 @@ mod tests {
     #[test]
     fn bare_words_keep_paths_and_globs() {
         let e = parse("file.path glob /home/*/.aws/**").unwrap();
-        let Expr::Test { rhs: Rhs::One(v), op, .. } = e else {
+        let Expr::Test {
+            rhs: Rhs::One(v),
+            op,
+            ..
+        } = e
+        else {
             panic!()
         };
         assert_eq!((v.text.as_str(), op), ("/home/*/.aws/**", Op::Glob));
         let e = parse(r#"proc.cmdline contains "a \"q\" b""#).unwrap();
-        let Expr::Test { rhs: Rhs::One(v), .. } = e else {
+        let Expr::Test {
+            rhs: Rhs::One(v), ..
+        } = e
+        else {
             panic!()
         };
         assert_eq!(v.text, "a \"q\" b");
@@ -430,7 +448,10 @@ mod tests {
         assert_eq!(parse("(a = 1").unwrap_err().at, 6);
         assert_eq!(parse("a = 1 b").unwrap_err().at, 6);
         assert_eq!(parse("a ! b").unwrap_err().at, 2);
-        assert_eq!(parse("x = \"open").unwrap_err().message, "unterminated string");
+        assert_eq!(
+            parse("x = \"open").unwrap_err().message,
+            "unterminated string"
+        );
         assert!(parse("").is_err());
         assert!(parse("and").is_err());
         let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));

@@ -64,7 +64,12 @@ impl Diagnostic {
     pub fn with_source(mut self, src: &str) -> Self {
         if self.snippet.is_none() {
             // Past the last line (an error at end of file): an empty line under the caret.
-            self.snippet = Some(src.lines().nth(self.pos.line.saturating_sub(1)).unwrap_or("").to_owned());
+            self.snippet = Some(
+                src.lines()
+                    .nth(self.pos.line.saturating_sub(1))
+                    .unwrap_or("")
+                    .to_owned(),
+            );
         }
         self
     }

@@ -31,7 +31,12 @@ impl Kinds {
     }
 
     fn list(names: &[&str]) -> Kinds {
-        Kinds(names.iter().map(|n| Kinds::of(n).map_or(0, |k| k.0)).fold(0, |a, b| a | b))
+        Kinds(
+            names
+                .iter()
+                .map(|n| Kinds::of(n).map_or(0, |k| k.0))
+                .fold(0, |a, b| a | b),
+        )
     }
 
     pub fn index(name: &str) -> Option<usize> {
@@ -163,44 +168,223 @@ macro_rules! spec {
 }
 
 const SPECS: &[Spec] = &[
-    spec!("evt.type", Field::EvtType, Str, ANY, "event kind: exec, open, connect, send, fork, exit, chdir"),
-    spec!("evt.failed", Field::EvtFailed, Bool, ANY, "the syscall failed"),
-    spec!("evt.error", Field::EvtError, Str, ANY, "errno name when the syscall failed (ENOENT…)"),
-    spec!("pkg.name", Field::PkgName, Str, ANY, "package whose install/build script runs this process (best effort)"),
-    spec!("pkg.version", Field::PkgVersion, Str, ANY, "that package's version"),
+    spec!(
+        "evt.type",
+        Field::EvtType,
+        Str,
+        ANY,
+        "event kind: exec, open, connect, send, fork, exit, chdir"
+    ),
+    spec!(
+        "evt.failed",
+        Field::EvtFailed,
+        Bool,
+        ANY,
+        "the syscall failed"
+    ),
+    spec!(
+        "evt.error",
+        Field::EvtError,
+        Str,
+        ANY,
+        "errno name when the syscall failed (ENOENT…)"
+    ),
+    spec!(
+        "pkg.name",
+        Field::PkgName,
+        Str,
+        ANY,
+        "package whose install/build script runs this process (best effort)"
+    ),
+    spec!(
+        "pkg.version",
+        Field::PkgVersion,
+        Str,
+        ANY,
+        "that package's version"
+    ),
     spec!("pkg.manager", Field::PkgManager, Str, ANY, "npm or pip"),
-    spec!("file.path", Field::FilePath, Str, FILE, "absolute path opened"),
-    spec!("file.target", Field::FileTarget, Str, FILE, "path with symlinks resolved"),
-    spec!("file.name", Field::FileName, Str, FILE, "basename of file.path"),
-    spec!("file.dir", Field::FileDir, Str, FILE, "directory of file.path"),
-    spec!("file.flags", Field::FileFlags, StrList, FILE, "read, write, create, truncate, append…"),
-    spec!("file.write", Field::FileWrite, Bool, FILE, "opened for writing, creating, truncating or appending"),
-    spec!("file.create", Field::FileCreate, Bool, FILE, "opened with O_CREAT or O_TMPFILE"),
-    spec!("file.other_proc", Field::FileOtherProc, Bool, FILE, "under /proc/PID/ of another process"),
-    spec!("file.proc_entry", Field::FileProcEntry, Str, FILE, "X in /proc/PID/X (mem, environ, maps…)"),
-    spec!("net.family", Field::NetFamily, Str, NET, "inet, inet6, unix"),
-    spec!("net.addr", Field::NetAddr, Ip, NET, "destination IP (compare with addresses or CIDRs)"),
+    spec!(
+        "file.path",
+        Field::FilePath,
+        Str,
+        FILE,
+        "absolute path opened"
+    ),
+    spec!(
+        "file.target",
+        Field::FileTarget,
+        Str,
+        FILE,
+        "path with symlinks resolved"
+    ),
+    spec!(
+        "file.name",
+        Field::FileName,
+        Str,
+        FILE,
+        "basename of file.path"
+    ),
+    spec!(
+        "file.dir",
+        Field::FileDir,
+        Str,
+        FILE,
+        "directory of file.path"
+    ),
+    spec!(
+        "file.flags",
+        Field::FileFlags,
+        StrList,
+        FILE,
+        "read, write, create, truncate, append…"
+    ),
+    spec!(
+        "file.write",
+        Field::FileWrite,
+        Bool,
+        FILE,
+        "opened for writing, creating, truncating or appending"
+    ),
+    spec!(
+        "file.create",
+        Field::FileCreate,
+        Bool,
+        FILE,
+        "opened with O_CREAT or O_TMPFILE"
+    ),
+    spec!(
+        "file.other_proc",
+        Field::FileOtherProc,
+        Bool,
+        FILE,
+        "under /proc/PID/ of another process"
+    ),
+    spec!(
+        "file.proc_entry",
+        Field::FileProcEntry,
+        Str,
+        FILE,
+        "X in /proc/PID/X (mem, environ, maps…)"
+    ),
+    spec!(
+        "net.family",
+        Field::NetFamily,
+        Str,
+        NET,
+        "inet, inet6, unix"
+    ),
+    spec!(
+        "net.addr",
+        Field::NetAddr,
+        Ip,
+        NET,
+        "destination IP (compare with addresses or CIDRs)"
+    ),
     spec!("net.port", Field::NetPort, Num, NET, "destination port"),
-    spec!("net.protocol", Field::NetProtocol, Str, NET, "udp for send events; empty for connect"),
-    spec!("net.loopback", Field::NetLoopback, Bool, NET, "destination is loopback"),
-    spec!("net.allowed", Field::NetAllowed, Bool, NET, "destination is in the policy's allowlist"),
-    spec!("exec.path", Field::ExecPath, Str, EXEC, "absolute path executed"),
-    spec!("exec.filename", Field::ExecFilename, Str, EXEC, "filename as passed to execve"),
-    spec!("exec.written_in_run", Field::ExecWrittenInRun, Bool, EXEC, "the executed file was written during this run"),
-    spec!("exec.writer", Field::ExecWriter, Str, EXEC, "executable name of the process that wrote the executed file during this run"),
-    spec!("exec.memfd", Field::ExecMemfd, Bool, EXEC, "executes an anonymous memory file (memfd)"),
+    spec!(
+        "net.protocol",
+        Field::NetProtocol,
+        Str,
+        NET,
+        "udp for send events; empty for connect"
+    ),
+    spec!(
+        "net.loopback",
+        Field::NetLoopback,
+        Bool,
+        NET,
+        "destination is loopback"
+    ),
+    spec!(
+        "net.allowed",
+        Field::NetAllowed,
+        Bool,
+        NET,
+        "destination is in the policy's allowlist"
+    ),
+    spec!(
+        "exec.path",
+        Field::ExecPath,
+        Str,
+        EXEC,
+        "absolute path executed"
+    ),
+    spec!(
+        "exec.filename",
+        Field::ExecFilename,
+        Str,
+        EXEC,
+        "filename as passed to execve"
+    ),
+    spec!(
+        "exec.written_in_run",
+        Field::ExecWrittenInRun,
+        Bool,
+        EXEC,
+        "the executed file was written during this run"
+    ),
+    spec!(
+        "exec.writer",
+        Field::ExecWriter,
+        Str,
+        EXEC,
+        "executable name of the process that wrote the executed file during this run"
+    ),
+    spec!(
+        "exec.memfd",
+        Field::ExecMemfd,
+        Bool,
+        EXEC,
+        "executes an anonymous memory file (memfd)"
+    ),
 ];
 
 const PROC_SPECS: &[(&str, ProcField, Type, &str)] = &[
     ("pid", ProcField::Pid, Type::Num, "process id"),
-    ("name", ProcField::Name, Type::Str, "basename of the executable"),
+    (
+        "name",
+        ProcField::Name,
+        Type::Str,
+        "basename of the executable",
+    ),
     ("exe", ProcField::Exe, Type::Str, "executable path"),
-    ("tool", ProcField::Tool, Type::Str, "script or module an interpreter runs, else name"),
-    ("script", ProcField::Script, Type::Str, "script path an interpreter runs"),
-    ("argv", ProcField::Argv, Type::StrList, "arguments (any); argv[N] for one"),
-    ("args", ProcField::Args, Type::Str, "arguments after argv[0], space-joined"),
-    ("cmdline", ProcField::Cmdline, Type::Str, "argv space-joined"),
-    ("cwd", ProcField::Cwd, Type::Str, "working directory at exec"),
+    (
+        "tool",
+        ProcField::Tool,
+        Type::Str,
+        "script or module an interpreter runs, else name",
+    ),
+    (
+        "script",
+        ProcField::Script,
+        Type::Str,
+        "script path an interpreter runs",
+    ),
+    (
+        "argv",
+        ProcField::Argv,
+        Type::StrList,
+        "arguments (any); argv[N] for one",
+    ),
+    (
+        "args",
+        ProcField::Args,
+        Type::Str,
+        "arguments after argv[0], space-joined",
+    ),
+    (
+        "cmdline",
+        ProcField::Cmdline,
+        Type::Str,
+        "argv space-joined",
+    ),
+    (
+        "cwd",
+        ProcField::Cwd,
+        Type::Str,
+        "working directory at exec",
+    ),
 ];
 
 pub struct Resolved {
@@ -304,7 +488,10 @@ mod tests {
         let f = resolve("file.path").unwrap();
         assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
         assert_eq!(f.kinds.names(), vec!["open"]);
-        assert_eq!(resolve("parent.argv[1]").unwrap().field, Field::Proc(Scope::Parent, ProcField::Arg(1)));
+        assert_eq!(
+            resolve("parent.argv[1]").unwrap().field,
+            Field::Proc(Scope::Parent, ProcField::Arg(1))
+        );
         assert_eq!(resolve("ancestor.name").unwrap().ty, Type::StrList);
         assert!(resolve("ancestor.pid").is_none());
         assert!(resolve("proc.argv[x]").is_none());

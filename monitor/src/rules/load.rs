@@ -93,8 +93,17 @@ pub struct Defs {
 const LIST_KEYS: &[&str] = &["list", "items", "override", "append"];
 const MACRO_KEYS: &[&str] = &["macro", "condition", "override", "append"];
 const RULE_KEYS: &[&str] = &[
-    "rule", "desc", "condition", "output", "severity", "category", "tags", "exceptions", "enabled",
-    "override", "append",
+    "rule",
+    "desc",
+    "condition",
+    "output",
+    "severity",
+    "category",
+    "tags",
+    "exceptions",
+    "enabled",
+    "override",
+    "append",
 ];
 const EXCEPTION_KEYS: &[&str] = &["name", "fields", "comps", "values"];
 
@@ -136,7 +145,10 @@ impl Cx<'_> {
     /// A mapping's entries, checking keys are scalars, known and not repeated.
     fn map<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Map<'n>> {
         let Value::Map(entries) = &node.value else {
-            self.err(&node.pos, format!("{what} must be a mapping, found {}", node.kind_name()));
+            self.err(
+                &node.pos,
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+            );
             return None;
         };
         let mut out: Map<'n> = Vec::new();
@@ -150,7 +162,10 @@ impl Cx<'_> {
             if !known.contains(&key) {
                 self.err(
                     &k.pos,
-                    format!("unknown field `{key}` in {what} (expected one of: {})", known.join(", ")),
+                    format!(
+                        "unknown field `{key}` in {what} (expected one of: {})",
+                        known.join(", ")
+                    ),
                 );
                 ok = false;
             } else if out.iter().any(|(n, ..)| *n == key) {
@@ -167,7 +182,10 @@ impl Cx<'_> {
         match node.as_str() {
             Some(s) if !node.is_null() => Some(s.to_owned()),
             _ => {
-                self.err(&node.pos, format!("`{what}` must be a string, found {}", kind(node)));
+                self.err(
+                    &node.pos,
+                    format!("`{what}` must be a string, found {}", kind(node)),
+                );
                 None
             }
         }
@@ -175,7 +193,10 @@ impl Cx<'_> {
 
     fn strings(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Node)>> {
         let Value::Seq(items) = &node.value else {
-            self.err(&node.pos, format!("`{what}` must be a list, found {}", kind(node)));
+            self.err(
+                &node.pos,
+                format!("`{what}` must be a list, found {}", kind(node)),
+            );
             return None;
         };
         let mut out = Vec::new();
@@ -198,7 +219,13 @@ impl Cx<'_> {
 
     fn item(&mut self, node: &Node, defs: &mut Defs) {
         let Value::Map(entries) = &node.value else {
-            self.err(&node.pos, format!("each item must be a mapping with `list`, `macro` or `rule`, found {}", node.kind_name()));
+            self.err(
+                &node.pos,
+                format!(
+                    "each item must be a mapping with `list`, `macro` or `rule`, found {}",
+                    node.kind_name()
+                ),
+            );
             return;
         };
         let head = entries.iter().find_map(|(k, _)| match k.as_str() {
@@ -244,7 +271,10 @@ impl Cx<'_> {
                 }
             };
             if !allowed.contains(&key) {
-                self.err(&k.pos, format!("`{key}` cannot be overridden (can: {})", allowed.join(", ")));
+                self.err(
+                    &k.pos,
+                    format!("`{key}` cannot be overridden (can: {})", allowed.join(", ")),
+                );
                 return None;
             }
             if !m.iter().any(|(n, ..)| *n == key) {
@@ -255,7 +285,10 @@ impl Cx<'_> {
         }
         for (k, key, _) in m {
             if !matches!(*k, "list" | "macro" | "rule" | "override") && !out.contains_key(*k) {
-                self.err(&key.pos, format!("`{k}` is given but not listed in `override`"));
+                self.err(
+                    &key.pos,
+                    format!("`{k}` is given but not listed in `override`"),
+                );
                 return None;
             }
         }
@@ -263,23 +296,40 @@ impl Cx<'_> {
     }
 
     fn list(&mut self, node: &Node, defs: &mut Defs) {
-        let Some(m) = self.map(node, "list", LIST_KEYS) else { return };
+        let Some(m) = self.map(node, "list", LIST_KEYS) else {
+            return;
+        };
         let (name, items) = (get(&m, "list"), get(&m, "items"));
-        let Some(name) = name.and_then(|n| self.string(n, "list")) else { return };
+        let Some(name) = name.and_then(|n| self.string(n, "list")) else {
+            return;
+        };
         let Some(items_node) = items else {
             self.err(&node.pos, format!("list `{name}` has no `items`"));
             return;
         };
-        let Some(items) = self.strings(items_node, "items") else { return };
-        let Some(ov) = self.overrides(&m, &["items"]) else { return };
+        let Some(items) = self.strings(items_node, "items") else {
+            return;
+        };
+        let Some(ov) = self.overrides(&m, &["items"]) else {
+            return;
+        };
         match (ov.get("items"), defs.lists.get_mut(&name)) {
             (Some((How::Append, _)), Some(existing)) => existing.items.extend(items),
-            (Some((_, p)), None) => self.err(p, format!("cannot override list `{name}`: it is not defined before this file")),
+            (Some((_, p)), None) => self.err(
+                p,
+                format!("cannot override list `{name}`: it is not defined before this file"),
+            ),
             (_, existing) => {
                 if existing.is_some() && ov.is_empty() {
                     self.warn(&node.pos, format!("list `{name}` redefined; the earlier definition is replaced (use `override` to make that explicit)"));
                 }
-                defs.lists.insert(name, ListDef { pos: node.pos.clone(), items });
+                defs.lists.insert(
+                    name,
+                    ListDef {
+                        pos: node.pos.clone(),
+                        items,
+                    },
+                );
             }
         }
     }
@@ -292,22 +342,42 @@ impl Cx<'_> {
     }
 
     fn macro_(&mut self, node: &Node, defs: &mut Defs) {
-        let Some(m) = self.map(node, "macro", MACRO_KEYS) else { return };
-        let Some(name) = get(&m, "macro").and_then(|n| self.string(n, "macro")) else { return };
+        let Some(m) = self.map(node, "macro", MACRO_KEYS) else {
+            return;
+        };
+        let Some(name) = get(&m, "macro").and_then(|n| self.string(n, "macro")) else {
+            return;
+        };
         let Some(cnode) = get(&m, "condition") else {
             self.err(&node.pos, format!("macro `{name}` has no `condition`"));
             return;
         };
-        let Some(cond) = self.cond_text(cnode, "condition") else { return };
-        let Some(ov) = self.overrides(&m, &["condition"]) else { return };
+        let Some(cond) = self.cond_text(cnode, "condition") else {
+            return;
+        };
+        let Some(ov) = self.overrides(&m, &["condition"]) else {
+            return;
+        };
         match (ov.get("condition"), defs.macros.get_mut(&name)) {
             (Some((How::Append, _)), Some(existing)) => existing.cond.parts.extend(cond.parts),
-            (Some((_, p)), None) => self.err(p, format!("cannot override macro `{name}`: it is not defined before this file")),
+            (Some((_, p)), None) => self.err(
+                p,
+                format!("cannot override macro `{name}`: it is not defined before this file"),
+            ),
             (_, existing) => {
                 if existing.is_some() && ov.is_empty() {
-                    self.warn(&node.pos, format!("macro `{name}` redefined; the earlier definition is replaced"));
+                    self.warn(
+                        &node.pos,
+                        format!("macro `{name}` redefined; the earlier definition is replaced"),
+                    );
                 }
-                defs.macros.insert(name, MacroDef { pos: node.pos.clone(), cond });
+                defs.macros.insert(
+                    name,
+                    MacroDef {
+                        pos: node.pos.clone(),
+                        cond,
+                    },
+                );
             }
         }
     }
@@ -343,7 +413,11 @@ impl Cx<'_> {
                 None => Some(Vec::new()),
                 _ => None,
             };
-            let Some(comps) = seq(get(&m, "comps")).or_else(|| get(&m, "comps").filter(|c| c.as_str().is_some()).map(|c| vec![c.clone()])) else {
+            let Some(comps) = seq(get(&m, "comps")).or_else(|| {
+                get(&m, "comps")
+                    .filter(|c| c.as_str().is_some())
+                    .map(|c| vec![c.clone()])
+            }) else {
                 self.err(&item.pos, "`comps` must be a list of operators");
                 return None;
             };
@@ -365,11 +439,24 @@ impl Cx<'_> {
     }
 
     fn rule(&mut self, node: &Node, defs: &mut Defs) {
-        let Some(m) = self.map(node, "rule", RULE_KEYS) else { return };
-        let Some(name) = get(&m, "rule").and_then(|n| self.string(n, "rule")) else { return };
+        let Some(m) = self.map(node, "rule", RULE_KEYS) else {
+            return;
+        };
+        let Some(name) = get(&m, "rule").and_then(|n| self.string(n, "rule")) else {
+            return;
+        };
         let Some(ov) = self.overrides(
             &m,
-            &["desc", "condition", "output", "severity", "category", "tags", "exceptions", "enabled"],
+            &[
+                "desc",
+                "condition",
+                "output",
+                "severity",
+                "category",
+                "tags",
+                "exceptions",
+                "enabled",
+            ],
         ) else {
             return;
         };
@@ -378,7 +465,10 @@ impl Cx<'_> {
         let only_enabled = m.iter().all(|(k, ..)| matches!(*k, "rule" | "enabled"));
         if ov.is_empty() && only_enabled && get(&m, "enabled").is_some() {
             let Some(i) = existing else {
-                self.err(&node.pos, format!("rule `{name}` is not defined, so it cannot be enabled or disabled"));
+                self.err(
+                    &node.pos,
+                    format!("rule `{name}` is not defined, so it cannot be enabled or disabled"),
+                );
                 return;
             };
             if let Some(b) = self.boolean(get(&m, "enabled").expect("checked"), "enabled") {
@@ -388,8 +478,15 @@ impl Cx<'_> {
         }
         if !ov.is_empty() {
             let Some(i) = existing else {
-                let p = ov.values().next().map(|(_, p)| p.clone()).unwrap_or(node.pos.clone());
-                self.err(&p, format!("cannot override rule `{name}`: it is not defined before this file"));
+                let p = ov
+                    .values()
+                    .next()
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or(node.pos.clone());
+                self.err(
+                    &p,
+                    format!("cannot override rule `{name}`: it is not defined before this file"),
+                );
                 return;
             };
             let mut rule = defs.rules[i].1.clone();
@@ -410,7 +507,10 @@ impl Cx<'_> {
             }
         }
         if !missing.is_empty() {
-            self.err(&node.pos, format!("rule `{name}` is missing: {}", missing.join(", ")));
+            self.err(
+                &node.pos,
+                format!("rule `{name}` is missing: {}", missing.join(", ")),
+            );
             return;
         }
         let desc = self.string(get(&m, "desc").expect("checked"), "desc");
@@ -420,7 +520,9 @@ impl Cx<'_> {
         let severity = self.severity(get(&m, "severity").expect("checked"));
         let category = self.string(get(&m, "category").expect("checked"), "category");
         let tags = match get(&m, "tags") {
-            Some(t) => self.strings(t, "tags").map(|v| v.into_iter().map(|(s, _)| s).collect()),
+            Some(t) => self
+                .strings(t, "tags")
+                .map(|v| v.into_iter().map(|(s, _)| s).collect()),
             None => Some(Vec::new()),
         };
         let exceptions = match get(&m, "exceptions") {
@@ -431,12 +533,32 @@ impl Cx<'_> {
             Some(e) => self.boolean(e, "enabled"),
             None => Some(true),
         };
-        let (Some(desc), Some(cond), Some(output), Some(severity), Some(category), Some(tags), Some(exceptions), Some(enabled)) =
-            (desc, cond, output, severity, category, tags, exceptions, enabled)
+        let (
+            Some(desc),
+            Some(cond),
+            Some(output),
+            Some(severity),
+            Some(category),
+            Some(tags),
+            Some(exceptions),
+            Some(enabled),
+        ) = (
+            desc, cond, output, severity, category, tags, exceptions, enabled,
+        )
         else {
             return;
         };
-        let def = RuleDef { pos: node.pos.clone(), desc, cond, output, severity, category, tags, exceptions, enabled };
+        let def = RuleDef {
+            pos: node.pos.clone(),
+            desc,
+            cond,
+            output,
+            severity,
+            category,
+            tags,
+            exceptions,
+            enabled,
+        };
         match existing {
             Some(i) => {
                 self.warn(&node.pos, format!("rule `{name}` redefined; the earlier definition at {} is replaced (use `override` to change only some keys)", defs.rules[i].1.pos));
@@ -451,7 +573,10 @@ impl Cx<'_> {
         match Severity::parse(&s) {
             Some(s) => Some(s),
             None => {
-                self.err(&node.pos, format!("unknown severity `{s}` (low, medium, high, critical)"));
+                self.err(
+                    &node.pos,
+                    format!("unknown severity `{s}` (low, medium, high, critical)"),
+                );
                 None
             }
         }
@@ -461,7 +586,9 @@ impl Cx<'_> {
         let append = how == How::Append;
         match key {
             "condition" => {
-                let Some(c) = self.cond_text(v, "condition") else { return false };
+                let Some(c) = self.cond_text(v, "condition") else {
+                    return false;
+                };
                 if append {
                     rule.cond.parts.extend(c.parts);
                 } else {
@@ -469,7 +596,9 @@ impl Cx<'_> {
                 }
             }
             "exceptions" => {
-                let Some(ex) = self.exceptions(v) else { return false };
+                let Some(ex) = self.exceptions(v) else {
+                    return false;
+                };
                 if !append {
                     rule.exceptions = ex;
                     return true;
@@ -483,7 +612,10 @@ impl Cx<'_> {
                             return false;
                         }
                         None if e.fields.is_empty() => {
-                            self.err(&e.pos, format!("exception `{}` is new, so it needs `fields`", e.name));
+                            self.err(
+                                &e.pos,
+                                format!("exception `{}` is new, so it needs `fields`", e.name),
+                            );
                             return false;
                         }
                         None => rule.exceptions.push(e),
@@ -491,7 +623,9 @@ impl Cx<'_> {
                 }
             }
             "tags" => {
-                let Some(t) = self.strings(v, "tags") else { return false };
+                let Some(t) = self.strings(v, "tags") else {
+                    return false;
+                };
                 let t = t.into_iter().map(|(s, _)| s);
                 if append {
                     rule.tags.extend(t);
@@ -534,5 +668,9 @@ fn get<'n>(m: &Map<'n>, key: &str) -> Option<&'n Node> {
 }
 
 fn kind(node: &Node) -> &'static str {
-    if node.is_null() { "nothing" } else { node.kind_name() }
+    if node.is_null() {
+        "nothing"
+    } else {
+        node.kind_name()
+    }
 }

@@ -22,13 +22,34 @@ use serde::Serialize;
 
 /// The default rule files, in load order (lists first: later files use them).
 pub const DEFAULT_FILES: &[(&str, &str)] = &[
-    ("rules/lists.yaml", include_str!("../../../rules/lists.yaml")),
-    ("rules/sensitive-file.yaml", include_str!("../../../rules/sensitive-file.yaml")),
-    ("rules/shell-spawn.yaml", include_str!("../../../rules/shell-spawn.yaml")),
-    ("rules/process-memory.yaml", include_str!("../../../rules/process-memory.yaml")),
-    ("rules/persistence.yaml", include_str!("../../../rules/persistence.yaml")),
-    ("rules/download-exec.yaml", include_str!("../../../rules/download-exec.yaml")),
-    ("rules/egress.yaml", include_str!("../../../rules/egress.yaml")),
+    (
+        "rules/lists.yaml",
+        include_str!("../../../rules/lists.yaml"),
+    ),
+    (
+        "rules/sensitive-file.yaml",
+        include_str!("../../../rules/sensitive-file.yaml"),
+    ),
+    (
+        "rules/shell-spawn.yaml",
+        include_str!("../../../rules/shell-spawn.yaml"),
+    ),
+    (
+        "rules/process-memory.yaml",
+        include_str!("../../../rules/process-memory.yaml"),
+    ),
+    (
+        "rules/persistence.yaml",
+        include_str!("../../../rules/persistence.yaml"),
+    ),
+    (
+        "rules/download-exec.yaml",
+        include_str!("../../../rules/download-exec.yaml"),
+    ),
+    (
+        "rules/egress.yaml",
+        include_str!("../../../rules/egress.yaml"),
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -147,11 +168,17 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
         let exceptions = c.exceptions(&def.exceptions);
         let (ofile, _) = &def.cond.parts[0];
         let output = c.output(&def.output.0, &def.output.1, ofile_of(def, ofile));
-        let (Some((matcher, kinds)), Some(exceptions), Some(output)) = (cond, exceptions, output) else {
+        let (Some((matcher, kinds)), Some(exceptions), Some(output)) = (cond, exceptions, output)
+        else {
             continue;
         };
         if kinds == Kinds::NONE {
-            c.diags.push(Diagnostic::warning(def.pos.clone(), format!("rule `{name}` can never match: its conditions require different event kinds")));
+            c.diags.push(Diagnostic::warning(
+                def.pos.clone(),
+                format!(
+                    "rule `{name}` can never match: its conditions require different event kinds"
+                ),
+            ));
         } else if kinds == Kinds::ALL {
             c.diags.push(Diagnostic::warning(def.pos.clone(), format!("rule `{name}` does not say which events it applies to (add `evt.type = …`), so it is tested on every event")));
         }
@@ -198,11 +225,18 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
 }
 
 fn ofile_of<'a>(def: &'a load::RuleDef, fallback: &'a str) -> &'a str {
-    if def.output.1.pos.file.is_empty() { fallback } else { &def.output.1.pos.file }
+    if def.output.1.pos.file.is_empty() {
+        fallback
+    } else {
+        &def.output.1.pos.file
+    }
 }
 
 fn dedup_tail(diags: &mut Vec<Diagnostic>, from: usize) {
-    let earlier: Vec<(Pos, String)> = diags[..from].iter().map(|d| (d.pos.clone(), d.message.clone())).collect();
+    let earlier: Vec<(Pos, String)> = diags[..from]
+        .iter()
+        .map(|d| (d.pos.clone(), d.message.clone()))
+        .collect();
     let mut i = from;
     while i < diags.len() {
         if earlier.contains(&(diags[i].pos.clone(), diags[i].message.clone())) {
@@ -220,11 +254,19 @@ pub fn parse_doc(file: &str, src: &str) -> Result<Doc, Diagnostic> {
         Some(n) => match n.value {
             yaml::Value::Seq(items) => items,
             _ => {
-                return Err(Diagnostic::error(n.pos, "a rule file is a list of `- list:`, `- macro:` and `- rule:` items").with_source(src));
+                return Err(Diagnostic::error(
+                    n.pos,
+                    "a rule file is a list of `- list:`, `- macro:` and `- rule:` items",
+                )
+                .with_source(src));
             }
         },
     };
-    Ok(Doc { file: file.to_owned(), src: src.to_owned(), items })
+    Ok(Doc {
+        file: file.to_owned(),
+        src: src.to_owned(),
+        items,
+    })
 }
 
 /// The embedded default rule files as documents.

@@ -16,7 +16,10 @@ fn docs(user: &str) -> Vec<Doc> {
 fn errors(user: &str) -> Vec<Diagnostic> {
     let (set, diags) = load(&[parse_doc("user.yaml", user).unwrap()]);
     assert!(set.is_none(), "expected errors, got none: {diags:?}");
-    diags.into_iter().filter(|d| d.level == Level::Error).collect()
+    diags
+        .into_iter()
+        .filter(|d| d.level == Level::Error)
+        .collect()
 }
 
 fn only_error(user: &str) -> (usize, usize, String) {
@@ -33,7 +36,10 @@ struct Fake {
 
 impl Fake {
     fn new(kind: &'static str) -> Self {
-        Self { kind, vals: HashMap::new() }
+        Self {
+            kind,
+            vals: HashMap::new(),
+        }
     }
     fn s(mut self, f: Field, v: &'static str) -> Self {
         self.vals.insert(f, Val::Str(Cow::Borrowed(v)));
@@ -60,13 +66,35 @@ impl Subject for Fake {
 #[test]
 fn default_rules_load_cleanly_and_cover_every_category() {
     let (set, diags) = load(&default_docs());
-    assert!(diags.is_empty(), "{}", diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+    assert!(
+        diags.is_empty(),
+        "{}",
+        diags
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let set = set.unwrap();
-    for cat in ["sensitive-file", "shell-spawn", "process-memory", "persistence", "download-exec", "egress"] {
-        assert!(set.rules.iter().any(|r| r.category == cat), "no rule in {cat}");
+    for cat in [
+        "sensitive-file",
+        "shell-spawn",
+        "process-memory",
+        "persistence",
+        "download-exec",
+        "egress",
+    ] {
+        assert!(
+            set.rules.iter().any(|r| r.category == cat),
+            "no rule in {cat}"
+        );
     }
     for r in &set.rules {
-        assert!(r.kinds != fields::Kinds::ALL, "{} is not indexed by kind", r.name);
+        assert!(
+            r.kinds != fields::Kinds::ALL,
+            "{} is not indexed by kind",
+            r.name
+        );
     }
 }
 
@@ -75,9 +103,17 @@ fn rules_are_indexed_by_kind() {
     let (set, _) = load(&default_docs());
     let set = set.unwrap();
     let fork = Fake::new("fork");
-    assert_eq!(set.by_kind[fork.kind()].len(), 0, "no default rule looks at fork events");
+    assert_eq!(
+        set.by_kind[fork.kind()].len(),
+        0,
+        "no default rule looks at fork events"
+    );
     let open = Fake::new("open");
-    assert!(set.by_kind[open.kind()].iter().all(|&i| set.rules[i].kinds.names() == vec!["open"]));
+    assert!(
+        set.by_kind[open.kind()]
+            .iter()
+            .all(|&i| set.rules[i].kinds.names() == vec!["open"])
+    );
 }
 
 #[test]
@@ -105,17 +141,35 @@ fn conditions_lists_globs_and_exceptions_match() {
     let set = set.unwrap_or_else(|| panic!("{diags:?}"));
     let rule = &set.rules[0];
     let node = |p: &'static str| {
-        Fake::new("open").s(Field::FilePath, p).s(Field::Proc(Scope::Proc, ProcField::Name), "node")
+        Fake::new("open")
+            .s(Field::FilePath, p)
+            .s(Field::Proc(Scope::Proc, ProcField::Name), "node")
     };
     assert!(rule.matches(&node("/home/ci/.aws/credentials")));
     assert_eq!(rule.message(&node("/etc/shadow")), "node read /etc/shadow");
-    assert!(rule.matches(&node("/etc/shadow")), "list references inside lists expand");
+    assert!(
+        rule.matches(&node("/etc/shadow")),
+        "list references inside lists expand"
+    );
     assert!(!rule.matches(&node("/home/ci/.aws/config")));
-    let git = Fake::new("open").s(Field::FilePath, "/home/ci/.aws/credentials").s(Field::Proc(Scope::Proc, ProcField::Name), "git");
+    let git = Fake::new("open")
+        .s(Field::FilePath, "/home/ci/.aws/credentials")
+        .s(Field::Proc(Scope::Proc, ProcField::Name), "git");
     assert!(!rule.matches(&git), "exception applies");
-    let git_elsewhere = Fake::new("open").s(Field::FilePath, "/root/.aws/credentials").s(Field::Proc(Scope::Proc, ProcField::Name), "git");
-    assert!(rule.matches(&git_elsewhere), "exception needs every field to match");
-    assert!(!rule.matches(&Fake::new("open").s(Field::FilePath, "/etc/shadow").s(Field::Proc(Scope::Proc, ProcField::Name), "aws")));
+    let git_elsewhere = Fake::new("open")
+        .s(Field::FilePath, "/root/.aws/credentials")
+        .s(Field::Proc(Scope::Proc, ProcField::Name), "git");
+    assert!(
+        rule.matches(&git_elsewhere),
+        "exception needs every field to match"
+    );
+    assert!(
+        !rule.matches(
+            &Fake::new("open")
+                .s(Field::FilePath, "/etc/shadow")
+                .s(Field::Proc(Scope::Proc, ProcField::Name), "aws")
+        )
+    );
     assert_eq!(rule.kinds.names(), vec!["open"]);
 }
 
@@ -139,7 +193,11 @@ fn overrides_append_and_replace_without_copying() {
 "#;
     let (set, diags) = load(&docs(user));
     let set = set.unwrap_or_else(|| panic!("{diags:?}"));
-    let r = set.rules.iter().find(|r| r.name == "sensitive-file-read").unwrap();
+    let r = set
+        .rules
+        .iter()
+        .find(|r| r.name == "sensitive-file-read")
+        .unwrap();
     assert_eq!(r.severity, Severity::Critical);
     let opener = |tool: &'static str, path: &'static str| {
         Fake::new("open")
@@ -149,12 +207,35 @@ fn overrides_append_and_replace_without_copying() {
             .s(Field::Proc(Scope::Proc, ProcField::Tool), tool)
             .b(Field::EvtFailed, false)
     };
-    assert!(r.matches(&opener("node", "/srv/deploy.pem")), "appended list item");
-    assert!(!r.matches(&opener("deployer", "/srv/deploy.pem")), "appended condition");
-    assert!(r.matches(&opener("node", "/root/.aws/credentials")), "defaults still there");
-    assert!(!set.rules.iter().find(|r| r.name == "egress-unlisted").unwrap().enabled);
-    assert!(set.by_kind[Fake::new("connect").kind()].iter().all(|&i| set.rules[i].name != "egress-unlisted"));
-    let hook = set.rules.iter().find(|r| r.name == "write-git-hook").unwrap();
+    assert!(
+        r.matches(&opener("node", "/srv/deploy.pem")),
+        "appended list item"
+    );
+    assert!(
+        !r.matches(&opener("deployer", "/srv/deploy.pem")),
+        "appended condition"
+    );
+    assert!(
+        r.matches(&opener("node", "/root/.aws/credentials")),
+        "defaults still there"
+    );
+    assert!(
+        !set.rules
+            .iter()
+            .find(|r| r.name == "egress-unlisted")
+            .unwrap()
+            .enabled
+    );
+    assert!(
+        set.by_kind[Fake::new("connect").kind()]
+            .iter()
+            .all(|&i| set.rules[i].name != "egress-unlisted")
+    );
+    let hook = set
+        .rules
+        .iter()
+        .find(|r| r.name == "write-git-hook")
+        .unwrap();
     let w = |tool: &'static str| {
         Fake::new("open")
             .s(Field::FilePath, "/src/.git/hooks/pre-commit")
@@ -163,14 +244,19 @@ fn overrides_append_and_replace_without_copying() {
             .b(Field::EvtFailed, false)
             .b(Field::FileWrite, true)
     };
-    assert!(!hook.matches(&w("husky")), "values appended to a named exception");
+    assert!(
+        !hook.matches(&w("husky")),
+        "values appended to a named exception"
+    );
     assert!(!hook.matches(&w("git")));
     assert!(hook.matches(&w("node")));
 }
 
 #[test]
 fn yaml_syntax_error_is_positioned() {
-    let e = parse_doc("bad.yaml", "- rule: x\n  desc: [a, b\n  condition: y\n").err().unwrap();
+    let e = parse_doc("bad.yaml", "- rule: x\n  desc: [a, b\n  condition: y\n")
+        .err()
+        .unwrap();
     assert_eq!(e.pos.file, "bad.yaml");
     assert!(e.pos.line >= 2 && e.message.contains("YAML syntax"), "{e}");
     assert!(e.snippet.is_some());
@@ -194,12 +280,22 @@ fn unknown_field_inside_a_folded_block() {
 #[test]
 fn unknown_macro_and_key_and_severity() {
     let src = format!("{RULE_HEAD}  condition: evt.type = open and is_evil\n");
-    assert_eq!(only_error(&src), (6, 34, "unknown macro or field `is_evil`".into()));
-    let e = errors("- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  severity: urgent\n  category: c\n  priority: x\n");
+    assert_eq!(
+        only_error(&src),
+        (6, 34, "unknown macro or field `is_evil`".into())
+    );
+    let e = errors(
+        "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  severity: urgent\n  category: c\n  priority: x\n",
+    );
     let msgs: Vec<(usize, &str)> = e.iter().map(|d| (d.pos.line, d.message.as_str())).collect();
     assert_eq!(msgs.len(), 1, "an unknown key stops the item: {msgs:?}");
-    assert!(msgs[0].1.starts_with("unknown field `priority` in rule"), "{msgs:?}");
-    let (l, c, m) = only_error("- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  severity: urgent\n  category: c\n");
+    assert!(
+        msgs[0].1.starts_with("unknown field `priority` in rule"),
+        "{msgs:?}"
+    );
+    let (l, c, m) = only_error(
+        "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  severity: urgent\n  category: c\n",
+    );
     assert_eq!((l, c), (5, 13));
     assert!(m.contains("unknown severity"));
 }
@@ -208,7 +304,12 @@ fn unknown_macro_and_key_and_severity() {
 fn cyclic_macros_are_an_error_not_a_hang() {
     let src = "- macro: a\n  condition: evt.type = open and b\n- macro: b\n  condition: not a\n";
     let e = errors(&format!("{src}{RULE_HEAD}  condition: a\n"));
-    assert!(e.iter().any(|d| d.message.contains("cycle: a → b → a") || d.message.contains("cycle: b → a → b")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("cycle: a → b → a")
+                || d.message.contains("cycle: b → a → b")),
+        "{e:?}"
+    );
     let self_ref = errors("- macro: s\n  condition: s\n");
     assert!(self_ref[0].message.contains("cycle"), "{self_ref:?}");
 }
@@ -217,7 +318,10 @@ fn cyclic_macros_are_an_error_not_a_hang() {
 fn type_errors_and_bad_values() {
     let cases = [
         ("net.port = http", "is a number"),
-        ("net.addr in (10.0.0.0/8, nowhere)", "not an IP address or CIDR"),
+        (
+            "net.addr in (10.0.0.0/8, nowhere)",
+            "not an IP address or CIDR",
+        ),
         ("proc.name regex \"(unclosed\"", "bad regex"),
         ("file.path glob \"a[\"", "bad glob"),
         ("evt.type = opne", "unknown event kind"),
@@ -228,15 +332,21 @@ fn type_errors_and_bad_values() {
     for (cond, want) in cases {
         let src = format!("{RULE_HEAD}  condition: {cond}\n");
         let e = errors(&src);
-        assert!(e.iter().any(|d| d.message.contains(want) && d.pos.line == 6), "{cond}: {e:?}");
+        assert!(
+            e.iter()
+                .any(|d| d.message.contains(want) && d.pos.line == 6),
+            "{cond}: {e:?}"
+        );
     }
 }
 
 #[test]
 fn override_of_undefined_and_bad_override_shapes() {
-    let (_, _, m) = only_error("- rule: ghost\n  condition: and x\n  override: {condition: append}\n");
+    let (_, _, m) =
+        only_error("- rule: ghost\n  condition: and x\n  override: {condition: append}\n");
     assert!(m.contains("not defined"), "{m}");
-    let e = errors("- list: l\n  items: [a]\n- list: l\n  items: [b]\n  override: {items: merge}\n");
+    let e =
+        errors("- list: l\n  items: [a]\n- list: l\n  items: [b]\n  override: {items: merge}\n");
     assert!(e[0].message.contains("append` or `replace"), "{e:?}");
     let e = errors("- list: l\n  items: [a]\n- rule: r\n  desc: d\n  override: {desc: replace}\n");
     assert!(e[0].message.contains("not defined"), "{e:?}");
@@ -245,9 +355,20 @@ fn override_of_undefined_and_bad_override_shapes() {
 #[test]
 fn hostile_input_does_not_panic() {
     for src in [
-        "", "[]", "{}", "- 1", "- [a]", "- rule:", "- rule: [x]", "- list: l\n  items: {a: 1}",
-        "- macro: m\n  condition: \"\"", "- rule: r\n  exceptions: 5", "\u{0}", "- rule: r\n  override: 3",
-        "---\n- rule: a\n---\n- rule: b\n", "- macro: m\n  condition: ((((((",
+        "",
+        "[]",
+        "{}",
+        "- 1",
+        "- [a]",
+        "- rule:",
+        "- rule: [x]",
+        "- list: l\n  items: {a: 1}",
+        "- macro: m\n  condition: \"\"",
+        "- rule: r\n  exceptions: 5",
+        "\u{0}",
+        "- rule: r\n  override: 3",
+        "---\n- rule: a\n---\n- rule: b\n",
+        "- macro: m\n  condition: ((((((",
     ] {
         if let Ok(d) = parse_doc("h.yaml", src) {
             let _ = load(&[d]);

@@ -21,7 +21,10 @@ pub struct Node {
 
 #[derive(Clone, Debug)]
 pub enum Value {
-    Scalar { text: String, style: Style },
+    Scalar {
+        text: String,
+        style: Style,
+    },
     Seq(Vec<Node>),
     /// In source order; duplicate keys are an error at load time.
     Map(Vec<(Node, Node)>),
@@ -233,7 +236,10 @@ mod tests {
         assert!(parse("f", "a: &x 1\nb: *x\n").is_err());
         let deep = "[".repeat(1000);
         let e = parse("f", &deep).unwrap_err();
-        assert!(e.message.contains("nesting") || e.message.contains("recursion"), "{e:?}");
+        assert!(
+            e.message.contains("nesting") || e.message.contains("recursion"),
+            "{e:?}"
+        );
     }
 
     #[test]
