@@ -7,7 +7,17 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/lib/llvm-22/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cargo build --release -p monitor
 events=$(mktemp --suffix=.jsonl)
-./target/release/buildwatch run --events "$events" -- ./examples/suspicious-build/build.sh
+report=$(mktemp --suffix=.json)
+status=0
+./target/release/buildwatch run --events "$events" --report "$report" \
+    -- ./examples/suspicious-build/build.sh || status=$?
+# 86: the findings reached the policy's fail_on (high) — what this example is meant to show.
+if [ "$status" != 86 ]; then
+    echo "demo: expected buildwatch to fail the build on policy (exit 86), got $status" >&2
+    exit 1
+fi
+echo
+echo "== buildwatch failed the build (exit 86); JSON report: $report"
 echo
 echo "== what the build's process tree did (full stream: $events)"
 grep -E '"kind":"(exec|connect)"|\.aws/credentials' "$events" | grep -v '"error":"ENOENT"' \
