@@ -112,6 +112,17 @@ fn npm_env(home: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `npm install TARBALL` in the project, watched.
+fn npm_install(tmp: &TempDir, proj: &Path, env: &[(&str, String)], tgz: &Path) -> Watched {
+    watch(
+        tmp,
+        proj,
+        env,
+        &[],
+        &["npm", "install", tgz.to_str().unwrap()],
+    )
+}
+
 /// Write a package directory and `npm pack` it (outside buildwatch); returns the tarball.
 fn npm_package(
     tmp: &TempDir,
@@ -197,13 +208,7 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
         json!({"postinstall": "node install.js"}),
     );
     let proj = project(&tmp);
-    let w = watch(
-        &tmp,
-        &proj,
-        &npm_env(&home),
-        &[],
-        &["npm", "install", tgz.to_str().unwrap()],
-    );
+    let w = npm_install(&tmp, &proj, &npm_env(&home), &tgz);
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_eq!(w.report["exit_code"], 0, "npm itself succeeded");
     let read = w.finding("sensitive-file-read");
@@ -414,13 +419,7 @@ fn seed_scenario_backdoored_patch_release() {
     .unwrap();
     let mut env = npm_env(&home);
     env.push(("AWS_SECRET_ACCESS_KEY", "fake-secret".into()));
-    let w = watch(
-        &tmp,
-        &proj,
-        &env,
-        &[],
-        &["npm", "install", tgz.to_str().unwrap()],
-    );
+    let w = npm_install(&tmp, &proj, &env, &tgz);
     collector.join().unwrap();
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     let pkg = json!({"manager": "npm", "name": "dormant-pad", "version": "1.4.1"});
@@ -477,13 +476,7 @@ fn ordinary_native_builds_have_no_high_findings() {
         json!({"install": "make && node check.js"}),
     );
     let proj = project(&tmp);
-    let w = watch(
-        &tmp,
-        &proj,
-        &npm_env(&home),
-        &[],
-        &["npm", "install", tgz.to_str().unwrap()],
-    );
+    let w = npm_install(&tmp, &proj, &npm_env(&home), &tgz);
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
     assert!(
         w.report["events"]["by_kind"]["exec"].as_u64().unwrap() > 5,
