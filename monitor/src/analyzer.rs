@@ -41,6 +41,22 @@ pub struct Egress {
     pub first_seen: String,
 }
 
+impl Egress {
+    /// `addr:port`, IPv6 in brackets.
+    pub fn endpoint(&self) -> String {
+        match (self.port, self.family.as_str()) {
+            (None, _) => self.address.clone(),
+            (Some(p), "inet6") => format!("[{}]:{p}", self.address),
+            (Some(p), _) => format!("{}:{p}", self.address),
+        }
+    }
+
+    pub fn process_list(&self) -> String {
+        let procs: Vec<&str> = self.processes.iter().map(String::as_str).collect();
+        procs.join(", ")
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Totals {
     /// Events other than `run`, `run_end` and `lost` records.

@@ -189,13 +189,7 @@ fn dispatch(cmd: Cmd) -> i32 {
                 analysis,
                 outputs: outputs.outputs(),
             };
-            match rt.block_on(run::run(opts)) {
-                Ok(code) => code,
-                Err(e) => {
-                    note(&format!("error: {e:#}"));
-                    run::exit::INTERNAL
-                }
-            }
+            status_of(rt.block_on(run::run(opts)))
         }
         Cmd::Replay {
             events,
@@ -205,13 +199,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             let Some(analysis) = setup(&policy) else {
                 return run::exit::INTERNAL;
             };
-            match replay::replay(&events, analysis, &outputs.outputs()) {
-                Ok(code) => code,
-                Err(e) => {
-                    note(&format!("error: {e:#}"));
-                    run::exit::INTERNAL
-                }
-            }
+            status_of(replay::replay(&events, analysis, &outputs.outputs()))
         }
         Cmd::Rules { command } => match command {
             RulesCmd::Check { files, policy } => {
@@ -225,6 +213,14 @@ fn dispatch(cmd: Cmd) -> i32 {
         },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
     }
+}
+
+/// A command's exit status, or buildwatch's own failure (reported) as 125.
+fn status_of(r: anyhow::Result<i32>) -> i32 {
+    r.unwrap_or_else(|e| {
+        note(&format!("error: {e:#}"));
+        run::exit::INTERNAL
+    })
 }
 
 // The policy-violation status must not collide with buildwatch's own.

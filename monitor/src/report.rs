@@ -6,7 +6,7 @@
 //! output escapes control characters (no escape-sequence injection), Markdown escapes its
 //! metacharacters.
 
-use std::{collections::BTreeMap, fmt::Write as _, io, path::Path};
+use std::{borrow::Cow, collections::BTreeMap, fmt::Write as _, io, path::Path};
 
 use serde::Serialize;
 use serde_json::json;
@@ -57,10 +57,9 @@ impl Report {
     pub fn new(a: &Analyzer) -> Self {
         let fail_on = a.policy.fail_on;
         let mut reasons = Vec::new();
-        let tripping = a
-            .findings
-            .sorted()
-            .into_iter()
+        let findings = a.findings.sorted();
+        let tripping = findings
+            .iter()
             .filter(|f| fail_on.trips(f.severity))
             .count();
         if tripping > 0 {
@@ -96,7 +95,7 @@ impl Report {
                 by_severity: a.findings.by_severity(),
                 by_category: a.findings.by_category(),
             },
-            findings: a.findings.sorted(),
+            findings,
             egress: a.egress(),
             events: a.totals.clone(),
         }
@@ -120,8 +119,6 @@ pub fn term_safe(s: &str) -> Cow<'_, str> {
             .collect(),
     )
 }
-
-use std::borrow::Cow;
 
 /// The line printed on stderr when a finding first appears.
 pub fn live_line(f: &Finding) -> String {
@@ -186,20 +183,13 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
     if !r.egress.is_empty() {
         out.push("egress:".into());
         for e in &r.egress {
-            let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
-            let host = if e.family == "inet6" {
-                format!("[{}]", e.address)
-            } else {
-                e.address.clone()
-            };
-            let procs: Vec<&str> = e.processes.iter().map(String::as_str).collect();
             out.push(format!(
-                "  {}{port} {} x{} {} by {}",
-                host,
+                "  {} {} x{} {} by {}",
+                e.endpoint(),
                 e.via,
                 e.count,
                 if e.allowed { "allowed" } else { "NOT ALLOWED" },
-                term_safe(&procs.join(", "))
+                term_safe(&e.process_list())
             ));
         }
     }
@@ -287,16 +277,14 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(m, "\n| Destination | Via | Count | Allowed | Processes |");
         let _ = writeln!(m, "|---|---|---:|---|---|");
         for e in &r.egress {
-            let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
-            let procs: Vec<&str> = e.processes.iter().map(String::as_str).collect();
             let _ = writeln!(
                 m,
-                "| {}{port} | {} | {} | {} | {} |",
-                md(&e.address),
+                "| {} | {} | {} | {} | {} |",
+                md(&e.endpoint()),
                 e.via,
                 e.count,
                 if e.allowed { "yes" } else { "**no**" },
-                md(&procs.join(", "))
+                md(&e.process_list())
             );
         }
     }

@@ -2,7 +2,10 @@
 //! list), values are checked against the field's type, string lists become one matcher each
 //! (a hash set, a `GlobSet`, a `RegexSet`), and each rule learns which event kinds it can match.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
@@ -16,7 +19,7 @@ use super::{
     yaml,
 };
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Matcher {
     And(Vec<Matcher>),
     Or(Vec<Matcher>),
@@ -24,7 +27,7 @@ pub enum Matcher {
     Test(Field, Test),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Test {
     StrIn(HashSet<String>),
     Glob(GlobSet),
@@ -100,6 +103,8 @@ pub struct Compiler<'d> {
     pub diags: Vec<Diagnostic>,
     /// Macros being expanded (cycle detection), innermost last.
     stack: Vec<String>,
+    /// Each macro compiled once; None when it has errors (already reported).
+    macros: HashMap<String, Option<(Matcher, Kinds)>>,
 }
 
 impl<'d> Compiler<'d> {
@@ -108,7 +113,22 @@ impl<'d> Compiler<'d> {
             defs,
             diags: Vec::new(),
             stack: Vec::new(),
+            macros: HashMap::new(),
         }
+    }
+
+    /// Compile a macro, or take it from the cache: its matchers (globs, regexes) are built and
+    /// its errors reported once however many rules use it.
+    pub fn macro_named(&mut self, name: &str) -> Option<(Matcher, Kinds)> {
+        if let Some(done) = self.macros.get(name) {
+            return done.clone();
+        }
+        let defs = self.defs;
+        self.stack.push(name.to_owned());
+        let r = self.condition(&defs.macros[name].cond);
+        self.stack.pop();
+        self.macros.insert(name.to_owned(), r.clone());
+        r
     }
 
     fn pos(&self, cond: &CondText, offset: usize) -> Pos {
@@ -177,7 +197,7 @@ impl<'d> Compiler<'d> {
     }
 
     fn name(&mut self, w: &Word, cond: &CondText) -> Option<(Matcher, Kinds)> {
-        if let Some(m) = self.defs.macros.get(&w.text) {
+        if self.defs.macros.contains_key(&w.text) {
             if let Some(i) = self.stack.iter().position(|n| *n == w.text) {
                 let mut cycle = self.stack[i..].to_vec();
                 cycle.push(w.text.clone());
@@ -191,10 +211,7 @@ impl<'d> Compiler<'d> {
                 );
                 return None;
             }
-            self.stack.push(w.text.clone());
-            let r = self.condition(&m.cond);
-            self.stack.pop();
-            return r;
+            return self.macro_named(&w.text);
         }
         match fields::resolve(&w.text) {
             Some(f) if f.ty == Type::Bool => {
@@ -577,7 +594,8 @@ impl<'d> Compiler<'d> {
     }
 
     /// Parse an `output` template, checking every `%field`.
-    pub fn output(&mut self, text: &str, node: &yaml::Node, file: &str) -> Option<Vec<Piece>> {
+    pub fn output(&mut self, text: &str, node: &yaml::Node) -> Option<Vec<Piece>> {
+        let file = node.pos.file.as_str();
         let mut pieces = Vec::new();
         let mut lit = String::new();
         let chars: Vec<char> = text.chars().collect();

@@ -24,10 +24,7 @@ impl Kinds {
     pub const NONE: Kinds = Kinds(0);
 
     pub fn of(name: &str) -> Option<Kinds> {
-        KIND_NAMES
-            .iter()
-            .position(|k| *k == name)
-            .map(|i| Kinds(1 << i))
+        Kinds::index(name).map(|i| Kinds(1 << i))
     }
 
     fn list(names: &[&str]) -> Kinds {

@@ -157,17 +157,13 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
     let mut names: Vec<&String> = defs.macros.keys().collect();
     names.sort_by_key(|n| (&defs.macros[*n].pos.file, defs.macros[*n].pos.line));
     for name in names {
-        c.condition(&defs.macros[name].cond);
+        c.macro_named(name);
     }
     let mut rules = Vec::new();
     for (name, def) in &defs.rules {
-        let before = c.diags.len();
         let cond = c.condition(&def.cond);
-        // Errors inside a shared macro are reported once, not once per rule using it.
-        dedup_tail(&mut c.diags, before);
         let exceptions = c.exceptions(&def.exceptions);
-        let (ofile, _) = &def.cond.parts[0];
-        let output = c.output(&def.output.0, &def.output.1, ofile_of(def, ofile));
+        let output = c.output(&def.output.0, &def.output.1);
         let (Some((matcher, kinds)), Some(exceptions), Some(output)) = (cond, exceptions, output)
         else {
             continue;
@@ -222,29 +218,6 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
         }
     }
     (Some(RuleSet { rules, by_kind }), diags)
-}
-
-fn ofile_of<'a>(def: &'a load::RuleDef, fallback: &'a str) -> &'a str {
-    if def.output.1.pos.file.is_empty() {
-        fallback
-    } else {
-        &def.output.1.pos.file
-    }
-}
-
-fn dedup_tail(diags: &mut Vec<Diagnostic>, from: usize) {
-    let earlier: Vec<(Pos, String)> = diags[..from]
-        .iter()
-        .map(|d| (d.pos.clone(), d.message.clone()))
-        .collect();
-    let mut i = from;
-    while i < diags.len() {
-        if earlier.contains(&(diags[i].pos.clone(), diags[i].message.clone())) {
-            diags.remove(i);
-        } else {
-            i += 1;
-        }
-    }
 }
 
 /// Parse a rule file's text into a document (its top level must be a list of items).
