@@ -50,6 +50,13 @@ pub enum EventKind {
     /// Reserved for the stream: events the kernel could not deliver. Never sent by the kernel;
     /// userspace synthesises it from [`counters`].
     Lost = 10,
+    /// ptrace(2) with an attaching request returned (body [`TargetCall`], `op` = the request):
+    /// PTRACE_ATTACH, PTRACE_SEIZE or PTRACE_TRACEME. Other requests act on a tracee already
+    /// attached and are not reported.
+    Ptrace = 11,
+    /// process_vm_readv/process_vm_writev returned (body [`TargetCall`], `op` = [`VM_READ`] or
+    /// [`VM_WRITE`]).
+    ProcessVm = 12,
 }
 
 impl EventKind {
@@ -65,6 +72,8 @@ impl EventKind {
             8 => Self::Connect,
             9 => Self::SendTo,
             10 => Self::Lost,
+            11 => Self::Ptrace,
+            12 => Self::ProcessVm,
             _ => return None,
         })
     }
@@ -106,6 +115,14 @@ pub const AT_FDCWD: i32 = -100;
 /// `CLONE_THREAD`, `CLONE_PARENT` from linux/sched.h.
 pub const CLONE_THREAD: u64 = 0x0001_0000;
 pub const CLONE_PARENT: u64 = 0x0000_8000;
+
+/// ptrace(2) requests the ptrace sensor reports (linux/ptrace.h).
+pub const PTRACE_TRACEME: i64 = 0;
+pub const PTRACE_ATTACH: i64 = 16;
+pub const PTRACE_SEIZE: i64 = 0x4206;
+/// [`TargetCall::op`] of a [`EventKind::ProcessVm`] record.
+pub const VM_READ: i64 = 0;
+pub const VM_WRITE: i64 = 1;
 
 /// Starts every record.
 #[repr(C)]
@@ -239,6 +256,20 @@ pub struct SendTo {
     pub addr: [u8; 16],
 }
 
+/// A syscall that acts on another process, at exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TargetCall {
+    pub header: EventHeader,
+    /// The syscall's return value (bytes moved for process_vm_*).
+    pub ret: i64,
+    /// ptrace request, or [`VM_READ`] / [`VM_WRITE`].
+    pub op: i64,
+    /// The target pid as the caller named it (in the caller's pid namespace).
+    pub target_pid: i32,
+    pub _pad: u32,
+}
+
 /// Arguments stashed at syscall entry for the exit handler (kernel-internal, never sent).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -261,4 +292,5 @@ const _: () = assert!(size_of::<Chdir>() == 40);
 const _: () = assert!(size_of::<Fchdir>() == 40);
 const _: () = assert!(size_of::<Connect>() == 152);
 const _: () = assert!(size_of::<SendTo>() == 48);
+const _: () = assert!(size_of::<TargetCall>() == 48);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

@@ -130,13 +130,20 @@ pub fn stash(args: &StashedArgs) {
 
 /// Take (and remove) the current thread's stashed arguments.
 pub fn unstash() -> Option<StashedArgs> {
+    let args = take_stash();
+    if args.is_none() {
+        count(counters::STASH_MISSING);
+    }
+    args
+}
+
+/// [`unstash`] for sensors that stash only some calls of a syscall: a missing entry is the
+/// normal case there, not a loss.
+pub fn take_stash() -> Option<StashedArgs> {
     let key = tid();
     let args = unsafe { STASH.get(&key) }.copied();
-    match args {
-        Some(_) => {
-            let _ = STASH.remove(&key);
-        }
-        None => count(counters::STASH_MISSING),
+    if args.is_some() {
+        let _ = STASH.remove(&key);
     }
     args
 }

@@ -8,6 +8,7 @@ mod emit;
 mod exec;
 mod file;
 mod net;
+mod procmem;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -12,7 +12,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    event::{Destination, Detail, Event},
+    event::{Destination, Detail, Event, Target},
     findings::{AncestorRef, Finding, Findings, ProcessRef},
     model::{Model, ProcInfo, basename},
     policy::Policy,
@@ -232,12 +232,26 @@ fn detail(ev: &Event) -> serde_json::Value {
         Detail::Send(x) => json!({
             "family": x.dest.family, "address": x.dest.address, "port": x.dest.port, "via": x.protocol,
         }),
+        Detail::Ptrace(p) => json!({
+            "request": p.request,
+            "target": p.target.as_ref().map(|t| json!({ "pid": t.pid, "exe": t.exe })),
+            "error": p.outcome.error,
+        }),
+        Detail::ProcessVm(v) => json!({
+            "op": v.op, "target": { "pid": v.target.pid, "exe": v.target.exe },
+            "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
+        }),
         _ => json!({ "kind": ev.kind }),
     };
+    drop_nulls(&mut v);
+    v
+}
+
+fn drop_nulls(v: &mut serde_json::Value) {
     if let Some(m) = v.as_object_mut() {
         m.retain(|_, x| !x.is_null());
+        m.values_mut().for_each(drop_nulls);
     }
-    v
 }
 
 /// One event in its process context, as the rules see it.
@@ -273,9 +287,19 @@ impl<'a> Subj<'a> {
             Detail::Open(x) => &x.outcome,
             Detail::Chdir(x) => &x.outcome,
             Detail::Connect(x) => &x.outcome,
+            Detail::Ptrace(x) => &x.outcome,
+            Detail::ProcessVm(x) => &x.outcome,
             _ => return None,
         };
         Some((o.ret, o.error.as_deref()))
+    }
+
+    fn target(&self) -> Option<&'a Target> {
+        match &self.ev.detail {
+            Detail::Ptrace(p) => p.target.as_ref(),
+            Detail::ProcessVm(v) => Some(&v.target),
+            _ => None,
+        }
     }
 
     fn dest(&self) -> Option<&'a Destination> {
@@ -387,6 +411,13 @@ impl Subject for Subj<'_> {
                 )
             }),
             Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
+            Field::FileProcRelation => match open.and_then(|o| proc_entry(&o.path)) {
+                Some((Some(p), _)) if p != ev.tid => {
+                    s(self.model.relation(ev.pid, i32::try_from(p).unwrap_or(-1)))
+                }
+                Some(_) => s("self"),
+                None => Val::Missing,
+            },
             Field::NetFamily => opt(self.dest().map(|d| d.family.as_str())),
             Field::NetAddr => self.ip().map_or(Val::Missing, Val::Ip),
             Field::NetPort => self
@@ -413,6 +444,22 @@ impl Subject for Subj<'_> {
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
             }),
+            Field::PtraceRequest => match &ev.detail {
+                Detail::Ptrace(p) => s(&p.request),
+                _ => Val::Missing,
+            },
+            Field::ProcessVmOp => match &ev.detail {
+                Detail::ProcessVm(v) => s(&v.op),
+                _ => Val::Missing,
+            },
+            Field::TargetPid => self
+                .target()
+                .map_or(Val::Missing, |t| Val::Num(t.pid.into())),
+            Field::TargetExe => opt(self.target().and_then(|t| t.exe.as_deref())),
+            Field::TargetName => opt(self.target().and_then(|t| t.exe.as_deref()).map(basename)),
+            Field::TargetRelation => self
+                .target()
+                .map_or(Val::Missing, |t| s(self.model.relation(ev.pid, t.pid))),
         }
     }
 }

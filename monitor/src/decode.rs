@@ -62,6 +62,18 @@ pub enum Body {
         addr: SockAddr,
         protocol: u32,
     },
+    /// An attaching ptrace request; `target` as the caller named it.
+    Ptrace {
+        ret: i64,
+        request: i64,
+        target: i32,
+    },
+    /// process_vm_readv (`write` false) or process_vm_writev.
+    ProcessVm {
+        ret: i64,
+        write: bool,
+        target: i32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +128,7 @@ impl Wire for wire::Chdir {}
 impl Wire for wire::Fchdir {}
 impl Wire for wire::Connect {}
 impl Wire for wire::SendTo {}
+impl Wire for wire::TargetCall {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
     if buf.len() < size_of::<T>() {
@@ -224,6 +237,22 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             Body::SendTo {
                 addr: inet(ip, b.port),
                 protocol: b.protocol,
+            }
+        }
+        K::Ptrace => {
+            let b: wire::TargetCall = read(buf).ok_or(short)?;
+            Body::Ptrace {
+                ret: b.ret,
+                request: b.op,
+                target: b.target_pid,
+            }
+        }
+        K::ProcessVm => {
+            let b: wire::TargetCall = read(buf).ok_or(short)?;
+            Body::ProcessVm {
+                ret: b.ret,
+                write: b.op == wire::VM_WRITE,
+                target: b.target_pid,
             }
         }
         K::Lost => return Err(DecodeError::UnknownKind(h.kind)),
@@ -389,6 +418,45 @@ mod tests {
         let mut unknown = bytes_of(&header(wire::EventKind::Exit, 0));
         unknown[0] = 0xEE;
         assert!(matches!(decode(&unknown), Err(DecodeError::UnknownKind(_))));
+    }
+
+    #[test]
+    fn target_calls() {
+        let rec = wire::TargetCall {
+            header: header(wire::EventKind::Ptrace, 0),
+            ret: -1,
+            op: wire::PTRACE_SEIZE,
+            target_pid: 4242,
+            _pad: 0,
+        };
+        assert_eq!(
+            decode(&bytes_of(&rec)).unwrap().body,
+            Body::Ptrace {
+                ret: -1,
+                request: wire::PTRACE_SEIZE,
+                target: 4242
+            }
+        );
+        let vm = wire::TargetCall {
+            header: header(wire::EventKind::ProcessVm, 0),
+            ret: 64,
+            op: wire::VM_WRITE,
+            target_pid: 7,
+            _pad: 0,
+        };
+        let bytes = bytes_of(&vm);
+        assert_eq!(
+            decode(&bytes).unwrap().body,
+            Body::ProcessVm {
+                ret: 64,
+                write: true,
+                target: 7
+            }
+        );
+        assert!(matches!(
+            decode(&bytes[..40]),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum Detail {
     Chdir(Chdir),
     Connect(Connect),
     Send(Send),
+    Ptrace(Ptrace),
+    ProcessVm(ProcessVm),
     Straggler(Straggler),
     Lost(Lost),
     /// First record of a `buildwatch run` stream: what was run.
@@ -75,6 +77,8 @@ impl Detail {
             Self::Chdir(_) => "chdir",
             Self::Connect(_) => "connect",
             Self::Send(_) => "send",
+            Self::Ptrace(_) => "ptrace",
+            Self::ProcessVm(_) => "process_vm",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
             Self::Run(_) => "run",
@@ -247,6 +251,39 @@ pub struct Send {
     pub protocol: String,
     #[serde(flatten)]
     pub dest: Destination,
+}
+
+/// The process a ptrace or process_vm call acted on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// As the caller named it: in the caller's pid namespace.
+    pub pid: i32,
+    /// Its executable: from the process table for a process of the run, otherwise read from
+    /// /proc when the event was processed (absent when it had already gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// ptrace(2) with an attaching request (other requests are not reported).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ptrace {
+    /// attach, seize or traceme.
+    pub request: String,
+    /// Absent for traceme (its tracer is the parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// process_vm_readv / process_vm_writev: `ret` is the number of bytes moved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessVm {
+    /// read or write.
+    pub op: String,
+    pub target: Target,
+    #[serde(flatten)]
+    pub outcome: Outcome,
 }
 
 /// A process still in the run's cgroup when the command exited.

@@ -83,6 +83,32 @@ const NET_PROBES: &[Probe] = &[
 ];
 const NET_CGROUP: &[&str] = &["sendmsg4", "sendmsg6"];
 
+/// The process-memory sensor: ptrace attach and process_vm_readv/writev.
+const PROCMEM_PROBES: &[Probe] = &[
+    Probe("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
+    Probe("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
+    Probe(
+        "sys_enter_process_vm_readv",
+        "syscalls",
+        "sys_enter_process_vm_readv",
+    ),
+    Probe(
+        "sys_exit_process_vm_readv",
+        "syscalls",
+        "sys_exit_process_vm_readv",
+    ),
+    Probe(
+        "sys_enter_process_vm_writev",
+        "syscalls",
+        "sys_enter_process_vm_writev",
+    ),
+    Probe(
+        "sys_exit_process_vm_writev",
+        "syscalls",
+        "sys_exit_process_vm_writev",
+    ),
+];
+
 pub struct Sensors {
     ebpf: Ebpf,
     counters: PerCpuArray<MapData, u64>,
@@ -106,7 +132,12 @@ impl Sensors {
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)?;
 
-        for Probe(name, category, tp) in EXEC_PROBES.iter().chain(FILE_PROBES).chain(NET_PROBES) {
+        for Probe(name, category, tp) in EXEC_PROBES
+            .iter()
+            .chain(FILE_PROBES)
+            .chain(NET_PROBES)
+            .chain(PROCMEM_PROBES)
+        {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
             prog.load().map_err(|source| LoadError::Program {
                 program: name,

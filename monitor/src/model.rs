@@ -133,6 +133,23 @@ impl Model {
         out
     }
 
+    /// How process `target` relates to `actor`: `self`, `descendant`, `run` (another process
+    /// of this run) or `outside` (a process the run did not start, or one already gone).
+    pub fn relation(&self, actor: u32, target: i32) -> &'static str {
+        let Ok(target) = u32::try_from(target) else {
+            return "outside";
+        };
+        if target == actor {
+            "self"
+        } else if !self.procs.contains_key(&target) {
+            "outside"
+        } else if self.ancestors(target).iter().any(|a| a.pid == actor) {
+            "descendant"
+        } else {
+            "run"
+        }
+    }
+
     pub fn writer_of(&self, path: &str) -> Option<&str> {
         self.written.get(path).map(String::as_str)
     }
@@ -183,6 +200,8 @@ impl Model {
             | Detail::Open(_)
             | Detail::Connect(_)
             | Detail::Send(_)
+            | Detail::Ptrace(_)
+            | Detail::ProcessVm(_)
             | Detail::Chdir(_) => {
                 self.ensure(ev);
             }

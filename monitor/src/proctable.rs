@@ -292,6 +292,21 @@ impl<S: ProcSource> ProcTable<S> {
                 },
                 dest: destination(&addr, &mut escaped),
             }),
+            Body::Ptrace {
+                ret,
+                request,
+                target,
+            } => Detail::Ptrace(event::Ptrace {
+                request: ptrace_request_name(request),
+                target: (request != monitor_common::PTRACE_TRACEME)
+                    .then(|| self.target(target, &mut escaped)),
+                outcome: Outcome::from_ret(ret),
+            }),
+            Body::ProcessVm { ret, write, target } => Detail::ProcessVm(event::ProcessVm {
+                op: if write { "write" } else { "read" }.into(),
+                target: self.target(target, &mut escaped),
+                outcome: Outcome::from_ret(ret),
+            }),
         };
         let e = self.envelope(pid, ev.tid, ev.ts_ns, detail, escaped);
         out(e);
@@ -356,6 +371,23 @@ impl<S: ProcSource> ProcTable<S> {
         self.procs.insert(pid, proc);
     }
 
+    /// The process a ptrace/process_vm call named: ours if it is in the table and alive,
+    /// otherwise whatever /proc says about that pid now.
+    fn target(&self, pid: i32, escaped: &mut Vec<String>) -> event::Target {
+        let exe =
+            u32::try_from(pid)
+                .ok()
+                .filter(|&p| p > 0)
+                .and_then(|p| match self.procs.get(&p) {
+                    Some(proc) if !proc.exited => proc.exe.clone(),
+                    _ => self.source.exe(p),
+                });
+        event::Target {
+            pid,
+            exe: exe.map(|e| text(&e, "target.exe", escaped)),
+        }
+    }
+
     fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
         self.procs
             .get(&pid)
@@ -413,6 +445,15 @@ fn destination(addr: &SockAddr, escaped: &mut Vec<String>) -> event::Destination
         }
     }
     d
+}
+
+fn ptrace_request_name(r: i64) -> String {
+    match r {
+        monitor_common::PTRACE_ATTACH => "attach".into(),
+        monitor_common::PTRACE_SEIZE => "seize".into(),
+        monitor_common::PTRACE_TRACEME => "traceme".into(),
+        n => format!("request-{n}"),
+    }
 }
 
 fn family_name(f: u16) -> String {
@@ -517,8 +558,8 @@ mod tests {
         fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
             (pid == 1 && fd == 9).then(|| b"/from/proc".to_vec())
         }
-        fn exe(&self, _: u32) -> Option<Vec<u8>> {
-            None
+        fn exe(&self, pid: u32) -> Option<Vec<u8>> {
+            (pid == 4000).then(|| b"/opt/runner/worker".to_vec())
         }
         fn ppid(&self, _: u32) -> Option<u32> {
             None
@@ -635,6 +676,55 @@ mod tests {
         run(&mut t, ev(1, Body::Fchdir { ret: 0, fd: 5 }));
         let e = run(&mut t, ev(1, open(AT_FDCWD, "c", 8)));
         assert_eq!(open_detail(&e[0]).path, "/etc/c");
+    }
+
+    #[test]
+    fn ptrace_and_process_vm_name_their_target() {
+        let mut t = table();
+        exec(&mut t, 1, "/usr/bin/node", 0);
+        let ptrace = |request, target, ret| Body::Ptrace {
+            ret,
+            request,
+            target,
+        };
+        let target = |e: &Event| match &e.detail {
+            Detail::Ptrace(p) => p.target.clone(),
+            Detail::ProcessVm(v) => Some(v.target.clone()),
+            d => panic!("not a target call: {d:?}"),
+        };
+        // A process of the run: its exe from the table.
+        let e = run(&mut t, ev(1, ptrace(monitor_common::PTRACE_SEIZE, 1, 0)));
+        assert_eq!(target(&e[0]).unwrap().exe.as_deref(), Some("/usr/bin/node"));
+        // Outside the run: from /proc.
+        let e = run(
+            &mut t,
+            ev(1, ptrace(monitor_common::PTRACE_ATTACH, 4000, -1)),
+        );
+        let Detail::Ptrace(p) = &e[0].detail else {
+            unreachable!()
+        };
+        assert_eq!(p.request, "attach");
+        assert_eq!(p.outcome.error.as_deref(), Some("EPERM"));
+        assert_eq!(
+            p.target.as_ref().unwrap().exe.as_deref(),
+            Some("/opt/runner/worker")
+        );
+        // traceme has no target; hostile pids are kept as given, with no exe.
+        let e = run(&mut t, ev(1, ptrace(monitor_common::PTRACE_TRACEME, 77, 0)));
+        assert_eq!(target(&e[0]), None);
+        let e = run(
+            &mut t,
+            ev(
+                1,
+                Body::ProcessVm {
+                    ret: -3,
+                    write: true,
+                    target: -5,
+                },
+            ),
+        );
+        assert_eq!(e[0].kind, "process_vm");
+        assert_eq!(target(&e[0]), Some(event::Target { pid: -5, exe: None }));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! FAIL when `CI=true`, so CI can never pass by skipping them.
 
 use std::{
+    fs,
     io::{Read, Write},
     net::TcpListener,
     path::{Path, PathBuf},
@@ -232,4 +233,84 @@ pub fn bpf_program_exists(id: u32) -> bool {
         unsafe { libc::close(fd as i32) };
     }
     fd >= 0
+}
+
+/// A finished `buildwatch run --report` and what it wrote.
+pub struct Watched {
+    pub out: Output,
+    pub report: Value,
+    pub events: PathBuf,
+}
+
+impl Watched {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    pub fn rules(&self) -> Vec<String> {
+        self.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn finding(&self, rule: &str) -> &Value {
+        let all = self.report["findings"].as_array().unwrap();
+        all.iter()
+            .find(|f| f["rule"] == rule)
+            .unwrap_or_else(|| panic!("no {rule} finding in {all:#?}\n{}", self.stderr()))
+    }
+}
+
+/// `buildwatch run --events --report [extra] -- cmd` in `cwd`, with `env` added.
+pub fn watch(
+    tmp: &TempDir,
+    cwd: &Path,
+    env: &[(&str, String)],
+    extra: &[&str],
+    cmd: &[&str],
+) -> Watched {
+    let events = tmp.join("events.jsonl");
+    let report = tmp.join("report.json");
+    let out = Command::new(buildwatch_bin())
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("run")
+        .arg("--events")
+        .arg(&events)
+        .arg("--report")
+        .arg(&report)
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run buildwatch");
+    let text = fs::read(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    Watched {
+        out,
+        report: serde_json::from_slice(&text).unwrap(),
+        events,
+    }
+}
+
+/// The replay of a run's own events, with the same policy arguments, reports the same.
+pub fn assert_replay_matches(w: &Watched, cwd: &Path, extra: &[&str]) {
+    let dir = w.events.parent().unwrap();
+    let replayed = dir.join("replayed.json");
+    let out = Command::new(buildwatch_bin())
+        .current_dir(cwd)
+        .arg("replay")
+        .arg(&w.events)
+        .arg("--report")
+        .arg(&replayed)
+        .args(extra)
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&fs::read(&replayed).unwrap()).unwrap();
+    assert_eq!(r, w.report, "replay differs from the live run");
+    assert_eq!(out.status.code(), w.out.status.code(), "replay exit status");
 }

@@ -10,90 +10,11 @@ use std::{
     fs,
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Command,
 };
 
 use buildwatch_tests::*;
 use serde_json::{Value, json};
-
-struct Watched {
-    out: Output,
-    report: Value,
-    events: PathBuf,
-}
-
-impl Watched {
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-
-    fn rules(&self) -> Vec<String> {
-        self.report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["rule"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn finding(&self, rule: &str) -> &Value {
-        let all = self.report["findings"].as_array().unwrap();
-        all.iter()
-            .find(|f| f["rule"] == rule)
-            .unwrap_or_else(|| panic!("no {rule} finding in {all:#?}\n{}", self.stderr()))
-    }
-}
-
-/// `buildwatch run --events --report [extra] -- cmd` in `cwd`, with `env` added.
-fn watch(
-    tmp: &TempDir,
-    cwd: &Path,
-    env: &[(&str, String)],
-    extra: &[&str],
-    cmd: &[&str],
-) -> Watched {
-    let events = tmp.join("events.jsonl");
-    let report = tmp.join("report.json");
-    let out = Command::new(buildwatch_bin())
-        .current_dir(cwd)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .arg("run")
-        .arg("--events")
-        .arg(&events)
-        .arg("--report")
-        .arg(&report)
-        .args(extra)
-        .arg("--")
-        .args(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run buildwatch");
-    let text = fs::read(&report)
-        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    Watched {
-        out,
-        report: serde_json::from_slice(&text).unwrap(),
-        events,
-    }
-}
-
-/// The replay of a run's own events, with the same policy arguments, reports the same.
-fn assert_replay_matches(w: &Watched, cwd: &Path, extra: &[&str]) {
-    let dir = w.events.parent().unwrap();
-    let replayed = dir.join("replayed.json");
-    let out = Command::new(buildwatch_bin())
-        .current_dir(cwd)
-        .arg("replay")
-        .arg(&w.events)
-        .arg("--report")
-        .arg(&replayed)
-        .args(extra)
-        .output()
-        .unwrap();
-    let r: Value = serde_json::from_slice(&fs::read(&replayed).unwrap()).unwrap();
-    assert_eq!(r, w.report, "replay differs from the live run");
-    assert_eq!(out.status.code(), w.out.status.code(), "replay exit status");
-}
 
 /// npm configured so nothing can reach a network: registry on a closed loopback port, offline,
 /// no update check, audit or funding calls, cache and config under the test's HOME.

@@ -10,7 +10,17 @@ use buildwatch_tests::*;
 use serde_json::{Value, json};
 
 const CASES: &str = include_str!("../fixtures/rule-cases.json");
-const KINDS: &[&str] = &["exec", "fork", "exit", "open", "chdir", "connect", "send"];
+const KINDS: &[&str] = &[
+    "exec",
+    "fork",
+    "exit",
+    "open",
+    "chdir",
+    "connect",
+    "send",
+    "ptrace",
+    "process_vm",
+];
 
 /// A short fixture event → a full schema-1 event.
 fn complete(mut ev: Value, seq: usize) -> Value {

@@ -17,6 +17,8 @@ pub const KIND_NAMES: &[&str] = &[
     "send",
     "straggler",
     "lost",
+    "ptrace",
+    "process_vm",
 ];
 
 impl Kinds {
@@ -123,6 +125,8 @@ pub enum Field {
     FileOtherProc,
     /// For /proc/PID/X and /proc/PID/task/TID/X: X.
     FileProcEntry,
+    /// For /proc/PID/…: how PID relates to the opener (self, descendant, run, outside).
+    FileProcRelation,
     NetFamily,
     NetAddr,
     NetPort,
@@ -137,6 +141,13 @@ pub enum Field {
     /// `proc.name` of the process that last wrote the executed file during the run.
     ExecWriter,
     ExecMemfd,
+    PtraceRequest,
+    ProcessVmOp,
+    TargetPid,
+    TargetExe,
+    TargetName,
+    /// How the target relates to the acting process: self, descendant, run, outside.
+    TargetRelation,
 }
 
 struct Spec {
@@ -151,6 +162,7 @@ const ANY: &[&str] = &[];
 const FILE: &[&str] = &["open"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
+const TARGET: &[&str] = &["ptrace", "process_vm"];
 
 macro_rules! spec {
     ($name:expr, $field:expr, $ty:ident, $kinds:expr, $doc:expr) => {
@@ -170,7 +182,7 @@ const SPECS: &[Spec] = &[
         Field::EvtType,
         Str,
         ANY,
-        "event kind: exec, open, connect, send, fork, exit, chdir"
+        "event kind: exec, open, connect, send, ptrace, process_vm, fork, exit, chdir"
     ),
     spec!(
         "evt.failed",
@@ -265,6 +277,13 @@ const SPECS: &[Spec] = &[
         "X in /proc/PID/X (mem, environ, maps…)"
     ),
     spec!(
+        "file.proc_relation",
+        Field::FileProcRelation,
+        Str,
+        FILE,
+        "for /proc/PID/…: self, descendant (of the opener), run (another process of this run) or outside"
+    ),
+    spec!(
         "net.family",
         Field::NetFamily,
         Str,
@@ -334,6 +353,48 @@ const SPECS: &[Spec] = &[
         Bool,
         EXEC,
         "executes an anonymous memory file (memfd)"
+    ),
+    spec!(
+        "ptrace.request",
+        Field::PtraceRequest,
+        Str,
+        &["ptrace"],
+        "attach, seize or traceme"
+    ),
+    spec!(
+        "process_vm.op",
+        Field::ProcessVmOp,
+        Str,
+        &["process_vm"],
+        "read (process_vm_readv) or write (process_vm_writev)"
+    ),
+    spec!(
+        "target.pid",
+        Field::TargetPid,
+        Num,
+        TARGET,
+        "pid of the process acted on, as the caller named it"
+    ),
+    spec!(
+        "target.exe",
+        Field::TargetExe,
+        Str,
+        TARGET,
+        "executable of the process acted on"
+    ),
+    spec!(
+        "target.name",
+        Field::TargetName,
+        Str,
+        TARGET,
+        "basename of target.exe"
+    ),
+    spec!(
+        "target.relation",
+        Field::TargetRelation,
+        Str,
+        TARGET,
+        "self, descendant (of the actor), run (another process of this run) or outside"
     ),
 ];
 

@@ -89,13 +89,7 @@ fn main() {
                 .spawn()
                 .expect("spawn sleep");
             // Exit only once the child runs `sleep`, so the test knows what it left behind.
-            let me = std::fs::read_link("/proc/self/exe").expect("own exe");
-            for _ in 0..1000 {
-                match std::fs::read_link(format!("/proc/{}/exe", child.id())) {
-                    Ok(exe) if exe != me => break,
-                    _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-                }
-            }
+            wait_until_execed(child.id() as i32);
             println!("{}", child.id());
         }
         // Wait for a signal, print which, exit 0.
@@ -110,13 +104,90 @@ fn main() {
             libc::sigwait(&set, &mut sig);
             println!("got signal {sig}");
         },
+        // Read the ELF magic at the start of PID's first mapping with process_vm_readv, then
+        // attach with ptrace and detach again. Prints the bytes read.
+        "peek" => {
+            let pid: i32 = a(1).parse().expect("pid");
+            println!("{}", peek(pid));
+            attach_detach(pid, libc::PTRACE_ATTACH);
+        }
+        // The same on a child of our own (a debugger's normal business): seize, read, kill.
+        "peek-child" => {
+            let mut child = Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("spawn sleep");
+            let pid = child.id() as i32;
+            wait_until_execed(pid);
+            attach_detach(pid, libc::PTRACE_SEIZE);
+            println!("{}", peek(pid));
+            child.kill().expect("kill child");
+            child.wait().expect("wait child");
+        }
         _ => usage(),
     }
 }
 
+/// The first 4 bytes of PID's first mapping (its executable's ELF header), as hex.
+fn peek(pid: i32) -> String {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    let start = maps
+        .split('-')
+        .next()
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+        .expect("first mapping");
+    let mut buf = [0u8; 4];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: start as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    assert_eq!(
+        n,
+        4,
+        "process_vm_readv: {}",
+        std::io::Error::last_os_error()
+    );
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// PTRACE_ATTACH (waiting for the stop) or PTRACE_SEIZE, then PTRACE_DETACH.
+fn attach_detach(pid: i32, request: libc::c_uint) {
+    let null = std::ptr::null_mut::<libc::c_void>();
+    unsafe {
+        assert_eq!(
+            libc::ptrace(request, pid, null, null),
+            0,
+            "ptrace: {}",
+            std::io::Error::last_os_error()
+        );
+        if request == libc::PTRACE_ATTACH {
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, libc::__WALL), pid);
+        }
+        libc::ptrace(libc::PTRACE_DETACH, pid, null, null);
+    }
+}
+
+/// Wait (bounded) until a freshly spawned child runs its new program.
+fn wait_until_execed(pid: i32) {
+    let me = std::fs::read_link("/proc/self/exe").expect("own exe");
+    for _ in 0..1000 {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) if exe != me => return,
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    panic!("child {pid} never exec'd");
+}
+
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|wait-signal ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|wait-signal|peek|peek-child ..."
     );
     exit(2)
 }

@@ -1,0 +1,104 @@
+//! process-memory sensor: ptrace attach requests and process_vm_readv/writev, the two syscalls
+//! that read or rewrite another process's memory without going through /proc (the file sensor
+//! sees /proc/PID/mem). Only attaching ptrace requests are stashed: PEEK/POKE and friends act
+//! on a tracee that was attached first, so the attach already tells the story, and a debugger
+//! stepping through a program would otherwise flood the ring.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use monitor_common::{
+    EventKind, PTRACE_ATTACH, PTRACE_SEIZE, PTRACE_TRACEME, StashedArgs, TargetCall, VM_READ,
+    VM_WRITE,
+};
+
+use crate::emit::{ARG0, ARG1, RET, emit, header, in_scope, stash, take_stash, unstash};
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
+pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_ptrace(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
+pub fn sys_exit_ptrace(ctx: TracePointContext) -> u32 {
+    if in_scope()
+        && let Some(args) = take_stash()
+    {
+        let _ = finish(&ctx, EventKind::Ptrace, &args);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
+pub fn sys_enter_process_vm_readv(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_vm(&ctx, VM_READ);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
+pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_vm(&ctx, VM_WRITE);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_process_vm_readv")]
+pub fn sys_exit_process_vm_readv(ctx: TracePointContext) -> u32 {
+    exit_vm(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_process_vm_writev")]
+pub fn sys_exit_process_vm_writev(ctx: TracePointContext) -> u32 {
+    exit_vm(&ctx);
+    0
+}
+
+fn try_enter_ptrace(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let request: i64 = unsafe { ctx.read_at(ARG0)? };
+    if request != PTRACE_ATTACH && request != PTRACE_SEIZE && request != PTRACE_TRACEME {
+        return Ok(0);
+    }
+    let pid: i64 = unsafe { ctx.read_at(ARG1)? };
+    stash(&StashedArgs {
+        arg0: request,
+        arg1: pid as u64,
+        ..StashedArgs::default()
+    });
+    Ok(0)
+}
+
+fn try_enter_vm(ctx: &TracePointContext, op: i64) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let pid: u64 = unsafe { ctx.read_at(ARG0)? };
+    stash(&StashedArgs {
+        arg0: op,
+        arg1: pid,
+        ..StashedArgs::default()
+    });
+    Ok(0)
+}
+
+fn exit_vm(ctx: &TracePointContext) {
+    if in_scope()
+        && let Some(args) = unstash()
+    {
+        let _ = finish(ctx, EventKind::ProcessVm, &args);
+    }
+}
+
+fn finish(ctx: &TracePointContext, kind: EventKind, args: &StashedArgs) -> Result<(), i64> {
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    emit(TargetCall {
+        header: header(kind, 0),
+        ret,
+        op: args.arg0,
+        // pid_t is 32 bits; the tracepoint widens it to 8 bytes.
+        target_pid: args.arg1 as i32,
+        _pad: 0,
+    });
+    Ok(())
+}

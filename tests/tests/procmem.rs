@@ -1,0 +1,146 @@
+//! The process-memory sensor under real eBPF: ptrace attach and process_vm_readv against a
+//! process the run did not start (the stand-in for a CI runner holding secrets), and the same
+//! calls on the run's own child, which a debugger or profiler makes as a matter of course.
+
+use std::{
+    fs,
+    process::{Child, Command, Stdio},
+};
+
+use buildwatch_tests::*;
+use serde_json::Value;
+
+const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
+
+/// A process outside the run, killed when the test ends however it ends.
+struct Victim(Child);
+
+impl Victim {
+    fn start() -> Self {
+        let victim = Self(
+            Command::new("sleep")
+                .arg("60")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start sleep"),
+        );
+        // Wait (bounded) for the exec so its first mapping is sleep's, not ours.
+        for _ in 0..1000 {
+            let exe = fs::read_link(format!("/proc/{}/exe", victim.0.id()));
+            if exe.is_ok_and(|e| e.file_name().is_some_and(|n| n == "sleep")) {
+                return victim;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("sleep never started");
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn events(w: &Watched) -> Vec<Value> {
+    fs::read_to_string(&w.events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn memory_of_a_process_outside_the_run_is_critical() {
+    if !require_bpf() {
+        return;
+    }
+    let victim = Victim::start();
+    let vpid = victim.0.id();
+    let sleep_exe = fs::canonicalize(format!("/proc/{vpid}/exe")).unwrap();
+    let tmp = TempDir::new("procmem-out");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[TRIGGER, "peek", &vpid.to_string()],
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    // The trigger really read the victim's memory: its ELF header.
+    assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "7f454c46");
+
+    let evs = events(&w);
+    let vm = evs
+        .iter()
+        .find(|e| e["kind"] == "process_vm")
+        .unwrap_or_else(|| panic!("no process_vm event: {evs:#?}"));
+    assert_eq!(vm["process_vm"]["op"], "read");
+    assert_eq!(vm["process_vm"]["ret"], 4);
+    assert_eq!(vm["process_vm"]["target"]["pid"], vpid);
+    assert_eq!(
+        vm["process_vm"]["target"]["exe"],
+        sleep_exe.to_str().unwrap()
+    );
+    let pt = evs
+        .iter()
+        .find(|e| e["kind"] == "ptrace")
+        .unwrap_or_else(|| panic!("no ptrace event: {evs:#?}"));
+    assert_eq!(pt["ptrace"]["request"], "attach");
+    assert_eq!(pt["ptrace"]["ret"], 0);
+    assert_eq!(pt["ptrace"]["target"]["pid"], vpid);
+    assert_eq!(pt["exe"], TRIGGER);
+    // Only the attach is reported: the detach that follows is not an attaching request.
+    assert_eq!(evs.iter().filter(|e| e["kind"] == "ptrace").count(), 1);
+
+    for rule in ["ptrace-attach-outside-run", "access-other-process-memory"] {
+        let f = w.finding(rule);
+        assert_eq!(f["severity"], "critical", "{rule}");
+        assert_eq!(f["category"], "process-memory", "{rule}");
+        assert_eq!(f["detail"]["target"]["pid"], vpid, "{rule}");
+        assert_eq!(f["process"]["exe"], TRIGGER, "{rule}");
+    }
+    assert!(
+        !w.rules()
+            .contains(&"ptrace-attach-other-process".to_owned())
+    );
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
+
+#[test]
+fn a_debugger_reading_its_own_child_is_not_a_finding() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("procmem-child");
+    let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, "peek-child"]);
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "7f454c46");
+    let evs = events(&w);
+    let child = evs
+        .iter()
+        .find(|e| e["kind"] == "fork" && e["exe"] == TRIGGER)
+        .expect("the trigger's fork")["fork"]["child"]
+        .clone();
+    let pt = evs
+        .iter()
+        .find(|e| e["kind"] == "ptrace")
+        .unwrap_or_else(|| panic!("no ptrace event: {evs:#?}"));
+    assert_eq!(pt["ptrace"]["request"], "seize");
+    assert_eq!(pt["ptrace"]["target"]["pid"], child);
+    let vm = evs
+        .iter()
+        .find(|e| e["kind"] == "process_vm")
+        .expect("process_vm event");
+    assert_eq!(vm["process_vm"]["target"]["pid"], child);
+    assert_eq!(vm["process_vm"]["ret"], 4);
+    let memory: Vec<_> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["category"] == "process-memory")
+        .collect();
+    assert!(memory.is_empty(), "{memory:#?}");
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
