@@ -16,6 +16,12 @@ use core::mem::size_of;
 /// Bump when a wire type changes layout; userspace refuses objects built for another version.
 pub const WIRE_VERSION: u32 = 1;
 
+/// Most DNS payload bytes a [`DnsPacket`] carries (a power of two); longer payloads are cut
+/// and flagged [`flags::PAYLOAD_TRUNCATED`].
+pub const DNS_PAYLOAD_MAX: usize = 2048;
+/// The DNS port the capture filters on.
+pub const DNS_PORT: u16 = 53;
+
 /// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).
 pub const PATH_MAX: usize = 4096;
 /// Most argv entries an exec event carries before setting [`flags::ARGV_TRUNCATED`].
@@ -57,6 +63,9 @@ pub enum EventKind {
     /// process_vm_readv/process_vm_writev returned (body [`TargetCall`], `op` = [`VM_READ`] or
     /// [`VM_WRITE`]).
     ProcessVm = 12,
+    /// A TCP segment or UDP datagram to or from port 53 of a socket in the watched cgroup (body
+    /// [`DnsPacket`] + payload).
+    DnsPacket = 13,
 }
 
 impl EventKind {
@@ -74,6 +83,7 @@ impl EventKind {
             10 => Self::Lost,
             11 => Self::Ptrace,
             12 => Self::ProcessVm,
+            13 => Self::DnsPacket,
             _ => return None,
         })
     }
@@ -95,6 +105,10 @@ pub mod flags {
     pub const SYSCALL_OPEN: u16 = 1 << 5;
     /// [`crate::Exit::code`] is not known (the kernel offset of `task_struct.exit_code` was not found).
     pub const EXIT_CODE_UNKNOWN: u16 = 1 << 6;
+    /// [`crate::DnsPacket`]: the payload was cut at [`crate::DNS_PAYLOAD_MAX`].
+    pub const PAYLOAD_TRUNCATED: u16 = 1 << 7;
+    /// [`crate::DnsPacket`]: received by the watched socket (otherwise sent).
+    pub const INGRESS: u16 = 1 << 8;
 }
 
 /// Indexes of the per-CPU counter array `COUNTERS`.
@@ -270,6 +284,30 @@ pub struct TargetCall {
     pub _pad: u32,
 }
 
+/// A DNS packet seen by the cgroup_skb programs. Tail: `payload_len` bytes of the transport
+/// payload (for TCP the segment's bytes, length prefixes included). `pid`/`tid` in the header
+/// are the sender for egress and 0 for ingress (received packets run in no process's context).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DnsPacket {
+    pub header: EventHeader,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// IPPROTO_UDP (17) or IPPROTO_TCP (6).
+    pub protocol: u8,
+    pub payload_len: u16,
+    /// Payload length before truncation.
+    pub orig_len: u32,
+    /// TCP sequence number of the segment's first payload byte (0 for UDP).
+    pub tcp_seq: u32,
+}
+
 /// Arguments stashed at syscall entry for the exit handler (kernel-internal, never sent).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -293,4 +331,5 @@ const _: () = assert!(size_of::<Fchdir>() == 40);
 const _: () = assert!(size_of::<Connect>() == 152);
 const _: () = assert!(size_of::<SendTo>() == 48);
 const _: () = assert!(size_of::<TargetCall>() == 48);
+const _: () = assert!(size_of::<DnsPacket>() == 72);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

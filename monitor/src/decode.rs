@@ -68,6 +68,17 @@ pub enum Body {
         request: i64,
         target: i32,
     },
+    /// A packet to or from port 53. `tcp_seq` is the sequence number of the first payload byte
+    /// (TCP only); `orig_len` the payload's length before the kernel cut it to `payload`.
+    DnsPacket {
+        ingress: bool,
+        tcp: bool,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        tcp_seq: u32,
+        orig_len: u32,
+        payload: Vec<u8>,
+    },
     /// process_vm_readv (`write` false) or process_vm_writev.
     ProcessVm {
         ret: i64,
@@ -129,6 +140,7 @@ impl Wire for wire::Fchdir {}
 impl Wire for wire::Connect {}
 impl Wire for wire::SendTo {}
 impl Wire for wire::TargetCall {}
+impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
     if buf.len() < size_of::<T>() {
@@ -253,6 +265,29 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+            }
+        }
+        K::DnsPacket => {
+            let b: wire::DnsPacket = read(buf).ok_or(short)?;
+            let payload = tail(
+                buf,
+                size_of::<wire::DnsPacket>(),
+                b.payload_len as usize,
+                kind,
+            )?
+            .to_vec();
+            let ip = |a: [u8; 16]| match b.ip_version {
+                4 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+                _ => IpAddr::V6(Ipv6Addr::from(a)),
+            };
+            Body::DnsPacket {
+                ingress: h.flags & wire::flags::INGRESS != 0,
+                tcp: b.protocol == 6,
+                src: (ip(b.saddr), b.sport).into(),
+                dst: (ip(b.daddr), b.dport).into(),
+                tcp_seq: b.tcp_seq,
+                orig_len: b.orig_len,
+                payload,
             }
         }
         K::Lost => return Err(DecodeError::UnknownKind(h.kind)),

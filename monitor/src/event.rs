@@ -59,6 +59,7 @@ pub enum Detail {
     Send(Send),
     Ptrace(Ptrace),
     ProcessVm(ProcessVm),
+    Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
     /// First record of a `buildwatch run` stream: what was run.
@@ -79,6 +80,7 @@ impl Detail {
             Self::Send(_) => "send",
             Self::Ptrace(_) => "ptrace",
             Self::ProcessVm(_) => "process_vm",
+            Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
             Self::Run(_) => "run",
@@ -244,6 +246,9 @@ pub struct Destination {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// The name this run's DNS answers resolved to `address` (the latest, when several did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +291,44 @@ pub struct ProcessVm {
     pub outcome: Outcome,
 }
 
+/// One DNS message sent or received by the run, over UDP or TCP port 53.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns {
+    /// query or response.
+    pub direction: String,
+    /// udp or tcp.
+    pub protocol: String,
+    /// The server: destination of a query, source of a response.
+    pub resolver: String,
+    pub resolver_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    /// The (first) question's name in presentation format, `\DDD` for unusual bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<crate::dns::Answer>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub answers_dropped: usize,
+    /// The TC flag: the server wants the client to retry over TCP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tc: bool,
+    /// The packet was longer than buildwatch captures; the message may be incomplete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Why the message could not be parsed (then only the addresses are known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// A process still in the run's cgroup when the command exited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Straggler {
@@ -310,6 +353,9 @@ pub struct Run {
     pub pid: u32,
     /// buildwatch's version.
     pub version: String,
+    /// The system's resolvers (nameserver lines of /etc/resolv.conf as buildwatch saw it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod analyzer;
 pub mod cgroup;
 pub mod config;
 pub mod decode;
+pub mod dns;
 pub mod doctor;
 pub mod enrich;
 pub mod event;

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
 use monitor_common::counters;
 
@@ -82,6 +82,11 @@ const NET_PROBES: &[Probe] = &[
     Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
 ];
 const NET_CGROUP: &[&str] = &["sendmsg4", "sendmsg6"];
+/// The DNS sensor: packets to and from port 53 on the run's sockets.
+const DNS_SKB: &[(&str, CgroupSkbAttachType)] = &[
+    ("dns_egress", CgroupSkbAttachType::Egress),
+    ("dns_ingress", CgroupSkbAttachType::Ingress),
+];
 
 /// The process-memory sensor: ptrace attach and process_vm_readv/writev.
 const PROCMEM_PROBES: &[Probe] = &[
@@ -159,6 +164,18 @@ impl Sensors {
             // A bpf_link always composes with other programs on the cgroup; the kernel rejects
             // attach flags on link creation, so the mode must be Single (flags 0).
             prog.attach(cgroup_file.as_fd(), CgroupAttachMode::Single)
+                .map_err(|source| LoadError::Program {
+                    program: name,
+                    source,
+                })?;
+        }
+        for (name, attach_type) in DNS_SKB {
+            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| LoadError::Program {
+                program: name,
+                source,
+            })?;
+            prog.attach(cgroup_file.as_fd(), *attach_type, CgroupAttachMode::Single)
                 .map_err(|source| LoadError::Program {
                     program: name,
                     source,

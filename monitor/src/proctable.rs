@@ -2,7 +2,12 @@
 //! in the watched tree, its executable, argv, cwd, parent and open directory fds; resolves
 //! relative paths; and turns kernel events into stream [`Event`]s carrying that context.
 
-use std::{collections::HashMap, os::unix::ffi::OsStrExt, path::Path};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    os::unix::ffi::OsStrExt,
+    path::Path,
+};
 
 use monitor_common::{AT_FDCWD, CLONE_PARENT, flags as wf};
 
@@ -84,7 +89,23 @@ struct PendingExec {
 const O_ACCMODE: u32 = 0o3;
 const O_CLOEXEC: u32 = 0o2000000;
 
+/// Queries awaiting their response, and addresses resolved, kept at most (then forgotten
+/// wholesale: an attacker flooding queries must not grow buildwatch without bound).
+const MAX_PENDING_QUERIES: usize = 65_536;
+const MAX_NAMES: usize = 65_536;
+
+#[derive(Default)]
+struct DnsState {
+    /// (client, server, id) → the querying pid.
+    pending: HashMap<(SocketAddr, SocketAddr, u16), u32>,
+    /// Address → the question name whose answer gave it.
+    names: HashMap<IpAddr, String>,
+    tcp: crate::dns::tcp::Reassembler,
+    tcp_discarded: u64,
+}
+
 pub struct ProcTable<S: ProcSource = LiveProc> {
+    dns: DnsState,
     procs: HashMap<u32, Proc>,
     pending: HashMap<u32, PendingExec>,
     source: S,
@@ -96,6 +117,7 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
 impl<S: ProcSource> ProcTable<S> {
     pub fn new(source: S, boot_to_unix_ns: i128) -> Self {
         Self {
+            dns: DnsState::default(),
             procs: HashMap::new(),
             pending: HashMap::new(),
             source,
@@ -118,6 +140,9 @@ impl<S: ProcSource> ProcTable<S> {
 
     /// Apply one kernel event to the table and produce the stream events it gives.
     pub fn handle(&mut self, ev: KernelEvent, out: &mut impl FnMut(Event)) {
+        if let Body::DnsPacket { .. } = ev.body {
+            return self.dns_packet(ev, out);
+        }
         let pid = ev.pid;
         self.ensure(pid);
         let mut escaped = Vec::new();
@@ -281,7 +306,7 @@ impl<S: ProcSource> ProcTable<S> {
             }
             Body::Connect { ret, fd, addr } => Detail::Connect(event::Connect {
                 fd,
-                dest: destination(&addr, &mut escaped),
+                dest: self.named(destination(&addr, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
             }),
             Body::SendTo { addr, protocol } => Detail::Send(event::Send {
@@ -290,8 +315,9 @@ impl<S: ProcSource> ProcTable<S> {
                     136 => "udplite".into(),
                     n => format!("ip-proto-{n}"),
                 },
-                dest: destination(&addr, &mut escaped),
+                dest: self.named(destination(&addr, &mut escaped)),
             }),
+            Body::DnsPacket { .. } => unreachable!("handled above"),
             Body::Ptrace {
                 ret,
                 request,
@@ -371,6 +397,113 @@ impl<S: ProcSource> ProcTable<S> {
         self.procs.insert(pid, proc);
     }
 
+    fn named(&self, mut d: event::Destination) -> event::Destination {
+        d.domain = d
+            .address
+            .as_deref()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .and_then(|ip| self.dns.names.get(&ip).cloned());
+        d
+    }
+
+    /// DNS packets: reassembled (TCP), parsed, tied to the querying process (a response
+    /// arrives in no process's context: it goes to whoever sent the query with that id from
+    /// that port), and their answers remembered so later connects carry the name.
+    fn dns_packet(&mut self, ev: KernelEvent, out: &mut impl FnMut(Event)) {
+        let Body::DnsPacket {
+            ingress,
+            tcp,
+            src,
+            dst,
+            tcp_seq,
+            orig_len,
+            payload,
+        } = ev.body
+        else {
+            return;
+        };
+        let cut = orig_len as usize > payload.len();
+        let (client, server) = if ingress { (dst, src) } else { (src, dst) };
+        let mut messages = Vec::new();
+        if tcp {
+            let seg = self.dns.tcp.push(src, dst, tcp_seq, &payload, !cut);
+            messages.extend(seg.messages.into_iter().map(|m| (m, false)));
+            if seg.discarded {
+                self.dns.tcp_discarded += 1;
+            }
+        } else {
+            messages.push((payload, cut));
+        }
+        for (msg, truncated) in messages {
+            let parsed = crate::dns::parse(&msg);
+            let id = parsed.as_ref().ok().map(|m| m.id);
+            let pid = if ingress {
+                id.and_then(|id| self.dns.pending.remove(&(client, server, id)))
+                    .unwrap_or(0)
+            } else {
+                if let Some(id) = id {
+                    if self.dns.pending.len() >= MAX_PENDING_QUERIES {
+                        self.dns.pending.clear();
+                    }
+                    self.dns.pending.insert((client, server, id), ev.pid);
+                }
+                ev.pid
+            };
+            let mut d = event::Dns {
+                direction: if ingress { "response" } else { "query" }.into(),
+                protocol: if tcp { "tcp" } else { "udp" }.into(),
+                resolver: server.ip().to_string(),
+                resolver_port: server.port(),
+                id,
+                qname: None,
+                qtype: None,
+                rcode: None,
+                answers: Vec::new(),
+                answers_dropped: 0,
+                tc: false,
+                truncated,
+                malformed: None,
+            };
+            match parsed {
+                Ok(m) => {
+                    if m.response {
+                        d.rcode = Some(m.rcode.clone());
+                        if let Some(q) = &m.qname {
+                            for ip in m.resolved() {
+                                if self.dns.names.len() >= MAX_NAMES {
+                                    self.dns.names.clear();
+                                }
+                                self.dns.names.insert(ip, q.clone());
+                            }
+                        }
+                    }
+                    d.direction = if m.response { "response" } else { "query" }.into();
+                    d.qname = m.qname;
+                    d.qtype = m.qtype;
+                    d.answers = m.answers;
+                    d.answers_dropped = m.answers_dropped;
+                    d.tc = m.tc;
+                }
+                Err(e) => d.malformed = Some(e),
+            }
+            if pid != 0 {
+                self.ensure(pid);
+            }
+            let (tid, ts) = if ingress {
+                (pid, ev.ts_ns)
+            } else {
+                (ev.tid, ev.ts_ns)
+            };
+            let e = self.envelope(pid, tid, ts, Detail::Dns(d), Vec::new());
+            out(e);
+        }
+    }
+
+    /// TCP segments whose partial DNS message had to be dropped (gap, cut or overflow).
+    pub fn dns_tcp_discarded(&self) -> u64 {
+        self.dns.tcp_discarded
+    }
+
     /// The process a ptrace/process_vm call named: ours if it is in the table and alive,
     /// otherwise whatever /proc says about that pid now.
     fn target(&self, pid: i32, escaped: &mut Vec<String>) -> event::Target {
@@ -421,6 +554,7 @@ fn destination(addr: &SockAddr, escaped: &mut Vec<String>) -> event::Destination
         v4_mapped: false,
         path: None,
         truncated: false,
+        domain: None,
     };
     match addr {
         SockAddr::Inet { ip, port, mapped } => {

@@ -114,6 +114,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         cwd: event::text(cwd.as_os_str().as_bytes(), "run.cwd", &mut escaped),
         pid: root_pid,
         version: env!("CARGO_PKG_VERSION").into(),
+        resolvers: crate::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf")),
     });
     let ev = table.envelope(0, 0, boot_now(), run, escaped);
     p.record(ev);
