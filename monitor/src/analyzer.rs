@@ -12,6 +12,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
+    dns::shape::{Counts, Shape, rare_qtype},
     event::{Destination, Detail, Event, Target},
     findings::{AncestorRef, Finding, Findings, ProcessRef},
     model::{Model, ProcInfo, basename},
@@ -35,6 +36,9 @@ pub struct Egress {
     /// `connect` or the protocol of an unconnected send (`udp`).
     pub via: String,
     pub allowed: bool,
+    /// Names this run's DNS resolved the address from (at most 8); empty when it never did.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub domains: BTreeSet<String>,
     pub count: u64,
     /// Tools that used it (at most 8).
     pub processes: BTreeSet<String>,
@@ -77,6 +81,16 @@ pub struct Analyzer {
     pub command: Vec<String>,
     /// From the stream's `run_end` record.
     pub exit_code: Option<i32>,
+    /// The system's resolvers (from the `run` record) and the policy's.
+    resolvers: Vec<IpAddr>,
+    dns_windows: crate::dns::shape::Windows,
+}
+
+/// What the DNS heuristics make of one query.
+pub struct DnsView {
+    pub shape: Shape,
+    /// None for responses: only queries count.
+    pub counts: Option<Counts>,
 }
 
 impl Analyzer {
@@ -90,7 +104,24 @@ impl Analyzer {
             totals: Totals::default(),
             command: Vec::new(),
             exit_code: None,
+            resolvers: Vec::new(),
+            dns_windows: Default::default(),
         }
+    }
+
+    fn dns_view(&mut self, ev: &Event) -> Option<DnsView> {
+        let Detail::Dns(d) = &ev.detail else {
+            return None;
+        };
+        let qname = d.qname.as_deref()?;
+        let t = &self.policy.dns;
+        let shape = Shape::of(qname, t);
+        let counts = (d.direction == "query").then(|| {
+            let rare = d.qtype.as_deref().is_some_and(rare_qtype);
+            self.dns_windows
+                .record(&shape.domain, qname, rare, ev.ts_ns, t)
+        });
+        Some(DnsView { shape, counts })
     }
 
     pub fn model(&self) -> &Model {
@@ -102,6 +133,7 @@ impl Analyzer {
         match &ev.detail {
             Detail::Run(r) => {
                 self.command = r.command.clone();
+                self.resolvers = r.resolvers.iter().filter_map(|a| a.parse().ok()).collect();
                 return;
             }
             Detail::RunEnd(e) => {
@@ -121,7 +153,10 @@ impl Analyzer {
             self.model.retire(ev);
             return;
         };
-        let subject = Subj::new(ev, kind, &self.model, &self.policy);
+        let dns = self.dns_view(ev);
+        let mut subject = Subj::new(ev, kind, &self.model, &self.policy);
+        subject.dns = dns.as_ref();
+        subject.resolvers = &self.resolvers;
         if let Some((dest, via)) = destination(ev) {
             egress_seen(&mut self.egress, dest, via, &subject);
         }
@@ -154,11 +189,17 @@ fn egress_seen(table: &mut BTreeMap<EgressKey, Egress>, d: &Destination, via: &s
         port: d.port,
         via: via.to_owned(),
         allowed,
+        domains: BTreeSet::new(),
         count: 0,
         processes: BTreeSet::new(),
         first_seen: s.ev.time.clone(),
     });
     e.count += 1;
+    if let Some(name) = &d.domain
+        && e.domains.len() < EGRESS_PROCESSES
+    {
+        e.domains.insert(name.clone());
+    }
     if e.processes.len() < EGRESS_PROCESSES
         && let Some(p) = s.proc
     {
@@ -227,15 +268,21 @@ fn detail(ev: &Event) -> serde_json::Value {
         }
         Detail::Connect(c) => json!({
             "family": c.dest.family, "address": c.dest.address, "port": c.dest.port, "via": "connect",
-            "error": c.outcome.error,
+            "domain": c.dest.domain, "error": c.outcome.error,
         }),
         Detail::Send(x) => json!({
             "family": x.dest.family, "address": x.dest.address, "port": x.dest.port, "via": x.protocol,
+            "domain": x.dest.domain,
         }),
         Detail::Ptrace(p) => json!({
             "request": p.request,
             "target": p.target.as_ref().map(|t| json!({ "pid": t.pid, "exe": t.exe })),
             "error": p.outcome.error,
+        }),
+        Detail::Dns(d) => json!({
+            "direction": d.direction, "qname": d.qname, "qtype": d.qtype, "protocol": d.protocol,
+            "resolver": d.resolver, "resolver_port": d.resolver_port, "rcode": d.rcode,
+            "malformed": d.malformed,
         }),
         Detail::ProcessVm(v) => json!({
             "op": v.op, "target": { "pid": v.target.pid, "exe": v.target.exe },
@@ -262,6 +309,8 @@ pub struct Subj<'a> {
     policy: &'a Policy,
     proc: Option<&'a ProcInfo>,
     parent: Option<&'a ProcInfo>,
+    pub dns: Option<&'a DnsView>,
+    pub resolvers: &'a [IpAddr],
 }
 
 impl<'a> Subj<'a> {
@@ -278,6 +327,19 @@ impl<'a> Subj<'a> {
             policy,
             proc,
             parent,
+            dns: None,
+            resolvers: &[],
+        }
+    }
+
+    fn is_resolver(&self, ip: IpAddr) -> bool {
+        self.resolvers.contains(&ip) || self.policy.resolvers.contains(&ip)
+    }
+
+    fn dns_detail(&self) -> Option<&'a crate::event::Dns> {
+        match &self.ev.detail {
+            Detail::Dns(d) => Some(d),
+            _ => None,
         }
     }
 
@@ -433,7 +495,87 @@ impl Subject for Subj<'_> {
                 .ip()
                 .map_or(Val::Missing, |ip| Val::Bool(ip.is_loopback())),
             Field::NetAllowed => self.ip().map_or(Val::Missing, |ip| {
-                Val::Bool(self.policy.allowed(ip, self.dest().and_then(|d| d.port)))
+                let d = self.dest();
+                Val::Bool(self.policy.allowed(
+                    ip,
+                    d.and_then(|d| d.port),
+                    d.and_then(|d| d.domain.as_deref()),
+                ))
+            }),
+            Field::NetResolver => self.ip().map_or(Val::Missing, |ip| {
+                let port = self.dest().and_then(|d| d.port);
+                Val::Bool(port == Some(53) && self.is_resolver(ip))
+            }),
+            Field::NetAllowedByAddress => self.ip().map_or(Val::Missing, |ip| {
+                Val::Bool(
+                    self.policy
+                        .allowed_by_address(ip, self.dest().and_then(|d| d.port)),
+                )
+            }),
+            Field::NetEndpoint => self.dest().map_or(Val::Missing, |d| {
+                let addr = d.address.as_deref().unwrap_or("?");
+                let addr = if d.family == "inet6" {
+                    Cow::Owned(format!("[{addr}]"))
+                } else {
+                    Cow::Borrowed(addr)
+                };
+                let port = d.port.map(|p| format!(":{p}")).unwrap_or_default();
+                Val::Str(Cow::Owned(match &d.domain {
+                    Some(n) => format!("{n} ({addr}){port}"),
+                    None => format!("{addr}{port}"),
+                }))
+            }),
+            Field::NetDomain => opt(self.dest().and_then(|d| d.domain.as_deref())),
+            Field::NetResolved => self
+                .dest()
+                .map_or(Val::Missing, |d| Val::Bool(d.domain.is_some())),
+            Field::DnsDirection => opt(self.dns_detail().map(|d| d.direction.as_str())),
+            Field::DnsProtocol => opt(self.dns_detail().map(|d| d.protocol.as_str())),
+            Field::DnsQname => opt(self.dns_detail().and_then(|d| d.qname.as_deref())),
+            Field::DnsQtype => opt(self.dns_detail().and_then(|d| d.qtype.as_deref())),
+            Field::DnsRcode => opt(self.dns_detail().and_then(|d| d.rcode.as_deref())),
+            Field::DnsResolver => self
+                .dns_detail()
+                .and_then(|d| d.resolver.parse().ok())
+                .map_or(Val::Missing, Val::Ip),
+            Field::DnsSystemResolver => self
+                .dns_detail()
+                .and_then(|d| d.resolver.parse::<IpAddr>().ok())
+                .map_or(Val::Missing, |ip| Val::Bool(self.is_resolver(ip))),
+            Field::DnsMalformed => self
+                .dns_detail()
+                .map_or(Val::Missing, |d| Val::Bool(d.malformed.is_some())),
+            Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
+            Field::DnsSubdomain => opt(self.dns.map(|v| v.shape.subdomain.as_str())),
+            Field::DnsNameLen => self
+                .dns
+                .map_or(Val::Missing, |v| Val::Num(v.shape.name_len as i64)),
+            Field::DnsLabelMax => self
+                .dns
+                .map_or(Val::Missing, |v| Val::Num(v.shape.label_max as i64)),
+            Field::DnsEncoding => opt(self.dns.map(|v| v.shape.encoding.unwrap_or(""))),
+            Field::DnsLongLabel => self.dns.map_or(Val::Missing, |v| {
+                Val::Bool(v.shape.long_label(&self.policy.dns))
+            }),
+            Field::DnsLongName => self.dns.map_or(Val::Missing, |v| {
+                Val::Bool(v.shape.long_name(&self.policy.dns))
+            }),
+            Field::DnsHighEntropy => self.dns.map_or(Val::Missing, |v| {
+                Val::Bool(v.shape.high_entropy(&self.policy.dns))
+            }),
+            Field::DnsSubdomains => self
+                .dns
+                .and_then(|v| v.counts)
+                .map_or(Val::Missing, |c| Val::Num(c.distinct as i64)),
+            Field::DnsRareQueries => self
+                .dns
+                .and_then(|v| v.counts)
+                .map_or(Val::Missing, |c| Val::Num(c.rare as i64)),
+            Field::DnsManySubdomains => self.dns.and_then(|v| v.counts).map_or(Val::Missing, |c| {
+                Val::Bool(c.distinct >= self.policy.dns.max_subdomains)
+            }),
+            Field::DnsRareTypeBurst => self.dns.and_then(|v| v.counts).map_or(Val::Missing, |c| {
+                Val::Bool(c.rare >= self.policy.dns.max_rare_queries)
             }),
             Field::ExecPath => opt(exec.map(|x| x.path.as_str())),
             Field::ExecFilename => opt(exec.map(|x| x.filename.as_str())),

@@ -202,6 +202,7 @@ impl Model {
             | Detail::Send(_)
             | Detail::Ptrace(_)
             | Detail::ProcessVm(_)
+            | Detail::Dns(_)
             | Detail::Chdir(_) => {
                 self.ensure(ev);
             }

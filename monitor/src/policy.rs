@@ -62,18 +62,85 @@ impl FailOn {
     }
 }
 
-/// One allowlist entry: a network and optionally one port.
+/// One allowlist entry: a network or a domain pattern, and optionally one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    pub net: IpNet,
+    pub host: Host,
     pub port: Option<u16>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Net(IpNet),
+    Domain(DomainPattern),
+}
+
+/// `example.com` (that name only), `*.example.com` (exactly one more label: `a.example.com`,
+/// not `a.b.example.com`), `**.example.com` (one or more labels). Neither wildcard matches the
+/// bare `example.com`: list it too when it is wanted. Compared case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainPattern {
+    /// Labels to the right of the wildcard, lowercase.
+    pub base: String,
+    /// 0: exact; 1: `*.`; usize::MAX: `**.`.
+    pub extra_labels: usize,
+}
+
+impl DomainPattern {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (extra_labels, base) = if let Some(b) = s.strip_prefix("**.") {
+            (usize::MAX, b)
+        } else if let Some(b) = s.strip_prefix("*.") {
+            (1, b)
+        } else {
+            (0, s)
+        };
+        let base = base.strip_suffix('.').unwrap_or(base).to_ascii_lowercase();
+        let ok_label = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        // A pattern needs a dot (a bare word is a typo more often than a TLD) and sane labels.
+        (base.len() <= 253 && base.contains('.') && base.split('.').all(ok_label))
+            .then_some(Self { base, extra_labels })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if self.extra_labels == 0 {
+            return name == self.base;
+        }
+        let Some(prefix) = name
+            .strip_suffix(&self.base)
+            .and_then(|p| p.strip_suffix('.'))
+        else {
+            return false;
+        };
+        !prefix.is_empty() && (self.extra_labels == usize::MAX || !prefix.contains('.'))
+    }
+}
+
+impl std::fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.extra_labels {
+            0 => write!(f, "{}", self.base),
+            1 => write!(f, "*.{}", self.base),
+            _ => write!(f, "**.{}", self.base),
+        }
+    }
+}
+
 impl Endpoint {
-    /// `ADDR`, `ADDR/PREFIX`, `ADDR:PORT`, `ADDR/PREFIX:PORT`; IPv6 with a port in brackets:
-    /// `[::1]:443`, `[fd00::/8]:443`.
+    /// `ADDR`, `ADDR/PREFIX`, `DOMAIN`, each optionally `:PORT`; IPv6 with a port in brackets:
+    /// `[::1]:443`, `[fd00::/8]:443`. Domains may start with `*.` or `**.`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not ADDR[/PREFIX][:PORT] (IPv6 with a port: [ADDR]:PORT)");
+        let bad = || {
+            format!(
+                "`{s}` is not ADDR[/PREFIX][:PORT] or DOMAIN[:PORT] (IPv6 with a port: [ADDR]:PORT; \
+                 wildcards: *.DOMAIN, **.DOMAIN)"
+            )
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(bad)?;
             match after {
@@ -86,7 +153,13 @@ impl Endpoint {
         } else {
             (s, None)
         };
-        let net = parse_net(host).ok_or_else(bad)?;
+        let host = match parse_net(host) {
+            Some(net) => Host::Net(net),
+            None if !s.starts_with('[') => {
+                Host::Domain(DomainPattern::parse(host).ok_or_else(bad)?)
+            }
+            None => return Err(bad()),
+        };
         let port = match port {
             None => None,
             Some(p) => Some(
@@ -96,25 +169,32 @@ impl Endpoint {
                     .ok_or_else(|| format!("`{p}` is not a port (1-65535)"))?,
             ),
         };
-        Ok(Self { net, port })
+        Ok(Self { host, port })
     }
 
-    pub fn matches(&self, addr: IpAddr, port: Option<u16>) -> bool {
-        self.net.contains(&addr) && (self.port.is_none() || self.port == port)
+    /// Does a destination match? `name` is what the run's DNS resolved the address from.
+    pub fn matches(&self, addr: IpAddr, port: Option<u16>, name: Option<&str>) -> bool {
+        let host = match &self.host {
+            Host::Net(net) => net.contains(&addr),
+            Host::Domain(d) => name.is_some_and(|n| d.matches(n)),
+        };
+        host && (self.port.is_none() || self.port == port)
     }
 }
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.net.prefix_len() == self.net.max_prefix_len() {
-            self.net.addr().to_string()
-        } else {
-            self.net.to_string()
+        let (host, v6) = match &self.host {
+            Host::Net(net) if net.prefix_len() == net.max_prefix_len() => {
+                (net.addr().to_string(), net.addr().is_ipv6())
+            }
+            Host::Net(net) => (net.to_string(), matches!(net, IpNet::V6(_))),
+            Host::Domain(d) => (d.to_string(), false),
         };
-        match (self.port, self.net) {
+        match (self.port, v6) {
             (None, _) => write!(f, "{host}"),
-            (Some(p), IpNet::V6(_)) => write!(f, "[{host}]:{p}"),
-            (Some(p), IpNet::V4(_)) => write!(f, "{host}:{p}"),
+            (Some(p), true) => write!(f, "[{host}]:{p}"),
+            (Some(p), false) => write!(f, "{host}:{p}"),
         }
     }
 }
@@ -125,6 +205,10 @@ pub struct Policy {
     pub fail_on_lost: bool,
     pub allow_loopback: bool,
     pub allow: Vec<Endpoint>,
+    /// DNS heuristics' thresholds (`dns:`).
+    pub dns: crate::dns::shape::Thresholds,
+    /// Resolvers a query may go to besides the system's (`dns: resolvers:`).
+    pub resolvers: Vec<IpAddr>,
     /// Where the policy came from, if a file.
     pub file: Option<PathBuf>,
 }
@@ -136,19 +220,35 @@ impl Default for Policy {
             fail_on_lost: false,
             allow_loopback: true,
             allow: Vec::new(),
+            dns: Default::default(),
+            resolvers: Vec::new(),
             file: None,
         }
     }
 }
 
 impl Policy {
-    pub fn allowed(&self, addr: IpAddr, port: Option<u16>) -> bool {
+    /// Is a destination allowed? `name`: the domain the run's DNS resolved `addr` from.
+    pub fn allowed(&self, addr: IpAddr, port: Option<u16>, name: Option<&str>) -> bool {
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
         };
         (self.allow_loopback && addr.is_loopback())
-            || self.allow.iter().any(|e| e.matches(addr, port))
+            || self.allow.iter().any(|e| e.matches(addr, port, name))
+    }
+
+    /// Allowed by an address or network entry, whatever name it was reached by.
+    pub fn allowed_by_address(&self, addr: IpAddr, port: Option<u16>) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        (self.allow_loopback && addr.is_loopback())
+            || self
+                .allow
+                .iter()
+                .any(|e| matches!(e.host, Host::Net(_)) && e.matches(addr, port, None))
     }
 }
 
@@ -167,7 +267,82 @@ const KEYS: &[&str] = &[
     "exceptions",
     "rules",
     "rule_files",
+    "dns",
 ];
+
+const DNS_KEYS: &[&str] = &[
+    "long_label",
+    "long_name",
+    "entropy",
+    "entropy_min_len",
+    "encoded_min_len",
+    "window_secs",
+    "max_subdomains",
+    "max_rare_queries",
+    "resolvers",
+];
+
+/// `dns:`: thresholds (positive numbers) and extra resolvers.
+fn load_dns(v: &Node, policy: &mut Policy, errs: &mut Vec<Diagnostic>) {
+    let Value::Map(entries) = &v.value else {
+        errs.push(Diagnostic::error(
+            v.pos.clone(),
+            "`dns` is a mapping (long_label:, entropy:, resolvers:, …)",
+        ));
+        return;
+    };
+    let t = &mut policy.dns;
+    for (k, v) in entries {
+        let key = k.as_str().unwrap_or_default();
+        let num = |errs: &mut Vec<Diagnostic>| -> Option<usize> {
+            let n = v
+                .as_str()
+                .and_then(|s| s.parse::<usize>().ok())
+                .filter(|n| *n > 0);
+            if n.is_none() {
+                errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    format!("`dns.{key}` must be a whole number above 0"),
+                ));
+            }
+            n
+        };
+        match key {
+            "long_label" => t.long_label = num(errs).unwrap_or(t.long_label),
+            "long_name" => t.long_name = num(errs).unwrap_or(t.long_name),
+            "entropy_min_len" => t.entropy_min_len = num(errs).unwrap_or(t.entropy_min_len),
+            "encoded_min_len" => t.encoded_min_len = num(errs).unwrap_or(t.encoded_min_len),
+            "window_secs" => t.window_secs = num(errs).map_or(t.window_secs, |n| n as u64),
+            "max_subdomains" => t.max_subdomains = num(errs).unwrap_or(t.max_subdomains),
+            "max_rare_queries" => t.max_rare_queries = num(errs).unwrap_or(t.max_rare_queries),
+            "entropy" => match v.as_str().and_then(|s| s.parse::<f64>().ok()) {
+                Some(e) if (0.0..=8.0).contains(&e) => t.entropy = e,
+                _ => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`dns.entropy` must be a number of bits per character from 0 to 8",
+                )),
+            },
+            "resolvers" => {
+                for item in seq(v, "dns.resolvers", errs) {
+                    match item.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+                        Some(ip) => policy.resolvers.push(ip),
+                        None => errs.push(Diagnostic::error(
+                            item.pos.clone(),
+                            "a resolver is an IP address",
+                        )),
+                    }
+                }
+            }
+            _ => errs.push(Diagnostic::error(
+                k.pos.clone(),
+                format!(
+                    "unknown `dns` key `{key}` (expected one of: {})",
+                    DNS_KEYS.join(", ")
+                ),
+            )),
+        }
+    }
+}
 
 /// Read and check a policy file. All problems are returned together.
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
@@ -253,6 +428,7 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                     }
                 }
             }
+            "dns" => load_dns(v, &mut policy, &mut errs),
             "sensitive_paths" => {
                 // Becomes `- list: sensitive_file_globs, items: [...], override: {items: append}`.
                 let globs = seq(v, key, &mut errs).to_vec();
@@ -412,34 +588,65 @@ mod tests {
     #[test]
     fn endpoints_parse() {
         let e = Endpoint::parse("10.200.0.0/16:443").unwrap();
-        assert!(e.matches("10.200.3.4".parse().unwrap(), Some(443)));
-        assert!(!e.matches("10.200.3.4".parse().unwrap(), Some(80)));
+        assert!(e.matches("10.200.3.4".parse().unwrap(), Some(443), None));
+        assert!(!e.matches("10.200.3.4".parse().unwrap(), Some(80), None));
         assert!(
             Endpoint::parse("::1")
                 .unwrap()
-                .matches("::1".parse().unwrap(), Some(1))
+                .matches("::1".parse().unwrap(), Some(1), None)
         );
         let e = Endpoint::parse("[fd00::/8]:8080").unwrap();
-        assert!(e.matches("fd12::1".parse().unwrap(), Some(8080)));
+        assert!(e.matches("fd12::1".parse().unwrap(), Some(8080), None));
         assert_eq!(e.to_string(), "[fd00::/8]:8080");
         assert_eq!(
             Endpoint::parse("127.0.0.1:9").unwrap().to_string(),
             "127.0.0.1:9"
         );
-        assert!(Endpoint::parse("example.test").is_err());
+        assert!(
+            Endpoint::parse("localhost").is_err(),
+            "a bare word is not a domain"
+        );
+        assert!(Endpoint::parse("bad..example.test").is_err());
+        assert!(Endpoint::parse("a.*.example.test").is_err());
+        assert!(Endpoint::parse("[example.test]:443").is_err());
         assert!(Endpoint::parse("1.2.3.4:0").is_err());
         assert!(Endpoint::parse("1.2.3.4:99999").is_err());
         assert!(Endpoint::parse("[::1").is_err());
     }
 
     #[test]
+    fn domain_patterns() {
+        let ip: IpAddr = "10.200.0.9".parse().unwrap();
+        let e = Endpoint::parse("API.example.test:443").unwrap();
+        assert_eq!(e.to_string(), "api.example.test:443");
+        assert!(e.matches(ip, Some(443), Some("api.Example.test.")));
+        assert!(!e.matches(ip, Some(80), Some("api.example.test")));
+        assert!(
+            !e.matches(ip, Some(443), None),
+            "an address nobody resolved"
+        );
+        let one = Endpoint::parse("*.example.test").unwrap();
+        let any = Endpoint::parse("**.example.test").unwrap();
+        for (name, m1, many) in [
+            ("a.example.test", true, true),
+            ("a.b.example.test", false, true),
+            ("example.test", false, false),
+            ("badexample.test", false, false),
+            ("a.example.test.evil.test", false, false),
+        ] {
+            assert_eq!(one.matches(ip, None, Some(name)), m1, "*. {name}");
+            assert_eq!(any.matches(ip, None, Some(name)), many, "**. {name}");
+        }
+    }
+
+    #[test]
     fn loopback_is_allowed_unless_turned_off() {
         let mut p = Policy::default();
-        assert!(p.allowed("127.0.0.5".parse().unwrap(), Some(1)));
-        assert!(p.allowed("::ffff:127.0.0.1".parse().unwrap(), Some(1)));
-        assert!(!p.allowed("10.200.0.1".parse().unwrap(), Some(1)));
+        assert!(p.allowed("127.0.0.5".parse().unwrap(), Some(1), None));
+        assert!(p.allowed("::ffff:127.0.0.1".parse().unwrap(), Some(1), None));
+        assert!(!p.allowed("10.200.0.1".parse().unwrap(), Some(1), None));
         p.allow_loopback = false;
-        assert!(!p.allowed("::1".parse().unwrap(), Some(1)));
+        assert!(!p.allowed("::1".parse().unwrap(), Some(1), None));
     }
 
     #[test]

@@ -135,8 +135,23 @@ pub fn live_line(f: &Finding) -> String {
         }
         line.push(')');
     }
+    if let Some(q) = f.detail.get("qname").and_then(|q| q.as_str()) {
+        let _ = write!(line, " query {}", term_safe(&shorten(q, 72)));
+    }
     let _ = write!(line, " [pid {}]", f.process.pid);
     line
+}
+
+/// At most `max` characters: the start and the end with `…` between (the end of a DNS name
+/// says whose it is, the start what it carries). The report keeps the whole text.
+pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
+    let n = s.chars().count();
+    if n <= max {
+        return Cow::Borrowed(s);
+    }
+    let head: String = s.chars().take(max / 2).collect();
+    let tail: String = s.chars().skip(n - (max - max / 2 - 1)).collect();
+    Cow::Owned(format!("{head}…{tail}"))
 }
 
 /// The end-of-run summary, one string of lines (each printed with the `buildwatch:` prefix).
@@ -450,5 +465,17 @@ mod tests {
         assert_eq!(file_uri("/tmp/a b/ü"), "file:///tmp/a%20b/%C3%BC");
         assert_eq!(fingerprint("r", "m"), fingerprint("r", "m"));
         assert_ne!(fingerprint("r", "m"), fingerprint("rm", ""));
+    }
+
+    #[test]
+    fn long_names_are_shortened_keeping_both_ends() {
+        assert_eq!(shorten("short.test", 72), "short.test");
+        let long = format!("{}.0.exfil.test", "a".repeat(100));
+        let s = shorten(&long, 20);
+        assert_eq!(s.chars().count(), 20);
+        assert!(
+            s.starts_with("aaaaaaaaaa…") && s.ends_with("xfil.test"),
+            "{s}"
+        );
     }
 }

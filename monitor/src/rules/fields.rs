@@ -19,6 +19,7 @@ pub const KIND_NAMES: &[&str] = &[
     "lost",
     "ptrace",
     "process_vm",
+    "dns",
 ];
 
 impl Kinds {
@@ -148,6 +149,31 @@ pub enum Field {
     TargetName,
     /// How the target relates to the acting process: self, descendant, run, outside.
     TargetRelation,
+    NetDomain,
+    NetResolved,
+    NetResolver,
+    NetAllowedByAddress,
+    NetEndpoint,
+    DnsDirection,
+    DnsProtocol,
+    DnsQname,
+    DnsQtype,
+    DnsRcode,
+    DnsResolver,
+    DnsSystemResolver,
+    DnsMalformed,
+    DnsDomain,
+    DnsSubdomain,
+    DnsNameLen,
+    DnsLabelMax,
+    DnsEncoding,
+    DnsLongLabel,
+    DnsLongName,
+    DnsHighEntropy,
+    DnsSubdomains,
+    DnsRareQueries,
+    DnsManySubdomains,
+    DnsRareTypeBurst,
 }
 
 struct Spec {
@@ -163,6 +189,7 @@ const FILE: &[&str] = &["open"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
 const TARGET: &[&str] = &["ptrace", "process_vm"];
+const DNS: &[&str] = &["dns"];
 
 macro_rules! spec {
     ($name:expr, $field:expr, $ty:ident, $kinds:expr, $doc:expr) => {
@@ -182,7 +209,7 @@ const SPECS: &[Spec] = &[
         Field::EvtType,
         Str,
         ANY,
-        "event kind: exec, open, connect, send, ptrace, process_vm, fork, exit, chdir"
+        "event kind: exec, open, connect, send, dns, ptrace, process_vm, fork, exit, chdir"
     ),
     spec!(
         "evt.failed",
@@ -395,6 +422,175 @@ const SPECS: &[Spec] = &[
         Str,
         TARGET,
         "self, descendant (of the actor), run (another process of this run) or outside"
+    ),
+    spec!(
+        "net.domain",
+        Field::NetDomain,
+        Str,
+        NET,
+        "the name this run's DNS resolved the destination from"
+    ),
+    spec!(
+        "net.resolved",
+        Field::NetResolved,
+        Bool,
+        NET,
+        "the destination was an answer to one of this run's DNS queries"
+    ),
+    spec!(
+        "net.resolver",
+        Field::NetResolver,
+        Bool,
+        NET,
+        "port 53 of a system resolver (/etc/resolv.conf) or of one in the policy's dns.resolvers"
+    ),
+    spec!(
+        "net.allowed_by_address",
+        Field::NetAllowedByAddress,
+        Bool,
+        NET,
+        "allowed by an address or network entry (or as loopback), whatever the name"
+    ),
+    spec!(
+        "net.endpoint",
+        Field::NetEndpoint,
+        Str,
+        NET,
+        "ADDR:PORT, with the name in front when DNS gave one: name (ADDR):PORT"
+    ),
+    spec!(
+        "dns.direction",
+        Field::DnsDirection,
+        Str,
+        DNS,
+        "query or response"
+    ),
+    spec!("dns.protocol", Field::DnsProtocol, Str, DNS, "udp or tcp"),
+    spec!(
+        "dns.qname",
+        Field::DnsQname,
+        Str,
+        DNS,
+        "the question's name (\\DDD for unusual bytes)"
+    ),
+    spec!(
+        "dns.qtype",
+        Field::DnsQtype,
+        Str,
+        DNS,
+        "A, AAAA, TXT, NULL, ANY, TYPE<N>…"
+    ),
+    spec!(
+        "dns.rcode",
+        Field::DnsRcode,
+        Str,
+        DNS,
+        "response code (NOERROR, NXDOMAIN…)"
+    ),
+    spec!(
+        "dns.resolver",
+        Field::DnsResolver,
+        Ip,
+        DNS,
+        "the server's address"
+    ),
+    spec!(
+        "dns.system_resolver",
+        Field::DnsSystemResolver,
+        Bool,
+        DNS,
+        "the server is in /etc/resolv.conf or the policy's dns.resolvers"
+    ),
+    spec!(
+        "dns.malformed",
+        Field::DnsMalformed,
+        Bool,
+        DNS,
+        "the message could not be parsed"
+    ),
+    spec!(
+        "dns.domain",
+        Field::DnsDomain,
+        Str,
+        DNS,
+        "registrable domain of the name (public suffix + one label)"
+    ),
+    spec!(
+        "dns.subdomain",
+        Field::DnsSubdomain,
+        Str,
+        DNS,
+        "labels left of dns.domain"
+    ),
+    spec!(
+        "dns.name_len",
+        Field::DnsNameLen,
+        Num,
+        DNS,
+        "length of the name"
+    ),
+    spec!(
+        "dns.label_max",
+        Field::DnsLabelMax,
+        Num,
+        DNS,
+        "length of its longest label"
+    ),
+    spec!(
+        "dns.encoding",
+        Field::DnsEncoding,
+        Str,
+        DNS,
+        "hex, base32 or base64 when a subdomain label looks encoded, else empty"
+    ),
+    spec!(
+        "dns.long_label",
+        Field::DnsLongLabel,
+        Bool,
+        DNS,
+        "a label reaches the policy's dns.long_label"
+    ),
+    spec!(
+        "dns.long_name",
+        Field::DnsLongName,
+        Bool,
+        DNS,
+        "the name reaches dns.long_name"
+    ),
+    spec!(
+        "dns.high_entropy",
+        Field::DnsHighEntropy,
+        Bool,
+        DNS,
+        "the subdomain's entropy reaches dns.entropy (over at least dns.entropy_min_len characters)"
+    ),
+    spec!(
+        "dns.subdomains",
+        Field::DnsSubdomains,
+        Num,
+        DNS,
+        "distinct names queried under dns.domain within the window"
+    ),
+    spec!(
+        "dns.rare_queries",
+        Field::DnsRareQueries,
+        Num,
+        DNS,
+        "TXT/NULL/ANY queries under dns.domain within the window"
+    ),
+    spec!(
+        "dns.many_subdomains",
+        Field::DnsManySubdomains,
+        Bool,
+        DNS,
+        "dns.subdomains reaches the policy's dns.max_subdomains"
+    ),
+    spec!(
+        "dns.rare_type_burst",
+        Field::DnsRareTypeBurst,
+        Bool,
+        DNS,
+        "dns.rare_queries reaches dns.max_rare_queries"
     ),
 ];
 

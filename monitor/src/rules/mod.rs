@@ -50,6 +50,10 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
         "rules/egress.yaml",
         include_str!("../../../rules/egress.yaml"),
     ),
+    (
+        "rules/dns-exfil.yaml",
+        include_str!("../../../rules/dns-exfil.yaml"),
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
