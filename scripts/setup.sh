@@ -16,7 +16,7 @@ if ! dpkg -s llvm-22-dev libpolly-22-dev >/dev/null 2>&1; then
 fi
 
 # What the end-to-end tests build and install for real: npm packages, a pip sdist with a C
-# extension, make/cc/git. Installed from Debian only when missing (a machine's own Node.js or
+# extension, make/cc/git, a DNS resolver. Installed from Debian only when missing (a machine's own Node.js or
 # Python is kept).
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -28,6 +28,10 @@ python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(
 for tool in cc make git curl tar; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$([ "$tool" = cc ] && echo gcc || echo "$tool")")
 done
+# The DNS tests' resolver and client (dnsmasq-base has no service that would start by itself).
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -272,9 +272,29 @@ pub fn watch(
     extra: &[&str],
     cmd: &[&str],
 ) -> Watched {
+    watch_via(tmp, cwd, env, &[], extra, cmd)
+}
+
+/// [`watch`], with buildwatch itself started through `wrapper` (e.g. `unshare -m …`).
+pub fn watch_via(
+    tmp: &TempDir,
+    cwd: &Path,
+    env: &[(&str, String)],
+    wrapper: &[&str],
+    extra: &[&str],
+    cmd: &[&str],
+) -> Watched {
     let events = tmp.join("events.jsonl");
     let report = tmp.join("report.json");
-    let out = Command::new(buildwatch_bin())
+    let mut command = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(buildwatch_bin());
+            c
+        }
+        None => Command::new(buildwatch_bin()),
+    };
+    let out = command
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("run")

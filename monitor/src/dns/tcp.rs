@@ -60,17 +60,12 @@ impl Reassembler {
         }
         flow.buf.extend_from_slice(payload);
         flow.next_seq = seq.wrapping_add(payload.len() as u32);
-        loop {
-            let Some(len) = flow
-                .buf
-                .get(..2)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-            else {
-                break;
-            };
-            if flow.buf.len() < 2 + len {
-                break;
-            }
+        while let Some(len) = flow
+            .buf
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            && flow.buf.len() >= 2 + len
+        {
             out.messages.push(flow.buf[2..2 + len].to_vec());
             flow.buf.drain(..2 + len);
         }

