@@ -53,3 +53,7 @@ if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.0'; then
     cargo +1.99.1 install bpf-linker --version 0.13.0 --locked \
         --no-default-features --features llvm-22
 fi
+# The fuzz targets in fuzz/ (`cargo xtask fuzz`, also run briefly by `cargo xtask test`).
+if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
+    cargo +1.99.1 install cargo-fuzz --version 0.13.2 --locked
+fi

@@ -14,7 +14,8 @@ pub struct PolicyArgs {
     /// Policy file (default: .buildwatch.yaml in the working directory, if present).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Add to the egress allowlist: ADDR[/PREFIX][:PORT], IPv6 with a port as [ADDR]:PORT.
+    /// Add to the egress allowlist: ADDR[/PREFIX][:PORT] or DOMAIN[:PORT] (`*.` one label, `**.`
+    /// any depth), IPv6 with a port as [ADDR]:PORT.
     /// Repeatable.
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_endpoint)]
     pub allow: Vec<Endpoint>,

@@ -41,6 +41,8 @@ pub enum LoadError {
     },
     #[error("tracefs: {0}")]
     Tracefs(#[source] std::io::Error),
+    #[error("this buildwatch was built without its eBPF programs (BUILDWATCH_NO_EBPF)")]
+    NoPrograms,
 }
 
 /// What the sensors watch.
@@ -122,6 +124,9 @@ pub struct Sensors {
 impl Sensors {
     /// Load, configure and attach every sensor for `scope`.
     pub fn attach(scope: Scope<'_>, ring_bytes: u32) -> Result<Self, LoadError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(LoadError::NoPrograms);
+        }
         tracefs::ensure_mounted().map_err(LoadError::Tracefs)?;
         let (cgroup_id, level, cgroup) = match scope {
             Scope::Cgroup(cg) => (cg.id(), cg.level(), cg),

@@ -4,9 +4,11 @@
 //! fail_on: high              # low | medium | high | critical | never
 //! fail_on_lost: false        # also fail when events were lost
 //! allow_loopback: true
-//! allow:                     # egress allowlist: ADDR[/PREFIX][:PORT], IPv6 in brackets with a port
+//! allow:                     # egress allowlist: ADDR[/PREFIX][:PORT] or DOMAIN[:PORT]
 //!   - 10.200.0.0/16:443
 //!   - "[fd00::1]:8080"
+//!   - "**.example.com:443"
+//! dns: {max_subdomains: 40, resolvers: [10.200.0.53]}   # DNS thresholds (docs/rules.md)
 //! sensitive_paths:           # appended to the sensitive-file rules' globs
 //!   - "**/deploy-key.pem"
 //! exceptions:                # structured exceptions appended to a rule

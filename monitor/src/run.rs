@@ -60,6 +60,7 @@ struct Pipeline {
     reported_decode_errors: u64,
     sink_failed: bool,
     reported_lost: KernelCounters,
+    reported_dns_discarded: u64,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
@@ -103,6 +104,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         reported_decode_errors: 0,
         sink_failed: false,
         reported_lost: KernelCounters::default(),
+        reported_dns_discarded: 0,
     };
     let mut escaped = Vec::new();
     let run = Detail::Run(event::Run {
@@ -278,6 +280,10 @@ impl Pipeline {
                 "decode_error",
                 self.decode_errors - self.reported_decode_errors,
             ),
+            (
+                "dns_tcp_discarded",
+                table.dns_tcp_discarded() - self.reported_dns_discarded,
+            ),
         ] {
             if n > 0 {
                 let detail = Detail::Lost(event::Lost {
@@ -290,6 +296,7 @@ impl Pipeline {
         }
         self.reported_lost = now;
         self.reported_decode_errors = self.decode_errors;
+        self.reported_dns_discarded = table.dns_tcp_discarded();
     }
 }
 

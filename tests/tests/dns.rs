@@ -60,7 +60,13 @@ impl Dnsmasq {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ok = Command::new("dig")
-                .args(["+short", "+time=1", "+tries=1", &format!("@{RESOLVER}"), "ready.svc.test"])
+                .args([
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    &format!("@{RESOLVER}"),
+                    "ready.svc.test",
+                ])
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SVC_ADDR));
             if ok {
@@ -136,8 +142,15 @@ fn watch_dns(tmp: &TempDir, extra: &[&str], script: &str) -> Watched {
     let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
     let w = watch_via(tmp, tmp.path(), &[], &ns, extra, &["sh", "-c", script]);
     // Everything a run sent stayed on loopback.
-    for e in events(&w).iter().filter(|e| e["kind"] == "connect" || e["kind"] == "send") {
-        let d = if e["kind"] == "connect" { &e["connect"] } else { &e["send"] };
+    for e in events(&w)
+        .iter()
+        .filter(|e| e["kind"] == "connect" || e["kind"] == "send")
+    {
+        let d = if e["kind"] == "connect" {
+            &e["connect"]
+        } else {
+            &e["send"]
+        };
         if let Some(a) = d["address"].as_str() {
             let ip: std::net::IpAddr = a.parse().unwrap();
             assert!(ip.is_loopback(), "traffic left loopback: {e}");
@@ -217,7 +230,11 @@ fn lookups_over_udp_tcp_v4_v6_are_seen_and_name_the_connect() {
         .find(|e| e["port"] == port)
         .expect("egress row");
     assert_eq!(row["domains"], serde_json::json!(["py.svc.test"]));
-    assert!(categories(&w, "dns-exfil").is_empty(), "{:#?}", w.report["findings"]);
+    assert!(
+        categories(&w, "dns-exfil").is_empty(),
+        "{:#?}",
+        w.report["findings"]
+    );
     assert_replay_matches(&w, tmp.path(), &[]);
 }
 
@@ -262,19 +279,35 @@ fn seed_exfiltration_through_dns_is_caught() {
     let w = watch_dns(&tmp, &[], &script);
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     let exfil = categories(&w, "dns-exfil");
-    for rule in ["dns-long-label", "dns-encoded-label", "dns-unconfigured-resolver"] {
-        assert!(exfil.contains(&rule.to_owned()), "{rule} missing from {exfil:?}");
+    for rule in [
+        "dns-long-label",
+        "dns-encoded-label",
+        "dns-unconfigured-resolver",
+    ] {
+        assert!(
+            exfil.contains(&rule.to_owned()),
+            "{rule} missing from {exfil:?}"
+        );
     }
     let enc = w.finding("dns-encoded-label");
     assert!(
-        enc["message"].as_str().unwrap().contains("base32-encoded labels under exfil.test"),
+        enc["message"]
+            .as_str()
+            .unwrap()
+            .contains("base32-encoded labels under exfil.test"),
         "{enc}"
     );
     // The whole name is in the report; the terminal shows it shortened.
     let qname = enc["detail"]["qname"].as_str().unwrap();
-    assert!(qname.ends_with(".0.exfil.test") && qname.len() > 70, "{qname}");
+    assert!(
+        qname.ends_with(".0.exfil.test") && qname.len() > 70,
+        "{qname}"
+    );
     assert!(w.stderr().contains("…"), "{}", w.stderr());
-    assert!(!w.stderr().contains(qname), "the terminal line is shortened");
+    assert!(
+        !w.stderr().contains(qname),
+        "the terminal line is shortened"
+    );
     let rogue = w.finding("dns-unconfigured-resolver");
     assert_eq!(rogue["detail"]["resolver"], ROGUE);
     assert!(w.rules().contains(&"sensitive-file-read".to_owned()));
@@ -312,21 +345,35 @@ fn benign_lookups_and_the_domain_allowlist() {
     );
     fs::write(tmp.join("build.py"), py).unwrap();
     let policy = tmp.join("policy.yaml");
-    fs::write(&policy, "allow_loopback: false\nallow:\n  - \"**.svc.test\"\n").unwrap();
+    fs::write(
+        &policy,
+        "allow_loopback: false\nallow:\n  - \"**.svc.test\"\n",
+    )
+    .unwrap();
     let script = format!("python3 {}", tmp.join("build.py").display());
     let args = ["--policy", policy.to_str().unwrap()];
     let w = watch_dns(&tmp, &args, &script);
-    assert!(categories(&w, "dns-exfil").is_empty(), "{:#?}", w.report["findings"]);
+    assert!(
+        categories(&w, "dns-exfil").is_empty(),
+        "{:#?}",
+        w.report["findings"]
+    );
     // The named destination is allowed through its domain; the hard-coded one is not, and
     // is also an address nobody looked up. The DNS queries themselves are not egress findings.
     let unlisted = w.finding("egress-unlisted");
     assert_eq!(unlisted["detail"]["address"], "127.0.0.6");
     assert_eq!(unlisted["count"], 1, "{unlisted}");
-    assert_eq!(w.finding("egress-unresolved-address")["detail"]["address"], "127.0.0.6");
+    assert_eq!(
+        w.finding("egress-unresolved-address")["detail"]["address"],
+        "127.0.0.6"
+    );
     let egress = w.report["egress"].as_array().unwrap();
     let row = |port: u16| egress.iter().find(|e| e["port"] == port).unwrap().clone();
     assert_eq!(row(named.addr.port())["allowed"], true);
-    assert_eq!(row(named.addr.port())["domains"], serde_json::json!(["registry.svc.test"]));
+    assert_eq!(
+        row(named.addr.port())["domains"],
+        serde_json::json!(["registry.svc.test"])
+    );
     assert_eq!(row(hard.addr.port())["allowed"], false);
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_replay_matches(&w, tmp.path(), &["--policy", policy.to_str().unwrap()]);

@@ -1,0 +1,9 @@
+//! Ring-buffer records: lengths inside them are checked, never trusted.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = monitor::decode::decode(data);
+});
