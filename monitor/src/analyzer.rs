@@ -55,6 +55,15 @@ impl Egress {
         }
     }
 
+    /// ` (name, name)` when DNS named the address, else empty.
+    pub fn domain_note(&self) -> String {
+        if self.domains.is_empty() {
+            return String::new();
+        }
+        let names: Vec<&str> = self.domains.iter().map(String::as_str).collect();
+        format!(" ({})", names.join(", "))
+    }
+
     pub fn process_list(&self) -> String {
         let procs: Vec<&str> = self.processes.iter().map(String::as_str).collect();
         procs.join(", ")

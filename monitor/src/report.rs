@@ -199,8 +199,9 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         out.push("egress:".into());
         for e in &r.egress {
             out.push(format!(
-                "  {} {} x{} {} by {}",
+                "  {}{} {} x{} {} by {}",
                 e.endpoint(),
+                term_safe(&e.domain_note()),
                 e.via,
                 e.count,
                 if e.allowed { "allowed" } else { "NOT ALLOWED" },
@@ -289,13 +290,18 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     if !r.egress.is_empty() {
-        let _ = writeln!(m, "\n| Destination | Via | Count | Allowed | Processes |");
-        let _ = writeln!(m, "|---|---|---:|---|---|");
+        let _ = writeln!(
+            m,
+            "\n| Destination | Domains | Via | Count | Allowed | Processes |"
+        );
+        let _ = writeln!(m, "|---|---|---|---:|---|---|");
         for e in &r.egress {
+            let domains: Vec<&str> = e.domains.iter().map(String::as_str).collect();
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 md(&e.endpoint()),
+                md(&domains.join(", ")),
                 e.via,
                 e.count,
                 if e.allowed { "yes" } else { "**no**" },

@@ -256,6 +256,15 @@ impl Watched {
             .collect()
     }
 
+    /// The run's event stream.
+    pub fn events(&self) -> Vec<Value> {
+        fs::read_to_string(&self.events)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     pub fn finding(&self, rule: &str) -> &Value {
         let all = self.report["findings"].as_array().unwrap();
         all.iter()

@@ -114,14 +114,6 @@ fn resolv_ns(tmp: &TempDir) -> Vec<String> {
     ]
 }
 
-fn events(w: &Watched) -> Vec<Value> {
-    fs::read_to_string(&w.events)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn dns_events<'a>(evs: &'a [Value], direction: &'a str) -> impl Iterator<Item = &'a Value> {
     evs.iter()
         .filter(move |e| e["kind"] == "dns" && e["dns"]["direction"] == direction)
@@ -142,7 +134,8 @@ fn watch_dns(tmp: &TempDir, extra: &[&str], script: &str) -> Watched {
     let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
     let w = watch_via(tmp, tmp.path(), &[], &ns, extra, &["sh", "-c", script]);
     // Everything a run sent stayed on loopback.
-    for e in events(&w)
+    for e in w
+        .events()
         .iter()
         .filter(|e| e["kind"] == "connect" || e["kind"] == "send")
     {
@@ -185,7 +178,7 @@ fn lookups_over_udp_tcp_v4_v6_are_seen_and_name_the_connect() {
     );
     let w = watch_dns(&tmp, &[], &script);
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
-    let evs = events(&w);
+    let evs = w.events();
     let queries: Vec<&Value> = dns_events(&evs, "query").collect();
     let q = |name: &str| {
         queries
@@ -230,6 +223,11 @@ fn lookups_over_udp_tcp_v4_v6_are_seen_and_name_the_connect() {
         .find(|e| e["port"] == port)
         .expect("egress row");
     assert_eq!(row["domains"], serde_json::json!(["py.svc.test"]));
+    assert!(
+        w.stderr().contains(&format!("{SVC_ADDR}:{port} (py.svc.test) connect")),
+        "the summary's egress table names the domain: {}",
+        w.stderr()
+    );
     assert!(
         categories(&w, "dns-exfil").is_empty(),
         "{:#?}",

@@ -8,7 +8,6 @@ use std::{
 };
 
 use buildwatch_tests::*;
-use serde_json::Value;
 
 const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
 
@@ -43,14 +42,6 @@ impl Drop for Victim {
     }
 }
 
-fn events(w: &Watched) -> Vec<Value> {
-    fs::read_to_string(&w.events)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn memory_of_a_process_outside_the_run_is_critical() {
     if !require_bpf() {
@@ -71,7 +62,7 @@ fn memory_of_a_process_outside_the_run_is_critical() {
     // The trigger really read the victim's memory: its ELF header.
     assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "7f454c46");
 
-    let evs = events(&w);
+    let evs = w.events();
     let vm = evs
         .iter()
         .find(|e| e["kind"] == "process_vm")
@@ -117,7 +108,7 @@ fn a_debugger_reading_its_own_child_is_not_a_finding() {
     let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, "peek-child"]);
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
     assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "7f454c46");
-    let evs = events(&w);
+    let evs = w.events();
     let child = evs
         .iter()
         .find(|e| e["kind"] == "fork" && e["exe"] == TRIGGER)
