@@ -79,7 +79,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         )),
     };
 
+    // Handlers go in before the command starts: a signal sent as soon as the command is up
+    // must be forwarded, not kill buildwatch with the default action.
+    let mut signals = Vec::new();
+    for (kind, sig) in [
+        (SignalKind::interrupt(), Signal::SIGINT),
+        (SignalKind::terminate(), Signal::SIGTERM),
+        (SignalKind::hangup(), Signal::SIGHUP),
+        (SignalKind::quit(), Signal::SIGQUIT),
+    ] {
+        signals.push((signal(kind).context("installing signal handlers")?, sig));
+    }
+    let [(int, _), (term, _), (hup, _), (quit, _)] = &mut signals[..] else {
+        unreachable!()
+    };
+
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    let resolvers = crate::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
     let mut child = match spawn_in_cgroup(&opts.command, &cgroup) {
         Ok(child) => child,
         Err(e) => {
@@ -116,23 +132,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         cwd: event::text(cwd.as_os_str().as_bytes(), "run.cwd", &mut escaped),
         pid: root_pid,
         version: env!("CARGO_PKG_VERSION").into(),
-        resolvers: crate::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf")),
+        resolvers,
     });
     let ev = table.envelope(0, 0, boot_now(), run, escaped);
     p.record(ev);
-
-    let mut signals = Vec::new();
-    for (kind, sig) in [
-        (SignalKind::interrupt(), Signal::SIGINT),
-        (SignalKind::terminate(), Signal::SIGTERM),
-        (SignalKind::hangup(), Signal::SIGHUP),
-        (SignalKind::quit(), Signal::SIGQUIT),
-    ] {
-        signals.push((signal(kind).context("installing signal handlers")?, sig));
-    }
-    let [(int, _), (term, _), (hup, _), (quit, _)] = &mut signals[..] else {
-        unreachable!()
-    };
 
     let status: ExitStatus = loop {
         tokio::select! {
