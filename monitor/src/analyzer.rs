@@ -516,9 +516,10 @@ impl Subject for Subj<'_> {
                 Val::Bool(port == Some(53) && self.is_resolver(ip))
             }),
             Field::NetAllowedByAddress => self.ip().map_or(Val::Missing, |ip| {
+                // Without a name, domain entries cannot match: address entries decide.
                 Val::Bool(
                     self.policy
-                        .allowed_by_address(ip, self.dest().and_then(|d| d.port)),
+                        .allowed(ip, self.dest().and_then(|d| d.port), None),
                 )
             }),
             Field::NetEndpoint => self.dest().map_or(Val::Missing, |d| {

@@ -149,42 +149,23 @@ impl Sensors {
             .chain(PROCMEM_PROBES)
         {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| LoadError::Program {
-                program: name,
-                source,
-            })?;
-            prog.attach(category, tp)
-                .map_err(|source| LoadError::Program {
-                    program: name,
-                    source,
-                })?;
+            prog.load().map_err(program_error(name))?;
+            prog.attach(category, tp).map_err(program_error(name))?;
         }
         let cgroup_file = cgroup.open_dir().map_err(LoadError::Tracefs)?;
         for name in NET_CGROUP {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| LoadError::Program {
-                program: name,
-                source,
-            })?;
+            prog.load().map_err(program_error(name))?;
             // A bpf_link always composes with other programs on the cgroup; the kernel rejects
             // attach flags on link creation, so the mode must be Single (flags 0).
             prog.attach(cgroup_file.as_fd(), CgroupAttachMode::Single)
-                .map_err(|source| LoadError::Program {
-                    program: name,
-                    source,
-                })?;
+                .map_err(program_error(name))?;
         }
         for (name, attach_type) in DNS_SKB {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
-            prog.load().map_err(|source| LoadError::Program {
-                program: name,
-                source,
-            })?;
+            prog.load().map_err(program_error(name))?;
             prog.attach(cgroup_file.as_fd(), *attach_type, CgroupAttachMode::Single)
-                .map_err(|source| LoadError::Program {
-                    program: name,
-                    source,
-                })?;
+                .map_err(program_error(name))?;
         }
 
         let counters_map = ebpf
@@ -226,6 +207,10 @@ impl Sensors {
     }
 }
 
+fn program_error(program: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
+    move |source| LoadError::Program { program, source }
+}
+
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
@@ -233,10 +218,7 @@ where
     let prog = ebpf
         .program_mut(name)
         .ok_or(LoadError::MissingProgram(name))?;
-    prog.try_into().map_err(|source| LoadError::Program {
-        program: name,
-        source,
-    })
+    prog.try_into().map_err(program_error(name))
 }
 
 /// Counters the kernel programs keep about events they could not deliver or read.

@@ -230,7 +230,8 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Is a destination allowed? `name`: the domain the run's DNS resolved `addr` from.
+    /// Is a destination allowed? `name`: the domain the run's DNS resolved `addr` from; with
+    /// None only address entries (and loopback) can allow it.
     pub fn allowed(&self, addr: IpAddr, port: Option<u16>, name: Option<&str>) -> bool {
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
@@ -238,19 +239,6 @@ impl Policy {
         };
         (self.allow_loopback && addr.is_loopback())
             || self.allow.iter().any(|e| e.matches(addr, port, name))
-    }
-
-    /// Allowed by an address or network entry, whatever name it was reached by.
-    pub fn allowed_by_address(&self, addr: IpAddr, port: Option<u16>) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
-        (self.allow_loopback && addr.is_loopback())
-            || self
-                .allow
-                .iter()
-                .any(|e| matches!(e.host, Host::Net(_)) && e.matches(addr, port, None))
     }
 }
 

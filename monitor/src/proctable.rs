@@ -489,12 +489,9 @@ impl<S: ProcSource> ProcTable<S> {
             if pid != 0 {
                 self.ensure(pid);
             }
-            let (tid, ts) = if ingress {
-                (pid, ev.ts_ns)
-            } else {
-                (ev.tid, ev.ts_ns)
-            };
-            let e = self.envelope(pid, tid, ts, Detail::Dns(d), Vec::new());
+            // A response arrives in no thread's context: it is credited to the querying pid.
+            let tid = if ingress { pid } else { ev.tid };
+            let e = self.envelope(pid, tid, ev.ts_ns, Detail::Dns(d), Vec::new());
             out(e);
         }
     }

@@ -224,7 +224,8 @@ fn lookups_over_udp_tcp_v4_v6_are_seen_and_name_the_connect() {
         .expect("egress row");
     assert_eq!(row["domains"], serde_json::json!(["py.svc.test"]));
     assert!(
-        w.stderr().contains(&format!("{SVC_ADDR}:{port} (py.svc.test) connect")),
+        w.stderr()
+            .contains(&format!("{SVC_ADDR}:{port} (py.svc.test) connect")),
         "the summary's egress table names the domain: {}",
         w.stderr()
     );

@@ -46,7 +46,7 @@ pub struct Message {
 }
 
 impl Message {
-    /// Addresses the answers give, each with the question name that led to it.
+    /// Addresses the A and AAAA answers give (at the end of any CNAME chain).
     pub fn resolved(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.answers
             .iter()

@@ -217,8 +217,9 @@ impl Windows {
             w.rare.pop_front();
         }
         if w.seen.len() < MAX_NAMES {
-            w.seen.push_back((ts_ns, name.to_ascii_lowercase()));
-            *w.names.entry(name.to_ascii_lowercase()).or_default() += 1;
+            let name = name.to_ascii_lowercase();
+            *w.names.entry(name.clone()).or_default() += 1;
+            w.seen.push_back((ts_ns, name));
         }
         if rare && w.rare.len() < MAX_NAMES {
             w.rare.push_back(ts_ns);
