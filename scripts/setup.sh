@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything building buildwatch needs on a fresh Debian-based machine, as root:
 # LLVM 22 (for bpf-linker), the pinned Rust toolchains and bpf-linker, and the package tools the
-# end-to-end tests use. Safe to run again.
+# end-to-end tests use. With --bench, also the alternatives `cargo xtask bench` measures
+# buildwatch against (strace, bpftrace, auditd; auditd's service is not started). Safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,18 @@ done
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+if [ "${1:-}" = --bench ]; then
+    command -v strace >/dev/null 2>&1 || missing+=(strace)
+    command -v bpftrace >/dev/null 2>&1 || missing+=(bpftrace)
+    [ -x /usr/sbin/auditd ] || [ -x /sbin/auditd ] || missing+=(auditd)
+    # The bench starts its own auditd with a private configuration; a system auditd started by
+    # the package would audit everything, bare runs included.
+    if [[ " ${missing[*]} " == *" auditd "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

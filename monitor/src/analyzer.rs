@@ -90,6 +90,8 @@ pub struct Analyzer {
     pub command: Vec<String>,
     /// From the stream's `run_end` record.
     pub exit_code: Option<i32>,
+    /// From the stream's `run_end` record.
+    pub monitor: Option<crate::event::MonitorUsage>,
     /// The system's resolvers (from the `run` record) and the policy's.
     resolvers: Vec<IpAddr>,
     dns_windows: crate::dns::shape::Windows,
@@ -113,6 +115,7 @@ impl Analyzer {
             totals: Totals::default(),
             command: Vec::new(),
             exit_code: None,
+            monitor: None,
             resolvers: Vec::new(),
             dns_windows: Default::default(),
         }
@@ -147,6 +150,7 @@ impl Analyzer {
             }
             Detail::RunEnd(e) => {
                 self.exit_code = Some(e.exit_code);
+                self.monitor = e.monitor;
                 return;
             }
             Detail::Lost(l) => {

@@ -365,6 +365,33 @@ pub struct RunEnd {
     pub exit_code: i32,
     #[serde(flatten)]
     pub status: Exit,
+    /// What watching cost buildwatch itself, up to this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorUsage>,
+}
+
+/// buildwatch's own resource use during a run (getrusage(RUSAGE_SELF): its threads, not the
+/// command's processes, and not the kernel programs, whose time is charged to the syscalls
+/// they watch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorUsage {
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+    /// Peak resident set size.
+    pub max_rss_kib: u64,
+}
+
+impl MonitorUsage {
+    /// This process's usage so far.
+    pub fn of_self() -> Option<Self> {
+        let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+        let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1000 + t.tv_usec() as u64 / 1000;
+        Some(Self {
+            cpu_user_ms: ms(u.user_time()),
+            cpu_system_ms: ms(u.system_time()),
+            max_rss_kib: u.max_rss() as u64,
+        })
+    }
 }
 
 /// Render bytes as a string, escaping (and recording `field` in `escaped`) only when they are

@@ -1,31 +1,160 @@
 //! Reads the one kernel structure offset the sensors need from the running kernel's BTF, so
 //! the exit sensor can report wait statuses without CO-RE support in the Rust BPF toolchain.
-
-use btf_rs::{Btf, Type};
+//!
+//! A single pass over the type section finds the struct by name; nothing is indexed. (A
+//! general BTF library parsed and hashed all ~100,000 kernel types, which took most of
+//! buildwatch's start-up.) The file is the kernel's own, but it is still parsed with every
+//! read bounds-checked.
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Byte offset of `task_struct.exit_code`.
 pub fn task_exit_code_offset() -> Result<u32, String> {
-    let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    member_offset(&btf, "task_struct", "exit_code")
+    let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    member_offset(&data, "task_struct", "exit_code").map_err(|e| format!("{VMLINUX_BTF}: {e}"))
 }
 
-fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, String> {
-    let types = btf
-        .resolve_types_by_name(strukt)
-        .map_err(|e| format!("struct {strukt}: {e}"))?;
-    for ty in types {
-        let Type::Struct(s) = ty else { continue };
-        for m in &s.members {
-            if btf.resolve_name(m).ok().as_deref() == Some(member) {
-                let bits = m.bit_offset();
-                if bits % 8 != 0 || bits == 0 {
-                    return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
+const MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn u32(&self, at: usize) -> Result<u32, String> {
+        let b = self
+            .data
+            .get(at..at.checked_add(4).ok_or("offset overflow")?)
+            .ok_or_else(|| format!("truncated at byte {at}"))?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Byte offset of `member` in the struct named `strukt`, from raw (little-endian) BTF.
+pub fn member_offset(data: &[u8], strukt: &str, member: &str) -> Result<u32, String> {
+    let r = Reader { data };
+    if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
+        return Err("not little-endian BTF (bad magic)".into());
+    }
+    let hdr_len = r.u32(4)? as usize;
+    let (type_off, type_len) = (r.u32(8)? as usize, r.u32(12)? as usize);
+    let (str_off, str_len) = (r.u32(16)? as usize, r.u32(20)? as usize);
+    let types = hdr_len + type_off;
+    let types_end = types + type_len;
+    let strings = data
+        .get(hdr_len + str_off..hdr_len + str_off + str_len)
+        .ok_or("string section out of bounds")?;
+    if types_end > data.len() {
+        return Err("type section out of bounds".into());
+    }
+    let name = |off: u32| -> &[u8] {
+        let s = strings.get(off as usize..).unwrap_or(&[]);
+        &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
+    };
+    let mut at = types;
+    while at < types_end {
+        let name_off = r.u32(at)?;
+        let info = r.u32(at + 4)?;
+        let kind = (info >> 24) & 0x1f;
+        let vlen = (info & 0xffff) as usize;
+        let body = at + 12;
+        let extra = match kind {
+            // int, var, decl_tag
+            1 | 14 | 17 => 4,
+            // ptr, fwd, typedef, volatile, const, restrict, func, float, type_tag
+            2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => 0,
+            3 => 12,
+            // struct, union, datasec, enum64: 12-byte entries
+            4 | 5 | 15 | 19 => vlen * 12,
+            // enum, func_proto: 8-byte entries
+            6 | 13 => vlen * 8,
+            k => return Err(format!("unknown BTF kind {k} at byte {at}")),
+        };
+        if kind == KIND_STRUCT && name(name_off) == strukt.as_bytes() {
+            let bitfields = info & (1 << 31) != 0;
+            for m in 0..vlen {
+                let e = body + m * 12;
+                if name(r.u32(e)?) == member.as_bytes() {
+                    let raw = r.u32(e + 8)?;
+                    let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
+                    if bits % 8 != 0 || bits == 0 {
+                        return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
+                    }
+                    return Ok(bits / 8);
                 }
-                return Ok(bits / 8);
             }
         }
+        at = body + extra;
     }
     Err(format!("{strukt}.{member} not found in kernel BTF"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_offset;
+
+    /// BTF with: int (kind 1), struct `s` {a at bit 0, exit_code at bit 64}, in that order.
+    fn sample(bitfields: bool) -> Vec<u8> {
+        let strings = b"\0int\0s\0a\0exit_code\0";
+        let mut t = Vec::new();
+        let mut ty = |name: u32, info: u32, size: u32, extra: &[u32]| {
+            for w in [name, info, size].iter().chain(extra) {
+                t.extend_from_slice(&w.to_le_bytes());
+            }
+        };
+        ty(1, 1 << 24, 4, &[32]);
+        let kflag = if bitfields { 1 << 31 } else { 0 };
+        ty(5, kflag | 4 << 24 | 2, 16, &[7, 1, 0, 9, 1, 64]);
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xeb9fu16.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        for w in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&t);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn finds_member_offsets_and_rejects_bad_input() {
+        assert_eq!(member_offset(&sample(false), "s", "exit_code"), Ok(8));
+        assert_eq!(member_offset(&sample(true), "s", "exit_code"), Ok(8));
+        assert!(
+            member_offset(&sample(false), "s", "a")
+                .unwrap_err()
+                .contains("bit offset 0")
+        );
+        assert!(
+            member_offset(&sample(false), "s", "nope")
+                .unwrap_err()
+                .contains("not found")
+        );
+        assert!(member_offset(&sample(false), "t", "a").is_err());
+        // Every truncation is an error, never a panic.
+        let full = sample(false);
+        for n in 0..full.len() {
+            assert!(
+                member_offset(&full[..n], "s", "exit_code").is_err(),
+                "len {n}"
+            );
+        }
+        assert!(member_offset(b"\x00\x00rest-of-header-bytes....", "s", "a").is_err());
+    }
+
+    #[test]
+    fn agrees_with_the_running_kernel() {
+        let Ok(data) = std::fs::read(super::VMLINUX_BTF) else {
+            return; // no kernel BTF here (the end-to-end tests need it and fail instead)
+        };
+        let off = member_offset(&data, "task_struct", "exit_code").unwrap();
+        assert!(off > 0 && off < 16384, "{off}");
+    }
 }

@@ -49,10 +49,49 @@ impl ProcSource for LiveProc {
         rest.split_whitespace().nth(1)?.parse().ok()
     }
     fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
+        // One openat2(RESOLVE_NO_SYMLINKS) tells whether any component is a symlink; almost
+        // none is, and then the (already normalised) path is its own canonical form. Only
+        // ELOOP, or a kernel without openat2, pays for realpath's readlink per component.
+        match no_symlinks(path) {
+            Some(true) => return Some(path.to_vec()),
+            Some(false) => {}
+            None => return None,
+        }
         let p = Path::new(std::ffi::OsStr::from_bytes(path));
         std::fs::canonicalize(p)
             .ok()
             .map(|c| c.into_os_string().into_vec())
+    }
+}
+
+/// Whether `path` exists with no symlink anywhere in it: Some(true) yes, Some(false) there
+/// is one (or openat2 is unavailable: ask realpath), None it does not exist (any more).
+fn no_symlinks(path: &[u8]) -> Option<bool> {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return None;
+    };
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: a NUL-terminated path and an open_how of the size passed; the returned fd is
+    // ours and closed at once.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        return Some(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => None,
+        _ => Some(false),
     }
 }
 
@@ -856,6 +895,31 @@ mod tests {
         );
         assert_eq!(e[0].kind, "process_vm");
         assert_eq!(target(&e[0]), Some(event::Target { pid: -5, exe: None }));
+    }
+
+    #[test]
+    fn live_canonical_sees_symlinks_at_any_depth() {
+        let dir = std::env::temp_dir().join(format!("bw-canon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real/sub")).unwrap();
+        std::fs::write(dir.join("real/sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("via")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real/sub/f"), dir.join("real/link")).unwrap();
+        let b = |p: &std::path::Path| p.as_os_str().as_bytes().to_vec();
+        let real = b(&dir.join("real/sub/f"));
+        // No symlink: the path itself. One in the middle or at the end: resolved.
+        assert_eq!(LiveProc.canonical(&real), Some(real.clone()));
+        assert_eq!(
+            LiveProc.canonical(&b(&dir.join("via/sub/f"))),
+            Some(real.clone())
+        );
+        assert_eq!(
+            LiveProc.canonical(&b(&dir.join("real/link"))),
+            Some(real.clone())
+        );
+        assert_eq!(LiveProc.canonical(&b(&dir.join("real/missing"))), None);
+        assert_eq!(LiveProc.canonical(b"/nonexistent-bw/x"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

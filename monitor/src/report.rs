@@ -51,6 +51,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub egress: Vec<Egress>,
     pub events: Totals,
+    /// buildwatch's own CPU time and peak memory (from `run_end`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::event::MonitorUsage>,
 }
 
 impl Report {
@@ -98,6 +101,7 @@ impl Report {
             findings,
             egress: a.egress(),
             events: a.totals.clone(),
+            monitor: a.monitor,
         }
     }
 }
@@ -208,6 +212,15 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 term_safe(&e.process_list())
             ));
         }
+    }
+    if let Some(m) = &r.monitor {
+        out.push(format!(
+            "buildwatch itself: {:.2} s CPU (user {:.2}, system {:.2}), peak memory {:.1} MiB",
+            (m.cpu_user_ms + m.cpu_system_ms) as f64 / 1000.0,
+            m.cpu_user_ms as f64 / 1000.0,
+            m.cpu_system_ms as f64 / 1000.0,
+            m.max_rss_kib as f64 / 1024.0
+        ));
     }
     let v = &r.verdict;
     if v.failed {

@@ -190,6 +190,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         status: event::Exit::from_status(Some(std::os::unix::process::ExitStatusExt::into_raw(
             status,
         ))),
+        monitor: event::MonitorUsage::of_self(),
     });
     let ev = table.envelope(0, 0, boot_now(), end, Vec::new());
     p.record(ev);
@@ -199,7 +200,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
 
     summarise(&p, &sensors.counters(), &status);
     drop(reader);
-    drop(sensors);
+    sensors.detach_in_background();
     cgroup.remove().context("removing the run's cgroup")?;
     let report = Report::new(&p.analyzer);
     for line in report::terminal_summary(&report) {

@@ -1,7 +1,10 @@
 //! Project tasks that need more than `cargo`: `cargo xtask test` builds buildwatch and runs
 //! every test, including the end-to-end ones that load eBPF (root required; under CI=true they
 //! fail rather than skip without it), then fuzzes the parsers briefly; `cargo xtask fuzz
-//! [SECONDS]` runs only the fuzz targets (fuzz/, cargo-fuzz on the pinned nightly).
+//! [SECONDS]` runs only the fuzz targets (fuzz/, cargo-fuzz on the pinned nightly); `cargo
+//! xtask bench` measures what buildwatch costs (see bench/mod.rs and docs/benchmarks.md).
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -9,6 +12,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => exit(fuzz(FUZZ_SECS)),
             Some(Ok(secs)) if secs > 0 => exit(fuzz(secs)),
@@ -19,7 +23,8 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask test [-- extra cargo test args] | cargo xtask fuzz [SECONDS]"
+                "usage: cargo xtask test [-- extra cargo test args] | cargo xtask fuzz [SECONDS] \
+                 | cargo xtask bench [--quick] [--only SECTIONS] [--monitors LIST] [--publish]"
             );
             ExitCode::from(2)
         }

@@ -1,0 +1,480 @@
+//! `cargo xtask bench [--quick] [--only SECTIONS] [--monitors LIST] [--publish]`: what
+//! buildwatch costs a build, measured in one run side by side with bare runs and the
+//! alternatives (strace, bpftrace, auditd), alternating the monitors between repetitions.
+//! Writes target/bench/results.json and results.md; `--publish` also puts them in
+//! docs/benchmarks.md and docs/benchmarks.json. Needs root. Traffic stays on loopback: the
+//! builds are generated locally and their packages served from 127.0.0.1.
+
+mod micro;
+mod monitors;
+mod proc;
+mod render;
+mod stats;
+mod workloads;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use monitors::{Monitor, Seen};
+use serde::Serialize;
+use stats::Spread;
+use workloads::{BUILDS, Build, Projects};
+
+pub struct Ctx {
+    pub quick: bool,
+    pub env: monitors::Env,
+    pub load: PathBuf,
+    pub open_target: PathBuf,
+    pub true_bin: PathBuf,
+}
+
+const SECTIONS: [&str; 5] = ["startup", "micro", "capacity", "latency", "builds"];
+
+struct Options {
+    quick: bool,
+    publish: bool,
+    sections: Vec<String>,
+    monitors: Vec<Monitor>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        publish: false,
+        sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
+        monitors: monitors::ALL.to_vec(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--publish" => o.publish = true,
+            "--only" => {
+                let v = it.next().ok_or("--only needs a list")?;
+                o.sections = v.split(',').map(str::to_owned).collect();
+                if let Some(bad) = o.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+                    return Err(format!(
+                        "unknown section `{bad}` (sections: {})",
+                        SECTIONS.join(",")
+                    ));
+                }
+            }
+            "--monitors" => {
+                let v = it.next().ok_or("--monitors needs a list")?;
+                o.monitors = v
+                    .split(',')
+                    .map(|m| Monitor::parse(m).ok_or(format!("unknown monitor `{m}`")))
+                    .collect::<Result<_, _>>()?;
+                if !o.monitors.contains(&Monitor::Bare) {
+                    o.monitors.insert(0, Monitor::Bare);
+                }
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if o.publish && o.quick {
+        return Err("--publish takes a full run, not --quick".into());
+    }
+    Ok(o)
+}
+
+pub fn main(args: &[String]) -> ExitCode {
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "xtask bench: {e}\nusage: cargo xtask bench [--quick] [--only {}] \
+                 [--monitors bare,buildwatch,strace,bpftrace,auditd] [--publish]",
+                SECTIONS.join(",")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match bench(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MonitorInfo {
+    name: &'static str,
+    setup: String,
+    /// Why it was left out, when it was.
+    unavailable: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct BuildResult {
+    build: &'static str,
+    description: String,
+    monitor: &'static str,
+    wall_s: Spread,
+    cpu_s: Spread,
+    wall_ratio: Option<f64>,
+    cpu_ratio: Option<f64>,
+    /// What the monitor recorded in the last repetition.
+    seen: Seen,
+    /// Repetitions that failed (non-zero exit), with the reason.
+    failures: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Results {
+    schema: u32,
+    quick: bool,
+    machine: Machine,
+    monitors: Vec<MonitorInfo>,
+    sizes: workloads::Sizes,
+    startup: Option<micro::Startup>,
+    micro: Vec<micro::MicroResult>,
+    capacity: Option<micro::Capacity>,
+    latency: Vec<micro::Latency>,
+    builds: Vec<BuildResult>,
+    targets: Vec<render::Target>,
+    errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Machine {
+    date: String,
+    kernel: String,
+    cpu: String,
+    cpus: usize,
+    memory_gib: f64,
+    buildwatch: String,
+}
+
+fn machine(repo: &Path) -> Machine {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let cmd = |c: &str, a: &[&str]| {
+        Command::new(c)
+            .args(a)
+            .current_dir(repo)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpuinfo = read("/proc/cpuinfo");
+    let meminfo = read("/proc/meminfo");
+    Machine {
+        date: cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        kernel: cmd("uname", &["-r"]),
+        cpu: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+            .unwrap_or("unknown")
+            .trim()
+            .to_owned(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_gib: meminfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("MemTotal:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(0.0, |kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0),
+        buildwatch: cmd("git", &["describe", "--always", "--dirty"]),
+    }
+}
+
+fn cargo_build(repo: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench: building buildwatch and bw-load (release)");
+    let st = Command::new(cargo)
+        .current_dir(repo)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "monitor",
+            "--bin",
+            "buildwatch",
+        ])
+        .args(["--package", "xtask", "--bin", "bw-load"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err("cargo build --release failed".into());
+    }
+    Ok(())
+}
+
+/// The bench's own cgroup v2 (bpftrace filters on it), found through /proc/mounts.
+fn bench_cgroup() -> Result<PathBuf, String> {
+    let mounts = fs::read_to_string("/proc/mounts").map_err(|e| e.to_string())?;
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .ok_or("no cgroup2 mount in /proc/mounts")?;
+    let cg = root.join("buildwatch-bench");
+    match fs::create_dir(&cg) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(format!("creating {}: {e}", cg.display()))
+        }
+        _ => Ok(cg),
+    }
+}
+
+fn ensure_tracefs() {
+    let t = Path::new("/sys/kernel/tracing");
+    if !t.join("events").exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "tracefs", "tracefs"])
+            .arg(t)
+            .status();
+    }
+}
+
+fn bench(opts: &Options) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("run as root (buildwatch loads eBPF; the alternatives need root too)".into());
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    cargo_build(&repo)?;
+    let out_dir = repo.join("target/bench");
+    let work = out_dir.join("work");
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    ensure_tracefs();
+    let open_target = work.join("open-target");
+    fs::write(&open_target, "x").map_err(|e| e.to_string())?;
+    let ctx = Ctx {
+        quick: opts.quick,
+        env: monitors::Env {
+            buildwatch: repo.join("target/release/buildwatch"),
+            work: work.clone(),
+            cgroup: bench_cgroup()?,
+        },
+        load: repo.join("target/release/bw-load"),
+        open_target,
+        true_bin: micro::true_bin(),
+    };
+    let mut errors = Vec::new();
+    let mut infos = Vec::new();
+    let mut active = Vec::new();
+    for &m in &opts.monitors {
+        let unavailable = monitors::probe(m, &ctx.env).err();
+        if let Some(why) = &unavailable {
+            eprintln!("bench: {} left out: {why}", m.name());
+        } else {
+            active.push(m);
+        }
+        infos.push(MonitorInfo {
+            name: m.name(),
+            setup: m.setup(),
+            unavailable,
+        });
+    }
+    let sizes = if opts.quick {
+        workloads::QUICK
+    } else {
+        workloads::FULL
+    };
+    let wants = |s: &str| opts.sections.iter().any(|x| x == s);
+    let _resolver = if wants("micro") {
+        Some(workloads::resolver(&work).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+
+    let startup = if wants("startup") {
+        micro::startup(&ctx)
+            .map_err(|e| errors.push(format!("startup: {e}")))
+            .ok()
+    } else {
+        None
+    };
+    let micro = if wants("micro") {
+        micro::micro(&ctx, &active)
+    } else {
+        Vec::new()
+    };
+    let capacity = if wants("capacity") {
+        micro::capacity(&ctx)
+            .map_err(|e| errors.push(format!("capacity: {e}")))
+            .ok()
+    } else {
+        None
+    };
+    let mut latency = Vec::new();
+    if wants("latency") {
+        for bg in [0, 100_000] {
+            match micro::latency(&ctx, bg) {
+                Ok(l) => latency.push(l),
+                Err(e) => errors.push(format!("latency ({bg}/s background): {e}")),
+            }
+        }
+    }
+    let builds = if wants("builds") {
+        let projects =
+            Projects::prepare(&work.join("projects"), sizes).map_err(|e| e.to_string())?;
+        builds(&ctx, &projects, &active, &mut errors)?
+    } else {
+        Vec::new()
+    };
+    let _ = fs::remove_dir(&ctx.env.cgroup);
+
+    let mut results = Results {
+        schema: 1,
+        quick: opts.quick,
+        machine: machine(&repo),
+        monitors: infos,
+        sizes,
+        startup,
+        micro,
+        capacity,
+        latency,
+        builds,
+        targets: Vec::new(),
+        errors,
+    };
+    results.targets = render::targets(&results);
+    let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    let md = render::markdown(&results);
+    fs::write(out_dir.join("results.json"), &json).map_err(|e| e.to_string())?;
+    fs::write(out_dir.join("results.md"), &md).map_err(|e| e.to_string())?;
+    eprintln!("{md}");
+    eprintln!(
+        "bench: wrote {0}/results.json and {0}/results.md",
+        out_dir.display()
+    );
+    if opts.publish {
+        render::publish(&repo, &json, &md)?;
+        eprintln!("bench: updated docs/benchmarks.md and docs/benchmarks.json");
+    }
+    Ok(())
+}
+
+fn builds(
+    ctx: &Ctx,
+    projects: &Projects,
+    active: &[Monitor],
+    errors: &mut Vec<String>,
+) -> Result<Vec<BuildResult>, String> {
+    let reps = if ctx.quick { 2 } else { 5 };
+    let registry = workloads::registry(projects).map_err(|e| e.to_string())?;
+    // (build, monitor) → samples
+    let mut wall: std::collections::HashMap<(usize, usize), Vec<f64>> = Default::default();
+    let mut cpu: std::collections::HashMap<(usize, usize), Vec<f64>> = Default::default();
+    let mut seen: std::collections::HashMap<(usize, usize), Seen> = Default::default();
+    let mut failures: std::collections::HashMap<(usize, usize), Vec<String>> = Default::default();
+    // One untimed warm-up of each build (page cache, pyc of pip itself, ...).
+    for (bi, &b) in BUILDS.iter().enumerate() {
+        eprintln!("bench: warm-up {}", b.name());
+        if let Err(e) = one_build(ctx, projects, b, Monitor::Bare, registry.port, "warmup") {
+            errors.push(format!("{} warm-up: {e}", b.name()));
+            failures.entry((bi, 0)).or_default().push(e);
+        }
+    }
+    for rep in 0..reps {
+        for (bi, &b) in BUILDS.iter().enumerate() {
+            let mut order: Vec<usize> = (0..active.len()).collect();
+            let k = rep % order.len().max(1);
+            order.rotate_left(k);
+            for mi in order {
+                let m = active[mi];
+                eprintln!(
+                    "bench: {} under {} rep {}/{reps}",
+                    b.name(),
+                    m.name(),
+                    rep + 1
+                );
+                let tag = format!("build-{bi}-{}", m.name());
+                match one_build(ctx, projects, b, m, registry.port, &tag) {
+                    Ok((o, s)) => {
+                        wall.entry((bi, mi)).or_default().push(o.wall_s);
+                        cpu.entry((bi, mi)).or_default().push(
+                            o.cpu_s
+                                + s.monitor_cpu_s
+                                    .filter(|_| matches!(m, Monitor::Bpftrace | Monitor::Auditd))
+                                    .unwrap_or(0.0),
+                        );
+                        seen.insert((bi, mi), s);
+                    }
+                    Err(e) => {
+                        eprintln!("bench: {e}");
+                        failures.entry((bi, mi)).or_default().push(e);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (bi, &b) in BUILDS.iter().enumerate() {
+        let bare_i = active.iter().position(|&m| m == Monitor::Bare);
+        let bare_wall = bare_i
+            .and_then(|i| wall.get(&(bi, i)))
+            .map(|s| Spread::of(s).median);
+        let bare_cpu = bare_i
+            .and_then(|i| cpu.get(&(bi, i)))
+            .map(|s| Spread::of(s).median);
+        for (mi, &m) in active.iter().enumerate() {
+            let w = Spread::of(wall.get(&(bi, mi)).map_or(&[][..], Vec::as_slice));
+            let c = Spread::of(cpu.get(&(bi, mi)).map_or(&[][..], Vec::as_slice));
+            let ratio =
+                |x: f64, base: Option<f64>| base.filter(|&b| b > 0.0 && x > 0.0).map(|b| x / b);
+            out.push(BuildResult {
+                build: b.name(),
+                description: b.describe(&projects.sizes),
+                monitor: m.name(),
+                wall_ratio: ratio(w.median, bare_wall),
+                cpu_ratio: ratio(c.median, bare_cpu),
+                wall_s: w,
+                cpu_s: c,
+                seen: seen.remove(&(bi, mi)).unwrap_or_default(),
+                failures: failures.remove(&(bi, mi)).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn one_build(
+    ctx: &Ctx,
+    projects: &Projects,
+    b: Build,
+    m: Monitor,
+    port: u16,
+    tag: &str,
+) -> Result<(proc::Outcome, Seen), String> {
+    projects.reset(b).map_err(|e| e.to_string())?;
+    let mut cmd = projects.command(b, port).map_err(|e| e.to_string())?;
+    proc::place(&mut cmd, &monitors::placement(m, &ctx.env)).map_err(|e| e.to_string())?;
+    let session = monitors::start(m, &ctx.env, tag).map_err(|e| e.to_string())?;
+    let cmd = monitors::wrap(m, &ctx.env, &session, cmd);
+    let out = proc::measure(cmd);
+    let seen = monitors::finish(session);
+    let out = out.map_err(|e| e.to_string())?;
+    if out.status != 0 {
+        return Err(format!(
+            "{} under {} exited {}: {}",
+            b.name(),
+            m.name(),
+            out.status,
+            tail(&out.stderr)
+        ));
+    }
+    Ok((out, seen.map_err(|e| e.to_string())?))
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}

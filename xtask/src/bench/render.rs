@@ -1,0 +1,302 @@
+//! The results as a Markdown report, the targets of issue 5 checked against them, and
+//! publishing both into docs/.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use serde::Serialize;
+
+use super::Results;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub goal: &'static str,
+    pub measured: String,
+    /// None when the run did not measure it.
+    pub met: Option<bool>,
+}
+
+const KIB_PER_MB: f64 = 1_000_000.0 / 1024.0;
+
+pub fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    let bw: Vec<_> = r
+        .builds
+        .iter()
+        .filter(|b| b.monitor == "buildwatch")
+        .collect();
+    let worst = bw
+        .iter()
+        .filter_map(|b| Some((b.wall_ratio?, b.build)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    t.push(Target {
+        name: "wall-time overhead on real builds",
+        goal: "≤ 2%",
+        measured: worst.map_or("not measured".into(), |(x, b)| {
+            format!("worst {:+.1}% ({b})", (x - 1.0) * 100.0)
+        }),
+        met: worst.map(|(x, _)| x <= 1.02),
+    });
+    let per_event = r
+        .micro
+        .iter()
+        .find(|m| {
+            m.monitor == "buildwatch"
+                && m.op == "openat+close"
+                && m.scope == Some(super::micro::Scope::In)
+        })
+        .and_then(|m| Some(m.overhead_ns? / m.events_per_op.filter(|&e| e > 0.0)?));
+    t.push(Target {
+        name: "per-event cost in scope (openat)",
+        goal: "≤ 1.5 µs",
+        measured: per_event.map_or("not measured".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
+        met: per_event.map(|ns| ns <= 1500.0),
+    });
+    let cap = r.capacity.as_ref().and_then(|c| c.max_lossless_per_s);
+    t.push(Target {
+        name: "events/s through the rules with 0 lost",
+        goal: "≥ 500,000/s",
+        measured: cap.map_or("not measured".into(), |c| format!("{}/s", thousands(c))),
+        met: cap.map(|c| c >= 500_000.0),
+    });
+    let p99 = r
+        .latency
+        .iter()
+        .map(|l| l.p99_ms)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    t.push(Target {
+        name: "sensitive open → finding, p99",
+        goal: "≤ 20 ms",
+        measured: p99.map_or("not measured".into(), |p| {
+            format!("{p:.1} ms (worst of idle and loaded)")
+        }),
+        met: p99.map(|p| p <= 20.0),
+    });
+    let rss = bw
+        .iter()
+        .filter_map(|b| b.seen.monitor_rss_kib)
+        .chain(r.capacity.iter().flat_map(|_| None))
+        .max();
+    t.push(Target {
+        name: "buildwatch peak RSS during the builds",
+        goal: "≤ 50 MB",
+        measured: rss.map_or("not measured".into(), |k| {
+            format!("{:.1} MB", k as f64 / KIB_PER_MB)
+        }),
+        met: rss.map(|k| (k as f64) <= 50.0 * KIB_PER_MB),
+    });
+    let st = r.startup.as_ref().map(|s| s.buildwatch_ms.median);
+    t.push(Target {
+        name: "start-up (invocation → command running), median",
+        goal: "≤ 100 ms",
+        measured: st.map_or("not measured".into(), |ms| format!("{ms:.1} ms")),
+        met: st.map(|ms| ms <= 100.0),
+    });
+    t
+}
+
+fn thousands(x: f64) -> String {
+    let s = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map_or("–".into(), f)
+}
+
+pub fn markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        s,
+        "Run {} on Linux {}, {} × {}, {} GiB; buildwatch {}{}.\n",
+        m.date,
+        m.kernel,
+        m.cpus,
+        m.cpu,
+        m.memory_gib,
+        m.buildwatch,
+        if r.quick {
+            " (--quick: fewer repetitions, smaller builds)"
+        } else {
+            ""
+        }
+    );
+    s.push_str("### Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n");
+    for t in &r.targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {met} |", t.name, t.goal, t.measured);
+    }
+    if !r.builds.is_empty() {
+        s.push_str(
+            "\n### Real builds\n\nMedian (min–max) over the repetitions; monitors alternate \
+             within each repetition. CPU is the whole process tree's, plus the daemon's for \
+             bpftrace and auditd.\n\n\
+             | build | monitor | wall s | × bare | CPU s | × bare | events seen | lost | monitor CPU s | monitor peak RSS |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for b in &r.builds {
+            let fail = if b.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed)", b.failures.len())
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {}{fail} | {:.2} ({:.2}–{:.2}) | {} | {:.2} | {} | {} | {} | {} | {} |",
+                b.build,
+                b.monitor,
+                b.wall_s.median,
+                b.wall_s.min,
+                b.wall_s.max,
+                opt(b.wall_ratio, |x| format!("{x:.3}")),
+                b.cpu_s.median,
+                opt(b.cpu_ratio, |x| format!("{x:.3}")),
+                b.seen.events.map_or("–".into(), |e| e.to_string()),
+                b.seen.lost.map_or("–".into(), |e| e.to_string()),
+                opt(b.seen.monitor_cpu_s, |x| format!("{x:.2}")),
+                b.seen
+                    .monitor_rss_kib
+                    .map_or("–".into(), |k| format!("{:.1} MB", k as f64 / KIB_PER_MB)),
+            );
+        }
+        let mut described = Vec::new();
+        for b in &r.builds {
+            if !described.contains(&b.build) {
+                described.push(b.build);
+                let _ = writeln!(s, "\n- {}: {}", b.build, b.description);
+            }
+        }
+    }
+    if !r.micro.is_empty() {
+        s.push_str(
+            "\n### Microbenchmarks\n\nCost of one operation in a tight loop. *in*: the loop is \
+             the watched command; *out*: the monitor watches another command while the loop \
+             runs beside it.\n\n\
+             | operation | monitor | scope | ns/op median (min–max) | + ns vs bare | × bare | events/op | lost |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for x in &r.micro {
+            let scope = match x.scope {
+                None => "–",
+                Some(super::micro::Scope::In) => "in",
+                Some(super::micro::Scope::Out) => "out",
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {scope} | {:.0} ({:.0}–{:.0}) | {} | {} | {} | {} |",
+                x.op,
+                x.monitor,
+                x.ns_per_op.median,
+                x.ns_per_op.min,
+                x.ns_per_op.max,
+                opt(x.overhead_ns, |v| format!("{v:+.0}")),
+                opt(x.ratio, |v| format!("{v:.2}")),
+                opt(x.events_per_op, |v| format!("{v:.2}")),
+                x.lost.map_or("–".into(), |l| l.to_string()),
+            );
+        }
+    }
+    if let Some(st) = &r.startup {
+        let _ = writeln!(
+            s,
+            "\n### Start-up\n\nInvocation → command running: `buildwatch run` {:.1} ms median \
+             ({:.1}–{:.1}, n={}); the same command started directly {:.1} ms.",
+            st.buildwatch_ms.median,
+            st.buildwatch_ms.min,
+            st.buildwatch_ms.max,
+            st.buildwatch_ms.n,
+            st.bare_ms.median
+        );
+    }
+    if let Some(c) = &r.capacity {
+        let _ = writeln!(
+            s,
+            "\n### Capacity\n\n{} processes opening a missing file at a paced rate for {} s each \
+             step, under `buildwatch run` with the default rules.\n\n\
+             | asked /s | achieved /s | events | lost | buildwatch CPU µs/event |\n|---|---|---|---|---|",
+            c.producers, c.seconds_per_step
+        );
+        for st in &c.steps {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                if st.target_per_s == 0 {
+                    "unpaced".into()
+                } else {
+                    thousands(st.target_per_s as f64)
+                },
+                thousands(st.achieved_per_s),
+                st.events,
+                st.lost,
+                opt(st.monitor_us_per_event, |v| format!("{v:.2}")),
+            );
+        }
+    }
+    if !r.latency.is_empty() {
+        s.push_str(
+            "\n### Open → finding latency\n\nFrom just before `open(~/.aws/credentials)` to its \
+             live finding line on buildwatch's stderr, opens 20 ms apart.\n\n\
+             | background events/s | opens | findings | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n",
+        );
+        for l in &r.latency {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                thousands(l.background_events_per_s as f64),
+                l.opens,
+                l.findings,
+                l.p50_ms,
+                l.p99_ms,
+                l.max_ms
+            );
+        }
+    }
+    s.push_str("\n### Monitors\n\n");
+    for mi in &r.monitors {
+        match &mi.unavailable {
+            None => {
+                let _ = writeln!(s, "- {}: {}", mi.name, mi.setup);
+            }
+            Some(why) => {
+                let _ = writeln!(s, "- {}: not measured ({why})", mi.name);
+            }
+        }
+    }
+    if !r.errors.is_empty() {
+        s.push_str("\n### Errors\n\n");
+        for e in &r.errors {
+            let _ = writeln!(s, "- {}", e.replace('\n', " "));
+        }
+    }
+    s
+}
+
+const BEGIN: &str = "<!-- bench:begin (written by `cargo xtask bench --publish`) -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Replace the generated block of docs/benchmarks.md and write docs/benchmarks.json.
+pub fn publish(repo: &Path, json: &str, md: &str) -> Result<(), String> {
+    let doc = repo.join("docs/benchmarks.md");
+    let text = fs::read_to_string(&doc).map_err(|e| format!("{}: {e}", doc.display()))?;
+    let (Some(a), Some(b)) = (text.find(BEGIN), text.find(END)) else {
+        return Err(format!(
+            "{}: the bench:begin/bench:end markers are missing",
+            doc.display()
+        ));
+    };
+    let new = format!("{}{BEGIN}\n{md}{}", &text[..a], &text[b..]);
+    fs::write(&doc, new).map_err(|e| e.to_string())?;
+    fs::write(repo.join("docs/benchmarks.json"), json).map_err(|e| e.to_string())
+}
