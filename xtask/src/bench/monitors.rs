@@ -83,7 +83,7 @@ impl Monitor {
             Monitor::Bpftrace => "bpftrace: sys_enter/exit tracepoints of the same syscalls \
                                   plus sched fork/exit, filtered by cgroup, printf to a file"
                 .into(),
-            Monitor::Auditd => "auditd (-f, own config) with `-a always,exit -S <same syscalls> \
+            Monitor::Auditd => "auditd (-n, own config) with `-a always,exit -S <same syscalls> \
                                 -F auid=<tree's login uid>`"
                 .into(),
         }
@@ -338,12 +338,11 @@ fn bpftrace_script(cgroup: &Path) -> String {
 fn start_bpftrace(env: &Env, out: &Path) -> io::Result<Daemon> {
     let _ = fs::remove_file(out);
     let mut cmd = Command::new("bpftrace");
-    cmd.args(["-B", "line", "-o"])
-        .arg(out)
-        .arg("-e")
+    // Output to stdout redirected to the file: with -o, bpftrace 0.17 drops BEGIN's output.
+    cmd.args(["-B", "line", "-e"])
         .arg(bpftrace_script(&env.cgroup))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(fs::File::create(out)?)
         .stderr(Stdio::piped())
         .process_group(0);
     let child = cmd.spawn()?;
@@ -428,8 +427,9 @@ fn start_auditd(_env: &Env, dir: &Path) -> io::Result<Daemon> {
         ),
     )?;
     let auditd = which("auditd").ok_or_else(|| io::Error::other("auditd is not installed"))?;
+    // -n: stay in the foreground but write the log (-f would send events to stderr instead).
     let child = Command::new(auditd)
-        .arg("-f")
+        .arg("-n")
         .arg("-c")
         .arg(dir)
         .stdin(Stdio::null())

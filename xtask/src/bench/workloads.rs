@@ -249,6 +249,16 @@ fn gen_make(dir: &Path, files: usize) -> io::Result<()> {
     )
 }
 
+/// Crate `i` depends on `i-1` and `i/2` (once when they coincide).
+fn crate_deps(i: usize) -> Vec<usize> {
+    let mut d: Vec<usize> = [i.checked_sub(1), (i > 1).then_some(i / 2)]
+        .into_iter()
+        .flatten()
+        .collect();
+    d.dedup();
+    d
+}
+
 fn gen_cargo(dir: &Path, crates: usize) -> io::Result<()> {
     let members: Vec<String> = (0..crates).map(|i| format!("\"c{i}\"")).collect();
     write(
@@ -261,10 +271,7 @@ fn gen_cargo(dir: &Path, crates: usize) -> io::Result<()> {
     for i in 0..crates {
         let c = dir.join(format!("c{i}"));
         let mut deps = String::new();
-        for d in [i.checked_sub(1), (i > 1).then_some(i / 2)]
-            .into_iter()
-            .flatten()
-        {
+        for d in crate_deps(i) {
             writeln!(deps, "c{d} = {{ path = \"../c{d}\" }}").ok();
         }
         write(
@@ -290,10 +297,7 @@ fn gen_cargo(dir: &Path, crates: usize) -> io::Result<()> {
         for j in (1..120).step_by(7) {
             writeln!(lib, "    a = a.wrapping_add(g{j}(a));").ok();
         }
-        for d in [i.checked_sub(1), (i > 1).then_some(i / 2)]
-            .into_iter()
-            .flatten()
-        {
+        for d in crate_deps(i) {
             writeln!(lib, "    a ^= c{d}::total(a);").ok();
         }
         lib.push_str("    a\n}\n");
