@@ -157,14 +157,13 @@ fn one(
     let session = monitors::start(m, &ctx.env, tag).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&ctx.load);
     cmd.args(op.args(ctx, n));
-    let (mut cmd, decoy) = match scope {
+    let (cmd, decoy) = match scope {
         Scope::In => {
             proc::place(&mut cmd, &monitors::placement(m, &ctx.env)).map_err(|e| e.to_string())?;
             (monitors::wrap(m, &ctx.env, &session, cmd), None)
         }
         Scope::Out => (cmd, Some(Decoy::start(ctx, m, &session)?)),
     };
-    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
     let out = proc::measure(cmd);
     if let Some(d) = decoy {
         d.stop();

@@ -80,7 +80,7 @@ impl Monitor {
             Monitor::Bare => "no monitor".into(),
             Monitor::Buildwatch => "`buildwatch run` with the default rules and policy".into(),
             Monitor::Strace => format!("`strace -f -qq -o FILE -e trace={}`", SYSCALLS.join(",")),
-            Monitor::Bpftrace => "bpftrace: sys_enter/exit tracepoints of the same syscalls \
+            Monitor::Bpftrace => "sys_enter/exit tracepoints of the same syscalls \
                                   plus sched fork/exit, filtered by cgroup, printf to a file"
                 .into(),
             Monitor::Auditd => "auditd (-n, own config) with `-a always,exit -S <same syscalls> \
@@ -151,20 +151,17 @@ pub fn probe(m: Monitor, env: &Env) -> Result<(), String> {
     let at = placement(m, env);
     super::proc::place(&mut cmd, &at).map_err(|e| e.to_string())?;
     let ran = super::proc::measure(wrap(m, env, &s, cmd));
-    let seen = finish(s).map_err(|e| e.to_string())?;
-    match ran {
-        Ok(o) if o.status == 0 => Ok(()),
-        Ok(o) => Err(format!(
+    finish(s).map_err(|e| e.to_string())?;
+    let o = ran.map_err(|e| e.to_string())?;
+    if o.status != 0 {
+        return Err(format!(
             "`true` under {} exited {}: {}",
             m.name(),
             o.status,
             o.stderr.trim()
-        )),
-        Err(e) => Err(e.to_string()),
+        ));
     }
-    .inspect(|()| {
-        let _ = seen;
-    })
+    Ok(())
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {

@@ -282,7 +282,6 @@ fn paced_opens(rate: u64, secs: u64, path: &CString) -> u64 {
         {
             std::thread::sleep(Duration::from_nanos((due - now).min(end - now)));
         }
-
     }
 }
 
