@@ -86,8 +86,10 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
     }
     let argv_base = unsafe { buf.add(BODY + filename_len) };
 
-    // argv: each argument NUL-terminated, packed. Offsets are masked so the verifier can
-    // bound every write inside the scratch buffer.
+    // argv: each argument NUL-terminated, packed. Every read may write a whole
+    // ARGV_MAX_BYTES past its masked start (the scratch buffer has that slack), so neither
+    // the destination nor the size depends on `off` exactly: the verifier can treat `off` as
+    // any value and prune instead of walking every iteration with each exact offset.
     let mut off: usize = 0;
     let mut argc: u16 = 0;
     let mut i = 0;
@@ -112,24 +114,24 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
             fl |= flags::ARGV_TRUNCATED;
             break;
         }
-        let room = ARGV_MAX_BYTES - off;
         let dst = unsafe { argv_base.add(off & (ARGV_MAX_BYTES - 1)) };
-        let n = unsafe { bpf_probe_read_user_str(dst.cast(), room as u32, p as *const _) };
+        let n = unsafe {
+            bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _)
+        };
         if n <= 0 {
             count(counters::READ_ERROR);
             fl |= flags::READ_FAILED;
             break;
         }
-        let n = n as usize;
-        if n >= room {
-            // The string filled the remaining room: it was cut (its NUL is the last byte).
+        off += n as usize;
+        argc += 1;
+        if off > ARGV_MAX_BYTES {
+            // The string ran past the room: keep what fits, cut with a NUL as the last byte.
+            unsafe { *argv_base.add(ARGV_MAX_BYTES - 1) = 0 };
             fl |= flags::ARGV_TRUNCATED;
             off = ARGV_MAX_BYTES;
-            argc += 1;
             break;
         }
-        off += n;
-        argc += 1;
         i += 1;
     }
     if i == ARGV_MAX_ARGS {
@@ -146,18 +148,24 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
             fl |= flags::ARGV_TRUNCATED;
         }
     }
-    let argv_len = off & (2 * ARGV_MAX_BYTES - 1);
     let body = ExecEnter {
         header: header(EventKind::ExecEnter, fl),
         dirfd,
         at_flags,
         filename_len: filename_len as u16,
-        argv_len: argv_len as u16,
+        argv_len: (off & (2 * ARGV_MAX_BYTES - 1)) as u16,
         argc,
         _pad: 0,
     };
     unsafe { write_unaligned(buf.cast::<ExecEnter>(), body) };
-    output_scratch(buf, BODY + filename_len + argv_len);
+    // Read the length back from the buffer rather than keeping `off` live: the loop above
+    // leaves by up to five exits in each of its 64 iterations, each with a different exact
+    // `off`, and the verifier would walk the send below once per exit (~45 ms of load time).
+    // A value read from map memory is just "some u16", so every exit shares one walk.
+    let argv_len = unsafe {
+        core::ptr::read_volatile(buf.add(core::mem::offset_of!(ExecEnter, argv_len)).cast::<u16>())
+    } as usize;
+    output_scratch(buf, BODY + filename_len + (argv_len & (2 * ARGV_MAX_BYTES - 1)));
     Ok(0)
 }
 

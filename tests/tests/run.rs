@@ -89,6 +89,51 @@ fn exec_argv_and_failed_path_search() {
     }
 }
 
+/// The kernel carries at most 64 arguments and 4096 bytes of argv; past either it sends what
+/// fits and says so.
+#[test]
+fn long_argv_is_cut_and_flagged() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("argv");
+    let many: Vec<String> = (0..80).map(|i| format!("a{i}")).collect();
+    let long = "x".repeat(5000);
+    let mut cmd = vec!["/bin/sh", "-c", "/bin/true \"$@\"; /bin/echo short \"$1\" >/dev/null", "sh"];
+    cmd.extend(many.iter().map(String::as_str));
+    let r = run_watched(&dir, &[], &cmd);
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    let mut execs = r.of_kind("exec").filter(|e| e["exec"]["ret"] == 0);
+    let sh = execs.next().expect("sh's exec");
+    let argv = sh["exec"]["argv"].as_array().unwrap();
+    assert_eq!(argv.len(), 64, "{argv:?}");
+    assert_eq!(argv[4], "a0");
+    assert_eq!(argv[63], "a59");
+    assert_eq!(sh["exec"]["argv_truncated"], true);
+    let t = execs.next().expect("true's exec");
+    assert_eq!(t["exec"]["argv"].as_array().unwrap().len(), 64);
+    assert_eq!(t["exec"]["argv_truncated"], true);
+    let echo = execs.next().expect("echo's exec");
+    assert_eq!(echo["exec"]["argv"], serde_json::json!(["/bin/echo", "short", "a0"]));
+    assert_eq!(echo["exec"].get("argv_truncated"), None, "absent when nothing was cut");
+
+    // One argument longer than the whole room: cut to 4095 bytes plus its NUL.
+    let r = run_watched(&dir, &[], &["/bin/true", "first", &long, "after"]);
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    let t = r
+        .of_kind("exec")
+        .find(|e| e["exec"]["ret"] == 0)
+        .expect("true's exec");
+    let argv = t["exec"]["argv"].as_array().unwrap();
+    assert_eq!(argv.len(), 3, "{:?}", &argv[..2]);
+    assert_eq!(argv[1], "first");
+    let cut = argv[2].as_str().unwrap();
+    assert_eq!(cut.len(), 4096 - "/bin/true\0first\0".len() - 1);
+    assert!(cut.bytes().all(|b| b == b'x'));
+    assert_eq!(t["exec"]["argv_truncated"], true);
+}
+
 #[test]
 fn opens_absolute_relative_dirfd_and_symlink() {
     if !require_bpf() {
