@@ -317,7 +317,10 @@ pub struct StashedArgs {
     pub arg1: u64,
     pub arg2: u64,
     pub flags: u16,
-    pub _pad: [u16; 3],
+    /// 1 from sys_enter until sys_exit takes the arguments: the entry stays in the map for
+    /// the thread's life and is rewritten in place, so a syscall costs no map insert/delete.
+    pub live: u16,
+    pub _pad: [u16; 2],
 }
 
 const _: () = assert!(size_of::<EventHeader>() == 24);

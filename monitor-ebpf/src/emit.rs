@@ -45,7 +45,8 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
 /// Syscall arguments kept from sys_enter to sys_exit, keyed by thread id. A thread is in one
-/// syscall at a time, so every sensor shares this map.
+/// syscall at a time, so every sensor shares this map. Each watched thread's entry lives until
+/// the thread exits (see [`StashedArgs::live`]); 16384 bounds the threads a run has at once.
 #[map]
 static STASH: HashMap<u32, StashedArgs> = HashMap::with_max_entries(16384, 0);
 
@@ -122,13 +123,21 @@ pub fn emit<T: 'static>(event: T) {
     }
 }
 
+/// Keep `args` for this thread's sys_exit. The thread's entry is rewritten in place when it
+/// exists (a lookup, no insert): only its own thread touches it, so no lock is needed.
 pub fn stash(args: &StashedArgs) {
-    if STASH.insert(&tid(), args, BPF_ANY as u64).is_err() {
+    let key = tid();
+    let live = StashedArgs { live: 1, ..*args };
+    if let Some(slot) = STASH.get_ptr_mut(&key) {
+        unsafe { *slot = live };
+        return;
+    }
+    if STASH.insert(&key, &live, BPF_ANY as u64).is_err() {
         count(counters::STASH_FULL);
     }
 }
 
-/// Take (and remove) the current thread's stashed arguments.
+/// Take the current thread's stashed arguments.
 pub fn unstash() -> Option<StashedArgs> {
     let args = take_stash();
     if args.is_none() {
@@ -140,12 +149,18 @@ pub fn unstash() -> Option<StashedArgs> {
 /// [`unstash`] for sensors that stash only some calls of a syscall: a missing entry is the
 /// normal case there, not a loss.
 pub fn take_stash() -> Option<StashedArgs> {
-    let key = tid();
-    let args = unsafe { STASH.get(&key) }.copied();
-    if args.is_some() {
-        let _ = STASH.remove(&key);
+    let slot = STASH.get_ptr_mut(&tid())?;
+    let args = unsafe { *slot };
+    if args.live == 0 {
+        return None;
     }
-    args
+    unsafe { (*slot).live = 0 };
+    Some(args)
+}
+
+/// Drop an exiting thread's entry (entries live as long as their thread).
+pub fn forget_stash() {
+    let _ = STASH.remove(&tid());
 }
 
 /// Per-CPU scratch buffer for records with a string tail.

@@ -16,8 +16,8 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG4, EXIT_CODE_OFFSET, RET, count, emit, header, in_scope, output_scratch,
-    read_user_path, scratch,
+    ARG0, ARG1, ARG2, ARG4, EXIT_CODE_OFFSET, RET, count, emit, forget_stash, header, in_scope,
+    output_scratch, read_user_path, scratch,
 };
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
@@ -115,9 +115,8 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
             break;
         }
         let dst = unsafe { argv_base.add(off & (ARGV_MAX_BYTES - 1)) };
-        let n = unsafe {
-            bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _)
-        };
+        let n =
+            unsafe { bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _) };
         if n <= 0 {
             count(counters::READ_ERROR);
             fl |= flags::READ_FAILED;
@@ -163,9 +162,15 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
     // `off`, and the verifier would walk the send below once per exit (~45 ms of load time).
     // A value read from map memory is just "some u16", so every exit shares one walk.
     let argv_len = unsafe {
-        core::ptr::read_volatile(buf.add(core::mem::offset_of!(ExecEnter, argv_len)).cast::<u16>())
+        core::ptr::read_volatile(
+            buf.add(core::mem::offset_of!(ExecEnter, argv_len))
+                .cast::<u16>(),
+        )
     } as usize;
-    output_scratch(buf, BODY + filename_len + (argv_len & (2 * ARGV_MAX_BYTES - 1)));
+    output_scratch(
+        buf,
+        BODY + filename_len + (argv_len & (2 * ARGV_MAX_BYTES - 1)),
+    );
     Ok(0)
 }
 
@@ -204,6 +209,8 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
+    // Fires for every exiting thread: its stash entry goes with it.
+    forget_stash();
     let group_dead: u8 = unsafe { ctx.read_at(32)? };
     if group_dead == 0 {
         return Ok(0);

@@ -84,7 +84,8 @@ fn try_enter_open(ctx: &TracePointContext) -> Result<u32, i64> {
             arg1: ctx.read_at(ARG1)?,
             arg2: ctx.read_at(ARG2)?,
             flags: flags::SYSCALL_OPEN,
-            _pad: [0; 3],
+            live: 0,
+            _pad: [0; 2],
         });
     }
     Ok(0)
@@ -101,7 +102,8 @@ fn try_enter_openat(ctx: &TracePointContext) -> Result<u32, i64> {
             arg1: ctx.read_at(ARG2)?,
             arg2: ctx.read_at(ARG3)?,
             flags: flags::SYSCALL_AT,
-            _pad: [0; 3],
+            live: 0,
+            _pad: [0; 2],
         });
     }
     Ok(0)
@@ -126,7 +128,8 @@ fn try_enter_openat2(ctx: &TracePointContext) -> Result<u32, i64> {
             arg1: fm[0],
             arg2: fm[1],
             flags: fl,
-            _pad: [0; 3],
+            live: 0,
+            _pad: [0; 2],
         });
     }
     Ok(0)

@@ -100,7 +100,12 @@ fn long_argv_is_cut_and_flagged() {
     let dir = TempDir::new("argv");
     let many: Vec<String> = (0..80).map(|i| format!("a{i}")).collect();
     let long = "x".repeat(5000);
-    let mut cmd = vec!["/bin/sh", "-c", "/bin/true \"$@\"; /bin/echo short \"$1\" >/dev/null", "sh"];
+    let mut cmd = vec![
+        "/bin/sh",
+        "-c",
+        "/bin/true \"$@\"; /bin/echo short \"$1\" >/dev/null",
+        "sh",
+    ];
     cmd.extend(many.iter().map(String::as_str));
     let r = run_watched(&dir, &[], &cmd);
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
@@ -115,8 +120,15 @@ fn long_argv_is_cut_and_flagged() {
     assert_eq!(t["exec"]["argv"].as_array().unwrap().len(), 64);
     assert_eq!(t["exec"]["argv_truncated"], true);
     let echo = execs.next().expect("echo's exec");
-    assert_eq!(echo["exec"]["argv"], serde_json::json!(["/bin/echo", "short", "a0"]));
-    assert_eq!(echo["exec"].get("argv_truncated"), None, "absent when nothing was cut");
+    assert_eq!(
+        echo["exec"]["argv"],
+        serde_json::json!(["/bin/echo", "short", "a0"])
+    );
+    assert_eq!(
+        echo["exec"].get("argv_truncated"),
+        None,
+        "absent when nothing was cut"
+    );
 
     // One argument longer than the whole room: cut to 4095 bytes plus its NUL.
     let r = run_watched(&dir, &[], &["/bin/true", "first", &long, "after"]);
@@ -486,5 +498,23 @@ fn hundred_thousand_opens_lose_nothing() {
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.of_kind("lost").count(), 0, "{}", r.stderr());
     assert_eq!(r.opens_of(&s(&f)).count(), 100_000);
+    assert!(r.stderr().contains("; lost 0;"), "{}", r.stderr());
+}
+
+/// Each thread's stashed syscall arguments stay in a kernel map (16,384 entries) until the
+/// thread exits: more threads than that over a run, one after another, must lose nothing.
+#[test]
+fn twenty_thousand_threads_lose_nothing() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("threads");
+    let f = dir.join("f");
+    fs::write(&f, "x").unwrap();
+    let r = run_watched(&dir, &[], &[TRIGGER, "thread-opens", "20000", &s(&f)]);
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(r.of_kind("lost").count(), 0, "{}", r.stderr());
+    assert_eq!(r.opens_of(&s(&f)).count(), 20_000);
     assert!(r.stderr().contains("; lost 0;"), "{}", r.stderr());
 }

@@ -43,6 +43,21 @@ fn main() {
                 unsafe { libc::close(fd) };
             }
         }
+        // N threads one after another, each opening PATH once and exiting.
+        "thread-opens" => {
+            let n: u64 = a(1).parse().expect("count");
+            let path = std::sync::Arc::new(cstr(a(2)));
+            for _ in 0..n {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+                    assert!(fd >= 0, "open in thread");
+                    unsafe { libc::close(fd) };
+                })
+                .join()
+                .expect("thread");
+            }
+        }
         // TCP connect to ADDR (127.0.0.1:P or [::1]:P), say hello.
         "connect" => {
             let mut s = TcpStream::connect(a(1)).expect("connect");
