@@ -85,6 +85,8 @@ pub struct Analyzer {
     model: Model,
     pub findings: Findings,
     egress: BTreeMap<EgressKey, Egress>,
+    /// Connections and sends to destinations past [`MAX_EGRESS`].
+    pub egress_unlisted: u64,
     pub totals: Totals,
     /// From the stream's `run` record.
     pub command: Vec<String>,
@@ -112,6 +114,7 @@ impl Analyzer {
             model: Model::default(),
             findings: Findings::default(),
             egress: BTreeMap::new(),
+            egress_unlisted: 0,
             totals: Totals::default(),
             command: Vec::new(),
             exit_code: None,
@@ -171,7 +174,13 @@ impl Analyzer {
         subject.dns = dns.as_ref();
         subject.resolvers = &self.resolvers;
         if let Some((dest, via)) = destination(ev) {
-            egress_seen(&mut self.egress, dest, via, &subject);
+            egress_seen(
+                &mut self.egress,
+                &mut self.egress_unlisted,
+                dest,
+                via,
+                &subject,
+            );
         }
         for rule in self.rules.matching(&subject) {
             let f = finding(rule, &subject);
@@ -189,12 +198,26 @@ impl Analyzer {
 
 type EgressKey = (String, String, Option<u16>, String);
 
-fn egress_seen(table: &mut BTreeMap<EgressKey, Egress>, d: &Destination, via: &str, s: &Subj<'_>) {
+/// Distinct egress destinations listed; the watched code picks them (every port of every
+/// address), so past this they are counted in `Analyzer::egress_unlisted` instead.
+pub const MAX_EGRESS: usize = 10_000;
+
+fn egress_seen(
+    table: &mut BTreeMap<EgressKey, Egress>,
+    unlisted: &mut u64,
+    d: &Destination,
+    via: &str,
+    s: &Subj<'_>,
+) {
     if !matches!(d.family.as_str(), "inet" | "inet6") {
         return;
     }
     let addr = d.address.clone().unwrap_or_default();
     let key = (d.family.clone(), addr.clone(), d.port, via.to_owned());
+    if table.len() >= MAX_EGRESS && !table.contains_key(&key) {
+        *unlisted += 1;
+        return;
+    }
     let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
     let e = table.entry(key).or_insert_with(|| Egress {
         family: d.family.clone(),

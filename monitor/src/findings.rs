@@ -45,10 +45,18 @@ pub struct AncestorRef {
     pub argv: Vec<String>,
 }
 
+/// Distinct findings (different messages) kept per rule. Messages name paths, hosts and
+/// query names the watched code chooses, so without a bound it could grow the report and
+/// buildwatch's memory at will; beyond it, occurrences are counted per rule, not listed. A
+/// rule's first findings are always kept, so its severity still counts for the verdict.
+pub const MAX_PER_RULE: usize = 1000;
+
 #[derive(Default)]
 pub struct Findings {
     list: Vec<Finding>,
     index: HashMap<(String, String), usize>,
+    per_rule: HashMap<String, usize>,
+    unlisted: BTreeMap<String, u64>,
 }
 
 impl Findings {
@@ -59,9 +67,28 @@ impl Findings {
             self.list[i].count += 1;
             return None;
         }
+        let kept = self.per_rule.entry(f.rule.clone()).or_default();
+        if *kept >= MAX_PER_RULE {
+            let n = self.unlisted.entry(f.rule).or_default();
+            if *n == 0 {
+                tracing::warn!(
+                    "rule {}: more than {MAX_PER_RULE} distinct findings; further ones are \
+                     counted in the report, not listed",
+                    key.0
+                );
+            }
+            *n += 1;
+            return None;
+        }
+        *kept += 1;
         self.index.insert(key, self.list.len());
         self.list.push(f);
         self.list.last()
+    }
+
+    /// Occurrences per rule that were not listed because the rule hit [`MAX_PER_RULE`].
+    pub fn unlisted(&self) -> &BTreeMap<String, u64> {
+        &self.unlisted
     }
 
     /// Most severe first, then in order of appearance.
@@ -146,5 +173,26 @@ mod tests {
         );
         assert_eq!(fs.max_severity(), Some(Severity::Critical));
         assert_eq!(fs.by_severity()["medium"], 2);
+        assert!(fs.unlisted().is_empty());
+    }
+
+    #[test]
+    fn distinct_findings_per_rule_are_bounded() {
+        let mut fs = Findings::default();
+        for i in 0..MAX_PER_RULE + 50 {
+            fs.add(f(
+                "flood",
+                &format!("q{i}.example"),
+                Severity::Low,
+                i as u64,
+            ));
+        }
+        // Repeats of a kept finding still merge; another rule is unaffected by the flood.
+        assert!(fs.add(f("flood", "q0.example", Severity::Low, 0)).is_none());
+        assert!(fs.add(f("other", "x", Severity::High, 9999)).is_some());
+        assert_eq!(fs.len(), MAX_PER_RULE + 1);
+        assert_eq!(fs.unlisted()["flood"], 50);
+        assert_eq!(fs.sorted()[0].rule, "other");
+        assert_eq!(fs.max_severity(), Some(Severity::High));
     }
 }

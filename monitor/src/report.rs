@@ -49,7 +49,14 @@ pub struct Report {
     pub verdict: Verdict,
     pub summary: Summary,
     pub findings: Vec<Finding>,
+    /// Occurrences per rule not listed in `findings` because the rule already had
+    /// `findings::MAX_PER_RULE` distinct findings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub findings_unlisted: BTreeMap<String, u64>,
     pub egress: Vec<Egress>,
+    /// Connections and sends to destinations past `analyzer::MAX_EGRESS` distinct ones.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub egress_unlisted: u64,
     pub events: Totals,
     /// buildwatch's own CPU time and peak memory (from `run_end`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,11 +106,17 @@ impl Report {
                 by_category: a.findings.by_category(),
             },
             findings,
+            findings_unlisted: a.findings.unlisted().clone(),
             egress: a.egress(),
+            egress_unlisted: a.egress_unlisted,
             events: a.totals.clone(),
             monitor: a.monitor,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Control characters shown as `\u{..}` so untrusted text cannot drive the terminal.
@@ -199,6 +212,12 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             ));
         }
     }
+    for (rule, n) in &r.findings_unlisted {
+        out.push(format!(
+            "  {rule}: {n} more occurrence(s) not listed (over {} distinct findings)",
+            crate::findings::MAX_PER_RULE
+        ));
+    }
     if !r.egress.is_empty() {
         out.push("egress:".into());
         for e in &r.egress {
@@ -212,6 +231,13 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 term_safe(&e.process_list())
             ));
         }
+    }
+    if r.egress_unlisted > 0 {
+        out.push(format!(
+            "  {} more connection(s)/send(s) to destinations not listed (over {} distinct)",
+            r.egress_unlisted,
+            crate::analyzer::MAX_EGRESS
+        ));
     }
     if let Some(m) = &r.monitor {
         out.push(format!(
