@@ -94,7 +94,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
         }
         (*ev).header = header(EventKind::Connect, fl);
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<Connect>()));
     Ok(0)
 }
 

@@ -27,9 +27,46 @@ pub enum Matcher {
     Test(Field, Test),
 }
 
+/// The values of an `=`/`in` test. Most lists are short (`evt.type = open`, a handful of tool
+/// names), where comparing a few strings beats hashing the value with SipHash on every event.
+#[derive(Clone, Debug)]
+pub enum StrSet {
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+impl StrSet {
+    const FEW: usize = 8;
+
+    pub fn contains(&self, v: &str) -> bool {
+        match self {
+            StrSet::Few(l) => l.iter().any(|x| x == v),
+            StrSet::Many(h) => h.contains(v),
+        }
+    }
+
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        match self {
+            StrSet::Few(l) => Box::new(l.iter()),
+            StrSet::Many(h) => Box::new(h.iter()),
+        }
+    }
+}
+
+impl FromIterator<String> for StrSet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        let mut h: HashSet<String> = iter.into_iter().collect();
+        if h.len() <= Self::FEW {
+            StrSet::Few(h.drain().collect())
+        } else {
+            StrSet::Many(h)
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Test {
-    StrIn(HashSet<String>),
+    StrIn(StrSet),
     Glob(GlobSet),
     Prefix(Vec<String>),
     Suffix(Vec<String>),
