@@ -488,6 +488,11 @@ impl Subject for Subj<'_> {
             Field::PkgManager => s(pkg.map_or("", |p| p.manager.as_str())),
             Field::FilePath => opt(open.map(|o| o.path.as_str())),
             Field::FileTarget => opt(open.map(|o| o.target.as_deref().unwrap_or(&o.path))),
+            Field::FilePaths => open.map_or(Val::Missing, |o| {
+                let mut v = vec![Cow::Borrowed(o.path.as_str())];
+                v.extend(o.target.as_deref().map(Cow::Borrowed));
+                Val::List(v)
+            }),
             Field::FileName => opt(open.map(|o| basename(&o.path))),
             Field::FileDir => opt(open.map(|o| {
                 o.path

@@ -117,6 +117,8 @@ pub enum Field {
     FilePath,
     /// `target` when the path went through a symlink, else `path`.
     FileTarget,
+    /// `path`, and `target` too when it differs: one test on both, each string once.
+    FilePaths,
     FileName,
     FileDir,
     FileFlags,
@@ -253,6 +255,13 @@ const SPECS: &[Spec] = &[
         Str,
         FILE,
         "path with symlinks resolved"
+    ),
+    spec!(
+        "file.paths",
+        Field::FilePaths,
+        StrList,
+        FILE,
+        "file.path, and file.target when a symlink made it differ"
     ),
     spec!(
         "file.name",

@@ -49,6 +49,11 @@ impl Fake {
         self.vals.insert(f, Val::Bool(v));
         self
     }
+    fn l(mut self, f: Field, v: &[&'static str]) -> Self {
+        self.vals
+            .insert(f, Val::List(v.iter().map(|s| Cow::Borrowed(*s)).collect()));
+        self
+    }
 }
 
 impl Subject for Fake {
@@ -203,6 +208,7 @@ fn overrides_append_and_replace_without_copying() {
         Fake::new("open")
             .s(Field::FilePath, path)
             .s(Field::FileTarget, path)
+            .l(Field::FilePaths, &[path])
             .s(Field::FileName, "x")
             .s(Field::Proc(Scope::Proc, ProcField::Tool), tool)
             .b(Field::EvtFailed, false)
