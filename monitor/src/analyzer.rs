@@ -500,7 +500,7 @@ impl Subject for Subj<'_> {
                     .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
             })),
             Field::FileFlags => open.map_or(Val::Missing, |o| {
-                Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_str())).collect())
+                Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
             }),
             Field::FileWrite => open.map_or(Val::Missing, |o| {
                 Val::Bool(crate::model::opens_for_write(&o.flags))

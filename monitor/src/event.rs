@@ -6,6 +6,8 @@
 //! as `\\` — and its name is listed in the event's `escaped` array, so the original bytes can be
 //! recovered exactly ([`unescape`]) and the field stays a string for every consumer.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: u32 = 1;
@@ -198,7 +200,8 @@ pub struct Open {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Access mode and notable flags: read, write, create, truncate, append, excl, directory…
-    pub flags: Vec<String>,
+    /// (Borrowed from static names when decoded live: no allocation per name.)
+    pub flags: Vec<Cow<'static, str>>,
     pub flags_raw: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,

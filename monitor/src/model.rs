@@ -3,7 +3,7 @@
 //! written during the run. A live run and a replay feed it the same events, so they reach the
 //! same findings.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -240,10 +240,10 @@ impl Model {
     }
 }
 
-pub fn opens_for_write(flags: &[String]) -> bool {
+pub fn opens_for_write(flags: &[Cow<'static, str>]) -> bool {
     flags.iter().any(|f| {
         matches!(
-            f.as_str(),
+            f.as_ref(),
             "write" | "create" | "truncate" | "append" | "tmpfile"
         )
     })

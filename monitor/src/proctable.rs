@@ -3,6 +3,7 @@
 //! relative paths; and turns kernel events into stream [`Event`]s carrying that context.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     os::unix::ffi::OsStrExt,
@@ -151,6 +152,9 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// Wall-clock nanoseconds minus boot-clock nanoseconds.
     boot_to_unix_ns: i128,
     seq: u64,
+    /// The last whole second formatted and its text up to the '.', reused while events
+    /// arrive within the same second.
+    second: (i64, String),
 }
 
 impl<S: ProcSource> ProcTable<S> {
@@ -162,7 +166,22 @@ impl<S: ProcSource> ProcTable<S> {
             source,
             boot_to_unix_ns,
             seq: 0,
+            second: (i64::MIN, String::new()),
         }
+    }
+
+    /// [`format_time`], with the date and time of day computed once per second.
+    fn time(&mut self, unix_ns: i128) -> String {
+        let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+        if self.second.0 != secs {
+            let full = format_time(unix_ns);
+            self.second = (secs, full[..full.len() - 10].to_owned());
+        }
+        let mut out = String::with_capacity(self.second.1.len() + 10);
+        out.push_str(&self.second.1);
+        push_digits(&mut out, unix_ns.rem_euclid(1_000_000_000) as u64, 9);
+        out.push('Z');
+        out
     }
 
     /// Register the run's root process (started by buildwatch, so its fork is not seen).
@@ -408,7 +427,7 @@ impl<S: ProcSource> ProcTable<S> {
         Event {
             schema: event::SCHEMA,
             seq: self.seq,
-            time: format_time(ts_ns as i128 + self.boot_to_unix_ns),
+            time: self.time(ts_ns as i128 + self.boot_to_unix_ns),
             ts_ns,
             kind: detail.kind().into(),
             pid,
@@ -643,8 +662,8 @@ fn per_process_view(path: &[u8]) -> bool {
     path.starts_with(b"/proc/") || path.starts_with(b"/dev/fd/") || path == b"/proc"
 }
 
-pub fn open_flag_names(f: u32) -> Vec<String> {
-    let mut v: Vec<&str> = match f & O_ACCMODE {
+pub fn open_flag_names(f: u32) -> Vec<Cow<'static, str>> {
+    let mut v: Vec<&'static str> = match f & O_ACCMODE {
         0 => vec!["read"],
         1 => vec!["write"],
         2 => vec!["read", "write"],
@@ -670,7 +689,7 @@ pub fn open_flag_names(f: u32) -> Vec<String> {
         v.retain(|n| *n != "directory");
         v.push("tmpfile");
     }
-    v.into_iter().map(String::from).collect()
+    v.into_iter().map(Cow::Borrowed).collect()
 }
 
 /// RFC 3339 UTC with nanoseconds. Called for every event, so digits are written directly
@@ -1060,6 +1079,21 @@ mod tests {
         );
         assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999999Z");
         // Beyond year 9999 (hostile or broken clocks): text, no panic.
+        // The per-second cache gives the same text, across a second boundary too.
+        let mut t = ProcTable::new(
+            FakeProc {
+                links: HashMap::new(),
+            },
+            0,
+        );
+        for ns in [
+            1_795_610_096_987_654_321,
+            1_795_610_096_000_000_001,
+            1_795_610_097_000_000_000,
+            -1,
+        ] {
+            assert_eq!(t.time(ns), format_time(ns));
+        }
         let far = format_time(i128::from(i64::MAX) * 1_000);
         assert!(far.len() > 30 && far.ends_with('Z'), "{far}");
     }
