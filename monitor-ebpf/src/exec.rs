@@ -5,7 +5,8 @@ use core::ptr::write_unaligned;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str,
+        bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_probe_read_user_str,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -86,53 +87,26 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
     }
     let argv_base = unsafe { buf.add(BODY + filename_len) };
 
-    // argv: each argument NUL-terminated, packed. Every read may write a whole
-    // ARGV_MAX_BYTES past its masked start (the scratch buffer has that slack), so neither
-    // the destination nor the size depends on `off` exactly: the verifier can treat `off` as
-    // any value and prune instead of walking every iteration with each exact offset.
-    let mut off: usize = 0;
-    let mut argc: u16 = 0;
-    let mut i = 0;
-    while i < ARGV_MAX_ARGS {
-        let mut p: u64 = 0;
-        let r = unsafe {
-            bpf_probe_read_user(
-                (&raw mut p).cast(),
-                8,
-                (argv as *const u64).wrapping_add(i).cast(),
-            )
-        };
-        if r < 0 {
-            count(counters::READ_ERROR);
-            fl |= flags::READ_FAILED;
-            break;
-        }
-        if p == 0 {
-            break;
-        }
-        if off >= ARGV_MAX_BYTES {
-            fl |= flags::ARGV_TRUNCATED;
-            break;
-        }
-        let dst = unsafe { argv_base.add(off & (ARGV_MAX_BYTES - 1)) };
-        let n =
-            unsafe { bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _) };
-        if n <= 0 {
-            count(counters::READ_ERROR);
-            fl |= flags::READ_FAILED;
-            break;
-        }
-        off += n as usize;
-        argc += 1;
-        if off > ARGV_MAX_BYTES {
-            // The string ran past the room: keep what fits, cut with a NUL as the last byte.
-            unsafe { *argv_base.add(ARGV_MAX_BYTES - 1) = 0 };
-            fl |= flags::ARGV_TRUNCATED;
-            off = ARGV_MAX_BYTES;
-            break;
-        }
-        i += 1;
-    }
+    // argv: each argument NUL-terminated, packed, read by bpf_loop so the kernel verifies one
+    // step instead of every iteration of an unrolled or bounded loop.
+    let mut walk = ArgvWalk {
+        argv,
+        base: argv_base as u64,
+        off: 0,
+        argc: 0,
+        fl: fl as u64,
+        steps: 0,
+    };
+    unsafe {
+        bpf_loop(
+            ARGV_MAX_ARGS as u32,
+            argv_step as *mut core::ffi::c_void,
+            (&raw mut walk).cast(),
+            0,
+        )
+    };
+    let (off, argc, i) = (walk.off as usize, walk.argc as u16, walk.steps as usize);
+    let mut fl = walk.fl as u16;
     if i == ARGV_MAX_ARGS {
         // A 65th pointer that is not NULL means more arguments than we carry.
         let mut p: u64 = 0;
@@ -172,6 +146,68 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
         BODY + filename_len + (argv_len & (2 * ARGV_MAX_BYTES - 1)),
     );
     Ok(0)
+}
+
+/// State of the argv walk, on the caller's stack, shared with [`argv_step`].
+#[repr(C)]
+struct ArgvWalk {
+    argv: u64,
+    /// Start of the argv area in the scratch buffer.
+    base: u64,
+    off: u64,
+    argc: u64,
+    fl: u64,
+    /// Pointers read that were not NULL (ARGV_MAX_ARGS when the loop ran out).
+    steps: u64,
+}
+
+/// One argv entry. Each read may write a whole ARGV_MAX_BYTES past its masked start (the
+/// scratch buffer has that slack), so neither destination nor size depends on `off` exactly.
+/// Returns 1 to stop.
+#[inline(never)]
+extern "C" fn argv_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let w = unsafe { &mut *ctx.cast::<ArgvWalk>() };
+    let mut p: u64 = 0;
+    let r = unsafe {
+        bpf_probe_read_user(
+            (&raw mut p).cast(),
+            8,
+            (w.argv as *const u64).wrapping_add(i as usize).cast(),
+        )
+    };
+    if r < 0 {
+        count(counters::READ_ERROR);
+        w.fl |= flags::READ_FAILED as u64;
+        return 1;
+    }
+    if p == 0 {
+        return 1;
+    }
+    let off = w.off as usize;
+    if off >= ARGV_MAX_BYTES {
+        w.fl |= flags::ARGV_TRUNCATED as u64;
+        return 1;
+    }
+    let dst = (w.base as *mut u8).wrapping_add(off & (ARGV_MAX_BYTES - 1));
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _) };
+    if n <= 0 {
+        count(counters::READ_ERROR);
+        w.fl |= flags::READ_FAILED as u64;
+        return 1;
+    }
+    w.argc += 1;
+    w.steps = i + 1;
+    let off = off + n as usize;
+    if off > ARGV_MAX_BYTES {
+        // The string ran past the room: keep what fits, cut with a NUL as the last byte.
+        unsafe { *(w.base as *mut u8).wrapping_add(ARGV_MAX_BYTES - 1) = 0 };
+        w.fl |= flags::ARGV_TRUNCATED as u64;
+        w.off = ARGV_MAX_BYTES as u64;
+        w.steps = 0;
+        return 1;
+    }
+    w.off = off as u64;
+    0
 }
 
 fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
