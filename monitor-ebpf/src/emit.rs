@@ -10,7 +10,7 @@ use aya_ebpf::{
         bpf_probe_read_user_str,
     },
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{EventHeader, EventKind, PATH_MAX, StashedArgs, counters, flags};
 
@@ -29,9 +29,10 @@ static TARGET_CGROUP_ID: u64 = 0;
 /// Depth of that cgroup below the v2 root, for `bpf_get_current_ancestor_cgroup_id`.
 #[unsafe(no_mangle)]
 static TARGET_CGROUP_LEVEL: u32 = 0;
-/// Byte offset of `task_struct.exit_code` read from kernel BTF by userspace; 0 = unknown.
-#[unsafe(no_mangle)]
-pub static EXIT_CODE_OFFSET: u32 = 0;
+/// Byte offset of `task_struct.exit_code` (entry 0), read from kernel BTF by userspace while
+/// the kernel verifies the programs, and written here before they are attached; 0 = unknown.
+#[map]
+pub static EXIT_CODE_OFFSET: Array<u32> = Array::with_max_entries(1, 0);
 /// Unread bytes in the ring above which a submit wakes the reader; below it the reader's
 /// timer collects events (batched wake-ups cost ~1 µs less per event than one wake-up each).
 #[unsafe(no_mangle)]

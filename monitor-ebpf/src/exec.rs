@@ -251,7 +251,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if group_dead == 0 {
         return Ok(0);
     }
-    let offset = unsafe { core::ptr::read_volatile(&EXIT_CODE_OFFSET) };
+    let offset = EXIT_CODE_OFFSET.get(0).copied().unwrap_or(0);
     let mut code: i32 = 0;
     let mut fl = 0;
     if offset == 0 {

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
 use monitor_common::counters;
@@ -131,31 +131,55 @@ impl Sensors {
         let (cgroup_id, level, cgroup) = match scope {
             Scope::Cgroup(cg) => (cg.id(), cg.level(), cg),
         };
-        let exit_code_offset = crate::kbtf::task_exit_code_offset().unwrap_or_else(|e| {
-            tracing::warn!("exit codes of watched processes unavailable: {e}");
-            0
-        });
+        // Reading the kernel's BTF (~6 MB) takes about as long as verifying the programs:
+        // do both at once; the offset goes into its map before any program is attached.
+        let exit_code_offset = std::thread::spawn(crate::kbtf::task_exit_code_offset);
         let mut ebpf = EbpfLoader::new()
             .override_global("TARGET_CGROUP_ID", &cgroup_id, true)
             .override_global("TARGET_CGROUP_LEVEL", &level, true)
-            .override_global("EXIT_CODE_OFFSET", &exit_code_offset, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)?;
 
-        for Probe(name, category, tp) in EXEC_PROBES
-            .iter()
-            .chain(FILE_PROBES)
-            .chain(NET_PROBES)
-            .chain(PROCMEM_PROBES)
-        {
+        for Probe(name, ..) in tracepoints() {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
             prog.load().map_err(program_error(name))?;
+        }
+        for name in NET_CGROUP {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(program_error(name))?;
+        }
+        for (name, _) in DNS_SKB {
+            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+            prog.load().map_err(program_error(name))?;
+        }
+        let offset = exit_code_offset
+            .join()
+            .unwrap_or_else(|_| Err("reading kernel BTF panicked".into()))
+            .unwrap_or_else(|e| {
+                tracing::warn!("exit codes of watched processes unavailable: {e}");
+                0
+            });
+        let map = ebpf
+            .map_mut("EXIT_CODE_OFFSET")
+            .ok_or(LoadError::MissingMap("EXIT_CODE_OFFSET"))?;
+        let mut offsets: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map {
+            name: "EXIT_CODE_OFFSET",
+            source,
+        })?;
+        offsets
+            .set(0, &offset, 0)
+            .map_err(|source| LoadError::Map {
+                name: "EXIT_CODE_OFFSET",
+                source,
+            })?;
+
+        for Probe(name, category, tp) in tracepoints() {
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
             prog.attach(category, tp).map_err(program_error(name))?;
         }
         let cgroup_file = cgroup.open_dir().map_err(LoadError::Tracefs)?;
         for name in NET_CGROUP {
             let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(program_error(name))?;
             // A bpf_link always composes with other programs on the cgroup; the kernel rejects
             // attach flags on link creation, so the mode must be Single (flags 0).
             prog.attach(cgroup_file.as_fd(), CgroupAttachMode::Single)
@@ -163,7 +187,6 @@ impl Sensors {
         }
         for (name, attach_type) in DNS_SKB {
             let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
-            prog.load().map_err(program_error(name))?;
             prog.attach(cgroup_file.as_fd(), *attach_type, CgroupAttachMode::Single)
                 .map_err(program_error(name))?;
         }
@@ -255,6 +278,14 @@ impl Sensors {
             stash_missing: sum(counters::STASH_MISSING),
         }
     }
+}
+
+fn tracepoints() -> impl Iterator<Item = &'static Probe> {
+    EXEC_PROBES
+        .iter()
+        .chain(FILE_PROBES)
+        .chain(NET_PROBES)
+        .chain(PROCMEM_PROBES)
 }
 
 fn program_error(program: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {

@@ -189,13 +189,25 @@ fn attach_detach(pid: i32, request: libc::c_uint) {
 }
 
 /// Wait (bounded) until a freshly spawned child runs its new program.
+/// Wait until `pid` runs a new program and its image is mapped: /proc/PID/exe changes early
+/// in exec, before the ELF is mapped, so also wait for the first mapping to be the new exe.
 fn wait_until_execed(pid: i32) {
     let me = std::fs::read_link("/proc/self/exe").expect("own exe");
     for _ in 0..1000 {
-        match std::fs::read_link(format!("/proc/{pid}/exe")) {
-            Ok(exe) if exe != me => return,
-            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
+            && exe != me
+            && std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .ok()
+                .and_then(|m| {
+                    m.lines()
+                        .next()
+                        .map(|l| l.ends_with(&*exe.to_string_lossy()))
+                })
+                .unwrap_or(false)
+        {
+            return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     panic!("child {pid} never exec'd");
 }
