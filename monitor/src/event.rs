@@ -380,7 +380,7 @@ pub struct RunEnd {
 pub struct MonitorUsage {
     pub cpu_user_ms: u64,
     pub cpu_system_ms: u64,
-    /// Peak resident set size.
+    /// Peak resident set size of buildwatch's own memory since it started (VmHWM).
     pub max_rss_kib: u64,
 }
 
@@ -392,9 +392,21 @@ impl MonitorUsage {
         Some(Self {
             cpu_user_ms: ms(u.user_time()),
             cpu_system_ms: ms(u.system_time()),
-            max_rss_kib: u.max_rss() as u64,
+            // ru_maxrss is no good here: exec keeps the larger of it and the forked image's
+            // peak, so buildwatch started by a big process (a CI agent, the bench) would
+            // report that process's memory. VmHWM belongs to this program's own memory.
+            max_rss_kib: std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| status_kib(&s, "VmHWM:"))
+                .unwrap_or(u.max_rss() as u64),
         })
     }
+}
+
+/// A `Name:   1234 kB` line of /proc/PID/status, in KiB.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix(name))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// Render bytes as a string, escaping (and recording `field` in `escaped`) only when they are
@@ -457,6 +469,25 @@ pub fn unescape(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_peak_memory_is_vmhwm() {
+        let status =
+            "Name:\tbuildwatch\nVmPeak:\t  300000 kB\nVmHWM:\t   25432 kB\nVmRSS:\t 20000 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(25_432));
+        assert_eq!(status_kib("VmHWM:\t garbage\n", "VmHWM:"), None);
+        assert_eq!(status_kib("", "VmHWM:"), None);
+        // The live process: between what it used just before and its peak just after (the
+        // test binary was exec'd by cargo, whose larger peak ru_maxrss would carry).
+        let status = || std::fs::read_to_string("/proc/self/status").unwrap();
+        let before = status_kib(&status(), "VmRSS:").unwrap();
+        let u = MonitorUsage::of_self().unwrap();
+        let after = status_kib(&status(), "VmHWM:").unwrap();
+        assert!(
+            (before..=after).contains(&u.max_rss_kib),
+            "{before} {u:?} {after}"
+        );
+    }
 
     #[test]
     fn utf8_is_untouched_and_not_marked() {

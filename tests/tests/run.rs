@@ -485,36 +485,30 @@ fn nothing_outlives_buildwatch() {
     );
 }
 
-#[test]
-fn hundred_thousand_opens_lose_nothing() {
+/// Run `bw-trigger MODE N FILE` and check that all N opens of FILE arrived, nothing lost.
+fn all_opens_arrive(mode: &str, n: usize) {
     if !require_bpf() {
         return;
     }
     let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("volume");
+    let dir = TempDir::new(mode);
     let f = dir.join("f");
     fs::write(&f, "x").unwrap();
-    let r = run_watched(&dir, &[], &[TRIGGER, "open-loop", "100000", &s(&f)]);
+    let r = run_watched(&dir, &[], &[TRIGGER, mode, &n.to_string(), &s(&f)]);
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.of_kind("lost").count(), 0, "{}", r.stderr());
-    assert_eq!(r.opens_of(&s(&f)).count(), 100_000);
+    assert_eq!(r.opens_of(&s(&f)).count(), n);
     assert!(r.stderr().contains("; lost 0;"), "{}", r.stderr());
+}
+
+#[test]
+fn hundred_thousand_opens_lose_nothing() {
+    all_opens_arrive("open-loop", 100_000);
 }
 
 /// Each thread's stashed syscall arguments stay in a kernel map (16,384 entries) until the
 /// thread exits: more threads than that over a run, one after another, must lose nothing.
 #[test]
 fn twenty_thousand_threads_lose_nothing() {
-    if !require_bpf() {
-        return;
-    }
-    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("threads");
-    let f = dir.join("f");
-    fs::write(&f, "x").unwrap();
-    let r = run_watched(&dir, &[], &[TRIGGER, "thread-opens", "20000", &s(&f)]);
-    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
-    assert_eq!(r.of_kind("lost").count(), 0, "{}", r.stderr());
-    assert_eq!(r.opens_of(&s(&f)).count(), 20_000);
-    assert!(r.stderr().contains("; lost 0;"), "{}", r.stderr());
+    all_opens_arrive("thread-opens", 20_000);
 }
