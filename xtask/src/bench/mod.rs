@@ -114,8 +114,13 @@ pub struct BuildResult {
     monitor: &'static str,
     wall_s: Spread,
     cpu_s: Spread,
+    /// Median over repetitions of (this monitor's time / bare's time in the same repetition):
+    /// pairing runs made minutes apart cancels the machine's drift between repetitions.
     wall_ratio: Option<f64>,
     cpu_ratio: Option<f64>,
+    /// Those per-repetition ratios: median, min, max.
+    wall_ratios: Spread,
+    cpu_ratios: Spread,
     /// What the monitor recorded in the last repetition.
     seen: Seen,
     /// Repetitions that failed (non-zero exit), with the reason.
@@ -367,9 +372,9 @@ fn builds(
 ) -> Result<Vec<BuildResult>, String> {
     let reps = if ctx.quick { 2 } else { 5 };
     let registry = workloads::registry(projects).map_err(|e| e.to_string())?;
-    // (build, monitor) → samples
-    let mut wall: std::collections::HashMap<(usize, usize), Vec<f64>> = Default::default();
-    let mut cpu: std::collections::HashMap<(usize, usize), Vec<f64>> = Default::default();
+    // (build, monitor) → (repetition, sample)
+    let mut wall: std::collections::HashMap<(usize, usize), Vec<(usize, f64)>> = Default::default();
+    let mut cpu: std::collections::HashMap<(usize, usize), Vec<(usize, f64)>> = Default::default();
     let mut seen: std::collections::HashMap<(usize, usize), Seen> = Default::default();
     let mut failures: std::collections::HashMap<(usize, usize), Vec<String>> = Default::default();
     // One untimed warm-up of each build (page cache, pyc of pip itself, ...).
@@ -396,13 +401,14 @@ fn builds(
                 let tag = format!("build-{bi}-{}", m.name());
                 match one_build(ctx, projects, b, m, registry.port, &tag) {
                     Ok((o, s)) => {
-                        wall.entry((bi, mi)).or_default().push(o.wall_s);
-                        cpu.entry((bi, mi)).or_default().push(
+                        wall.entry((bi, mi)).or_default().push((rep, o.wall_s));
+                        cpu.entry((bi, mi)).or_default().push((
+                            rep,
                             o.cpu_s
                                 + s.monitor_cpu_s
                                     .filter(|_| matches!(m, Monitor::Bpftrace | Monitor::Auditd))
                                     .unwrap_or(0.0),
-                        );
+                        ));
                         seen.insert((bi, mi), s);
                     }
                     Err(e) => {
@@ -414,27 +420,26 @@ fn builds(
         }
     }
     let mut out = Vec::new();
+    let bare_i = active.iter().position(|&m| m == Monitor::Bare);
+    let none = Vec::new();
     for (bi, &b) in BUILDS.iter().enumerate() {
-        let bare_i = active.iter().position(|&m| m == Monitor::Bare);
-        let bare_wall = bare_i
-            .and_then(|i| wall.get(&(bi, i)))
-            .map(|s| Spread::of(s).median);
-        let bare_cpu = bare_i
-            .and_then(|i| cpu.get(&(bi, i)))
-            .map(|s| Spread::of(s).median);
+        let bare_wall = bare_i.and_then(|i| wall.get(&(bi, i))).unwrap_or(&none);
+        let bare_cpu = bare_i.and_then(|i| cpu.get(&(bi, i))).unwrap_or(&none);
         for (mi, &m) in active.iter().enumerate() {
-            let w = Spread::of(wall.get(&(bi, mi)).map_or(&[][..], Vec::as_slice));
-            let c = Spread::of(cpu.get(&(bi, mi)).map_or(&[][..], Vec::as_slice));
-            let ratio =
-                |x: f64, base: Option<f64>| base.filter(|&b| b > 0.0 && x > 0.0).map(|b| x / b);
+            let w = wall.get(&(bi, mi)).unwrap_or(&none);
+            let c = cpu.get(&(bi, mi)).unwrap_or(&none);
+            let wall_ratios = stats::paired_ratios(w, bare_wall);
+            let cpu_ratios = stats::paired_ratios(c, bare_cpu);
             out.push(BuildResult {
                 build: b.name(),
                 description: b.describe(&projects.sizes),
                 monitor: m.name(),
-                wall_ratio: ratio(w.median, bare_wall),
-                cpu_ratio: ratio(c.median, bare_cpu),
-                wall_s: w,
-                cpu_s: c,
+                wall_ratio: (wall_ratios.n > 0).then_some(wall_ratios.median),
+                cpu_ratio: (cpu_ratios.n > 0).then_some(cpu_ratios.median),
+                wall_ratios,
+                cpu_ratios,
+                wall_s: Spread::of(&w.iter().map(|s| s.1).collect::<Vec<_>>()),
+                cpu_s: Spread::of(&c.iter().map(|s| s.1).collect::<Vec<_>>()),
                 seen: seen.remove(&(bi, mi)).unwrap_or_default(),
                 failures: failures.remove(&(bi, mi)).unwrap_or_default(),
             });

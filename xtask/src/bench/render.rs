@@ -5,7 +5,7 @@ use std::{fmt::Write as _, fs, path::Path};
 
 use serde::Serialize;
 
-use super::Results;
+use super::{Results, stats::Spread};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
@@ -107,6 +107,16 @@ fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
     x.map_or("–".into(), f)
 }
 
+/// A paired ratio with its range when there is one: `1.020 (0.950–1.100)`.
+fn ratio(median: Option<f64>, spread: &Spread) -> String {
+    match median {
+        Some(m) if spread.n > 1 && spread.min < spread.max => {
+            format!("{m:.3} ({:.3}–{:.3})", spread.min, spread.max)
+        }
+        other => opt(other, |x| format!("{x:.3}")),
+    }
+}
+
 pub fn markdown(r: &Results) -> String {
     let mut s = String::new();
     let m = &r.machine;
@@ -136,7 +146,8 @@ pub fn markdown(r: &Results) -> String {
     }
     if !r.builds.is_empty() {
         s.push_str(
-            "\n### Real builds\n\nMedian (min–max) over the repetitions; monitors alternate \
+            "\n### Real builds\n\nMedian (min–max) over the repetitions; × bare is the median (min–max) of \
+             each repetition's ratio to the bare build of the same repetition; monitors alternate \
              within each repetition. CPU is the whole process tree's, plus the daemon's for \
              bpftrace and auditd.\n\n\
              | build | monitor | wall s | × bare | CPU s | × bare | events seen | lost | monitor CPU s | monitor peak RSS |\n\
@@ -156,9 +167,9 @@ pub fn markdown(r: &Results) -> String {
                 b.wall_s.median,
                 b.wall_s.min,
                 b.wall_s.max,
-                opt(b.wall_ratio, |x| format!("{x:.3}")),
+                ratio(b.wall_ratio, &b.wall_ratios),
                 b.cpu_s.median,
-                opt(b.cpu_ratio, |x| format!("{x:.3}")),
+                ratio(b.cpu_ratio, &b.cpu_ratios),
                 b.seen.events.map_or("–".into(), |e| e.to_string()),
                 b.seen.lost.map_or("–".into(), |e| e.to_string()),
                 opt(b.seen.monitor_cpu_s, |x| format!("{x:.2}")),
