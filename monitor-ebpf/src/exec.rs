@@ -95,7 +95,6 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
         off: 0,
         argc: 0,
         fl: fl as u64,
-        steps: 0,
     };
     unsafe {
         bpf_loop(
@@ -105,10 +104,12 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
             0,
         )
     };
-    let (off, argc, i) = (walk.off as usize, walk.argc as u16, walk.steps as usize);
+    let (off, argc) = (walk.off as usize, walk.argc as usize);
     let mut fl = walk.fl as u16;
-    if i == ARGV_MAX_ARGS {
-        // A 65th pointer that is not NULL means more arguments than we carry.
+    let argv_len = off & (2 * ARGV_MAX_BYTES - 1);
+    if argc == ARGV_MAX_ARGS {
+        // A 65th pointer that is not NULL means more arguments than we carry (if the 64th
+        // was cut instead, the flag is already set).
         let mut p: u64 = 0;
         let r = unsafe {
             bpf_probe_read_user(
@@ -126,25 +127,12 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
         dirfd,
         at_flags,
         filename_len: filename_len as u16,
-        argv_len: (off & (2 * ARGV_MAX_BYTES - 1)) as u16,
-        argc,
+        argv_len: argv_len as u16,
+        argc: argc as u16,
         _pad: 0,
     };
     unsafe { write_unaligned(buf.cast::<ExecEnter>(), body) };
-    // Read the length back from the buffer rather than keeping `off` live: the loop above
-    // leaves by up to five exits in each of its 64 iterations, each with a different exact
-    // `off`, and the verifier would walk the send below once per exit (~45 ms of load time).
-    // A value read from map memory is just "some u16", so every exit shares one walk.
-    let argv_len = unsafe {
-        core::ptr::read_volatile(
-            buf.add(core::mem::offset_of!(ExecEnter, argv_len))
-                .cast::<u16>(),
-        )
-    } as usize;
-    output_scratch(
-        buf,
-        BODY + filename_len + (argv_len & (2 * ARGV_MAX_BYTES - 1)),
-    );
+    output_scratch(buf, BODY + filename_len + argv_len);
     Ok(0)
 }
 
@@ -157,8 +145,6 @@ struct ArgvWalk {
     off: u64,
     argc: u64,
     fl: u64,
-    /// Pointers read that were not NULL (ARGV_MAX_ARGS when the loop ran out).
-    steps: u64,
 }
 
 /// One argv entry. Each read may write a whole ARGV_MAX_BYTES past its masked start (the
@@ -196,14 +182,12 @@ extern "C" fn argv_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
         return 1;
     }
     w.argc += 1;
-    w.steps = i + 1;
     let off = off + n as usize;
     if off > ARGV_MAX_BYTES {
         // The string ran past the room: keep what fits, cut with a NUL as the last byte.
         unsafe { *(w.base as *mut u8).wrapping_add(ARGV_MAX_BYTES - 1) = 0 };
         w.fl |= flags::ARGV_TRUNCATED as u64;
         w.off = ARGV_MAX_BYTES as u64;
-        w.steps = 0;
         return 1;
     }
     w.off = off as u64;
