@@ -159,19 +159,12 @@ impl Sensors {
                 tracing::warn!("exit codes of watched processes unavailable: {e}");
                 0
             });
+        const OFFSETS: &str = "EXIT_CODE_OFFSET";
         let map = ebpf
-            .map_mut("EXIT_CODE_OFFSET")
-            .ok_or(LoadError::MissingMap("EXIT_CODE_OFFSET"))?;
-        let mut offsets: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map {
-            name: "EXIT_CODE_OFFSET",
-            source,
-        })?;
-        offsets
-            .set(0, &offset, 0)
-            .map_err(|source| LoadError::Map {
-                name: "EXIT_CODE_OFFSET",
-                source,
-            })?;
+            .map_mut(OFFSETS)
+            .ok_or(LoadError::MissingMap(OFFSETS))?;
+        let mut offsets: Array<_, u32> = Array::try_from(map).map_err(map_error(OFFSETS))?;
+        offsets.set(0, &offset, 0).map_err(map_error(OFFSETS))?;
 
         for Probe(name, category, tp) in tracepoints() {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
@@ -194,10 +187,7 @@ impl Sensors {
         let counters_map = ebpf
             .take_map("COUNTERS")
             .ok_or(LoadError::MissingMap("COUNTERS"))?;
-        let counters = PerCpuArray::try_from(counters_map).map_err(|source| LoadError::Map {
-            name: "COUNTERS",
-            source,
-        })?;
+        let counters = PerCpuArray::try_from(counters_map).map_err(map_error("COUNTERS"))?;
         Ok(Self { ebpf, counters })
     }
 
@@ -257,10 +247,7 @@ impl Sensors {
             .ebpf
             .take_map("EVENTS")
             .ok_or(LoadError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(|source| LoadError::Map {
-            name: "EVENTS",
-            source,
-        })
+        RingBuf::try_from(map).map_err(map_error("EVENTS"))
     }
 
     /// Kernel-side counters summed over CPUs.
@@ -286,6 +273,10 @@ fn tracepoints() -> impl Iterator<Item = &'static Probe> {
         .chain(FILE_PROBES)
         .chain(NET_PROBES)
         .chain(PROCMEM_PROBES)
+}
+
+fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {
+    move |source| LoadError::Map { name, source }
 }
 
 fn program_error(program: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
