@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monitor::dns::{parse, shape, tcp::Reassembler};
+use monitor::{context::dns::{parse, tcp::Reassembler}, detect::dns_shape as shape};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = parse(data) {

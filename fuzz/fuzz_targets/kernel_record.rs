@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = monitor::decode::decode(data);
+    let _ = monitor::ingest::decode::decode(data);
 });

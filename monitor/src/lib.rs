@@ -1,37 +1,29 @@
 //! buildwatch: watches what a build (or a host) does, through eBPF sensors in the kernel, and
-//! turns what it sees into findings a CI pipeline can act on.
+//! turns what it sees into findings a CI pipeline or a SIEM can act on.
 //!
-//! Pipeline, one module per hop: `loader` (sensors into the kernel) → `reader` (ring buffer)
-//! → `decode` (records → typed events) → `proctable` (process context, paths) → `enrich`
-//! (package attribution) → `analyzer` (process model + `rules` → `findings`) → `sink` (event
-//! stream) and `report` (terminal, JSON, SARIF, Markdown). `run`, `replay`, `doctor` and the
-//! `rules` subcommands are the commands that assemble it; `main.rs` only parses arguments.
+//! Data flows one way, one folder per hop:
+//!
+//! ```text
+//! kernel/   sensors in the kernel: loading, scope map, counters, one unit per sensor
+//!   → ingest/   ring buffer reading and decoding (its own thread)
+//!   → context/  process identity, fds and paths, DNS names, package attribution
+//!   → detect/   rules, findings, egress tally
+//!   → output/   the bus, encoders (text, JSON, SARIF, Markdown) and sinks, the report
+//! ```
+//!
+//! `pipeline` wires the stages with bounded queues. `mode/` holds what the user runs (`run`,
+//! `replay`, `doctor`, `rules`): each assembles the pipeline; `main.rs` only maps arguments to
+//! a mode and its result to an exit status (`exit`). `event/` are the types every stage shares;
+//! `policy/` is the user's configuration. Dependencies point down: mode → pipeline → stages →
+//! event. No stage prints: the terminal is a sink.
 
-pub mod analyzer;
-pub mod cgroup;
-pub mod config;
-pub mod decode;
-pub mod dns;
-pub mod doctor;
-pub mod enrich;
+pub mod context;
+pub mod detect;
 pub mod event;
-pub mod findings;
-pub mod kbtf;
-pub mod loader;
-pub mod model;
-pub mod paths;
+pub mod exit;
+pub mod ingest;
+pub mod kernel;
+pub mod mode;
+pub mod output;
+pub mod pipeline;
 pub mod policy;
-pub mod proctable;
-pub mod reader;
-pub mod replay;
-pub mod report;
-pub mod rules;
-pub mod rules_cmd;
-pub mod run;
-pub mod sink;
-pub mod tracefs;
-
-/// buildwatch's own messages: on stderr, prefixed, so they never mix with the command's output.
-pub fn note(msg: &str) {
-    eprintln!("buildwatch: {msg}");
-}

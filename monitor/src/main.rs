@@ -4,10 +4,11 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use monitor::{
-    config::{self, PolicyArgs},
-    doctor, loader, note, replay,
-    report::{Outputs, POLICY_VIOLATION},
-    rules_cmd, run,
+    exit,
+    kernel::loader,
+    mode::{doctor, note, replay, rules_cmd, run},
+    output::report::Outputs,
+    policy::config::{self, PolicyArgs},
 };
 
 #[derive(Parser)]
@@ -154,7 +155,7 @@ fn dispatch(cmd: Cmd) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             note(&format!("cannot start: {e}"));
-            return run::exit::INTERNAL;
+            return exit::INTERNAL;
         }
     };
     let setup = |p: &PolicyArgs| match config::setup(p, &cwd()) {
@@ -179,7 +180,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             command,
         } => {
             let Some(analysis) = setup(&policy) else {
-                return run::exit::INTERNAL;
+                return exit::INTERNAL;
             };
             let opts = run::RunOptions {
                 events,
@@ -197,7 +198,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             outputs,
         } => {
             let Some(analysis) = setup(&policy) else {
-                return run::exit::INTERNAL;
+                return exit::INTERNAL;
             };
             status_of(replay::replay(&events, analysis, &outputs.outputs()))
         }
@@ -215,13 +216,7 @@ fn dispatch(cmd: Cmd) -> i32 {
     }
 }
 
-/// A command's exit status, or buildwatch's own failure (reported) as 125.
+/// A command's exit status, or buildwatch's own failure (reported) as [`exit::INTERNAL`].
 fn status_of(r: anyhow::Result<i32>) -> i32 {
-    r.unwrap_or_else(|e| {
-        note(&format!("error: {e:#}"));
-        run::exit::INTERNAL
-    })
+    exit::of_result(r, |e| note(&format!("error: {e:#}")))
 }
-
-// The policy-violation status must not collide with buildwatch's own.
-const _: () = assert!(POLICY_VIOLATION != run::exit::INTERNAL && POLICY_VIOLATION < 125);

@@ -12,15 +12,17 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    dns::shape::{Counts, Shape, rare_qtype},
-    event::{Destination, Detail, Event, Target},
-    findings::{AncestorRef, Finding, Findings, ProcessRef},
-    model::{Model, ProcInfo, basename},
-    policy::Policy,
-    rules::{
-        Rule, RuleSet,
-        fields::{Field, Kinds, ProcField, Scope, Subject, Val},
+    detect::{
+        dns_shape::{Counts, Shape, rare_qtype},
+        findings::{AncestorRef, Finding, Findings, ProcessRef},
+        model::{Model, ProcInfo, basename},
+        rules::{
+            Rule, RuleSet,
+            fields::{Field, Kinds, ProcField, Scope, Subject, Val},
+        },
     },
+    event::{Destination, Detail, Event, Target},
+    policy::Policy,
 };
 
 /// Ancestors recorded in a finding.
@@ -96,7 +98,7 @@ pub struct Analyzer {
     pub monitor: Option<crate::event::MonitorUsage>,
     /// The system's resolvers (from the `run` record) and the policy's.
     resolvers: Vec<IpAddr>,
-    dns_windows: crate::dns::shape::Windows,
+    dns_windows: crate::detect::dns_shape::Windows,
 }
 
 /// What the DNS heuristics make of one query.
@@ -503,7 +505,7 @@ impl Subject for Subj<'_> {
                 Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
             }),
             Field::FileWrite => open.map_or(Val::Missing, |o| {
-                Val::Bool(crate::model::opens_for_write(&o.flags))
+                Val::Bool(crate::detect::model::opens_for_write(&o.flags))
             }),
             Field::FileCreate => open.map_or(Val::Missing, |o| {
                 Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
+    detect::rules::{self, Diagnostic, Level, RuleSet},
     policy::{self, Endpoint, FailOn, Policy},
-    rules::{self, Diagnostic, Level, RuleSet},
 };
 
 #[derive(Clone, Debug, Default, clap::Args)]

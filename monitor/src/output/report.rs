@@ -11,16 +11,13 @@ use std::{borrow::Cow, collections::BTreeMap, fmt::Write as _, io, path::Path};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{
+use crate::detect::{
     analyzer::{Analyzer, Egress, Totals},
     findings::Finding,
     rules::RuleSet,
 };
 
 pub const REPORT_SCHEMA: u32 = 1;
-
-/// Exit status when findings reach `fail_on` (or events were lost under `fail_on_lost`).
-pub const POLICY_VIOLATION: i32 = 86;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Verdict {
@@ -29,7 +26,7 @@ pub struct Verdict {
     /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
-    /// buildwatch's exit status: the command's, or [`POLICY_VIOLATION`].
+    /// buildwatch's exit status: the command's, or [`crate::exit::POLICY_VIOLATION`].
     pub exit_status: i32,
 }
 
@@ -96,7 +93,7 @@ impl Report {
                 failed,
                 reasons,
                 exit_status: if failed {
-                    POLICY_VIOLATION
+                    crate::exit::POLICY_VIOLATION
                 } else {
                     command_status
                 },
@@ -215,7 +212,7 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
     for (rule, n) in &r.findings_unlisted {
         out.push(format!(
             "  {rule}: {n} more occurrence(s) not listed (over {} distinct findings)",
-            crate::findings::MAX_PER_RULE
+            crate::detect::findings::MAX_PER_RULE
         ));
     }
     if !r.egress.is_empty() {
@@ -236,7 +233,7 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         out.push(format!(
             "  {} more connection(s)/send(s) to destinations not listed (over {} distinct)",
             r.egress_unlisted,
-            crate::analyzer::MAX_EGRESS
+            crate::detect::analyzer::MAX_EGRESS
         ));
     }
     if let Some(m) = &r.monitor {
@@ -351,8 +348,8 @@ pub fn markdown(r: &Report) -> String {
     m
 }
 
-fn sarif_level(s: crate::rules::Severity) -> &'static str {
-    use crate::rules::Severity::*;
+fn sarif_level(s: crate::detect::rules::Severity) -> &'static str {
+    use crate::detect::rules::Severity::*;
     match s {
         Critical | High => "error",
         Medium => "warning",
@@ -361,8 +358,8 @@ fn sarif_level(s: crate::rules::Severity) -> &'static str {
 }
 
 /// GitHub code scanning's `security-severity` scale (0-10).
-fn security_severity(s: crate::rules::Severity) -> &'static str {
-    use crate::rules::Severity::*;
+fn security_severity(s: crate::detect::rules::Severity) -> &'static str {
+    use crate::detect::rules::Severity::*;
     match s {
         Critical => "9.5",
         High => "8.0",

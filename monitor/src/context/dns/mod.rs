@@ -3,7 +3,6 @@
 //! type cannot hide a query name. Every packet comes from code buildwatch watches, so nothing
 //! here trusts a length or a count: errors become a `malformed` event, never a panic.
 
-pub mod shape;
 pub mod tcp;
 
 use std::net::IpAddr;
@@ -12,22 +11,11 @@ use domain::{
     base::{Message as Wire, ParsedName, Rtype},
     rdata::{A, Aaaa, Cname},
 };
-use serde::{Deserialize, Serialize};
+
+pub use crate::event::Answer;
 
 /// Most answers kept per response (the rest are counted in `answers_dropped`).
 pub const MAX_ANSWERS: usize = 32;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
-    pub name: String,
-    /// Record type mnemonic (A, AAAA, CNAME, TXT…) or `TYPE<N>`.
-    #[serde(rename = "type")]
-    pub rtype: String,
-    pub ttl: u32,
-    /// Address for A/AAAA, target name for CNAME; absent for other types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-}
 
 /// What buildwatch keeps of one DNS message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,6 +22,8 @@
 //! rule_files: [ci-rules.yaml]   # relative to this file
 //! ```
 
+pub mod config;
+
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
@@ -29,7 +31,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::rules::{
+use crate::detect::rules::{
     self, Diagnostic, Doc, Severity,
     compile::parse_net,
     yaml::{self, Node, Style, Value},
@@ -208,7 +210,7 @@ pub struct Policy {
     pub allow_loopback: bool,
     pub allow: Vec<Endpoint>,
     /// DNS heuristics' thresholds (`dns:`).
-    pub dns: crate::dns::shape::Thresholds,
+    pub dns: crate::detect::dns_shape::Thresholds,
     /// Resolvers a query may go to besides the system's (`dns: resolvers:`).
     pub resolvers: Vec<IpAddr>,
     /// Where the policy came from, if a file.

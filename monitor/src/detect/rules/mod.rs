@@ -24,35 +24,35 @@ use serde::Serialize;
 pub const DEFAULT_FILES: &[(&str, &str)] = &[
     (
         "rules/lists.yaml",
-        include_str!("../../../rules/lists.yaml"),
+        include_str!("../../../../rules/lists.yaml"),
     ),
     (
         "rules/sensitive-file.yaml",
-        include_str!("../../../rules/sensitive-file.yaml"),
+        include_str!("../../../../rules/sensitive-file.yaml"),
     ),
     (
         "rules/shell-spawn.yaml",
-        include_str!("../../../rules/shell-spawn.yaml"),
+        include_str!("../../../../rules/shell-spawn.yaml"),
     ),
     (
         "rules/process-memory.yaml",
-        include_str!("../../../rules/process-memory.yaml"),
+        include_str!("../../../../rules/process-memory.yaml"),
     ),
     (
         "rules/persistence.yaml",
-        include_str!("../../../rules/persistence.yaml"),
+        include_str!("../../../../rules/persistence.yaml"),
     ),
     (
         "rules/download-exec.yaml",
-        include_str!("../../../rules/download-exec.yaml"),
+        include_str!("../../../../rules/download-exec.yaml"),
     ),
     (
         "rules/egress.yaml",
-        include_str!("../../../rules/egress.yaml"),
+        include_str!("../../../../rules/egress.yaml"),
     ),
     (
         "rules/dns-exfil.yaml",
-        include_str!("../../../rules/dns-exfil.yaml"),
+        include_str!("../../../../rules/dns-exfil.yaml"),
     ),
 ];
 

@@ -5,24 +5,12 @@
 
 use std::{borrow::Cow, collections::HashMap};
 
-use serde::{Deserialize, Serialize};
-
-use crate::event::{Detail, Event};
+use crate::event::{Detail, Event, Package};
 
 /// Deepest ancestry walked (a loop in hostile input cannot hang the walk).
 pub const MAX_DEPTH: usize = 32;
 /// Files remembered as written during the run; beyond this, new writes are counted, not kept.
 pub const MAX_WRITTEN: usize = 200_000;
-
-/// The package whose install or build script a process runs (best effort; see `enrich`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Package {
-    /// npm or pip.
-    pub manager: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct ProcInfo {

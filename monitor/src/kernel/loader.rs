@@ -11,7 +11,7 @@ use aya::{
 };
 use monitor_common::counters;
 
-use crate::{cgroup::RunCgroup, tracefs};
+use crate::kernel::{cgroup::RunCgroup, tracefs};
 
 /// The compiled kernel programs, built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -133,7 +133,7 @@ impl Sensors {
         };
         // Reading the kernel's BTF (~6 MB) takes about as long as verifying the programs:
         // do both at once; the offset goes into its map before any program is attached.
-        let exit_code_offset = std::thread::spawn(crate::kbtf::task_exit_code_offset);
+        let exit_code_offset = std::thread::spawn(crate::kernel::kbtf::task_exit_code_offset);
         let mut ebpf = EbpfLoader::new()
             .override_global("TARGET_CGROUP_ID", &cgroup_id, true)
             .override_global("TARGET_CGROUP_LEVEL", &level, true)

@@ -9,11 +9,11 @@ use std::{
 };
 
 use crate::{
-    analyzer::Analyzer,
-    config::Setup,
+    detect::analyzer::Analyzer,
     event::{self, Event},
-    note,
-    report::{self, Outputs, Report},
+    mode::note,
+    output::report::{self, Outputs, Report},
+    policy::config::Setup,
 };
 
 /// Longest line accepted (a legitimate event is a few KiB; argv is capped at 4 KiB).
@@ -56,7 +56,7 @@ pub fn evaluate(
     name: &str,
     input: impl Read,
     a: &mut Analyzer,
-    on_new: &mut dyn FnMut(&crate::findings::Finding),
+    on_new: &mut dyn FnMut(&crate::detect::findings::Finding),
 ) -> anyhow::Result<ReplayResult> {
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();

@@ -13,8 +13,8 @@
 use std::{fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
 use crate::{
-    event::{Detail, Event},
-    model::{Model, Package, basename, tool_of},
+    detect::model::{Model, basename, tool_of},
+    event::{Detail, Event, Package},
 };
 
 const MAX_MANIFEST: u64 = 1 << 20;

@@ -4,9 +4,11 @@
 use std::{process::Command, time::Duration};
 
 use crate::{
-    cgroup::{self, RunCgroup},
-    decode::{self, Body},
-    kbtf, loader, tracefs,
+    ingest::decode::{self, Body},
+    kernel::{
+        cgroup::{self, RunCgroup},
+        kbtf, loader, tracefs,
+    },
 };
 
 enum Level {
@@ -144,14 +146,14 @@ fn finish(r: Report) -> i32 {
 /// Start /bin/true in the cgroup and look for its exec in the ring buffer.
 async fn sees_exec(sensors: &mut loader::Sensors, cg: &RunCgroup) -> Result<(), String> {
     let mut reader =
-        crate::reader::EventReader::new(sensors.take_events().map_err(|e| e.to_string())?)
+        crate::ingest::reader::EventReader::new(sensors.take_events().map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     let procs = cg.procs_file_cstring();
     let mut cmd = Command::new("/bin/true");
     // SAFETY: see run::join_cgroup.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            crate::run::join_cgroup(&procs)
+            crate::mode::run::join_cgroup(&procs)
         });
     }
     let status = cmd

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    config::{self, PolicyArgs, Setup},
-    rules::{Level, fields},
+    detect::rules::{Level, fields},
+    policy::config::{self, PolicyArgs, Setup},
 };
 
 /// Exit 0 when there are no errors (warnings are printed), 1 otherwise.

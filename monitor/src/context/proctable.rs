@@ -13,9 +13,9 @@ use std::{
 use monitor_common::{AT_FDCWD, CLONE_PARENT, flags as wf};
 
 use crate::{
-    decode::{Body, KernelEvent, SockAddr},
+    context::paths,
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    paths,
+    ingest::decode::{Body, KernelEvent, SockAddr},
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -140,7 +140,7 @@ struct DnsState {
     pending: HashMap<(SocketAddr, SocketAddr, u16), u32>,
     /// Address → the question name whose answer gave it.
     names: HashMap<IpAddr, String>,
-    tcp: crate::dns::tcp::Reassembler,
+    tcp: crate::context::dns::tcp::Reassembler,
     tcp_discarded: u64,
 }
 
@@ -491,7 +491,7 @@ impl<S: ProcSource> ProcTable<S> {
             messages.push((payload, cut));
         }
         for (msg, truncated) in messages {
-            let parsed = crate::dns::parse(&msg);
+            let parsed = crate::context::dns::parse(&msg);
             let id = parsed.as_ref().ok().map(|m| m.id);
             let pid = if ingress {
                 id.and_then(|id| self.dns.pending.remove(&(client, server, id)))
@@ -745,7 +745,7 @@ pub fn boot_to_unix_offset() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::OpenSyscall;
+    use crate::ingest::decode::OpenSyscall;
 
     /// A /proc stand-in: the table must not depend on the machine in pure tests.
     struct FakeProc {

@@ -18,28 +18,25 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    analyzer::Analyzer,
-    cgroup::RunCgroup,
-    config::Setup,
-    decode, enrich,
+    context::{
+        enrich,
+        proctable::{LiveProc, ProcTable, boot_to_unix_offset},
+    },
+    detect::analyzer::Analyzer,
     event::{self, Detail, Event},
-    loader::{KernelCounters, Scope, Sensors},
-    note,
-    proctable::{LiveProc, ProcTable, boot_to_unix_offset},
-    reader::EventReader,
-    report::{self, Outputs, Report},
-    sink::{JsonLines, Null, Sink},
+    exit,
+    ingest::{decode, reader::EventReader},
+    kernel::{
+        cgroup::RunCgroup,
+        loader::{KernelCounters, Scope, Sensors},
+    },
+    mode::note,
+    output::{
+        report::{self, Outputs, Report},
+        sink::{JsonLines, Null, Sink},
+    },
+    policy::config::Setup,
 };
-
-/// Exit statuses of buildwatch itself (the command's own status is passed through otherwise).
-pub mod exit {
-    /// buildwatch could not watch the command (setup failed); the command did not run.
-    pub const INTERNAL: i32 = 125;
-    /// The command was found but could not be executed.
-    pub const NOT_EXECUTABLE: i32 = 126;
-    /// The command was not found.
-    pub const NOT_FOUND: i32 = 127;
-}
 
 pub struct RunOptions {
     /// `-` for stdout.
@@ -95,7 +92,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     };
 
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let resolvers = crate::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
+    let resolvers = crate::context::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
     let mut child = match spawn_in_cgroup(&opts.command, &cgroup) {
         Ok(child) => child,
         Err(e) => {
@@ -186,7 +183,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     p.pump(&mut reader, &mut table);
     p.report_lost(&sensors, &mut table);
     let end = Detail::RunEnd(event::RunEnd {
-        exit_code: exit_code(&status),
+        exit_code: crate::exit::of_status(&status),
         status: event::Exit::from_status(Some(std::os::unix::process::ExitStatusExt::into_raw(
             status,
         ))),
@@ -333,15 +330,6 @@ fn describe(status: &ExitStatus) -> String {
         ),
         _ => "ended".into(),
     }
-}
-
-/// The command's status, or 128+N when signal N killed it (as shells report it).
-pub fn exit_code(status: &ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(exit::INTERNAL)
 }
 
 fn cmdline(pid: u32, escaped: &mut Vec<String>) -> Vec<String> {

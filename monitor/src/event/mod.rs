@@ -131,7 +131,7 @@ pub struct Exec {
     /// The package whose install or build script this is, when buildwatch could tell (set on
     /// the exec that enters the script; descendants inherit it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<crate::model::Package>,
+    pub package: Option<Package>,
     /// ret 0: the new program runs; otherwise the exec failed and the old image continues.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -314,7 +314,7 @@ pub struct Dns {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rcode: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub answers: Vec<crate::dns::Answer>,
+    pub answers: Vec<Answer>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub answers_dropped: usize,
     /// The TC flag: the server wants the client to retry over TCP.
@@ -330,6 +330,29 @@ pub struct Dns {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// The package whose install or build script a process runs (best effort; see `enrich`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// npm or pip.
+    pub manager: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One resource record of a DNS answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub name: String,
+    /// Record type mnemonic (A, AAAA, CNAME, TXT…) or `TYPE<N>`.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub ttl: u32,
+    /// Address for A/AAAA, target name for CNAME; absent for other types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// A process still in the run's cgroup when the command exited.

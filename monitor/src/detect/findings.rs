@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{model::Package, rules::Severity};
+use crate::{detect::rules::Severity, event::Package};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
