@@ -22,6 +22,13 @@ pub const DNS_PAYLOAD_MAX: usize = 2048;
 /// The DNS port the capture filters on.
 pub const DNS_PORT: u16 = 53;
 
+/// Most cgroups watched at once (the `SCOPE` map's size).
+pub const SCOPE_MAX_CGROUPS: u32 = 4096;
+/// Deepest cgroup level (below the v2 root) a watched cgroup may sit at.
+pub const SCOPE_MAX_LEVEL: u32 = 32;
+/// Bit of `SCOPE_LEVELS` that watches every task.
+pub const SCOPE_ALL: u64 = 1 << 63;
+
 /// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).
 pub const PATH_MAX: usize = 4096;
 /// Most argv entries an exec event carries before setting [`flags::ARGV_TRUNCATED`].
@@ -111,7 +118,21 @@ pub mod flags {
     pub const INGRESS: u16 = 1 << 8;
 }
 
-/// Indexes of the per-CPU counter array `COUNTERS`.
+/// The sensors: units of kernel programs and maps that attach, detach and count on their own.
+/// Discriminants index [`counters`] and are part of the wire format.
+pub mod sensors {
+    pub const EXEC: u32 = 0;
+    pub const FILE: u32 = 1;
+    pub const NET: u32 = 2;
+    pub const DNS: u32 = 3;
+    pub const PROCMEM: u32 = 4;
+    pub const COUNT: u32 = 5;
+    /// Names by discriminant, as userspace reports them.
+    pub const NAMES: [&str; COUNT as usize] = ["exec", "file", "net", "dns", "procmem"];
+}
+
+/// The per-CPU counter array `COUNTERS`: one row per sensor, one column per reason, at
+/// [`counters::index`]`(sensor, reason)`.
 pub mod counters {
     /// A ring-buffer reservation or output failed: the event is lost.
     pub const RINGBUF_FULL: u32 = 0;
@@ -121,7 +142,30 @@ pub mod counters {
     pub const STASH_FULL: u32 = 2;
     /// A syscall exit had no stashed enter (e.g. programs attached mid-syscall).
     pub const STASH_MISSING: u32 = 3;
-    pub const COUNT: u32 = 4;
+    pub const REASONS: u32 = 4;
+    /// Names by reason, as userspace reports them.
+    pub const NAMES: [&str; REASONS as usize] =
+        ["ringbuf_full", "read_error", "stash_full", "stash_missing"];
+    pub const COUNT: u32 = super::sensors::COUNT * REASONS;
+
+    pub const fn index(sensor: u32, reason: u32) -> u32 {
+        sensor * REASONS + reason
+    }
+}
+
+impl EventKind {
+    /// The sensor whose programs send this kind.
+    pub const fn sensor(self) -> u32 {
+        match self {
+            Self::ExecEnter | Self::ExecExit | Self::Fork | Self::Exit | Self::Lost => {
+                sensors::EXEC
+            }
+            Self::Open | Self::Chdir | Self::Fchdir => sensors::FILE,
+            Self::Connect | Self::SendTo => sensors::NET,
+            Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
+            Self::DnsPacket => sensors::DNS,
+        }
+    }
 }
 
 /// `AT_FDCWD` as the syscalls see it.

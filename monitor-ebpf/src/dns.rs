@@ -12,6 +12,8 @@ use monitor_common::{DNS_PAYLOAD_MAX, DNS_PORT, DnsPacket, EventKind, counters, 
 
 use crate::emit::{count, header, output_scratch, scratch};
 
+const SENSOR: u32 = monitor_common::sensors::DNS;
+
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86DD;
 const IPPROTO_TCP: u8 = 6;
@@ -103,10 +105,10 @@ fn capture(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
             n as u32,
         ) < 0
         {
-            count(counters::READ_ERROR);
+            count(SENSOR, counters::READ_ERROR);
             return Ok(());
         }
     }
-    output_scratch(buf, body + n);
+    output_scratch(SENSOR, buf, body + n);
     Ok(())
 }

@@ -12,7 +12,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{EventHeader, EventKind, PATH_MAX, StashedArgs, counters, flags};
+use monitor_common::{
+    EventHeader, EventKind, PATH_MAX, SCOPE_ALL, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVEL, StashedArgs,
+    counters, flags,
+};
 
 /// Offsets of the arguments and the return value in syscall tracepoint records
 /// (events/syscalls/sys_{enter,exit}_*/format: each argument is 8 bytes from offset 16).
@@ -23,12 +26,15 @@ pub const ARG3: usize = 40;
 pub const ARG4: usize = 48;
 pub const RET: usize = 16;
 
-/// cgroup id of the watched run; 0 watches the whole host (agent mode). Set by userspace.
-#[unsafe(no_mangle)]
-static TARGET_CGROUP_ID: u64 = 0;
-/// Depth of that cgroup below the v2 root, for `bpf_get_current_ancestor_cgroup_id`.
-#[unsafe(no_mangle)]
-static TARGET_CGROUP_LEVEL: u32 = 0;
+/// The watched cgroups: a task is in scope when its cgroup or one of its ancestors is a key
+/// here (the build's own sub-cgroups are watched with it). Userspace adds and removes entries
+/// while the programs run.
+#[map]
+static SCOPE: HashMap<u64, u8> = HashMap::with_max_entries(SCOPE_MAX_CGROUPS, 0);
+/// Entry 0: bit L is set while some watched cgroup sits at level L below the root, so only
+/// those levels are looked up; [`SCOPE_ALL`] watches every task (host-wide).
+#[map]
+static SCOPE_LEVELS: Array<u64> = Array::with_max_entries(1, 0);
 /// Byte offset of `task_struct.exit_code` (entry 0), read from kernel BTF by userspace while
 /// the kernel verifies the programs, and written here before they are attached; 0 = unknown.
 #[map]
@@ -65,20 +71,36 @@ fn global<T: Copy>(v: &T) -> T {
     unsafe { read_volatile(v) }
 }
 
-/// Is the current task inside the watched cgroup (or one of its descendants)?
+/// Is the current task inside a watched cgroup (or one of its descendants)?
 #[inline(always)]
 pub fn in_scope() -> bool {
-    let target = global(&TARGET_CGROUP_ID);
-    if target == 0 {
+    let levels = match SCOPE_LEVELS.get(0) {
+        Some(l) => *l,
+        None => return false,
+    };
+    if levels & SCOPE_ALL != 0 {
         return true;
     }
-    let level = global(&TARGET_CGROUP_LEVEL);
-    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == target }
+    let mut level = 0;
+    while level < SCOPE_MAX_LEVEL {
+        if levels >> level == 0 {
+            return false;
+        }
+        if levels & (1 << level) != 0 {
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if id != 0 && unsafe { SCOPE.get(&id) }.is_some() {
+                return true;
+            }
+        }
+        level += 1;
+    }
+    false
 }
 
+/// Count one `reason` (a [`counters`] column) against `sensor`.
 #[inline(always)]
-pub fn count(idx: u32) {
-    if let Some(p) = COUNTERS.get_ptr_mut(idx) {
+pub fn count(sensor: u32, reason: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(counters::index(sensor, reason)) {
         unsafe { *p += 1 };
     }
 }
@@ -121,19 +143,19 @@ pub fn wakeup_flags(len: usize) -> u64 {
 
 /// Write a fixed-size event in place into a ring-buffer reservation.
 #[inline(always)]
-pub fn emit<T: 'static>(event: T) {
+pub fn emit<T: 'static>(sensor: u32, event: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(event);
             entry.submit(wakeup_flags(size_of::<T>()));
         }
-        None => count(counters::RINGBUF_FULL),
+        None => count(sensor, counters::RINGBUF_FULL),
     }
 }
 
 /// Keep `args` for this thread's sys_exit. The thread's entry is rewritten in place when it
 /// exists (a lookup, no insert): only its own thread touches it, so no lock is needed.
-pub fn stash(args: &StashedArgs) {
+pub fn stash(sensor: u32, args: &StashedArgs) {
     let key = tid();
     let live = StashedArgs { live: 1, ..*args };
     if let Some(slot) = STASH.get_ptr_mut(&key) {
@@ -141,15 +163,15 @@ pub fn stash(args: &StashedArgs) {
         return;
     }
     if STASH.insert(&key, &live, BPF_ANY as u64).is_err() {
-        count(counters::STASH_FULL);
+        count(sensor, counters::STASH_FULL);
     }
 }
 
 /// Take the current thread's stashed arguments.
-pub fn unstash() -> Option<StashedArgs> {
+pub fn unstash(sensor: u32) -> Option<StashedArgs> {
     let args = take_stash();
     if args.is_none() {
-        count(counters::STASH_MISSING);
+        count(sensor, counters::STASH_MISSING);
     }
     args
 }
@@ -180,10 +202,10 @@ pub fn scratch() -> Option<*mut u8> {
 /// Copy a NUL-terminated user string to `dst` (at most PATH_MAX bytes). Returns its length
 /// without the NUL and the flags describing truncation or a failed read.
 #[inline(always)]
-pub fn read_user_path(dst: *mut u8, src: u64) -> (usize, u16) {
+pub fn read_user_path(sensor: u32, dst: *mut u8, src: u64) -> (usize, u16) {
     let n = unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, src as *const _) };
     if n <= 0 {
-        count(counters::READ_ERROR);
+        count(sensor, counters::READ_ERROR);
         return (0, flags::READ_FAILED);
     }
     // n counts the NUL; a full buffer means the string may have been cut.
@@ -198,12 +220,12 @@ pub fn read_user_path(dst: *mut u8, src: u64) -> (usize, u16) {
 
 /// Send the first `len` bytes of the scratch buffer as one record.
 #[inline(always)]
-pub fn output_scratch(buf: *mut u8, len: usize) {
+pub fn output_scratch(sensor: u32, buf: *mut u8, len: usize) {
     if len > SCRATCH_SIZE {
         return;
     }
     let data = unsafe { core::slice::from_raw_parts(buf, len) };
     if EVENTS.output(data, wakeup_flags(len)).is_err() {
-        count(counters::RINGBUF_FULL);
+        count(sensor, counters::RINGBUF_FULL);
     }
 }

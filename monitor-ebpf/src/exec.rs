@@ -21,6 +21,8 @@ use crate::emit::{
     output_scratch, read_user_path, scratch,
 };
 
+const SENSOR: u32 = monitor_common::sensors::EXEC;
+
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     let _ = try_exec_enter(&ctx, false);
@@ -81,7 +83,7 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<ExecEnter>();
 
-    let (filename_len, mut fl) = read_user_path(unsafe { buf.add(BODY) }, filename);
+    let (filename_len, mut fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, filename);
     if at {
         fl |= flags::SYSCALL_AT;
     }
@@ -132,7 +134,7 @@ fn try_exec_enter(ctx: &TracePointContext, at: bool) -> Result<u32, i64> {
         _pad: 0,
     };
     unsafe { write_unaligned(buf.cast::<ExecEnter>(), body) };
-    output_scratch(buf, BODY + filename_len + argv_len);
+    output_scratch(SENSOR, buf, BODY + filename_len + argv_len);
     Ok(0)
 }
 
@@ -162,7 +164,7 @@ extern "C" fn argv_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
         )
     };
     if r < 0 {
-        count(counters::READ_ERROR);
+        count(SENSOR, counters::READ_ERROR);
         w.fl |= flags::READ_FAILED as u64;
         return 1;
     }
@@ -177,7 +179,7 @@ extern "C" fn argv_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
     let dst = (w.base as *mut u8).wrapping_add(off & (ARGV_MAX_BYTES - 1));
     let n = unsafe { bpf_probe_read_user_str(dst.cast(), ARGV_MAX_BYTES as u32, p as *const _) };
     if n <= 0 {
-        count(counters::READ_ERROR);
+        count(SENSOR, counters::READ_ERROR);
         w.fl |= flags::READ_FAILED as u64;
         return 1;
     }
@@ -199,10 +201,13 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let ret: i64 = unsafe { ctx.read_at(RET)? };
-    emit(SyscallResult {
-        header: header(EventKind::ExecExit, 0),
-        ret,
-    });
+    emit(
+        SENSOR,
+        SyscallResult {
+            header: header(EventKind::ExecExit, 0),
+            ret,
+        },
+    );
     Ok(0)
 }
 
@@ -216,12 +221,15 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let child_pid: i32 = unsafe { ctx.read_at(8)? };
-    emit(Fork {
-        header: header(EventKind::Fork, 0),
-        child_pid: child_pid as u32,
-        _pad: 0,
-        clone_flags,
-    });
+    emit(
+        SENSOR,
+        Fork {
+            header: header(EventKind::Fork, 0),
+            child_pid: child_pid as u32,
+            _pad: 0,
+            clone_flags,
+        },
+    );
     Ok(0)
 }
 
@@ -250,14 +258,17 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             )
         };
         if r < 0 {
-            count(counters::READ_ERROR);
+            count(SENSOR, counters::READ_ERROR);
             fl |= flags::EXIT_CODE_UNKNOWN;
         }
     }
-    emit(Exit {
-        header: header(EventKind::Exit, fl),
-        code,
-        _pad: 0,
-    });
+    emit(
+        SENSOR,
+        Exit {
+            header: header(EventKind::Exit, fl),
+            code,
+            _pad: 0,
+        },
+    );
     Ok(0)
 }

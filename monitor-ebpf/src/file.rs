@@ -13,6 +13,8 @@ use crate::emit::{
     scratch, stash, unstash,
 };
 
+const SENSOR: u32 = monitor_common::sensors::FILE;
+
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
     let _ = try_enter_open(&ctx);
@@ -78,15 +80,18 @@ fn try_enter_open(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     unsafe {
-        stash(&StashedArgs {
-            ptr: ctx.read_at(ARG0)?,
-            arg0: AT_FDCWD as i64,
-            arg1: ctx.read_at(ARG1)?,
-            arg2: ctx.read_at(ARG2)?,
-            flags: flags::SYSCALL_OPEN,
-            live: 0,
-            _pad: [0; 2],
-        });
+        stash(
+            SENSOR,
+            &StashedArgs {
+                ptr: ctx.read_at(ARG0)?,
+                arg0: AT_FDCWD as i64,
+                arg1: ctx.read_at(ARG1)?,
+                arg2: ctx.read_at(ARG2)?,
+                flags: flags::SYSCALL_OPEN,
+                live: 0,
+                _pad: [0; 2],
+            },
+        );
     }
     Ok(0)
 }
@@ -96,15 +101,18 @@ fn try_enter_openat(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     unsafe {
-        stash(&StashedArgs {
-            ptr: ctx.read_at(ARG1)?,
-            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
-            arg1: ctx.read_at(ARG2)?,
-            arg2: ctx.read_at(ARG3)?,
-            flags: flags::SYSCALL_AT,
-            live: 0,
-            _pad: [0; 2],
-        });
+        stash(
+            SENSOR,
+            &StashedArgs {
+                ptr: ctx.read_at(ARG1)?,
+                arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+                arg1: ctx.read_at(ARG2)?,
+                arg2: ctx.read_at(ARG3)?,
+                flags: flags::SYSCALL_AT,
+                live: 0,
+                _pad: [0; 2],
+            },
+        );
     }
     Ok(0)
 }
@@ -118,19 +126,22 @@ fn try_enter_openat2(ctx: &TracePointContext) -> Result<u32, i64> {
     let mut fm = [0u64; 2];
     let mut fl = flags::SYSCALL_AT | flags::SYSCALL_OPENAT2;
     if unsafe { bpf_probe_read_user(fm.as_mut_ptr().cast(), 16, how as *const _) } < 0 {
-        count(counters::READ_ERROR);
+        count(SENSOR, counters::READ_ERROR);
         fl |= flags::READ_FAILED;
     }
     unsafe {
-        stash(&StashedArgs {
-            ptr: ctx.read_at(ARG1)?,
-            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
-            arg1: fm[0],
-            arg2: fm[1],
-            flags: fl,
-            live: 0,
-            _pad: [0; 2],
-        });
+        stash(
+            SENSOR,
+            &StashedArgs {
+                ptr: ctx.read_at(ARG1)?,
+                arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+                arg1: fm[0],
+                arg2: fm[1],
+                flags: fl,
+                live: 0,
+                _pad: [0; 2],
+            },
+        );
     }
     Ok(0)
 }
@@ -139,13 +150,13 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash() else {
+    let Some(args) = unstash(SENSOR) else {
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Open>();
-    let (path_len, fl) = read_user_path(unsafe { buf.add(BODY) }, args.ptr);
+    let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
     let body = Open {
         header: header(EventKind::Open, args.flags | fl),
         ret,
@@ -156,7 +167,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
         _pad: 0,
     };
     unsafe { write_unaligned(buf.cast::<Open>(), body) };
-    output_scratch(buf, BODY + path_len);
+    output_scratch(SENSOR, buf, BODY + path_len);
     Ok(0)
 }
 
@@ -164,10 +175,13 @@ fn try_enter_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    stash(&StashedArgs {
-        ptr: unsafe { ctx.read_at(ARG0)? },
-        ..StashedArgs::default()
-    });
+    stash(
+        SENSOR,
+        &StashedArgs {
+            ptr: unsafe { ctx.read_at(ARG0)? },
+            ..StashedArgs::default()
+        },
+    );
     Ok(0)
 }
 
@@ -175,13 +189,13 @@ fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash() else {
+    let Some(args) = unstash(SENSOR) else {
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Chdir>();
-    let (path_len, fl) = read_user_path(unsafe { buf.add(BODY) }, args.ptr);
+    let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
     let body = Chdir {
         header: header(EventKind::Chdir, fl),
         ret,
@@ -189,7 +203,7 @@ fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
         _pad: [0; 3],
     };
     unsafe { write_unaligned(buf.cast::<Chdir>(), body) };
-    output_scratch(buf, BODY + path_len);
+    output_scratch(SENSOR, buf, BODY + path_len);
     Ok(0)
 }
 
@@ -197,10 +211,13 @@ fn try_enter_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    stash(&StashedArgs {
-        arg0: unsafe { ctx.read_at::<i64>(ARG0)? } as i32 as i64,
-        ..StashedArgs::default()
-    });
+    stash(
+        SENSOR,
+        &StashedArgs {
+            arg0: unsafe { ctx.read_at::<i64>(ARG0)? } as i32 as i64,
+            ..StashedArgs::default()
+        },
+    );
     Ok(0)
 }
 
@@ -208,14 +225,17 @@ fn try_exit_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash() else {
+    let Some(args) = unstash(SENSOR) else {
         return Ok(0);
     };
-    emit(Fchdir {
-        header: header(EventKind::Fchdir, 0),
-        ret: unsafe { ctx.read_at(RET)? },
-        fd: args.arg0 as i32,
-        _pad: 0,
-    });
+    emit(
+        SENSOR,
+        Fchdir {
+            header: header(EventKind::Fchdir, 0),
+            ret: unsafe { ctx.read_at(RET)? },
+            fd: args.arg0 as i32,
+            _pad: 0,
+        },
+    );
     Ok(0)
 }

@@ -13,6 +13,8 @@ use crate::emit::{
     ARG0, ARG1, ARG2, EVENTS, RET, count, emit, header, in_scope, stash, unstash, wakeup_flags,
 };
 
+const SENSOR: u32 = monitor_common::sensors::NET;
+
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
@@ -45,12 +47,15 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     unsafe {
-        stash(&StashedArgs {
-            ptr: ctx.read_at(ARG1)?,
-            arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
-            arg1: ctx.read_at::<i64>(ARG2)? as u32 as u64,
-            ..StashedArgs::default()
-        });
+        stash(
+            SENSOR,
+            &StashedArgs {
+                ptr: ctx.read_at(ARG1)?,
+                arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+                arg1: ctx.read_at::<i64>(ARG2)? as u32 as u64,
+                ..StashedArgs::default()
+            },
+        );
     }
     Ok(0)
 }
@@ -59,12 +64,12 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash() else {
+    let Some(args) = unstash(SENSOR) else {
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let Some(mut entry) = EVENTS.reserve::<Connect>(0) else {
-        count(counters::RINGBUF_FULL);
+        count(SENSOR, counters::RINGBUF_FULL);
         return Ok(0);
     };
     // Written field by field into the reservation: the body is too large for comfort on the
@@ -89,7 +94,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
                 args.ptr as *const _,
             ) < 0
         {
-            count(counters::READ_ERROR);
+            count(SENSOR, counters::READ_ERROR);
             fl |= flags::READ_FAILED;
         }
         (*ev).header = header(EventKind::Connect, fl);
@@ -112,12 +117,15 @@ fn record_sendmsg(ctx: &SockAddrContext, family: u16) {
             addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
         }
     }
-    emit(SendTo {
-        header: header(EventKind::SendTo, 0),
-        family,
-        // user_port holds the port in network byte order in its low 16 bits.
-        port: u16::from_be(sa.user_port as u16),
-        protocol: sa.protocol,
-        addr,
-    });
+    emit(
+        SENSOR,
+        SendTo {
+            header: header(EventKind::SendTo, 0),
+            family,
+            // user_port holds the port in network byte order in its low 16 bits.
+            port: u16::from_be(sa.user_port as u16),
+            protocol: sa.protocol,
+            addr,
+        },
+    );
 }

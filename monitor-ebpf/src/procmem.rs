@@ -12,6 +12,8 @@ use monitor_common::{
 
 use crate::emit::{ARG0, ARG1, RET, emit, header, in_scope, stash, take_stash, unstash};
 
+const SENSOR: u32 = monitor_common::sensors::PROCMEM;
+
 #[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     let _ = try_enter_ptrace(&ctx);
@@ -61,11 +63,14 @@ fn try_enter_ptrace(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let pid: i64 = unsafe { ctx.read_at(ARG1)? };
-    stash(&StashedArgs {
-        arg0: request,
-        arg1: pid as u64,
-        ..StashedArgs::default()
-    });
+    stash(
+        SENSOR,
+        &StashedArgs {
+            arg0: request,
+            arg1: pid as u64,
+            ..StashedArgs::default()
+        },
+    );
     Ok(0)
 }
 
@@ -74,17 +79,20 @@ fn try_enter_vm(ctx: &TracePointContext, op: i64) -> Result<u32, i64> {
         return Ok(0);
     }
     let pid: u64 = unsafe { ctx.read_at(ARG0)? };
-    stash(&StashedArgs {
-        arg0: op,
-        arg1: pid,
-        ..StashedArgs::default()
-    });
+    stash(
+        SENSOR,
+        &StashedArgs {
+            arg0: op,
+            arg1: pid,
+            ..StashedArgs::default()
+        },
+    );
     Ok(0)
 }
 
 fn exit_vm(ctx: &TracePointContext) {
     if in_scope()
-        && let Some(args) = unstash()
+        && let Some(args) = unstash(SENSOR)
     {
         let _ = finish(ctx, EventKind::ProcessVm, &args);
     }
@@ -92,13 +100,16 @@ fn exit_vm(ctx: &TracePointContext) {
 
 fn finish(ctx: &TracePointContext, kind: EventKind, args: &StashedArgs) -> Result<(), i64> {
     let ret: i64 = unsafe { ctx.read_at(RET)? };
-    emit(TargetCall {
-        header: header(kind, 0),
-        ret,
-        op: args.arg0,
-        // pid_t is 32 bits; the tracepoint widens it to 8 bytes.
-        target_pid: args.arg1 as i32,
-        _pad: 0,
-    });
+    emit(
+        SENSOR,
+        TargetCall {
+            header: header(kind, 0),
+            ret,
+            op: args.arg0,
+            // pid_t is 32 bits; the tracepoint widens it to 8 bytes.
+            target_pid: args.arg1 as i32,
+            _pad: 0,
+        },
+    );
     Ok(())
 }

@@ -7,7 +7,7 @@ use monitor::{
     exit,
     kernel::loader,
     mode::{doctor, note, replay, rules_cmd, run},
-    output::report::Outputs,
+    output::Outputs,
     policy::config::{self, PolicyArgs},
 };
 
@@ -16,12 +16,41 @@ use monitor::{
     name = "buildwatch",
     version,
     about = "Watch what a build does (exec, files, network) and judge it against rules",
-    after_help = "Exit status: the command's own status; 86 when findings reach --fail-on; \
-                  125 when buildwatch fails; 126/127 when the command cannot run / is not found."
+    override_usage = "buildwatch [OPTIONS] -- COMMAND [ARGS]...\n       buildwatch <SUBCOMMAND>",
+    after_help = "`buildwatch [OPTIONS] -- COMMAND` is `buildwatch run [OPTIONS] -- COMMAND`.\n\n\
+                  Exit status: the command's own status; 86 when findings reach --fail-on; \
+                  125 when buildwatch fails; 126/127 when the command cannot run / is not found.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunFlags,
+    /// The command to watch, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command_line: Vec<OsString>,
+}
+
+/// Everything `run` takes but the command.
+#[derive(Args, Clone, Debug)]
+struct RunFlags {
+    /// Write every event as JSON Lines to FILE (`-` for stdout: then only events go to
+    /// stdout, and the command's own standard output goes to standard error).
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Leave processes the command left running alive (moved out of the run) instead of
+    /// killing them.
+    #[arg(long)]
+    keep_stragglers: bool,
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = loader::DEFAULT_RING_BYTES,
+          value_parser = parse_ring_size)]
+    ring_size: u32,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    outputs: OutputArgs,
 }
 
 #[derive(Args, Clone, Debug, Default)]
@@ -55,21 +84,8 @@ impl OutputArgs {
 enum Cmd {
     /// Run a command, watch its whole process tree, report findings.
     Run {
-        /// Write every event as JSON Lines to FILE (`-` for stdout).
-        #[arg(long, value_name = "FILE")]
-        events: Option<PathBuf>,
-        /// Leave processes the command left running alive (moved out of the run) instead of
-        /// killing them.
-        #[arg(long)]
-        keep_stragglers: bool,
-        /// Kernel ring buffer size in bytes (a power of two, at least 4096).
-        #[arg(long, value_name = "BYTES", default_value_t = loader::DEFAULT_RING_BYTES,
-              value_parser = parse_ring_size)]
-        ring_size: u32,
         #[command(flatten)]
-        policy: PolicyArgs,
-        #[command(flatten)]
-        outputs: OutputArgs,
+        flags: RunFlags,
         /// The command and its arguments.
         #[arg(
             required = true,
@@ -138,8 +154,18 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    let code = dispatch(cli.command);
-    run::flush_stdout();
+    let cmd = match cli.command {
+        Some(cmd) => cmd,
+        None if !cli.command_line.is_empty() => Cmd::Run {
+            flags: cli.run,
+            command: cli.command_line,
+        },
+        None => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    let code = dispatch(cmd);
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
@@ -171,24 +197,17 @@ fn dispatch(cmd: Cmd) -> i32 {
         }
     };
     match cmd {
-        Cmd::Run {
-            events,
-            keep_stragglers,
-            ring_size,
-            policy,
-            outputs,
-            command,
-        } => {
-            let Some(analysis) = setup(&policy) else {
+        Cmd::Run { flags, command } => {
+            let Some(analysis) = setup(&flags.policy) else {
                 return exit::INTERNAL;
             };
             let opts = run::RunOptions {
-                events,
-                keep_stragglers,
-                ring_bytes: ring_size,
+                events: flags.events,
+                keep_stragglers: flags.keep_stragglers,
+                ring_bytes: flags.ring_size,
                 command,
                 analysis,
-                outputs: outputs.outputs(),
+                outputs: flags.outputs.outputs(),
             };
             status_of(rt.block_on(run::run(opts)))
         }

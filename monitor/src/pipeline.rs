@@ -1,1 +1,315 @@
+//! The stages wired together. Two threads and a queue between them, then the output bus:
+//!
+//! ```text
+//! ring ─▶ [ring reader: read] ─▶ queue (bytes, drops counted) ─▶ [stage thread: decode →
+//!          context → detect] ─▶ bus ─▶ per-sink queue (records, drops counted) ─▶ [sink thread]
+//! ```
+//!
+//! - **Ring → reader.** The kernel counts what a full ring refuses (`ringbuf_full`, per
+//!   sensor).
+//! - **Reader → stage.** A bounded queue of record chunks, [`INGEST_QUEUE_BYTES`]. The reader
+//!   never waits: a refused chunk is counted (`queue_full`). Waiting would only move the loss
+//!   back into the kernel ring, and would stall the reader on a slow /proc read or rule.
+//! - **Mode and replay → stage.** The same queue. The mode's records (run start, stragglers,
+//!   run end) pass a full queue; a replay waits for room (back-pressure), because nothing is
+//!   lost by waiting on a file and a replay must see every event.
+//! - **Stage → sinks.** The bus: one bounded queue per sink; see `output::bus`.
+//!
+//! Every queue's depth, peak and drops go into `run_end`.
 
+pub mod queue;
+
+use std::{
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    context::{
+        enrich,
+        proctable::{LiveProc, ProcTable, boot_to_unix_offset},
+    },
+    detect::analyzer::Analyzer,
+    event::{self, Detail, DrainStats, Event, Exit, KernelStats, MonitorUsage, PipelineStats},
+    ingest::{
+        decode,
+        reader::{self, Batch, Downstream},
+    },
+    output::bus::{Bus, Record},
+    pipeline::queue::{Pop, Queue},
+};
+
+/// Bytes of undecoded records the queue after the ring reader holds (about as much as the
+/// kernel ring: together they ride out a stall of the stage twice as long as the ring alone).
+pub const INGEST_QUEUE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What enters the stage thread.
+pub enum Input {
+    /// From the ring reader.
+    Ingest(Batch),
+    /// An event already in its process context, from a recorded stream: it enters at the
+    /// context stage and goes through detect and output like a live one.
+    Recorded(Box<Event>),
+    /// From the mode.
+    Mode(Box<ModeInput>),
+}
+
+pub enum ModeInput {
+    /// The command the mode started (its fork happened outside the watched scope).
+    Root {
+        pid: u32,
+        cwd: Vec<u8>,
+        argv: Vec<Vec<u8>>,
+    },
+    /// A record for the stream (run start, straggler), put in `pid`'s process context.
+    Record {
+        pid: u32,
+        ts_ns: u64,
+        detail: Detail,
+        escaped: Vec<String>,
+    },
+    /// The last record: how the command ended. The stage adds its own accounting.
+    End {
+        ts_ns: u64,
+        exit_code: i32,
+        status: Exit,
+    },
+}
+
+/// The stage thread and the queue that feeds it.
+pub struct Pipeline {
+    queue: Arc<Queue<Input>>,
+    bus: Arc<Bus>,
+    thread: thread::JoinHandle<Analyzer>,
+}
+
+impl Pipeline {
+    /// Start the stage thread. `live`: events come from the kernel now (packages can be
+    /// attributed by reading the build's files); otherwise from a recording.
+    pub fn start(analyzer: Analyzer, bus: Arc<Bus>, live: bool) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue::new("ingest", "bytes", INGEST_QUEUE_BYTES));
+        let thread = {
+            let stage = Stage {
+                table: ProcTable::new(LiveProc, boot_to_unix_offset()),
+                analyzer,
+                bus: bus.clone(),
+                queue: queue.clone(),
+                live,
+                decode_errors: 0,
+                dns_discarded_reported: 0,
+                ingest_end: None,
+            };
+            thread::Builder::new()
+                .name("stage".into())
+                .spawn(move || stage.run())?
+        };
+        Ok(Self { queue, bus, thread })
+    }
+
+    /// Where the ring reader sends its batches.
+    pub fn downstream(&self) -> Box<dyn Downstream> {
+        Box::new(IngestEnd(self.queue.clone()))
+    }
+
+    /// A record from the mode (never refused).
+    pub fn send(&self, m: ModeInput) {
+        self.queue.push_control(Input::Mode(Box::new(m)));
+    }
+
+    /// A recorded event, waiting for room.
+    pub fn send_recorded(&self, ev: Event) {
+        let weight = 512;
+        self.queue
+            .push_wait(Input::Recorded(Box::new(ev)), weight, far_future());
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// No more input: the stage finishes what is queued and hands back the detect state.
+    pub fn finish(self) -> Analyzer {
+        self.queue.close();
+        match self.thread.join() {
+            Ok(a) => a,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+struct IngestEnd(Arc<Queue<Input>>);
+
+impl Downstream for IngestEnd {
+    fn try_send(&self, records: Bytes) -> bool {
+        let weight = records.len() as u64;
+        self.0
+            .try_push(Input::Ingest(Batch::Records(records)), weight)
+    }
+    fn send_until(&self, records: Bytes, deadline: Instant) -> bool {
+        let weight = records.len() as u64;
+        self.0
+            .push_wait(Input::Ingest(Batch::Records(records)), weight, deadline)
+    }
+    fn send_control(&self, batch: Batch) {
+        self.0.push_control(Input::Ingest(batch));
+    }
+}
+
+/// Context and detect, on one thread: they share the process model, and each event's rules
+/// need its context first.
+struct Stage {
+    table: ProcTable,
+    analyzer: Analyzer,
+    bus: Arc<Bus>,
+    queue: Arc<Queue<Input>>,
+    live: bool,
+    /// Records that did not decode, not yet reported as lost.
+    decode_errors: u64,
+    dns_discarded_reported: u64,
+    ingest_end: Option<(Option<DrainStats>, KernelStats)>,
+}
+
+impl Stage {
+    fn run(mut self) -> Analyzer {
+        let mut next_check = Instant::now();
+        loop {
+            match self.queue.pop(Duration::from_millis(100)) {
+                Pop::Item(input) => self.handle(input),
+                Pop::Empty => {}
+                Pop::Closed => break,
+            }
+            if Instant::now() >= next_check {
+                self.bus.announce_errors();
+                next_check = Instant::now() + Duration::from_millis(100);
+            }
+        }
+        self.bus.announce_errors();
+        self.analyzer
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Ingest(Batch::Records(chunk)) => {
+                for rec in reader::records(&chunk) {
+                    match decode::decode(rec) {
+                        Ok(ev) => {
+                            let Self {
+                                table,
+                                analyzer,
+                                bus,
+                                live,
+                                ..
+                            } = self;
+                            table.handle(ev, &mut |e| emit(analyzer, bus, *live, e));
+                        }
+                        Err(e) => {
+                            self.decode_errors += 1;
+                            tracing::debug!("undecodable record: {e}");
+                        }
+                    }
+                }
+                self.report_own_losses();
+            }
+            Input::Ingest(Batch::Lost(losses)) => {
+                for l in losses {
+                    self.lost(l.sensor, l.reason, l.count);
+                }
+            }
+            Input::Ingest(Batch::End { drain, kernel }) => {
+                self.report_own_losses();
+                self.ingest_end = Some((drain, kernel));
+            }
+            Input::Recorded(ev) => emit(&mut self.analyzer, &self.bus, false, *ev),
+            Input::Mode(m) => self.mode(*m),
+        }
+    }
+
+    fn mode(&mut self, m: ModeInput) {
+        match m {
+            ModeInput::Root { pid, cwd, argv } => self.table.add_root(pid, &cwd, argv),
+            ModeInput::Record {
+                pid,
+                ts_ns,
+                detail,
+                escaped,
+            } => {
+                let ev = self.table.envelope(pid, pid, ts_ns, detail, escaped);
+                emit(&mut self.analyzer, &self.bus, self.live, ev);
+            }
+            ModeInput::End {
+                ts_ns,
+                exit_code,
+                status,
+            } => {
+                self.report_own_losses();
+                let (drain, kernel) = self.ingest_end.take().unwrap_or_default();
+                let pipeline = PipelineStats {
+                    queues: vec![self.queue.stats()],
+                    sinks: self.bus.stats(),
+                    kernel,
+                    drain,
+                };
+                let end = Detail::RunEnd(event::RunEnd {
+                    exit_code,
+                    status,
+                    monitor: MonitorUsage::of_self(),
+                    pipeline: Some(pipeline),
+                });
+                let ev = self.table.envelope(0, 0, ts_ns, end, Vec::new());
+                emit(&mut self.analyzer, &self.bus, self.live, ev);
+            }
+        }
+    }
+
+    /// Losses found by this stage: records that did not decode, DNS TCP streams that could
+    /// not be reassembled.
+    fn report_own_losses(&mut self) {
+        if self.decode_errors > 0 {
+            let n = std::mem::take(&mut self.decode_errors);
+            self.lost(None, "decode_error", n);
+        }
+        let discarded = self.table.dns_tcp_discarded();
+        if discarded > self.dns_discarded_reported {
+            let n = discarded - self.dns_discarded_reported;
+            self.dns_discarded_reported = discarded;
+            self.lost(Some("dns"), "dns_tcp_discarded", n);
+        }
+    }
+
+    fn lost(&mut self, sensor: Option<&str>, reason: &str, count: u64) {
+        let detail = Detail::Lost(event::Lost {
+            count,
+            sensor: sensor.map(Into::into),
+            reason: reason.into(),
+        });
+        let ev = self.table.envelope(0, 0, boot_now(), detail, Vec::new());
+        emit(&mut self.analyzer, &self.bus, self.live, ev);
+    }
+}
+
+/// One event through detect and onto the bus.
+fn emit(analyzer: &mut Analyzer, bus: &Bus, live: bool, mut ev: Event) {
+    if live {
+        enrich::package(&mut ev, analyzer.model());
+    }
+    analyzer.observe(&ev, &mut |f| {
+        bus.publish(&Record::Finding(Arc::new(f.clone())));
+    });
+    if bus.wants_events() {
+        bus.publish(&Record::Event(Arc::new(ev)));
+    }
+}
+
+/// Now on the kernel's boot clock (the clock event timestamps use).
+pub fn boot_now() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

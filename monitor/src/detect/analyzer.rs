@@ -92,10 +92,8 @@ pub struct Analyzer {
     pub totals: Totals,
     /// From the stream's `run` record.
     pub command: Vec<String>,
-    /// From the stream's `run_end` record.
-    pub exit_code: Option<i32>,
-    /// From the stream's `run_end` record.
-    pub monitor: Option<crate::event::MonitorUsage>,
+    /// The stream's `run_end` record.
+    pub run_end: Option<crate::event::RunEnd>,
     /// The system's resolvers (from the `run` record) and the policy's.
     resolvers: Vec<IpAddr>,
     dns_windows: crate::detect::dns_shape::Windows,
@@ -119,8 +117,7 @@ impl Analyzer {
             egress_unlisted: 0,
             totals: Totals::default(),
             command: Vec::new(),
-            exit_code: None,
-            monitor: None,
+            run_end: None,
             resolvers: Vec::new(),
             dns_windows: Default::default(),
         }
@@ -154,8 +151,7 @@ impl Analyzer {
                 return;
             }
             Detail::RunEnd(e) => {
-                self.exit_code = Some(e.exit_code);
-                self.monitor = e.monitor;
+                self.run_end = Some(e.clone());
                 return;
             }
             Detail::Lost(l) => {

@@ -10,6 +10,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+mod stats;
+pub use stats::{DrainStats, KernelStats, PipelineStats, QueueStats, SinkStats};
+
 pub const SCHEMA: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -367,7 +370,14 @@ pub struct Straggler {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lost {
     pub count: u64,
-    /// ringbuf_full, stash_full or decode_error.
+    /// The sensor whose events they were, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
+    /// Where they were lost: `ringbuf_full` (the kernel ring was full), `stash_full` (the
+    /// kernel's syscall-argument map was full), `queue_full` (the queue after the ring reader
+    /// was full), `drain_skipped` (still in the ring when the end-of-run drain ran out),
+    /// `decode_error` (a record buildwatch could not decode) or `dns_tcp_discarded` (a DNS TCP
+    /// stream that could not be reassembled).
     pub reason: String,
 }
 
@@ -394,6 +404,9 @@ pub struct RunEnd {
     /// What watching cost buildwatch itself, up to this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<MonitorUsage>,
+    /// buildwatch's queues, sinks and kernel counters, up to this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineStats>,
 }
 
 /// buildwatch's own resource use during a run (getrusage(RUSAGE_SELF): its threads, not the

@@ -1,46 +1,361 @@
-//! Drains the ring buffer. The kernel side wakes us only once 64 KiB are pending, so the reader
-//! also polls on a short timer; both paths end in [`EventReader::drain`].
+//! The ring reader: a thread of its own that copies records out of the kernel ring into
+//! chunks and hands them on. It never waits on later stages: a chunk the next queue refuses is
+//! dropped and its records counted as lost (`queue_full`, per sensor). Decoding happens after
+//! the queue, so reading costs a copy per record and the ring empties as fast as it can.
+//!
+//! It also reads the kernel's loss counters (every [`COUNTER_INTERVAL`] and at the end) and
+//! turns what grew into loss reports, and it owns the end of the run: asked to drain, it hands
+//! on what the ring holds within a time and record budget (waiting for room in the queue
+//! until the budget's deadline: the command is done, nothing is gained by dropping), then
+//! reads the rest without processing it, counting it as `drain_skipped`, for at most another
+//! second. A process that floods the ring cannot keep a run alive.
 
-use std::time::Duration;
+use std::{
+    os::fd::AsRawFd,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, RingBuf};
-use tokio::io::unix::AsyncFd;
+use bytes::{BufMut, Bytes, BytesMut};
+use monitor_common::{EventKind, sensors};
 
-/// How often pending events are collected when the kernel did not wake us.
+use crate::{
+    event::{DrainStats, KernelStats},
+    kernel::loader::Counters,
+};
+
+/// How long the reader sleeps in poll when the kernel did not wake it (the kernel side wakes
+/// it only once 64 KiB are pending).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the kernel's counters are read.
+pub const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+/// Records are handed on in chunks of about this many bytes.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
-pub struct EventReader {
-    ring: AsyncFd<RingBuf<MapData>>,
+/// Events that did not get through, by sensor (None: not tied to one) and reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loss {
+    pub sensor: Option<&'static str>,
+    pub reason: &'static str,
+    pub count: u64,
 }
 
-impl EventReader {
-    pub fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
-        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until it is dropped
-        // together with this AsyncFd.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?;
-        Ok(Self { ring })
+/// What the reader hands on.
+#[derive(Debug)]
+pub enum Batch {
+    /// Kernel records, each preceded by its length as a native-endian u32 (see [`records`]).
+    Records(Bytes),
+    /// Losses counted since the last report.
+    Lost(Vec<Loss>),
+    /// The reader is done: how the last drain went and the kernel counters' final values.
+    End {
+        drain: Option<DrainStats>,
+        kernel: KernelStats,
+    },
+}
+
+/// Where batches go: `try_send` may refuse (queue full), `send_until` waits for room until a
+/// deadline, `send_control` may not refuse (a loss report or the end, a few per second).
+pub trait Downstream: Send {
+    fn try_send(&self, records: Bytes) -> bool;
+    fn send_until(&self, records: Bytes, deadline: Instant) -> bool;
+    fn send_control(&self, batch: Batch);
+}
+
+/// The records of a [`Batch::Records`] chunk.
+pub fn records(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        let len = u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let rec = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        Some(rec)
+    })
+}
+
+/// The end-of-run budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub time: Duration,
+    pub records: u64,
+}
+
+enum Command {
+    Drain(Budget, mpsc::Sender<DrainStats>),
+    Stop,
+}
+
+pub struct Reader {
+    commands: mpsc::Sender<Command>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Reader {
+    pub fn start(
+        ring: RingBuf<MapData>,
+        counters: Counters,
+        out: Box<dyn Downstream>,
+    ) -> std::io::Result<Self> {
+        let (commands, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("ring reader".into())
+            .spawn(move || Loop::new(ring, counters, out).run(&rx))?;
+        Ok(Self { commands, thread })
     }
 
-    /// Wait until the kernel signals data or the poll interval passes.
-    pub async fn wait(&self) {
-        tokio::select! {
-            guard = self.ring.readable() => {
-                if let Ok(mut g) = guard {
-                    g.clear_ready();
+    /// Hand on what the ring holds within `budget`; returns how it went.
+    pub fn drain(&self, budget: Budget) -> DrainStats {
+        let (tx, rx) = mpsc::channel();
+        if self.commands.send(Command::Drain(budget, tx)).is_err() {
+            return DrainStats::default();
+        }
+        rx.recv().unwrap_or_default()
+    }
+
+    /// Report the last losses, send [`Batch::End`], and stop.
+    pub fn stop(self) {
+        let _ = self.commands.send(Command::Stop);
+        let _ = self.thread.join();
+    }
+}
+
+const KINDS: usize = 16;
+
+struct Loop {
+    ring: RingBuf<MapData>,
+    counters: Counters,
+    out: Box<dyn Downstream>,
+    chunk: BytesMut,
+    /// Records per kind in the chunk being filled, and dropped but not yet reported.
+    in_chunk: [u64; KINDS],
+    dropped: [u64; KINDS],
+    skipped: [u64; KINDS],
+    /// Kernel counters as last reported.
+    reported: KernelStats,
+}
+
+impl Loop {
+    fn new(ring: RingBuf<MapData>, counters: Counters, out: Box<dyn Downstream>) -> Self {
+        Self {
+            ring,
+            counters,
+            out,
+            chunk: BytesMut::with_capacity(CHUNK_BYTES + 4096),
+            in_chunk: [0; KINDS],
+            dropped: [0; KINDS],
+            skipped: [0; KINDS],
+            reported: KernelStats::default(),
+        }
+    }
+
+    fn run(mut self, commands: &mpsc::Receiver<Command>) {
+        let mut next_counters = Instant::now() + COUNTER_INTERVAL;
+        let mut last_drain: Option<DrainStats> = None;
+        loop {
+            self.wait();
+            self.read_all(None);
+            if Instant::now() >= next_counters {
+                self.report_losses();
+                next_counters = Instant::now() + COUNTER_INTERVAL;
+            }
+            match commands.try_recv() {
+                Ok(Command::Drain(budget, reply)) => {
+                    let stats = self.drain(budget);
+                    self.report_losses();
+                    // A run drains twice (before and after its stragglers go): report the sum.
+                    last_drain = Some(match last_drain.take() {
+                        None => stats.clone(),
+                        Some(prev) => DrainStats {
+                            drained: prev.drained + stats.drained,
+                            skipped: prev.skipped + stats.skipped,
+                            complete: stats.complete,
+                            ..prev
+                        },
+                    });
+                    let _ = reply.send(stats);
+                }
+                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        self.report_losses();
+        self.out.send_control(Batch::End {
+            drain: last_drain,
+            kernel: self.reported.clone(),
+        });
+    }
+
+    /// Sleep until the kernel wakes us or the poll interval passes.
+    fn wait(&self) {
+        let mut fds = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the ring's fd, which the ring keeps open.
+        unsafe { libc::poll(&mut fds, 1, POLL_INTERVAL.as_millis() as i32) };
+    }
+
+    /// Read until the ring is empty or, when a limit is given (the drain), until it is
+    /// reached. Returns (records read, whether the ring ran empty).
+    fn read_all(&mut self, limit: Option<(Instant, u64)>) -> (u64, bool) {
+        let mut n = 0u64;
+        let deadline = limit.map(|l| l.0);
+        loop {
+            let Some(item) = self.ring.next() else {
+                self.flush(deadline);
+                return (n, true);
+            };
+            let kind = kind_of(&item);
+            self.chunk.put_u32_ne(item.len() as u32);
+            self.chunk.put_slice(&item);
+            drop(item);
+            self.in_chunk[kind] += 1;
+            n += 1;
+            if self.chunk.len() >= CHUNK_BYTES {
+                self.flush(deadline);
+            }
+            if let Some((deadline, max)) = limit
+                && (n >= max || (n.is_multiple_of(1024) && Instant::now() >= deadline))
+            {
+                self.flush(Some(deadline));
+                return (n, false);
+            }
+        }
+    }
+
+    /// Hand the chunk on: at once (refused when the queue is full), or waiting for room until
+    /// `deadline`.
+    fn flush(&mut self, deadline: Option<Instant>) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let chunk = self.chunk.split().freeze();
+        let sent = match deadline {
+            None => self.out.try_send(chunk),
+            Some(d) => self.out.send_until(chunk, d),
+        };
+        if !sent {
+            for (d, n) in self.dropped.iter_mut().zip(self.in_chunk) {
+                *d += n;
+            }
+        }
+        self.in_chunk = [0; KINDS];
+        if self.chunk.capacity() < CHUNK_BYTES {
+            self.chunk.reserve(CHUNK_BYTES + 4096);
+        }
+    }
+
+    /// Hand on what the ring holds within the budget; read the rest without processing it
+    /// (counted as skipped), for at most one more second.
+    fn drain(&mut self, budget: Budget) -> DrainStats {
+        let start = Instant::now();
+        let (drained, complete) = self.read_all(Some((start + budget.time, budget.records)));
+        let mut stats = DrainStats {
+            budget_ms: budget.time.as_millis() as u64,
+            budget_records: budget.records,
+            drained,
+            skipped: 0,
+            complete,
+        };
+        if complete {
+            return stats;
+        }
+        let hard = Instant::now() + Duration::from_secs(1);
+        loop {
+            let Some(item) = self.ring.next() else {
+                stats.complete = true;
+                break;
+            };
+            self.skipped[kind_of(&item)] += 1;
+            drop(item);
+            stats.skipped += 1;
+            if stats.skipped.is_multiple_of(1024) && Instant::now() >= hard {
+                break;
+            }
+        }
+        stats
+    }
+
+    /// Send what was lost since the last report: refused chunks, skipped records, and what
+    /// the kernel counted (ring full, stash full) per sensor.
+    fn report_losses(&mut self) {
+        let mut losses = Vec::new();
+        let own = [
+            ("queue_full", &mut self.dropped),
+            ("drain_skipped", &mut self.skipped),
+        ];
+        for (reason, counts) in own {
+            for (kind, n) in counts.iter_mut().enumerate() {
+                if *n > 0 {
+                    losses.push(Loss {
+                        sensor: sensor_of(kind),
+                        reason,
+                        count: std::mem::take(n),
+                    });
                 }
             }
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        let now = self.counters.read();
+        for (sensor, reasons) in &now.sensors {
+            for reason in ["ringbuf_full", "stash_full"] {
+                let before = self
+                    .reported
+                    .sensors
+                    .get(sensor)
+                    .and_then(|r| r.get(reason))
+                    .copied()
+                    .unwrap_or(0);
+                let n = reasons
+                    .get(reason)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(before);
+                if n > 0 {
+                    losses.push(Loss {
+                        sensor: sensors::NAMES.iter().find(|s| **s == sensor).copied(),
+                        reason,
+                        count: n,
+                    });
+                }
+            }
+        }
+        self.reported = now;
+        if !losses.is_empty() {
+            self.out.send_control(Batch::Lost(losses));
         }
     }
+}
 
-    /// Hand every pending record to `f`; returns how many there were.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let ring = self.ring.get_mut();
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            f(&item);
-            n += 1;
+fn kind_of(rec: &[u8]) -> usize {
+    let kind = rec.get(..2).map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]));
+    (kind as usize).min(KINDS - 1)
+}
+
+fn sensor_of(kind: usize) -> Option<&'static str> {
+    EventKind::from_u16(kind as u16).map(|k| sensors::NAMES[k.sensor() as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_split_back_into_records() {
+        let mut c = BytesMut::new();
+        for r in [&b"abc"[..], b"", b"\x05\x00xyz"] {
+            c.put_u32_ne(r.len() as u32);
+            c.put_slice(r);
         }
-        n
+        let got: Vec<&[u8]> = records(&c).collect();
+        assert_eq!(got, [&b"abc"[..], b"", b"\x05\x00xyz"]);
+        // A cut chunk stops at the last whole record instead of reading past the end.
+        let cut = &c[..c.len() - 1];
+        assert_eq!(records(cut).count(), 2);
+        assert_eq!(sensor_of(5), Some("file"));
+        assert_eq!(sensor_of(13), Some("dns"));
+        assert_eq!(sensor_of(0), None);
     }
 }

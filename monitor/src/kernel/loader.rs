@@ -1,17 +1,29 @@
-//! Loads the kernel programs, configures them for one scope and attaches them, grouped into
-//! sensors (exec, file, net). Everything attached here is owned by [`Sensors`]: dropping it (or
-//! the process dying) closes the file descriptors and the kernel detaches the programs.
+//! Loads the eBPF object (every sensor's programs, verified by the kernel) and attaches or
+//! detaches each sensor on its own. The maps every sensor shares are handed out once each: the
+//! ring buffer (to ingest), the counters (to ingest), the scope (to the mode). Everything
+//! attached is owned by [`Kernel`]: dropping it (or the process dying) closes the file
+//! descriptors and the kernel detaches the programs.
 
-use std::os::fd::AsFd;
+use std::{fs, os::fd::AsFd};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSockAddr, TracePoint, cgroup_skb::CgroupSkbLinkId,
+        cgroup_sock_addr::CgroupSockAddrLinkId, trace_point::TracePointLinkId,
+    },
 };
 use monitor_common::counters;
 
-use crate::kernel::{cgroup::RunCgroup, tracefs};
+use crate::{
+    event::KernelStats,
+    kernel::{
+        scope::ScopeMap,
+        sensors::{self, Probe, Spec},
+        tracefs,
+    },
+};
 
 /// The compiled kernel programs, built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -45,112 +57,49 @@ pub enum LoadError {
     NoPrograms,
 }
 
-/// What the sensors watch.
-pub enum Scope<'a> {
-    /// One run's cgroup and everything below it.
-    Cgroup(&'a RunCgroup),
+/// A program's attachment, kept so its sensor can detach on its own.
+enum Link {
+    TracePoint(&'static str, TracePointLinkId),
+    SockAddr(&'static str, CgroupSockAddrLinkId),
+    Skb(&'static str, CgroupSkbLinkId),
 }
 
-/// A syscall/scheduler tracepoint program: (program name, category, tracepoint).
-struct Probe(&'static str, &'static str, &'static str);
-
-/// The exec sensor: exec attempts and results, process creation and exit.
-const EXEC_PROBES: &[Probe] = &[
-    Probe("sys_enter_execve", "syscalls", "sys_enter_execve"),
-    Probe("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    Probe("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    Probe("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-    Probe("task_newtask", "task", "task_newtask"),
-    Probe("sched_process_exit", "sched", "sched_process_exit"),
-];
-
-/// The file sensor: opens and working-directory changes.
-const FILE_PROBES: &[Probe] = &[
-    Probe("sys_enter_open", "syscalls", "sys_enter_open"),
-    Probe("sys_exit_open", "syscalls", "sys_exit_open"),
-    Probe("sys_enter_openat", "syscalls", "sys_enter_openat"),
-    Probe("sys_exit_openat", "syscalls", "sys_exit_openat"),
-    Probe("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
-    Probe("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
-    Probe("sys_enter_chdir", "syscalls", "sys_enter_chdir"),
-    Probe("sys_exit_chdir", "syscalls", "sys_exit_chdir"),
-    Probe("sys_enter_fchdir", "syscalls", "sys_enter_fchdir"),
-    Probe("sys_exit_fchdir", "syscalls", "sys_exit_fchdir"),
-];
-
-/// The net sensor's tracepoints; its UDP destinations come from cgroup hooks (`NET_CGROUP`).
-const NET_PROBES: &[Probe] = &[
-    Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
-    Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
-];
-const NET_CGROUP: &[&str] = &["sendmsg4", "sendmsg6"];
-/// The DNS sensor: packets to and from port 53 on the run's sockets.
-const DNS_SKB: &[(&str, CgroupSkbAttachType)] = &[
-    ("dns_egress", CgroupSkbAttachType::Egress),
-    ("dns_ingress", CgroupSkbAttachType::Ingress),
-];
-
-/// The process-memory sensor: ptrace attach and process_vm_readv/writev.
-const PROCMEM_PROBES: &[Probe] = &[
-    Probe("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
-    Probe("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
-    Probe(
-        "sys_enter_process_vm_readv",
-        "syscalls",
-        "sys_enter_process_vm_readv",
-    ),
-    Probe(
-        "sys_exit_process_vm_readv",
-        "syscalls",
-        "sys_exit_process_vm_readv",
-    ),
-    Probe(
-        "sys_enter_process_vm_writev",
-        "syscalls",
-        "sys_enter_process_vm_writev",
-    ),
-    Probe(
-        "sys_exit_process_vm_writev",
-        "syscalls",
-        "sys_exit_process_vm_writev",
-    ),
-];
-
-pub struct Sensors {
+/// The kernel side, loaded: every sensor's programs verified, the shared maps created. Each
+/// sensor is attached and detached on its own ([`Kernel::attach`], [`Kernel::detach`]).
+/// Dropping it (or the process dying) detaches everything.
+pub struct Kernel {
     ebpf: Ebpf,
-    counters: PerCpuArray<MapData, u64>,
+    /// Attachments per sensor, in `sensors::ALL` order.
+    links: Vec<Vec<Link>>,
 }
 
-impl Sensors {
-    /// Load, configure and attach every sensor for `scope`.
-    pub fn attach(scope: Scope<'_>, ring_bytes: u32) -> Result<Self, LoadError> {
+impl Kernel {
+    /// Load and verify every sensor's programs. Nothing is attached yet, and the scope is
+    /// empty: programs that run see no task in scope until one is added.
+    pub fn load(ring_bytes: u32) -> Result<Self, LoadError> {
         if EBPF_OBJECT.is_empty() {
             return Err(LoadError::NoPrograms);
         }
         tracefs::ensure_mounted().map_err(LoadError::Tracefs)?;
-        let (cgroup_id, level, cgroup) = match scope {
-            Scope::Cgroup(cg) => (cg.id(), cg.level(), cg),
-        };
         // Reading the kernel's BTF (~6 MB) takes about as long as verifying the programs:
         // do both at once; the offset goes into its map before any program is attached.
         let exit_code_offset = std::thread::spawn(crate::kernel::kbtf::task_exit_code_offset);
         let mut ebpf = EbpfLoader::new()
-            .override_global("TARGET_CGROUP_ID", &cgroup_id, true)
-            .override_global("TARGET_CGROUP_LEVEL", &level, true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)?;
-
-        for Probe(name, ..) in tracepoints() {
-            let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(program_error(name))?;
-        }
-        for name in NET_CGROUP {
-            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            prog.load().map_err(program_error(name))?;
-        }
-        for (name, _) in DNS_SKB {
-            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
-            prog.load().map_err(program_error(name))?;
+        for spec in sensors::ALL {
+            for Probe(name, ..) in spec.tracepoints {
+                let prog: &mut TracePoint = program(&mut ebpf, name)?;
+                prog.load().map_err(program_error(name))?;
+            }
+            for name in spec.sock_addr {
+                let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+                prog.load().map_err(program_error(name))?;
+            }
+            for (name, _) in spec.skb {
+                let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
+                prog.load().map_err(program_error(name))?;
+            }
         }
         let offset = exit_code_offset
             .join()
@@ -165,30 +114,81 @@ impl Sensors {
             .ok_or(LoadError::MissingMap(OFFSETS))?;
         let mut offsets: Array<_, u32> = Array::try_from(map).map_err(map_error(OFFSETS))?;
         offsets.set(0, &offset, 0).map_err(map_error(OFFSETS))?;
+        Ok(Self {
+            ebpf,
+            links: sensors::ALL.iter().map(|_| Vec::new()).collect(),
+        })
+    }
 
-        for Probe(name, category, tp) in tracepoints() {
-            let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.attach(category, tp).map_err(program_error(name))?;
+    /// Attach one sensor: its tracepoints, and its cgroup programs on `anchor` (the run's
+    /// cgroup; they see that cgroup and everything below it).
+    pub fn attach(&mut self, sensor: &Spec, anchor: &fs::File) -> Result<(), LoadError> {
+        let mut links = Vec::new();
+        let result = (|| {
+            for Probe(name, category, tp) in sensor.tracepoints {
+                let prog: &mut TracePoint = program(&mut self.ebpf, name)?;
+                let id = prog.attach(category, tp).map_err(program_error(name))?;
+                links.push(Link::TracePoint(name, id));
+            }
+            for name in sensor.sock_addr {
+                let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+                // A bpf_link always composes with other programs on the cgroup; the kernel
+                // rejects attach flags on link creation, so the mode must be Single (flags 0).
+                let id = prog
+                    .attach(anchor.as_fd(), CgroupAttachMode::Single)
+                    .map_err(program_error(name))?;
+                links.push(Link::SockAddr(name, id));
+            }
+            for (name, attach_type) in sensor.skb {
+                let prog: &mut CgroupSkb = program(&mut self.ebpf, name)?;
+                let id = prog
+                    .attach(anchor.as_fd(), *attach_type, CgroupAttachMode::Single)
+                    .map_err(program_error(name))?;
+                links.push(Link::Skb(name, id));
+            }
+            Ok(())
+        })();
+        self.links[sensor.id as usize].extend(links);
+        if result.is_err() {
+            // All or nothing: a half-attached sensor would report a partial picture.
+            self.detach(sensor);
         }
-        let cgroup_file = cgroup.open_dir().map_err(LoadError::Tracefs)?;
-        for name in NET_CGROUP {
-            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            // A bpf_link always composes with other programs on the cgroup; the kernel rejects
-            // attach flags on link creation, so the mode must be Single (flags 0).
-            prog.attach(cgroup_file.as_fd(), CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-        }
-        for (name, attach_type) in DNS_SKB {
-            let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
-            prog.attach(cgroup_file.as_fd(), *attach_type, CgroupAttachMode::Single)
-                .map_err(program_error(name))?;
-        }
+        result
+    }
 
-        let counters_map = ebpf
-            .take_map("COUNTERS")
-            .ok_or(LoadError::MissingMap("COUNTERS"))?;
-        let counters = PerCpuArray::try_from(counters_map).map_err(map_error("COUNTERS"))?;
-        Ok(Self { ebpf, counters })
+    /// Attach every sensor.
+    pub fn attach_all(&mut self, anchor: &fs::File) -> Result<(), LoadError> {
+        for spec in sensors::ALL {
+            self.attach(spec, anchor)?;
+        }
+        Ok(())
+    }
+
+    /// Detach one sensor's programs (the others keep running).
+    pub fn detach(&mut self, sensor: &Spec) {
+        for link in std::mem::take(&mut self.links[sensor.id as usize]) {
+            let result = match link {
+                Link::TracePoint(name, id) => {
+                    program::<TracePoint>(&mut self.ebpf, name).map(|p| p.detach(id))
+                }
+                Link::SockAddr(name, id) => {
+                    program::<CgroupSockAddr>(&mut self.ebpf, name).map(|p| p.detach(id))
+                }
+                Link::Skb(name, id) => {
+                    program::<CgroupSkb>(&mut self.ebpf, name).map(|p| p.detach(id))
+                }
+            };
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("detaching the {} sensor: {e}", sensor.name()),
+                Err(e) => tracing::warn!("detaching the {} sensor: {e}", sensor.name()),
+            }
+        }
+    }
+
+    /// Whether a sensor is attached.
+    pub fn attached(&self, sensor: &Spec) -> bool {
+        !self.links[sensor.id as usize].is_empty()
     }
 
     /// Detach every program without waiting for it. Releasing a syscall tracepoint's perf
@@ -250,29 +250,21 @@ impl Sensors {
         RingBuf::try_from(map).map_err(map_error("EVENTS"))
     }
 
-    /// Kernel-side counters summed over CPUs.
-    pub fn counters(&self) -> KernelCounters {
-        let sum = |idx: u32| -> u64 {
-            self.counters
-                .get(&idx, 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0)
-        };
-        KernelCounters {
-            ringbuf_full: sum(counters::RINGBUF_FULL),
-            read_errors: sum(counters::READ_ERROR),
-            stash_full: sum(counters::STASH_FULL),
-            stash_missing: sum(counters::STASH_MISSING),
-        }
+    /// The kernel-side counters of every sensor. Can be taken once.
+    pub fn take_counters(&mut self) -> Result<Counters, LoadError> {
+        let map = self
+            .ebpf
+            .take_map("COUNTERS")
+            .ok_or(LoadError::MissingMap("COUNTERS"))?;
+        Ok(Counters(
+            PerCpuArray::try_from(map).map_err(map_error("COUNTERS"))?,
+        ))
     }
-}
 
-fn tracepoints() -> impl Iterator<Item = &'static Probe> {
-    EXEC_PROBES
-        .iter()
-        .chain(FILE_PROBES)
-        .chain(NET_PROBES)
-        .chain(PROCMEM_PROBES)
+    /// The set of watched cgroups. Can be taken once.
+    pub fn take_scope(&mut self) -> Result<ScopeMap, LoadError> {
+        ScopeMap::new(&mut self.ebpf)
+    }
 }
 
 fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {
@@ -293,22 +285,26 @@ where
     prog.try_into().map_err(program_error(name))
 }
 
-/// Counters the kernel programs keep about events they could not deliver or read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelCounters {
-    /// Events dropped because the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// User-memory reads that failed (the event was sent, flagged).
-    pub read_errors: u64,
-    /// Syscalls whose event was lost because the enter→exit stash was full.
-    pub stash_full: u64,
-    /// Syscall exits without a stashed entry (attached mid-syscall).
-    pub stash_missing: u64,
-}
+/// The kernel programs' counters: one row per sensor, one column per reason.
+pub struct Counters(PerCpuArray<MapData, u64>);
 
-impl KernelCounters {
-    /// Events that never reached userspace.
-    pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.stash_full
+impl Counters {
+    /// Every counter above 0, summed over CPUs.
+    pub fn read(&self) -> KernelStats {
+        let mut stats = KernelStats::default();
+        for spec in sensors::ALL {
+            for (reason, name) in counters::NAMES.iter().enumerate() {
+                let idx = counters::index(spec.id, reason as u32);
+                let n: u64 = self.0.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                if n > 0 {
+                    stats
+                        .sensors
+                        .entry(spec.name().into())
+                        .or_default()
+                        .insert((*name).into(), n);
+                }
+            }
+        }
+        stats
     }
 }

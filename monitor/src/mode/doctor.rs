@@ -1,14 +1,23 @@
 //! `buildwatch doctor`: checks, one by one, what `buildwatch run` needs on this machine, and
 //! proves the whole path works by watching a tiny command. Exits non-zero when `run` cannot work.
 
-use std::{process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
 
 use crate::{
-    ingest::decode::{self, Body},
+    detect::analyzer::Analyzer,
+    ingest::reader::Reader,
     kernel::{
         cgroup::{self, RunCgroup},
-        kbtf, loader, tracefs,
+        kbtf, loader, sensors, tracefs,
     },
+    output::{bus::Bus, encode::Format, sink::Writer},
+    pipeline::Pipeline,
+    policy::config::{self, PolicyArgs},
 };
 
 enum Level {
@@ -86,7 +95,7 @@ pub async fn doctor() -> i32 {
         Err(e) => r.line(Level::Fail, "cgroup v2", &e.to_string()),
     }
 
-    let mut cg = match RunCgroup::create() {
+    let cg = match RunCgroup::create() {
         Ok(cg) => {
             r.line(
                 Level::Ok,
@@ -97,43 +106,87 @@ pub async fn doctor() -> i32 {
         }
         Err(e) => {
             r.line(Level::Fail, "run cgroup", &e.to_string());
-            return finish(r);
+            return finish(r, None);
         }
     };
 
-    match loader::Sensors::attach(loader::Scope::Cgroup(&cg), 1 << 20) {
-        Ok(mut sensors) => {
+    let mut kernel = match loader::Kernel::load(1 << 20) {
+        Ok(k) => {
             r.line(
                 Level::Ok,
-                "eBPF programs",
-                "tracepoint and cgroup_sock_addr programs loaded and attached",
+                "eBPF object",
+                "every sensor's programs loaded and verified",
             );
-            match sees_exec(&mut sensors, &cg).await {
-                Ok(()) => r.line(
-                    Level::Ok,
-                    "end to end",
-                    "an exec inside the run's cgroup was seen",
-                ),
-                Err(e) => r.line(Level::Fail, "end to end", &e),
-            }
+            k
         }
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
+            r.line(Level::Fail, "eBPF object", &chain(&e));
+            return finish(r, Some(cg));
+        }
+    };
+    let scope = kernel
+        .take_scope()
+        .map_err(|e| e.to_string())
+        .and_then(|mut s| {
+            s.add(cg.id(), cg.level()).map_err(|e| e.to_string())?;
+            Ok(s)
+        });
+    match &scope {
+        Ok(_) => r.line(
+            Level::Ok,
+            "scope",
+            "the test cgroup is in the live scope map",
+        ),
+        Err(e) => r.line(Level::Fail, "scope", e),
+    }
+    match cg.open_dir() {
+        Ok(anchor) => {
+            for spec in sensors::ALL {
+                let n = spec.programs().count();
+                match kernel.attach(spec, &anchor) {
+                    Ok(()) => r.line(
+                        Level::Ok,
+                        &format!("sensor {}", spec.name()),
+                        &format!("{n} program(s) attached: {}", spec.what),
+                    ),
+                    Err(e) => r.line(Level::Fail, &format!("sensor {}", spec.name()), &chain(&e)),
+                }
             }
-            r.line(Level::Fail, "eBPF programs", &msg);
+        }
+        Err(e) => r.line(Level::Fail, "run cgroup", &format!("cannot open: {e}")),
+    }
+    if scope.is_ok() && sensors::ALL.iter().all(|s| kernel.attached(s)) {
+        match sees_exec(&mut kernel, &cg).await {
+            Ok(()) => r.line(
+                Level::Ok,
+                "end to end",
+                "an exec inside the test cgroup went through ring reader, decode, context and \
+                 output",
+            ),
+            Err(e) => r.line(Level::Fail, "end to end", &e),
         }
     }
-    if let Err(e) = cg.remove() {
-        r.line(Level::Warn, "run cgroup", &format!("could not remove: {e}"));
-    }
-    finish(r)
+    drop(kernel);
+    finish(r, Some(cg))
 }
 
-fn finish(r: Report) -> i32 {
+/// An error with its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+fn finish(mut r: Report, cg: Option<RunCgroup>) -> i32 {
+    if let Some(mut cg) = cg
+        && let Err(e) = cg.remove()
+    {
+        r.line(Level::Warn, "run cgroup", &format!("could not remove: {e}"));
+    }
     if r.failed {
         println!("buildwatch run cannot work here: fix the FAIL lines above");
         1
@@ -143,11 +196,19 @@ fn finish(r: Report) -> i32 {
     }
 }
 
-/// Start /bin/true in the cgroup and look for its exec in the ring buffer.
-async fn sees_exec(sensors: &mut loader::Sensors, cg: &RunCgroup) -> Result<(), String> {
-    let mut reader =
-        crate::ingest::reader::EventReader::new(sensors.take_events().map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+/// Start /bin/true in the cgroup and wait for its exec event to come out of the pipeline a
+/// run uses (ring reader → decode → context → detect → bus → a sink).
+async fn sees_exec(kernel: &mut loader::Kernel, cg: &RunCgroup) -> Result<(), String> {
+    let ring = kernel.take_events().map_err(|e| e.to_string())?;
+    let counters = kernel.take_counters().map_err(|e| e.to_string())?;
+    let setup = config::setup(&PolicyArgs::default(), Path::new("/"))?;
+    let (tx, rx) = mpsc::channel();
+    let mut bus = Bus::new();
+    bus.add("doctor", Format::JsonLines, Box::new(Capture(tx)));
+    let bus = Arc::new(bus);
+    let pipeline = Pipeline::start(Analyzer::new(setup.rules, setup.policy), bus.clone(), true)
+        .map_err(|e| e.to_string())?;
+    let reader = Reader::start(ring, counters, pipeline.downstream()).map_err(|e| e.to_string())?;
     let procs = cg.procs_file_cstring();
     let mut cmd = Command::new("/bin/true");
     // SAFETY: see run::join_cgroup.
@@ -162,19 +223,37 @@ async fn sees_exec(sensors: &mut loader::Sensors, cg: &RunCgroup) -> Result<(), 
     if !status.success() {
         return Err(format!("/bin/true failed: {status}"));
     }
-    for _ in 0..50 {
-        let mut seen = false;
-        reader.drain(|rec| {
-            if let Ok(ev) = decode::decode(rec)
-                && let Body::ExecEnter { filename, .. } = ev.body
-            {
-                seen |= filename == b"/bin/true";
-            }
-        });
-        if seen {
-            return Ok(());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            let ev: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
+            seen = ev["kind"] == "exec" && ev["exec"]["path"] == "/bin/true";
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Err("no exec event arrived within 500 ms".into())
+    reader.stop();
+    pipeline.finish();
+    bus.close(|_| true, Instant::now() + Duration::from_secs(1));
+    if seen {
+        Ok(())
+    } else {
+        Err("no exec event came out of the pipeline within 2 s".into())
+    }
+}
+
+/// A sink that hands each encoded record to the doctor.
+struct Capture(mpsc::Sender<Vec<u8>>);
+
+impl Writer for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0
+            .send(bytes.to_vec())
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn describe(&self, e: &std::io::Error) -> String {
+        format!("doctor: {e}")
+    }
 }

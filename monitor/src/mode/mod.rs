@@ -3,6 +3,7 @@
 //! `rules_cmd` (check and list rules).
 
 pub mod doctor;
+pub mod outputs;
 pub mod replay;
 pub mod rules_cmd;
 pub mod run;
@@ -10,5 +11,5 @@ pub mod run;
 /// buildwatch's own messages before (or outside) a pipeline: on stderr, prefixed, so they never
 /// mix with the command's output. Inside a run, messages are records on the output bus.
 pub fn note(msg: &str) {
-    eprintln!("buildwatch: {}", crate::output::report::term_safe(msg));
+    eprintln!("buildwatch: {}", crate::output::text::term_safe(msg));
 }

@@ -1,18 +1,22 @@
 //! `buildwatch replay EVENTS.jsonl`: evaluates a recorded event stream (from `run --events`)
 //! with the current rules and policy, without root or BPF, and writes the same outputs a live
-//! run does. Given the same rules and policy, it reaches the live run's findings and verdict.
+//! run does. The events go through the same pipeline as a live run's, entering at the context
+//! stage (they carry their context already), so they meet the same detect and output stages:
+//! given the same rules and policy, a replay reaches the live run's findings and verdict.
 
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, Read},
     path::Path,
+    sync::Arc,
 };
 
 use crate::{
     detect::analyzer::Analyzer,
     event::{self, Event},
-    mode::note,
-    output::report::{self, Outputs, Report},
+    mode::outputs,
+    output::{Outputs, bus::Record},
+    pipeline::Pipeline,
     policy::config::Setup,
 };
 
@@ -21,12 +25,8 @@ const MAX_LINE: u64 = 1 << 20;
 /// Bad lines described individually before only counting.
 const MAX_LINE_ERRORS: u64 = 10;
 
-pub struct ReplayResult {
-    pub report: Report,
-    /// Lines that were not events of a known schema.
-    pub bad_lines: u64,
-}
-
+/// Replay a recorded stream through the pipeline (entering at the context stage) and write
+/// the outputs a live run would.
 pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i32> {
     let input: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
@@ -36,28 +36,23 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
         )
     };
     let name = path.display().to_string();
-    let mut a = Analyzer::new(setup.rules, setup.policy);
-    let r = evaluate(&name, input, &mut a, &mut |f| note(&report::live_line(f)))?;
-    for line in report::terminal_summary(&r.report) {
-        note(&line);
-    }
-    if r.bad_lines > 0 {
-        note(&format!(
-            "{}: {} line(s) were not events and were skipped",
-            name, r.bad_lines
+    let bus = Arc::new(outputs::bus(None, outputs)?);
+    let pipeline = Pipeline::start(Analyzer::new(setup.rules, setup.policy), bus.clone(), false)?;
+    let fed = feed(&name, input, &pipeline);
+    let analyzer = pipeline.finish();
+    let bad = fed?;
+    if bad > 0 {
+        bus.publish(&Record::Notice(
+            format!("{name}: {bad} line(s) were not events and were skipped").into(),
         ));
     }
-    report::write_outputs(&r.report, &a.rules, outputs)?;
-    Ok(r.report.verdict.exit_status)
+    let report = outputs::conclude(&bus, analyzer)?;
+    Ok(report.verdict.exit_status)
 }
 
-/// Feed every event of a stream to the analyzer.
-pub fn evaluate(
-    name: &str,
-    input: impl Read,
-    a: &mut Analyzer,
-    on_new: &mut dyn FnMut(&crate::detect::findings::Finding),
-) -> anyhow::Result<ReplayResult> {
+/// Send every event of a stream into the pipeline; returns how many lines were not events.
+fn feed(name: &str, input: impl Read, pipeline: &Pipeline) -> anyhow::Result<u64> {
+    let note = |msg: String| pipeline.bus().publish(&Record::Notice(msg.into()));
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();
     let mut n = 0u64;
@@ -86,7 +81,7 @@ pub fn evaluate(
         } else {
             match serde_json::from_slice::<Event>(&line) {
                 Ok(ev) if ev.schema == event::SCHEMA => {
-                    a.observe(&ev, on_new);
+                    pipeline.send_recorded(ev);
                     None
                 }
                 Ok(ev) => Some(format!(
@@ -100,12 +95,9 @@ pub fn evaluate(
         if let Some(c) = complaint {
             bad += 1;
             if bad <= MAX_LINE_ERRORS {
-                note(&format!("{name}:{n}: not an event: {c}"));
+                note(format!("{name}:{n}: not an event: {c}"));
             }
         }
     }
-    Ok(ReplayResult {
-        report: Report::new(a),
-        bad_lines: bad,
-    })
+    Ok(bad)
 }

@@ -1,47 +1,91 @@
-//! Where stream events go. For now the JSON Lines file; the SIEM sinks of the agent mode will
-//! implement the same trait.
+//! Where encoded records are written. A sink's writer runs on the sink's own thread (see
+//! `bus`), so a writer may block: opening a FIFO nobody reads yet, a full pipe, a slow disk.
 
-use std::io::{self, BufWriter, Write};
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, BufWriter, Write},
+    path::PathBuf,
+};
 
-use crate::event::Event;
-
-pub trait Sink {
-    fn send(&mut self, event: &Event) -> io::Result<()>;
+pub trait Writer: Send {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()>;
+    /// The error as the user should read it (which output, what happened).
+    fn describe(&self, e: &io::Error) -> String;
 }
 
-/// One JSON object per line.
-pub struct JsonLines<W: Write> {
+/// A stream opened before the run: stdout, stderr, or a file created up front.
+pub struct Stream<W: Write + Send> {
     out: BufWriter<W>,
+    what: String,
 }
 
-impl<W: Write> JsonLines<W> {
-    pub fn new(w: W) -> Self {
+impl<W: Write + Send> Stream<W> {
+    pub fn new(out: W, what: &str) -> Self {
         Self {
-            out: BufWriter::with_capacity(256 * 1024, w),
+            out: BufWriter::with_capacity(256 * 1024, out),
+            what: what.into(),
         }
     }
 }
 
-impl<W: Write> Sink for JsonLines<W> {
-    fn send(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event)?;
-        self.out.write_all(b"\n")
+impl<W: Write + Send> Writer for Stream<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)
     }
-
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+    fn describe(&self, e: &io::Error) -> String {
+        describe(&self.what, e)
+    }
 }
 
-/// Discards events (a run without `--events` still counts and summarises them).
-pub struct Null;
+/// A file opened by the sink's thread when the first record comes: a FIFO (whose open waits
+/// for a reader) or a report written at the end.
+pub struct LazyFile {
+    path: PathBuf,
+    append: bool,
+    file: Option<BufWriter<File>>,
+}
 
-impl Sink for Null {
-    fn send(&mut self, _: &Event) -> io::Result<()> {
-        Ok(())
+impl LazyFile {
+    /// `append` keeps what the file had (GitHub's step summary is shared by a job's steps);
+    /// otherwise it is replaced.
+    pub fn new(path: PathBuf, append: bool) -> Self {
+        Self {
+            path,
+            append,
+            file: None,
+        }
+    }
+}
+
+impl Writer for LazyFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.file.is_none() {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .append(self.append)
+                .truncate(!self.append)
+                .open(&self.path)?;
+            self.file = Some(BufWriter::with_capacity(256 * 1024, f));
+        }
+        self.file.as_mut().expect("opened above").write_all(bytes)
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+    fn describe(&self, e: &io::Error) -> String {
+        describe(&self.path.display().to_string(), e)
+    }
+}
+
+fn describe(what: &str, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        format!("{what}: closed by its reader")
+    } else {
+        format!("{what}: {e}")
     }
 }

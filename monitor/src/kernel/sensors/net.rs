@@ -1,0 +1,17 @@
+//! The net sensor: connect(2) from tracepoints, unconnected UDP destinations from the cgroup
+//! sendmsg hooks.
+
+use monitor_common::sensors;
+
+use super::{Probe, Spec};
+
+pub const SPEC: Spec = Spec {
+    id: sensors::NET,
+    what: "connections and UDP destinations",
+    tracepoints: &[
+        Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
+        Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ],
+    sock_addr: &["sendmsg4", "sendmsg6"],
+    skb: &[],
+};

@@ -1,0 +1,101 @@
+//! The outputs a mode asks for, as sinks on one bus, and the end of a run or replay: close the
+//! event sinks, judge, publish the report to the report sinks and the terminal.
+
+use std::{
+    fs, io,
+    os::unix::fs::FileTypeExt,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+use crate::{
+    detect::analyzer::Analyzer,
+    output::{
+        Outputs,
+        bus::{Bus, Record},
+        encode::Format,
+        report::{Final, Report},
+        sink::{LazyFile, Stream},
+    },
+};
+
+/// How long the sinks get, at the end, to write what they have queued. A sink still busy then
+/// (a FIFO nobody reads, a hung network filesystem) is abandoned and reported as stalled.
+pub const SINK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The bus with the terminal (stderr), the event stream (`events`: a file, a FIFO, or `-` for
+/// stdout) and the report files. A regular events file is created now, so a bad path fails
+/// before anything runs; a FIFO is opened by its sink's thread (opening one waits for a reader).
+pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
+    let mut bus = Bus::new();
+    bus.add(
+        "terminal",
+        Format::Terminal,
+        Box::new(Stream::new(io::stderr(), "stderr")),
+    );
+    if let Some(p) = events {
+        if p.as_os_str() == "-" {
+            bus.add(
+                "events",
+                Format::JsonLines,
+                Box::new(Stream::new(io::stdout(), "stdout")),
+            );
+        } else if fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo()) {
+            bus.add(
+                "events",
+                Format::JsonLines,
+                Box::new(LazyFile::new(p.to_path_buf(), false)),
+            );
+        } else {
+            let f = fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            bus.add(
+                "events",
+                Format::JsonLines,
+                Box::new(Stream::new(f, &p.display().to_string())),
+            );
+        }
+    }
+    for (path, format, append) in [
+        (&outputs.report, Format::ReportJson, false),
+        (&outputs.sarif, Format::Sarif, false),
+        (&outputs.summary_md, Format::Markdown, true),
+    ] {
+        if let Some(p) = path {
+            bus.add(
+                format.name(),
+                format,
+                Box::new(LazyFile::new(p.clone(), append)),
+            );
+        }
+    }
+    Ok(bus)
+}
+
+/// Close the event stream, judge, and write the report everywhere it goes. Fails when a report
+/// file could not be written (a CI job would read a stale or missing report).
+pub fn conclude(bus: &Bus, analyzer: Analyzer) -> anyhow::Result<Report> {
+    bus.close(|f| f == Format::JsonLines, Instant::now() + SINK_DEADLINE);
+    bus.announce_errors();
+    let report = Report::new(&analyzer, &bus.stats());
+    bus.publish(&Record::Report(Arc::new(Final {
+        report: report.clone(),
+        rules: analyzer.rules,
+    })));
+    bus.close(|_| true, Instant::now() + SINK_DEADLINE);
+    let failed: Vec<String> = bus
+        .stats()
+        .into_iter()
+        .filter(|s| matches!(s.format.as_str(), "report" | "sarif" | "markdown") && !s.complete())
+        .map(|s| {
+            s.error
+                .unwrap_or_else(|| format!("{}: not written", s.name))
+        })
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!("writing the report: {}", failed.join("; "));
+    }
+    Ok(report)
+}

@@ -1,0 +1,277 @@
+//! The output bus. Everything a run says is a [`Record`] published here: events (including
+//! `run`, `run_end`, `lost` and `straggler`), findings, buildwatch's notices, sink errors and
+//! the final report. Each sink subscribes with one [`Format`]; the bus encodes a record once
+//! per format in use and hands the same [`Bytes`] to every sink of that format.
+//!
+//! Every sink has its own bounded queue and writer thread, so a slow or stalled sink (an
+//! events FIFO nobody reads, a full disk, a blocked terminal) never holds up detection or the
+//! other sinks. Records a full queue refuses are counted per sink; `run`/`run_end`/`lost`/
+//! `straggler` events, sink errors and the report pass a full queue (a handful per run). A sink
+//! that fails is never silently disabled: its error is published to the other sinks, and its
+//! state goes into `run_end` and the report, which then say the output is incomplete.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    detect::findings::Finding,
+    event::{Event, SinkStats},
+    output::{
+        encode::{self, Format},
+        sink::Writer,
+    },
+    pipeline::queue::{Pop, Queue},
+};
+
+/// One thing said on the bus.
+#[derive(Clone)]
+pub enum Record {
+    Event(Arc<Event>),
+    /// A finding the first time it appears.
+    Finding(Arc<Finding>),
+    /// buildwatch's own message to whoever watches the terminal.
+    Notice(Arc<str>),
+    /// A sink failed or stalled.
+    SinkError {
+        sink: String,
+        error: String,
+    },
+    /// The verdict and everything it rests on, once, at the end.
+    Report(Arc<crate::output::report::Final>),
+}
+
+impl Record {
+    /// Few per run and needed for the stream to be whole: passes a full queue.
+    fn is_control(&self) -> bool {
+        match self {
+            Record::Event(e) => matches!(e.kind.as_str(), "run" | "run_end" | "lost" | "straggler"),
+            Record::Finding(_) => false,
+            Record::Notice(_) | Record::SinkError { .. } | Record::Report(_) => true,
+        }
+    }
+}
+
+/// Shared between a sink's writer thread and the bus.
+#[derive(Default)]
+struct Status {
+    written: AtomicU64,
+    /// Not written: after a write error, or still queued when abandoned.
+    unwritten: AtomicU64,
+    /// Of `unwritten`, those abandoned in the queue (the queue counts them as dropped too).
+    abandoned: AtomicU64,
+    error: Mutex<Option<String>>,
+    /// The error has been published to the other sinks.
+    announced: Mutex<bool>,
+    /// Set by the writer thread when it has written or given up on everything.
+    done: Mutex<bool>,
+}
+
+struct Sink {
+    name: String,
+    format: Format,
+    queue: Arc<Queue<Bytes>>,
+    status: Arc<Status>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Closed (by a close call): takes no more records, and its stats are final.
+    closed: AtomicBool,
+}
+
+/// Records a sink's queue holds before it drops.
+pub const SINK_QUEUE_RECORDS: u64 = 16_384;
+
+#[derive(Default)]
+pub struct Bus {
+    sinks: Vec<Sink>,
+}
+
+impl Bus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Subscribe a sink: `writer` runs on a thread of its own and gets `format`'s encoding of
+    /// every record that format has one for.
+    pub fn add(&mut self, name: &str, format: Format, writer: Box<dyn Writer>) {
+        let queue = Arc::new(Queue::new(name, "records", SINK_QUEUE_RECORDS));
+        let status = Arc::new(Status::default());
+        let thread = {
+            let (queue, status) = (queue.clone(), status.clone());
+            thread::Builder::new()
+                .name(format!("sink {name}"))
+                .spawn(move || write_loop(writer, &queue, &status))
+                .ok()
+        };
+        if thread.is_none() {
+            *status.error.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some("could not start its writer thread".into());
+        }
+        self.sinks.push(Sink {
+            name: name.into(),
+            format,
+            queue,
+            status,
+            thread: Mutex::new(thread),
+            closed: AtomicBool::new(false),
+        });
+    }
+
+    /// Whether any sink takes events (otherwise publishing them is skipped).
+    pub fn wants_events(&self) -> bool {
+        self.sinks.iter().any(|s| s.format == Format::JsonLines)
+    }
+
+    /// Hand a record to every open sink whose format encodes it. Never waits.
+    pub fn publish(&self, rec: &Record) {
+        let mut cache: [Option<Option<Bytes>>; Format::COUNT] = Default::default();
+        let control = rec.is_control();
+        for s in self
+            .sinks
+            .iter()
+            .filter(|s| !s.closed.load(Ordering::Relaxed))
+        {
+            let slot = &mut cache[s.format as usize];
+            let Some(bytes) = slot.get_or_insert_with(|| encode::encode(s.format, rec)) else {
+                continue;
+            };
+            if control {
+                s.queue.push_control(bytes.clone());
+            } else {
+                s.queue.try_push(bytes.clone(), 1);
+            }
+        }
+    }
+
+    /// Publish each sink error not yet announced (called by the stage that publishes, so the
+    /// announcement is ordered with the records around it).
+    pub fn announce_errors(&self) {
+        for s in &self.sinks {
+            let error = s
+                .status
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let Some(error) = error else { continue };
+            let mut announced = s.status.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if *announced {
+                continue;
+            }
+            *announced = true;
+            drop(announced);
+            self.publish(&Record::SinkError {
+                sink: s.name.clone(),
+                error,
+            });
+        }
+    }
+
+    /// Close the sinks `which` selects and wait, until `deadline`, for their writers to finish.
+    /// A writer still busy then is abandoned: what it had not written is counted as unwritten
+    /// and it is marked stalled.
+    pub fn close(&self, which: impl Fn(Format) -> bool, deadline: Instant) {
+        let chosen: Vec<&Sink> = self
+            .sinks
+            .iter()
+            .filter(|s| !s.closed.load(Ordering::Relaxed) && which(s.format))
+            .collect();
+        for s in &chosen {
+            s.closed.store(true, Ordering::Relaxed);
+            s.queue.close();
+        }
+        for s in chosen {
+            loop {
+                if *s.status.done.lock().unwrap_or_else(|e| e.into_inner()) {
+                    if let Some(t) = s.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        let _ = t.join();
+                    }
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let left = s.queue.abandon();
+                    s.status.unwritten.fetch_add(left, Ordering::Relaxed);
+                    s.status.abandoned.fetch_add(left, Ordering::Relaxed);
+                    let mut e = s.status.error.lock().unwrap_or_else(|e| e.into_inner());
+                    if e.is_none() {
+                        *e = Some(format!(
+                            "stalled: {left} record(s) still queued when buildwatch had to finish"
+                        ));
+                    }
+                    // The thread is blocked in a write; it ends with the process.
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.sinks
+            .iter()
+            .map(|s| {
+                let q = s.queue.stats();
+                SinkStats {
+                    name: s.name.clone(),
+                    format: s.format.name().into(),
+                    written: s.status.written.load(Ordering::Relaxed),
+                    dropped: q.dropped - s.status.abandoned.load(Ordering::Relaxed).min(q.dropped),
+                    unwritten: s.status.unwritten.load(Ordering::Relaxed),
+                    error: s
+                        .status
+                        .error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A sink's thread: write what arrives, flush when the queue runs dry. After a write error
+/// nothing more is written; the rest is counted as unwritten.
+fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status) {
+    let mut failed = false;
+    let mut dirty = false;
+    let fail = |e: String, failed: &mut bool| {
+        *failed = true;
+        *status.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    };
+    loop {
+        match q.pop(Duration::from_millis(200)) {
+            Pop::Item(b) => {
+                if failed {
+                    status.unwritten.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                match w.write(&b) {
+                    Ok(()) => {
+                        status.written.fetch_add(1, Ordering::Relaxed);
+                        dirty = true;
+                    }
+                    Err(e) => {
+                        status.unwritten.fetch_add(1, Ordering::Relaxed);
+                        fail(w.describe(&e), &mut failed);
+                    }
+                }
+            }
+            Pop::Empty | Pop::Closed if dirty && !failed => {
+                dirty = false;
+                if let Err(e) = w.flush() {
+                    fail(w.describe(&e), &mut failed);
+                }
+                continue;
+            }
+            Pop::Empty => {}
+            Pop::Closed => break,
+        }
+    }
+    *status.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+}

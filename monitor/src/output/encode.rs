@@ -1,0 +1,68 @@
+//! Encoders: one record in, the bytes a sink of that format writes out (or nothing, when the
+//! format has no use for the record). The bus calls each format once per record and shares
+//! the bytes among that format's sinks.
+
+use bytes::Bytes;
+
+use crate::output::{bus::Record, markdown, sarif, text};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Events, one JSON object per line (docs/events.md).
+    JsonLines = 0,
+    /// Lines for a person at a terminal: findings as they appear, notices, the summary.
+    Terminal = 1,
+    /// The JSON report (docs/report.md).
+    ReportJson = 2,
+    /// SARIF 2.1.0.
+    Sarif = 3,
+    /// The Markdown step summary.
+    Markdown = 4,
+}
+
+impl Format {
+    pub const COUNT: usize = 5;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::JsonLines => "jsonl",
+            Format::Terminal => "terminal",
+            Format::ReportJson => "report",
+            Format::Sarif => "sarif",
+            Format::Markdown => "markdown",
+        }
+    }
+
+    /// Formats of the report, written once at the end.
+    pub fn is_report(self) -> bool {
+        matches!(self, Format::ReportJson | Format::Sarif | Format::Markdown)
+    }
+}
+
+pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
+    match (format, rec) {
+        (Format::JsonLines, Record::Event(ev)) => {
+            let mut v = serde_json::to_vec(&**ev).ok()?;
+            v.push(b'\n');
+            Some(v.into())
+        }
+        (Format::Terminal, Record::Finding(f)) => Some(text::lines([text::live_line(f)]).into()),
+        (Format::Terminal, Record::Notice(n)) => Some(text::lines([&**n]).into()),
+        (Format::Terminal, Record::SinkError { sink, error }) => {
+            Some(text::lines([format!("output {sink} failed: {error}")]).into())
+        }
+        (Format::Terminal, Record::Report(f)) => {
+            Some(text::lines(text::terminal_summary(&f.report)).into())
+        }
+        (Format::ReportJson, Record::Report(f)) => pretty(&serde_json::to_value(&f.report).ok()?),
+        (Format::Sarif, Record::Report(f)) => pretty(&sarif::sarif(&f.report, &f.rules)),
+        (Format::Markdown, Record::Report(f)) => Some(markdown::markdown(&f.report).into()),
+        _ => None,
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> Option<Bytes> {
+    let mut s = serde_json::to_vec_pretty(v).ok()?;
+    s.push(b'\n');
+    Some(s.into())
+}
