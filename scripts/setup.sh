@@ -33,6 +33,8 @@ done
 # The DNS tests' resolver and client (dnsmasq-base has no service that would start by itself).
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+# `--events -` is tested piped into a real jq.
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${1:-}" = --bench ]; then
     command -v strace >/dev/null 2>&1 || missing+=(strace)

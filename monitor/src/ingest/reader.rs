@@ -31,6 +31,8 @@ use crate::{
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the kernel's counters are read.
 pub const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+/// Most records read between two looks at commands and counters.
+const READ_SLICE: u64 = 65_536;
 /// Records are handed on in chunks of about this many bytes.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -75,6 +77,45 @@ pub fn records(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The kernel ring as the reader uses it (a trait so the drain can be tested without one).
+pub trait Ring: Send + 'static {
+    /// Hand the next record to `f`; false when there is none.
+    fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool;
+    /// Sleep until records may be there or `timeout` passes.
+    fn wait(&self, timeout: Duration);
+}
+
+impl Ring for RingBuf<MapData> {
+    fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        match self.next() {
+            Some(item) => {
+                f(&item);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let mut fds = libc::pollfd {
+            fd: self.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the ring's fd, which the ring keeps open.
+        unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as i32) };
+    }
+}
+
+/// Reads the kernel's loss counters.
+pub type CounterSource = Box<dyn FnMut() -> KernelStats + Send>;
+
+impl From<Counters> for CounterSource {
+    fn from(c: Counters) -> Self {
+        Box::new(move || c.read())
+    }
+}
+
 /// The end-of-run budget.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
@@ -94,10 +135,11 @@ pub struct Reader {
 
 impl Reader {
     pub fn start(
-        ring: RingBuf<MapData>,
-        counters: Counters,
+        ring: impl Ring,
+        counters: impl Into<CounterSource>,
         out: Box<dyn Downstream>,
     ) -> std::io::Result<Self> {
+        let counters = counters.into();
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("ring reader".into())
@@ -123,9 +165,9 @@ impl Reader {
 
 const KINDS: usize = 16;
 
-struct Loop {
-    ring: RingBuf<MapData>,
-    counters: Counters,
+struct Loop<R> {
+    ring: R,
+    counters: CounterSource,
     out: Box<dyn Downstream>,
     chunk: BytesMut,
     /// Records per kind in the chunk being filled, and dropped but not yet reported.
@@ -136,8 +178,8 @@ struct Loop {
     reported: KernelStats,
 }
 
-impl Loop {
-    fn new(ring: RingBuf<MapData>, counters: Counters, out: Box<dyn Downstream>) -> Self {
+impl<R: Ring> Loop<R> {
+    fn new(ring: R, counters: CounterSource, out: Box<dyn Downstream>) -> Self {
         Self {
             ring,
             counters,
@@ -153,9 +195,12 @@ impl Loop {
     fn run(mut self, commands: &mpsc::Receiver<Command>) {
         let mut next_counters = Instant::now() + COUNTER_INTERVAL;
         let mut last_drain: Option<DrainStats> = None;
+        let mut empty = true;
         loop {
-            self.wait();
-            self.read_all(None);
+            if empty {
+                self.ring.wait(POLL_INTERVAL);
+            }
+            empty = self.read_all(None).1;
             if Instant::now() >= next_counters {
                 self.report_losses();
                 next_counters = Instant::now() + COUNTER_INTERVAL;
@@ -187,40 +232,32 @@ impl Loop {
         });
     }
 
-    /// Sleep until the kernel wakes us or the poll interval passes.
-    fn wait(&self) {
-        let mut fds = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the ring's fd, which the ring keeps open.
-        unsafe { libc::poll(&mut fds, 1, POLL_INTERVAL.as_millis() as i32) };
-    }
-
     /// Read until the ring is empty or, when a limit is given (the drain), until it is
-    /// reached. Returns (records read, whether the ring ran empty).
+    /// reached; without one, at most [`READ_SLICE`] records, so commands and counters are
+    /// looked at even while a flood outpaces the reader. Returns (records read, whether the
+    /// ring ran empty).
     fn read_all(&mut self, limit: Option<(Instant, u64)>) -> (u64, bool) {
         let mut n = 0u64;
         let deadline = limit.map(|l| l.0);
+        let max = limit.map_or(READ_SLICE, |l| l.1);
         loop {
-            let Some(item) = self.ring.next() else {
+            let (chunk, in_chunk) = (&mut self.chunk, &mut self.in_chunk);
+            let got = self.ring.next_with(&mut |rec| {
+                chunk.put_u32_ne(rec.len() as u32);
+                chunk.put_slice(rec);
+                in_chunk[kind_of(rec)] += 1;
+            });
+            if !got {
                 self.flush(deadline);
                 return (n, true);
-            };
-            let kind = kind_of(&item);
-            self.chunk.put_u32_ne(item.len() as u32);
-            self.chunk.put_slice(&item);
-            drop(item);
-            self.in_chunk[kind] += 1;
+            }
             n += 1;
             if self.chunk.len() >= CHUNK_BYTES {
                 self.flush(deadline);
             }
-            if let Some((deadline, max)) = limit
-                && (n >= max || (n.is_multiple_of(1024) && Instant::now() >= deadline))
+            if n >= max || (n.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() >= d))
             {
-                self.flush(Some(deadline));
+                self.flush(deadline);
                 return (n, false);
             }
         }
@@ -265,12 +302,11 @@ impl Loop {
         }
         let hard = Instant::now() + Duration::from_secs(1);
         loop {
-            let Some(item) = self.ring.next() else {
+            let skipped = &mut self.skipped;
+            if !self.ring.next_with(&mut |rec| skipped[kind_of(rec)] += 1) {
                 stats.complete = true;
                 break;
-            };
-            self.skipped[kind_of(&item)] += 1;
-            drop(item);
+            }
             stats.skipped += 1;
             if stats.skipped.is_multiple_of(1024) && Instant::now() >= hard {
                 break;
@@ -298,7 +334,7 @@ impl Loop {
                 }
             }
         }
-        let now = self.counters.read();
+        let now = (self.counters)();
         for (sensor, reasons) in &now.sensors {
             for reason in ["ringbuf_full", "stash_full"] {
                 let before = self
@@ -340,7 +376,149 @@ fn sensor_of(kind: usize) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    };
+
     use super::*;
+
+    /// Records of kind `open` (5): `left` of them (more can be added while it runs), or
+    /// without end.
+    struct FakeRing {
+        left: Option<Arc<AtomicU64>>,
+    }
+
+    impl Ring for FakeRing {
+        fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+            if let Some(left) = &self.left
+                && left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+            {
+                return false;
+            }
+            f(&[5, 0, 0, 0, 0xaa, 0xbb]);
+            true
+        }
+        fn wait(&self, timeout: Duration) {
+            thread::sleep(timeout.min(Duration::from_millis(1)));
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<(u64, Vec<Loss>, bool)>>);
+
+    impl Downstream for Collect {
+        fn try_send(&self, records: Bytes) -> bool {
+            self.0.lock().unwrap().0 += records::count(&records);
+            true
+        }
+        fn send_until(&self, records: Bytes, _: Instant) -> bool {
+            self.try_send(records)
+        }
+        fn send_control(&self, batch: Batch) {
+            let mut s = self.0.lock().unwrap();
+            match batch {
+                Batch::Lost(l) => s.1.extend(l),
+                Batch::End { .. } => s.2 = true,
+                Batch::Records(_) => unreachable!(),
+            }
+        }
+    }
+
+    mod records {
+        pub fn count(chunk: &[u8]) -> u64 {
+            super::super::records(chunk).count() as u64
+        }
+    }
+
+    fn no_counters() -> CounterSource {
+        Box::new(KernelStats::default)
+    }
+
+    /// A ring that never empties (a flooder still running): the drain stops at its record
+    /// budget, reads on without processing for at most a second, and counts those records as
+    /// lost (`drain_skipped`, per sensor).
+    #[test]
+    fn drain_of_an_endless_ring_is_bounded_and_counted() {
+        let out = Collect::default();
+        let r = Reader::start(
+            FakeRing { left: None },
+            no_counters(),
+            Box::new(out.clone()),
+        )
+        .unwrap();
+        let start = Instant::now();
+        let stats = r.drain(Budget {
+            time: Duration::from_secs(5),
+            records: 1000,
+        });
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(stats.drained, 1000);
+        assert!(stats.skipped > 0 && !stats.complete, "{stats:?}");
+        r.stop();
+        let got = out.0.lock().unwrap();
+        assert!(got.2, "End was sent");
+        let skipped: u64 = got
+            .1
+            .iter()
+            .filter(|l| l.reason == "drain_skipped" && l.sensor == Some("file"))
+            .map(|l| l.count)
+            .sum();
+        assert_eq!(skipped, stats.skipped);
+    }
+
+    /// The time budget bounds the drain too.
+    #[test]
+    fn drain_stops_at_its_deadline() {
+        let r = Reader::start(
+            FakeRing { left: None },
+            no_counters(),
+            Box::new(Collect::default()),
+        )
+        .unwrap();
+        let start = Instant::now();
+        let stats = r.drain(Budget {
+            time: Duration::from_millis(100),
+            records: u64::MAX,
+        });
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            stats.drained > 0 && stats.skipped > 0 && !stats.complete,
+            "{stats:?}"
+        );
+        r.stop();
+    }
+
+    /// A ring that empties: everything is handed on, nothing skipped.
+    #[test]
+    fn drain_of_a_finite_ring_hands_everything_on() {
+        let out = Collect::default();
+        let left = Arc::new(AtomicU64::new(0));
+        let ring = FakeRing {
+            left: Some(left.clone()),
+        };
+        let r = Reader::start(ring, no_counters(), Box::new(out.clone())).unwrap();
+        left.store(5000, Ordering::SeqCst);
+        let stats = r.drain(Budget {
+            time: Duration::from_secs(5),
+            records: 1_000_000,
+        });
+        assert_eq!((stats.skipped, stats.complete), (0, true), "{stats:?}");
+        r.stop();
+        let got = out.0.lock().unwrap();
+        assert_eq!(got.0, 5000);
+        assert!(got.1.is_empty(), "{:?}", got.1);
+    }
 
     #[test]
     fn chunks_split_back_into_records() {

@@ -235,42 +235,55 @@ impl Bus {
     }
 }
 
-/// A sink's thread: write what arrives, flush when the queue runs dry. After a write error
-/// nothing more is written; the rest is counted as unwritten.
+/// Bytes a sink gathers before writing them out (also written whenever its queue runs dry).
+const SINK_BUFFER: usize = 256 * 1024;
+
+/// A sink's thread: gather what arrives, write it out when the buffer is full or the queue
+/// runs dry. A record counts as written once the write that carried it succeeded. After a
+/// write error nothing more is written; the rest is counted as unwritten.
 fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status) {
+    let mut buf: Vec<u8> = Vec::with_capacity(SINK_BUFFER);
+    let mut pending = 0u64;
     let mut failed = false;
-    let mut dirty = false;
-    let fail = |e: String, failed: &mut bool| {
-        *failed = true;
-        *status.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    let mut write_out = |buf: &mut Vec<u8>, pending: &mut u64, failed: &mut bool| {
+        if buf.is_empty() {
+            return;
+        }
+        let n = std::mem::take(pending);
+        match w.write(buf).and_then(|()| w.flush()) {
+            Ok(()) => {
+                status.written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                status.unwritten.fetch_add(n, Ordering::Relaxed);
+                *failed = true;
+                *status.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.describe(&e));
+            }
+        }
+        buf.clear();
     };
     loop {
         match q.pop(Duration::from_millis(200)) {
+            Pop::Item(b) if failed => {
+                drop(b);
+                status.unwritten.fetch_add(1, Ordering::Relaxed);
+            }
             Pop::Item(b) => {
-                if failed {
-                    status.unwritten.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match w.write(&b) {
-                    Ok(()) => {
-                        status.written.fetch_add(1, Ordering::Relaxed);
-                        dirty = true;
-                    }
-                    Err(e) => {
-                        status.unwritten.fetch_add(1, Ordering::Relaxed);
-                        fail(w.describe(&e), &mut failed);
-                    }
+                buf.extend_from_slice(&b);
+                pending += 1;
+                if buf.len() >= SINK_BUFFER {
+                    write_out(&mut buf, &mut pending, &mut failed);
                 }
             }
-            Pop::Empty | Pop::Closed if dirty && !failed => {
-                dirty = false;
-                if let Err(e) = w.flush() {
-                    fail(w.describe(&e), &mut failed);
-                }
-                continue;
+            Pop::Empty => write_out(&mut buf, &mut pending, &mut failed),
+            Pop::Closed => {
+                write_out(&mut buf, &mut pending, &mut failed);
+                break;
             }
-            Pop::Empty => {}
-            Pop::Closed => break,
+        }
+        // Written as soon as the queue is dry: terminal lines appear when they happen.
+        if q.depth() == 0 {
+            write_out(&mut buf, &mut pending, &mut failed);
         }
     }
     *status.done.lock().unwrap_or_else(|e| e.into_inner()) = true;

@@ -1,9 +1,11 @@
 //! Where encoded records are written. A sink's writer runs on the sink's own thread (see
 //! `bus`), so a writer may block: opening a FIFO nobody reads yet, a full pipe, a slow disk.
+//! Writers do not buffer: the sink gathers records and counts them written only once the
+//! write that carried them succeeded.
 
 use std::{
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::PathBuf,
 };
 
@@ -16,14 +18,14 @@ pub trait Writer: Send {
 
 /// A stream opened before the run: stdout, stderr, or a file created up front.
 pub struct Stream<W: Write + Send> {
-    out: BufWriter<W>,
+    out: W,
     what: String,
 }
 
 impl<W: Write + Send> Stream<W> {
     pub fn new(out: W, what: &str) -> Self {
         Self {
-            out: BufWriter::with_capacity(256 * 1024, out),
+            out,
             what: what.into(),
         }
     }
@@ -46,7 +48,7 @@ impl<W: Write + Send> Writer for Stream<W> {
 pub struct LazyFile {
     path: PathBuf,
     append: bool,
-    file: Option<BufWriter<File>>,
+    file: Option<File>,
 }
 
 impl LazyFile {
@@ -70,7 +72,7 @@ impl Writer for LazyFile {
                 .append(self.append)
                 .truncate(!self.append)
                 .open(&self.path)?;
-            self.file = Some(BufWriter::with_capacity(256 * 1024, f));
+            self.file = Some(f);
         }
         self.file.as_mut().expect("opened above").write_all(bytes)
     }

@@ -178,6 +178,22 @@ impl<T> Queue<T> {
         n
     }
 
+    /// Whether an item of `weight` would be refused now (lets a producer skip the work of
+    /// making an item that cannot be queued; counted as dropped like a refused push).
+    pub fn refuses(&self, weight: u64) -> bool {
+        let mut s = self.lock();
+        let refused = s.closed || !self.fits(&s, weight);
+        if refused {
+            Self::refuse(&mut s, weight);
+        }
+        refused
+    }
+
+    /// Weight queued now.
+    pub fn depth(&self) -> u64 {
+        self.lock().weight
+    }
+
     pub fn stats(&self) -> QueueStats {
         let s = self.lock();
         QueueStats {
