@@ -57,6 +57,10 @@ pub enum Input {
     Mode(Box<ModeInput>),
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few per run, and boxed in `Input`"
+)]
 pub enum ModeInput {
     /// The command the mode started (its fork happened outside the watched scope).
     Root {

@@ -393,7 +393,7 @@ mod tests {
         fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
             if let Some(left) = &self.left
                 && left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .try_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_err()
             {
                 return false;

@@ -15,7 +15,7 @@ use crate::{
         cgroup::{self, RunCgroup},
         kbtf, loader, sensors, tracefs,
     },
-    output::{bus::Bus, encode::Format, sink::Writer},
+    output::{bus::Bus, encode::Format, sink::Channel},
     pipeline::Pipeline,
     policy::config::{self, PolicyArgs},
 };
@@ -204,7 +204,7 @@ async fn sees_exec(kernel: &mut loader::Kernel, cg: &RunCgroup) -> Result<(), St
     let setup = config::setup(&PolicyArgs::default(), Path::new("/"))?;
     let (tx, rx) = mpsc::channel();
     let mut bus = Bus::new();
-    bus.add("doctor", Format::JsonLines, Box::new(Capture(tx)));
+    bus.add("doctor", Format::JsonLines, Box::new(Channel(tx)));
     let bus = Arc::new(bus);
     let pipeline = Pipeline::start(Analyzer::new(setup.rules, setup.policy), bus.clone(), true)
         .map_err(|e| e.to_string())?;
@@ -226,9 +226,11 @@ async fn sees_exec(kernel: &mut loader::Kernel, cg: &RunCgroup) -> Result<(), St
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut seen = false;
     while !seen && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
-            let ev: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
-            seen = ev["kind"] == "exec" && ev["exec"]["path"] == "/bin/true";
+        if let Ok(batch) = rx.recv_timeout(Duration::from_millis(50)) {
+            seen = batch.split(|&b| b == b'\n').any(|line| {
+                let ev: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+                ev["kind"] == "exec" && ev["exec"]["path"] == "/bin/true"
+            });
         }
     }
     reader.stop();
@@ -238,22 +240,5 @@ async fn sees_exec(kernel: &mut loader::Kernel, cg: &RunCgroup) -> Result<(), St
         Ok(())
     } else {
         Err("no exec event came out of the pipeline within 2 s".into())
-    }
-}
-
-/// A sink that hands each encoded record to the doctor.
-struct Capture(mpsc::Sender<Vec<u8>>);
-
-impl Writer for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.0
-            .send(bytes.to_vec())
-            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn describe(&self, e: &std::io::Error) -> String {
-        format!("doctor: {e}")
     }
 }

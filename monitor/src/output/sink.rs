@@ -91,3 +91,21 @@ fn describe(what: &str, e: &io::Error) -> String {
         format!("{what}: {e}")
     }
 }
+
+/// Hands each write (a batch of encoded records) to a channel: for the doctor's end-to-end
+/// check and for tests that watch the pipeline from inside.
+pub struct Channel(pub std::sync::mpsc::Sender<Vec<u8>>);
+
+impl Writer for Channel {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0
+            .send(bytes.to_vec())
+            .map_err(|_| io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn describe(&self, e: &io::Error) -> String {
+        describe("channel", e)
+    }
+}

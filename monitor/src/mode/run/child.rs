@@ -36,7 +36,7 @@ pub fn spawn(
 
 /// Runs in the forked child before exec: move ourselves into the run's cgroup. If this fails
 /// the spawn fails; the command never runs unwatched.
-pub(crate) fn join_cgroup(procs: &CString) -> io::Result<()> {
+pub fn join_cgroup(procs: &CString) -> io::Result<()> {
     // SAFETY: plain syscalls on a valid NUL-terminated path and a local buffer.
     unsafe {
         let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 
-pub(crate) use self::child::join_cgroup;
+pub use self::child::join_cgroup;
 use crate::{
     detect::analyzer::Analyzer,
     event::{self, Detail},
