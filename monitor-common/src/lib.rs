@@ -14,13 +14,19 @@
 use core::mem::size_of;
 
 /// Bump when a wire type changes layout; userspace refuses objects built for another version.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// Most DNS payload bytes a [`DnsPacket`] carries (a power of two); longer payloads are cut
 /// and flagged [`flags::PAYLOAD_TRUNCATED`].
 pub const DNS_PAYLOAD_MAX: usize = 2048;
 /// The DNS port the capture filters on.
 pub const DNS_PORT: u16 = 53;
+
+/// Indexes of the kernel's `TASK_OFFSETS` map: byte offsets of `task_struct` members.
+pub const TASK_EXIT_CODE: u32 = 0;
+pub const TASK_GROUP_LEADER: u32 = 1;
+pub const TASK_START_BOOTTIME: u32 = 2;
+pub const TASK_OFFSET_COUNT: u32 = 3;
 
 /// Most cgroups watched at once (the `SCOPE` map's size).
 pub const SCOPE_MAX_CGROUPS: u32 = 4096;
@@ -197,6 +203,9 @@ pub struct EventHeader {
     pub _pad: u32,
     /// `bpf_ktime_get_boot_ns()` at the event.
     pub ts_ns: u64,
+    /// Boot-clock start time of the current process (its thread-group leader), read from the
+    /// kernel's task: with `pid`, the process's identity. 0 when unknown (cgroup programs).
+    pub start_ns: u64,
 }
 
 /// Return value of a syscall whose only payload is its result.
@@ -367,16 +376,16 @@ pub struct StashedArgs {
     pub _pad: [u16; 2],
 }
 
-const _: () = assert!(size_of::<EventHeader>() == 24);
-const _: () = assert!(size_of::<SyscallResult>() == 32);
-const _: () = assert!(size_of::<ExecEnter>() == 40);
-const _: () = assert!(size_of::<Fork>() == 40);
-const _: () = assert!(size_of::<Exit>() == 32);
-const _: () = assert!(size_of::<Open>() == 48);
-const _: () = assert!(size_of::<Chdir>() == 40);
-const _: () = assert!(size_of::<Fchdir>() == 40);
-const _: () = assert!(size_of::<Connect>() == 152);
-const _: () = assert!(size_of::<SendTo>() == 48);
-const _: () = assert!(size_of::<TargetCall>() == 48);
-const _: () = assert!(size_of::<DnsPacket>() == 72);
+const _: () = assert!(size_of::<EventHeader>() == 32);
+const _: () = assert!(size_of::<SyscallResult>() == 40);
+const _: () = assert!(size_of::<ExecEnter>() == 48);
+const _: () = assert!(size_of::<Fork>() == 48);
+const _: () = assert!(size_of::<Exit>() == 40);
+const _: () = assert!(size_of::<Open>() == 56);
+const _: () = assert!(size_of::<Chdir>() == 48);
+const _: () = assert!(size_of::<Fchdir>() == 48);
+const _: () = assert!(size_of::<Connect>() == 160);
+const _: () = assert!(size_of::<SendTo>() == 56);
+const _: () = assert!(size_of::<TargetCall>() == 56);
+const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{DNS_PAYLOAD_MAX, DNS_PORT, DnsPacket, EventKind, counters, flags};
 
-use crate::emit::{count, header, output_scratch, scratch};
+use crate::emit::{cgroup_header, count, output_scratch, scratch};
 
 const SENSOR: u32 = monitor_common::sensors::DNS;
 
@@ -87,7 +87,7 @@ fn capture(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     let n = ((orig.min(DNS_PAYLOAD_MAX) - 1) & (DNS_PAYLOAD_MAX - 1)) + 1;
     ev.payload_len = n as u16;
     ev.orig_len = orig as u32;
-    ev.header = header(EventKind::DnsPacket, fl);
+    ev.header = cgroup_header(EventKind::DnsPacket, fl);
     if ingress {
         ev.header.pid = 0;
         ev.header.tid = 0;

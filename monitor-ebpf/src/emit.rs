@@ -6,15 +6,15 @@ use core::ptr::read_volatile;
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
-        bpf_probe_read_user_str,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user_str,
     },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
     EventHeader, EventKind, PATH_MAX, SCOPE_ALL, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVEL, StashedArgs,
-    counters, flags,
+    TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
 };
 
 /// Offsets of the arguments and the return value in syscall tracepoint records
@@ -35,10 +35,11 @@ static SCOPE: HashMap<u64, u8> = HashMap::with_max_entries(SCOPE_MAX_CGROUPS, 0)
 /// those levels are looked up; [`SCOPE_ALL`] watches every task (host-wide).
 #[map]
 static SCOPE_LEVELS: Array<u64> = Array::with_max_entries(1, 0);
-/// Byte offset of `task_struct.exit_code` (entry 0), read from kernel BTF by userspace while
-/// the kernel verifies the programs, and written here before they are attached; 0 = unknown.
+/// Byte offsets in `task_struct` (indexes [`TASK_EXIT_CODE`], [`TASK_GROUP_LEADER`],
+/// [`TASK_START_BOOTTIME`]), read from kernel BTF by userspace while the kernel verifies the
+/// programs, and written here before they are attached; 0 = unknown.
 #[map]
-pub static EXIT_CODE_OFFSET: Array<u32> = Array::with_max_entries(1, 0);
+pub static TASK_OFFSETS: Array<u32> = Array::with_max_entries(TASK_OFFSET_COUNT, 0);
 /// Unread bytes in the ring above which a submit wakes the reader; below it the reader's
 /// timer collects events (batched wake-ups cost ~1 µs less per event than one wake-up each).
 #[unsafe(no_mangle)]
@@ -110,8 +111,20 @@ pub fn tid() -> u32 {
     unsafe { bpf_get_current_pid_tgid() as u32 }
 }
 
+/// The header of a record made in a task's context (tracepoints): with the process's start
+/// time, read from the kernel's task.
 #[inline(always)]
 pub fn header(kind: EventKind, flags: u16) -> EventHeader {
+    EventHeader {
+        start_ns: process_start(),
+        ..cgroup_header(kind, flags)
+    }
+}
+
+/// The header of a record made by a cgroup program (where the task is not at hand): no start
+/// time.
+#[inline(always)]
+pub fn cgroup_header(kind: EventKind, flags: u16) -> EventHeader {
     let id = unsafe { bpf_get_current_pid_tgid() };
     EventHeader {
         kind: kind as u16,
@@ -120,7 +133,45 @@ pub fn header(kind: EventKind, flags: u16) -> EventHeader {
         pid: (id >> 32) as u32,
         _pad: 0,
         ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+        start_ns: 0,
     }
+}
+
+/// `current->group_leader->start_boottime`, or 0 when the offsets are unknown or a read fails.
+#[inline(always)]
+fn process_start() -> u64 {
+    let (Some(leader_off), Some(start_off)) = (
+        TASK_OFFSETS.get(TASK_GROUP_LEADER),
+        TASK_OFFSETS.get(TASK_START_BOOTTIME),
+    ) else {
+        return 0;
+    };
+    let (leader_off, start_off) = (*leader_off as usize, *start_off as usize);
+    if leader_off == 0 || start_off == 0 {
+        return 0;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mut leader: u64 = 0;
+    let mut start: u64 = 0;
+    unsafe {
+        if bpf_probe_read_kernel(
+            (&raw mut leader).cast(),
+            8,
+            task.wrapping_add(leader_off).cast(),
+        ) < 0
+        {
+            return 0;
+        }
+        if bpf_probe_read_kernel(
+            (&raw mut start).cast(),
+            8,
+            (leader as *const u8).wrapping_add(start_off).cast(),
+        ) < 0
+        {
+            return 0;
+        }
+    }
+    start
 }
 
 /// Submit flags for a record of `len` bytes: wake the reader only when this record takes the

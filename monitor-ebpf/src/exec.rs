@@ -13,11 +13,11 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, EventKind, ExecEnter, Exit, Fork,
-    SyscallResult, counters, flags,
+    SyscallResult, TASK_EXIT_CODE, counters, flags,
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG4, EXIT_CODE_OFFSET, RET, count, emit, forget_stash, header, in_scope,
+    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, count, emit, forget_stash, header, in_scope,
     output_scratch, read_user_path, scratch,
 };
 
@@ -243,7 +243,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if group_dead == 0 {
         return Ok(0);
     }
-    let offset = EXIT_CODE_OFFSET.get(0).copied().unwrap_or(0);
+    let offset = TASK_OFFSETS.get(TASK_EXIT_CODE).copied().unwrap_or(0);
     let mut code: i32 = 0;
     let mut fl = 0;
     if offset == 0 {

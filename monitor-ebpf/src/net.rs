@@ -10,7 +10,8 @@ use aya_ebpf::{
 use monitor_common::{Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, EVENTS, RET, count, emit, header, in_scope, stash, unstash, wakeup_flags,
+    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, count, emit, header, in_scope, stash, unstash,
+    wakeup_flags,
 };
 
 const SENSOR: u32 = monitor_common::sensors::NET;
@@ -120,7 +121,7 @@ fn record_sendmsg(ctx: &SockAddrContext, family: u16) {
     emit(
         SENSOR,
         SendTo {
-            header: header(EventKind::SendTo, 0),
+            header: cgroup_header(EventKind::SendTo, 0),
             family,
             // user_port holds the port in network byte order in its low 16 bits.
             port: u16::from_be(sa.user_port as u16),

@@ -7,9 +7,14 @@
 //!
 //! - **Ring → reader.** The kernel counts what a full ring refuses (`ringbuf_full`, per
 //!   sensor).
-//! - **Reader → stage.** A bounded queue of record chunks, [`INGEST_QUEUE_BYTES`]. The reader
-//!   never waits: a refused chunk is counted (`queue_full`). Waiting would only move the loss
-//!   back into the kernel ring, and would stall the reader on a slow /proc read or rule.
+//! - **Reader → stage.** A bounded queue of record chunks, [`INGEST_QUEUE_BYTES`]. It absorbs
+//!   a stage that is momentarily slow (a /proc read, a burst of findings) without holding up
+//!   the reader. When it is full, the reader keeps its chunk and leaves further records in the
+//!   kernel ring until there is room (back-pressure: dropping in userspace while the ring still
+//!   had room would lose records for nothing); the ring and the queue add up to one buffer,
+//!   and what neither holds is counted by the kernel as `ringbuf_full`. At the end of a run the
+//!   reader waits for room until the drain's deadline, then counts refused chunks as
+//!   `queue_full`.
 //! - **Mode and replay → stage.** The same queue. The mode's records (run start, stragglers,
 //!   run end) pass a full queue; a replay waits for room (back-pressure), because nothing is
 //!   lost by waiting on a file and a replay must see every event.
@@ -63,11 +68,7 @@ pub enum Input {
 )]
 pub enum ModeInput {
     /// The command the mode started (its fork happened outside the watched scope).
-    Root {
-        pid: u32,
-        cwd: Vec<u8>,
-        argv: Vec<Vec<u8>>,
-    },
+    Root { pid: u32, cwd: Vec<u8> },
     /// A record for the stream (run start, straggler), put in `pid`'s process context.
     Record {
         pid: u32,
@@ -151,10 +152,14 @@ fn far_future() -> Instant {
 struct IngestEnd(Arc<Queue<Input>>);
 
 impl Downstream for IngestEnd {
-    fn try_send(&self, records: Bytes) -> bool {
+    fn try_send(&self, records: Bytes) -> Result<(), Bytes> {
         let weight = records.len() as u64;
         self.0
-            .try_push(Input::Ingest(Batch::Records(records)), weight)
+            .offer(Input::Ingest(Batch::Records(records)), weight)
+            .map_err(|input| match input {
+                Input::Ingest(Batch::Records(r)) => r,
+                _ => unreachable!("offered records"),
+            })
     }
     fn send_until(&self, records: Bytes, deadline: Instant) -> bool {
         let weight = records.len() as u64;
@@ -201,17 +206,14 @@ impl Stage {
     fn handle(&mut self, input: Input) {
         match input {
             Input::Ingest(Batch::Records(chunk)) => {
+                let mut events = Vec::new();
                 for rec in reader::records(&chunk) {
                     match decode::decode(rec) {
                         Ok(ev) => {
-                            let Self {
-                                table,
-                                analyzer,
-                                bus,
-                                live,
-                                ..
-                            } = self;
-                            table.handle(ev, &mut |e| emit(analyzer, bus, *live, e));
+                            self.table.handle(ev, &mut events);
+                            for e in events.drain(..) {
+                                self.emit(e);
+                            }
                         }
                         Err(e) => {
                             self.decode_errors += 1;
@@ -230,14 +232,14 @@ impl Stage {
                 self.report_own_losses();
                 self.ingest_end = Some((drain, kernel));
             }
-            Input::Recorded(ev) => emit(&mut self.analyzer, &self.bus, false, *ev),
+            Input::Recorded(ev) => self.emit(*ev),
             Input::Mode(m) => self.mode(*m),
         }
     }
 
     fn mode(&mut self, m: ModeInput) {
         match m {
-            ModeInput::Root { pid, cwd, argv } => self.table.add_root(pid, &cwd, argv),
+            ModeInput::Root { pid, cwd } => self.table.add_root(pid, &cwd),
             ModeInput::Record {
                 pid,
                 ts_ns,
@@ -245,7 +247,7 @@ impl Stage {
                 escaped,
             } => {
                 let ev = self.table.envelope(pid, pid, ts_ns, detail, escaped);
-                emit(&mut self.analyzer, &self.bus, self.live, ev);
+                self.emit(ev);
             }
             ModeInput::End {
                 ts_ns,
@@ -267,7 +269,7 @@ impl Stage {
                     pipeline: Some(pipeline),
                 });
                 let ev = self.table.envelope(0, 0, ts_ns, end, Vec::new());
-                emit(&mut self.analyzer, &self.bus, self.live, ev);
+                self.emit(ev);
             }
         }
     }
@@ -294,20 +296,24 @@ impl Stage {
             reason: reason.into(),
         });
         let ev = self.table.envelope(0, 0, boot_now(), detail, Vec::new());
-        emit(&mut self.analyzer, &self.bus, self.live, ev);
+        self.emit(ev);
     }
-}
 
-/// One event through detect and onto the bus.
-fn emit(analyzer: &mut Analyzer, bus: &Bus, live: bool, mut ev: Event) {
-    if live {
-        enrich::package(&mut ev, analyzer.model());
-    }
-    analyzer.observe(&ev, &mut |f| {
-        bus.publish(&Record::Finding(Arc::new(f.clone())));
-    });
-    if bus.wants_events() {
-        bus.publish(&Record::Event(Arc::new(ev)));
+    /// One event through the process model, detect, and onto the bus.
+    fn emit(&mut self, mut ev: Event) {
+        let procs = self.table.processes_mut();
+        if self.live {
+            enrich::package(&mut ev, procs);
+        }
+        procs.apply(&ev);
+        let bus = &self.bus;
+        self.analyzer.observe(&ev, procs, &mut |f| {
+            bus.publish(&Record::Finding(Arc::new(f.clone())));
+        });
+        procs.retire(&ev);
+        if bus.wants_events() {
+            bus.publish(&Record::Event(Arc::new(ev)));
+        }
     }
 }
 

@@ -512,3 +512,113 @@ fn hundred_thousand_opens_lose_nothing() {
 fn twenty_thousand_threads_lose_nothing() {
     all_opens_arrive("thread-opens", 20_000);
 }
+
+/// A pid the kernel hands out again is a new process. A (pid P) runs `sh` in one directory,
+/// starts a child that outlives it and exits; then B is given the same pid P (through
+/// /proc/sys/kernel/ns_last_pid), joins the run from outside and opens a relative path. B's
+/// event must carry B's own executable and cwd, not A's (whose table entry is still kept for
+/// its child's ancestry), and the finding on it must name B, not A's argv.
+#[test]
+fn a_reused_pid_does_not_inherit_a_dead_process() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("pidreuse");
+    let dir_a = dir.join("a");
+    let home = dir.join("home");
+    let dir_b = home.join(".aws");
+    fs::create_dir_all(&dir_a).unwrap();
+    fs::create_dir_all(&dir_b).unwrap();
+    fs::write(dir_b.join("credentials"), "[default]\n").unwrap();
+    fs::write(dir_a.join("credentials"), "not a secret\n").unwrap();
+    let pidfile = dir.join("a.pid");
+    let done = dir.join("done");
+    // A: in dir_a, leaves a sleeping child behind, writes its pid, exits. The command then
+    // waits for the test.
+    let script = format!(
+        "(cd {a} && exec sh -c 'sleep 30 & echo $$ > {p}'); \
+         while [ ! -e {d} ]; do sleep 0.05; done",
+        a = s(&dir_a),
+        p = s(&pidfile),
+        d = s(&done)
+    );
+    let child = spawn_watched(&dir, &[], &["sh", "-c", &script]);
+    wait_for_file(&pidfile);
+    let pid: u32 = loop {
+        if let Ok(t) = fs::read_to_string(&pidfile)
+            && let Ok(p) = t.trim().parse()
+        {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let procs = cgroups_named(&format!("buildwatch-{}-", child.id()))
+        .into_iter()
+        .next()
+        .expect("the run's cgroup")
+        .join("cgroup.procs");
+    // B: the same pid, from outside the run.
+    let mut reused = false;
+    for _ in 0..200 {
+        fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut b = Command::new(TRIGGER)
+            .args(["join-open", &s(&procs), "credentials"])
+            .current_dir(&dir_b)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = b.stdin.take().unwrap();
+        let ours = b.id() == pid;
+        std::io::Write::write_all(&mut stdin, if ours { b"go\n" } else { b"no\n" }).unwrap();
+        drop(stdin);
+        let status = b.wait().unwrap();
+        if ours {
+            assert!(status.success(), "B failed: {status}");
+            reused = true;
+            break;
+        }
+    }
+    fs::write(&done, "").unwrap();
+    let r = finish_watched(&dir, child);
+    assert!(reused, "could not get pid {pid} again");
+    assert_eq!(r.code(), Some(86), "B's read is a finding: {}", r.stderr());
+    let a_exec = r
+        .of_kind("exec")
+        .find(|e| e["pid"] == pid && e["exec"]["ret"] == 0)
+        .expect("A's exec");
+    assert_eq!(a_exec["exec"]["cwd"], s(&dir_a));
+    let b_open = r
+        .of_kind("open")
+        .find(|e| e["pid"] == pid && e["exe"] == TRIGGER)
+        .unwrap_or_else(|| {
+            panic!(
+                "B's open with B's exe: {:#?}",
+                r.of_kind("open")
+                    .filter(|e| e["pid"] == pid)
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(
+        b_open["open"]["path"],
+        s(&dir_b.join("credentials")),
+        "resolved in B's cwd"
+    );
+    assert_ne!(b_open["start_ns"], a_exec["start_ns"]);
+    assert!(
+        b_open["ancestry"].as_array().is_none_or(|a| a
+            .iter()
+            .all(|x| x["exe"] != "/usr/bin/dash" && x["exe"] != "/bin/dash")),
+        "{b_open:#}"
+    );
+    assert!(
+        r.stderr().contains(&format!(
+            "sensitive-file-read: bw-trigger ({TRIGGER}) opened"
+        )),
+        "{}",
+        r.stderr()
+    );
+}

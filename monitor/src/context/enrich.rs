@@ -13,7 +13,7 @@
 use std::{fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
 use crate::{
-    detect::model::{Model, basename, tool_of},
+    context::process::{Processes, basename, tool_of},
     event::{Detail, Event, Package},
 };
 
@@ -23,21 +23,22 @@ const PIP_TOOLS: &[&str] = &["pip", "pip3", "pipx", "uv"];
 
 /// Fill in `exec.package` when this exec starts a package's script. Call before the model
 /// sees the event (it looks at the parent and at what the process inherited).
-pub fn package(ev: &mut Event, model: &Model) {
+pub fn package(ev: &mut Event, procs: &Processes) {
     let Detail::Exec(x) = &mut ev.detail else {
         return;
     };
     if x.outcome.ret != 0 || x.package.is_some() {
         return;
     }
-    if model.proc(ev.pid).is_some_and(|p| p.package.is_some()) {
+    let id = procs.find(ev.pid, ev.start_ns);
+    if id.is_some_and(|id| procs.info(id).package.is_some()) {
         return;
     }
     let name = basename(&x.path);
     let parent_tool = ev
         .ppid
-        .and_then(|pp| model.proc(pp))
-        .map(|p| p.tool.as_str());
+        .and_then(|pp| procs.find(pp, 0))
+        .map(|p| procs.info(p).tool.as_str());
     let shell_c =
         matches!(name, "sh" | "bash" | "dash") && x.argv.get(1).is_some_and(|a| a == "-c");
     if shell_c && parent_tool.is_some_and(|t| NPM_TOOLS.contains(&t)) {
@@ -49,11 +50,13 @@ pub fn package(ev: &mut Event, model: &Model) {
         let b = basename(s);
         b == "setup.py" || b == "_in_process.py"
     }) || x.argv.iter().any(|a| a.contains("setup.py"));
-    let under_pip = model
-        .ancestors(ev.pid)
-        .iter()
-        .chain(model.proc(ev.pid).as_slice())
-        .any(|p| PIP_TOOLS.contains(&p.tool.as_str()));
+    let under_pip = id.is_some_and(|id| {
+        procs
+            .ancestors(id)
+            .into_iter()
+            .chain([procs.info(id)])
+            .any(|p| PIP_TOOLS.contains(&p.tool.as_str()))
+    });
     if name.starts_with("python") && builds && under_pip {
         x.package = pip_package(Path::new(&x.cwd));
     }

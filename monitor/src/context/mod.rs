@@ -5,4 +5,5 @@
 pub mod dns;
 pub mod enrich;
 pub mod paths;
+pub mod process;
 pub mod proctable;

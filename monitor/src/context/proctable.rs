@@ -13,7 +13,10 @@ use std::{
 use monitor_common::{AT_FDCWD, CLONE_PARENT, flags as wf};
 
 use crate::{
-    context::paths,
+    context::{
+        paths,
+        process::{Id, IntMap, Live, ProcInfo, Processes},
+    },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
     ingest::decode::{Body, KernelEvent, SockAddr},
 };
@@ -104,17 +107,6 @@ fn link(path: &str) -> Option<Vec<u8>> {
 
 use std::os::unix::ffi::OsStringExt;
 
-#[derive(Clone, Debug, Default)]
-struct Proc {
-    ppid: Option<u32>,
-    exe: Option<Vec<u8>>,
-    argv: Vec<Vec<u8>>,
-    cwd: Vec<u8>,
-    /// Paths of fds this process opened (or inherited), and whether they close on exec.
-    fds: HashMap<i32, (Vec<u8>, bool)>,
-    exited: bool,
-}
-
 /// An exec attempt waiting for its result.
 struct PendingExec {
     pid: u32,
@@ -146,8 +138,8 @@ struct DnsState {
 
 pub struct ProcTable<S: ProcSource = LiveProc> {
     dns: DnsState,
-    procs: HashMap<u32, Proc>,
-    pending: HashMap<u32, PendingExec>,
+    procs: Processes,
+    pending: IntMap<u32, PendingExec>,
     source: S,
     /// Wall-clock nanoseconds minus boot-clock nanoseconds.
     boot_to_unix_ns: i128,
@@ -161,8 +153,8 @@ impl<S: ProcSource> ProcTable<S> {
     pub fn new(source: S, boot_to_unix_ns: i128) -> Self {
         Self {
             dns: DnsState::default(),
-            procs: HashMap::new(),
-            pending: HashMap::new(),
+            procs: Processes::default(),
+            pending: IntMap::default(),
             source,
             boot_to_unix_ns,
             seq: 0,
@@ -183,24 +175,35 @@ impl<S: ProcSource> ProcTable<S> {
     }
 
     /// Register the run's root process (started by buildwatch, so its fork is not seen).
-    pub fn add_root(&mut self, pid: u32, cwd: &[u8], argv: Vec<Vec<u8>>) {
-        self.procs.insert(
+    /// What the stream says about it comes from its first event, as in a replay.
+    pub fn add_root(&mut self, pid: u32, cwd: &[u8]) {
+        let info = ProcInfo {
             pid,
-            Proc {
-                cwd: cwd.to_vec(),
-                argv,
-                ..Proc::default()
-            },
-        );
+            ..ProcInfo::default()
+        };
+        let live = Live {
+            cwd: cwd.to_vec(),
+            ..Live::default()
+        };
+        self.procs.insert(info, live, None, false);
+    }
+
+    /// The process model this table keeps (shared with the rules).
+    pub fn processes(&self) -> &Processes {
+        &self.procs
+    }
+
+    pub fn processes_mut(&mut self) -> &mut Processes {
+        &mut self.procs
     }
 
     /// Apply one kernel event to the table and produce the stream events it gives.
-    pub fn handle(&mut self, ev: KernelEvent, out: &mut impl FnMut(Event)) {
+    pub fn handle(&mut self, ev: KernelEvent, out: &mut Vec<Event>) {
         if let Body::DnsPacket { .. } = ev.body {
             return self.dns_packet(ev, out);
         }
         let pid = ev.pid;
-        self.ensure(pid);
+        let id = self.ensure(pid, ev.start_ns);
         let mut escaped = Vec::new();
         let detail = match ev.body {
             Body::ExecEnter {
@@ -210,13 +213,12 @@ impl<S: ProcSource> ProcTable<S> {
                 argv,
                 ..
             } => {
-                let proc = &self.procs[&pid];
                 let base = if filename.first() == Some(&b'/') {
                     Some(Vec::new())
                 } else if dirfd == AT_FDCWD {
-                    Some(proc.cwd.clone())
+                    Some(self.procs.live(id).cwd.clone())
                 } else {
-                    self.fd_path(pid, dirfd)
+                    self.fd_path(id, dirfd)
                 };
                 let path = match base {
                     // execveat(fd, "", AT_EMPTY_PATH) executes the fd itself.
@@ -224,7 +226,7 @@ impl<S: ProcSource> ProcTable<S> {
                     Some(base) => paths::resolve(&base, &filename),
                     None => filename.clone(),
                 };
-                let cwd = proc.cwd.clone();
+                let cwd = self.procs.live(id).cwd.clone();
                 self.pending.insert(
                     ev.tid,
                     PendingExec {
@@ -253,10 +255,9 @@ impl<S: ProcSource> ProcTable<S> {
                     return;
                 };
                 if ret == 0 {
-                    let proc = self.procs.get_mut(&pid).expect("ensured");
-                    proc.exe = Some(p.path.clone());
-                    proc.argv = p.argv.clone();
-                    proc.fds.retain(|_, (_, cloexec)| !*cloexec);
+                    let live = self.procs.live_mut(id);
+                    live.exe = Some(p.path.clone());
+                    live.fds.retain(|_, (_, cloexec)| !*cloexec);
                 }
                 Detail::Exec(event::Exec {
                     syscall: if p.at { "execveat" } else { "execve" }.into(),
@@ -275,26 +276,14 @@ impl<S: ProcSource> ProcTable<S> {
                 })
             }
             Body::Fork { child, clone_flags } => {
-                let parent = &self.procs[&pid];
-                let ppid = if clone_flags & CLONE_PARENT != 0 {
-                    parent.ppid
-                } else {
-                    Some(pid)
-                };
-                let mut proc = parent.clone();
-                proc.ppid = ppid;
-                proc.exited = false;
-                self.procs.insert(child, proc);
+                self.procs.fork(id, child, clone_flags & CLONE_PARENT != 0);
                 Detail::Fork(event::Fork { child, clone_flags })
             }
             Body::Exit { status } => {
                 self.pending.retain(|_, p| p.pid != pid);
-                if let Some(p) = self.procs.get_mut(&pid) {
-                    // Keep what ancestry needs (exe, parent); drop the rest.
-                    p.exited = true;
-                    p.fds = HashMap::new();
-                    p.argv = Vec::new();
-                }
+                // Keep what ancestry needs (exe, parent); the table drops the rest once no
+                // descendant needs it.
+                self.procs.live_mut(id).fds = IntMap::default();
                 Detail::Exit(event::Exit::from_status(status))
             }
             Body::Open {
@@ -305,11 +294,13 @@ impl<S: ProcSource> ProcTable<S> {
                 mode,
                 path: requested,
             } => {
-                let (path, unresolved) = self.resolve_at(pid, dirfd, &requested);
+                let (path, unresolved) = self.resolve_at(id, dirfd, &requested);
                 if ret >= 0 {
                     let cloexec = open_flags & O_CLOEXEC != 0;
-                    let proc = self.procs.get_mut(&pid).expect("ensured");
-                    proc.fds.insert(ret as i32, (path.clone(), cloexec));
+                    self.procs
+                        .live_mut(id)
+                        .fds
+                        .insert(ret as i32, (path.clone(), cloexec));
                 }
                 // /proc/self, /proc/PID/cwd, /dev/fd… resolve differently in buildwatch's own
                 // context than in the process's: no target for them.
@@ -336,10 +327,9 @@ impl<S: ProcSource> ProcTable<S> {
                 })
             }
             Body::Chdir { ret, path } => {
-                let proc = &self.procs[&pid];
-                let new = paths::resolve(&proc.cwd, &path);
+                let new = paths::resolve(&self.procs.live(id).cwd, &path);
                 if ret == 0 {
-                    self.procs.get_mut(&pid).expect("ensured").cwd = new.clone();
+                    self.procs.live_mut(id).cwd = new.clone();
                 }
                 Detail::Chdir(event::Chdir {
                     path: text(&new, "chdir.path", &mut escaped),
@@ -347,11 +337,11 @@ impl<S: ProcSource> ProcTable<S> {
                 })
             }
             Body::Fchdir { ret, fd } => {
-                let dir = self.fd_path(pid, fd);
+                let dir = self.fd_path(id, fd);
                 if ret == 0 {
                     let cwd = dir.clone().or_else(|| self.source.cwd(pid));
                     if let Some(cwd) = cwd {
-                        self.procs.get_mut(&pid).expect("ensured").cwd = cwd;
+                        self.procs.live_mut(id).cwd = cwd;
                     }
                 }
                 let shown = dir.unwrap_or_else(|| format!("fd:{fd}").into_bytes());
@@ -391,10 +381,11 @@ impl<S: ProcSource> ProcTable<S> {
             }),
         };
         let e = self.envelope(pid, ev.tid, ev.ts_ns, detail, escaped);
-        out(e);
+        out.push(e);
     }
 
-    /// Wrap a detail in the common fields, with the process context of `pid`.
+    /// Wrap a detail in the common fields, with the process context of `pid` (the running
+    /// process with that pid: the context stage has just matched the record to it).
     pub fn envelope(
         &mut self,
         pid: u32,
@@ -404,23 +395,36 @@ impl<S: ProcSource> ProcTable<S> {
         mut escaped: Vec<String>,
     ) -> Event {
         self.seq += 1;
-        let proc = self.procs.get(&pid);
-        let exe = proc
-            .and_then(|p| p.exe.as_deref())
-            .map(|e| text(e, "exe", &mut escaped));
-        let ppid = proc.and_then(|p| p.ppid);
+        let id = (pid != 0).then(|| self.procs.find(pid, 0)).flatten();
+        let (mut exe, mut ppid, mut start_ns) = (None, None, 0);
         let mut ancestry = Vec::new();
-        let mut cur = ppid;
-        while let Some(a) = cur {
-            if ancestry.len() == MAX_ANCESTRY || ancestry.iter().any(|x: &Ancestor| x.pid == a) {
-                break;
+        if let Some(id) = id {
+            let info = self.procs.info(id);
+            start_ns = info.start_ns;
+            ppid = info.ppid;
+            exe = self
+                .procs
+                .live(id)
+                .exe
+                .as_deref()
+                .map(|e| text(e, "exe", &mut escaped));
+            let mut cur = self.procs.parent(id);
+            while let Some(a) = cur {
+                if ancestry.len() == MAX_ANCESTRY {
+                    break;
+                }
+                let exe = self
+                    .procs
+                    .live(a)
+                    .exe
+                    .as_deref()
+                    .map(|e| text(e, "ancestry.exe", &mut escaped));
+                ancestry.push(Ancestor {
+                    pid: self.procs.info(a).pid,
+                    exe,
+                });
+                cur = self.procs.parent(a).filter(|p| *p != id);
             }
-            let p = self.procs.get(&a);
-            let exe = p
-                .and_then(|p| p.exe.as_deref())
-                .map(|e| text(e, "ancestry.exe", &mut escaped));
-            ancestry.push(Ancestor { pid: a, exe });
-            cur = p.and_then(|p| p.ppid);
         }
         Event {
             schema: event::SCHEMA,
@@ -429,6 +433,7 @@ impl<S: ProcSource> ProcTable<S> {
             ts_ns,
             kind: detail.kind().into(),
             pid,
+            start_ns,
             tid,
             ppid,
             exe,
@@ -438,19 +443,30 @@ impl<S: ProcSource> ProcTable<S> {
         }
     }
 
-    /// A process we have not seen start (should only be the root before its exec, or after a
-    /// lost fork event): take what /proc still knows.
-    fn ensure(&mut self, pid: u32) {
-        if self.procs.contains_key(&pid) {
-            return;
+    /// The process a record is about. One the table has not seen start (the root before its
+    /// exec, or after a lost fork) is made from what /proc still knows; one whose start time
+    /// differs from the table's is a new process with a reused pid.
+    fn ensure(&mut self, pid: u32, start_ns: u64) -> Id {
+        if let Some(id) = self.procs.find(pid, start_ns) {
+            if start_ns != 0 {
+                self.procs.learn_start(id, start_ns);
+            }
+            return id;
         }
-        let proc = Proc {
-            ppid: self.source.ppid(pid),
+        let ppid = self.source.ppid(pid);
+        let info = ProcInfo {
+            pid,
+            start_ns,
+            ppid,
+            ..ProcInfo::default()
+        };
+        let live = Live {
             exe: self.source.exe(pid),
             cwd: self.source.cwd(pid).unwrap_or_else(|| b"/".to_vec()),
-            ..Proc::default()
+            fds: IntMap::default(),
         };
-        self.procs.insert(pid, proc);
+        let parent = ppid.and_then(|pp| self.procs.running(pp));
+        self.procs.insert(info, live, parent, false)
     }
 
     fn named(&self, mut d: event::Destination) -> event::Destination {
@@ -465,7 +481,7 @@ impl<S: ProcSource> ProcTable<S> {
     /// DNS packets: reassembled (TCP), parsed, tied to the querying process (a response
     /// arrives in no process's context: it goes to whoever sent the query with that id from
     /// that port), and their answers remembered so later connects carry the name.
-    fn dns_packet(&mut self, ev: KernelEvent, out: &mut impl FnMut(Event)) {
+    fn dns_packet(&mut self, ev: KernelEvent, out: &mut Vec<Event>) {
         let Body::DnsPacket {
             ingress,
             tcp,
@@ -543,12 +559,12 @@ impl<S: ProcSource> ProcTable<S> {
                 Err(e) => d.malformed = Some(e),
             }
             if pid != 0 {
-                self.ensure(pid);
+                self.ensure(pid, 0);
             }
             // A response arrives in no thread's context: it is credited to the querying pid.
             let tid = if ingress { pid } else { ev.tid };
             let e = self.envelope(pid, tid, ev.ts_ns, Detail::Dns(d), Vec::new());
-            out(e);
+            out.push(e);
         }
     }
 
@@ -564,9 +580,9 @@ impl<S: ProcSource> ProcTable<S> {
             u32::try_from(pid)
                 .ok()
                 .filter(|&p| p > 0)
-                .and_then(|p| match self.procs.get(&p) {
-                    Some(proc) if !proc.exited => proc.exe.clone(),
-                    _ => self.source.exe(p),
+                .and_then(|p| match self.procs.running(p) {
+                    Some(id) => self.procs.live(id).exe.clone(),
+                    None => self.source.exe(p),
                 });
         event::Target {
             pid,
@@ -574,23 +590,24 @@ impl<S: ProcSource> ProcTable<S> {
         }
     }
 
-    fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>> {
+    fn fd_path(&self, id: Id, fd: i32) -> Option<Vec<u8>> {
         self.procs
-            .get(&pid)
-            .and_then(|p| p.fds.get(&fd))
+            .live(id)
+            .fds
+            .get(&fd)
             .map(|(path, _)| path.clone())
-            .or_else(|| self.source.fd_path(pid, fd))
+            .or_else(|| self.source.fd_path(self.procs.info(id).pid, fd))
     }
 
     /// Absolute path for a path relative to `dirfd`; `true` when the directory was unknown.
-    fn resolve_at(&self, pid: u32, dirfd: i32, path: &[u8]) -> (Vec<u8>, bool) {
+    fn resolve_at(&self, id: Id, dirfd: i32, path: &[u8]) -> (Vec<u8>, bool) {
         if path.first() == Some(&b'/') {
             return (paths::resolve(b"/", path), false);
         }
         let base = if dirfd == AT_FDCWD {
-            self.procs.get(&pid).map(|p| p.cwd.clone())
+            Some(self.procs.live(id).cwd.clone())
         } else {
-            self.fd_path(pid, dirfd)
+            self.fd_path(id, dirfd)
         };
         match base {
             Some(base) => (paths::resolve(&base, path), false),
@@ -780,6 +797,7 @@ mod tests {
             tid: pid,
             pid,
             ts_ns: 1,
+            start_ns: 0,
             flags: 0,
             body,
         }
@@ -800,13 +818,18 @@ mod tests {
         let mut links = HashMap::new();
         links.insert(b"/work/link".to_vec(), b"/home/u/.aws/credentials".to_vec());
         let mut t = ProcTable::new(FakeProc { links }, 0);
-        t.add_root(1, b"/work", vec![b"sh".to_vec()]);
+        t.add_root(1, b"/work");
         t
     }
 
+    /// What the stage does with a record: context, then the process model's update.
     fn run(t: &mut ProcTable<FakeProc>, e: KernelEvent) -> Vec<Event> {
         let mut v = Vec::new();
-        t.handle(e, &mut |x| v.push(x));
+        t.handle(e, &mut v);
+        for e in &v {
+            t.processes_mut().apply(e);
+            t.processes_mut().retire(e);
+        }
         v
     }
 

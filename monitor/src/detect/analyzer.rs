@@ -1,21 +1,22 @@
-//! Events → findings. Keeps the process model up to date, evaluates the rules indexed for each
-//! event's kind, merges findings, and tallies egress destinations and event counts. `run` and
+//! Events → findings. Evaluates the rules indexed for each event's kind against the event in
+//! its process context (the shared process model, `context::process`), merges findings, and
+//! tallies egress destinations, files written during the run and event counts. `run` and
 //! `replay` both drive it with the same stream, which is what makes a replay reach the live
 //! run's verdict.
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
 use serde::Serialize;
 
 use crate::{
+    context::process::{Id, ProcInfo, Processes, basename},
     detect::{
         dns_shape::{Counts, Shape, rare_qtype},
         findings::{AncestorRef, Finding, Findings, ProcessRef},
-        model::{Model, ProcInfo, basename},
         rules::{
             Rule, RuleSet,
             fields::{Field, Kinds, ProcField, Scope, Subject, Val},
@@ -24,6 +25,18 @@ use crate::{
     event::{Destination, Detail, Event, Target},
     policy::Policy,
 };
+
+/// Files remembered as written during the run; beyond this, new writes are counted, not kept.
+pub const MAX_WRITTEN: usize = 200_000;
+
+pub fn opens_for_write(flags: &[Cow<'static, str>]) -> bool {
+    flags.iter().any(|f| {
+        matches!(
+            f.as_ref(),
+            "write" | "create" | "truncate" | "append" | "tmpfile"
+        )
+    })
+}
 
 /// Ancestors recorded in a finding.
 const FINDING_ANCESTRY: usize = 8;
@@ -84,7 +97,10 @@ pub struct Totals {
 pub struct Analyzer {
     pub rules: RuleSet,
     pub policy: Policy,
-    model: Model,
+    /// Path → executable name of the process that last opened it for writing during the run.
+    written: HashMap<String, String>,
+    /// Writes not remembered because [`MAX_WRITTEN`] was reached.
+    pub written_overflow: u64,
     pub findings: Findings,
     egress: BTreeMap<EgressKey, Egress>,
     /// Connections and sends to destinations past [`MAX_EGRESS`].
@@ -111,7 +127,8 @@ impl Analyzer {
         Self {
             rules,
             policy,
-            model: Model::default(),
+            written: HashMap::new(),
+            written_overflow: 0,
             findings: Findings::default(),
             egress: BTreeMap::new(),
             egress_unlisted: 0,
@@ -138,12 +155,9 @@ impl Analyzer {
         Some(DnsView { shape, counts })
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    /// Take one event; `on_new` sees each finding the first time it appears.
-    pub fn observe(&mut self, ev: &Event, on_new: &mut dyn FnMut(&Finding)) {
+    /// Take one event, in the context of `procs` (already updated with it); `on_new` sees
+    /// each finding the first time it appears.
+    pub fn observe(&mut self, ev: &Event, procs: &Processes, on_new: &mut dyn FnMut(&Finding)) {
         match &ev.detail {
             Detail::Run(r) => {
                 self.command = r.command.clone();
@@ -162,13 +176,28 @@ impl Analyzer {
         }
         self.totals.total += 1;
         *self.totals.by_kind.entry(ev.kind.clone()).or_default() += 1;
-        self.model.apply(ev);
+        if let Detail::Open(o) = &ev.detail
+            && o.outcome.ret >= 0
+            && opens_for_write(&o.flags)
+        {
+            // The writer's executable name, not its script: lists of writers (linkers,
+            // downloaders) name binaries, and a script cannot pass itself off as one.
+            let tool = procs
+                .of_event(ev)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            let path = o.target.clone().unwrap_or_else(|| o.path.clone());
+            if self.written.len() < MAX_WRITTEN || self.written.contains_key(&path) {
+                self.written.insert(path, tool);
+            } else {
+                self.written_overflow += 1;
+            }
+        }
         let Some(kind) = Kinds::index(&ev.kind) else {
-            self.model.retire(ev);
             return;
         };
         let dns = self.dns_view(ev);
-        let mut subject = Subj::new(ev, kind, &self.model, &self.policy);
+        let mut subject = Subj::new(ev, kind, procs, &self.written, &self.policy);
         subject.dns = dns.as_ref();
         subject.resolvers = &self.resolvers;
         if let Some((dest, via)) = destination(ev) {
@@ -186,7 +215,6 @@ impl Analyzer {
                 on_new(new);
             }
         }
-        self.model.retire(ev);
     }
 
     pub fn egress(&self) -> Vec<Egress> {
@@ -257,8 +285,9 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
             exe: p.exe.clone(),
             argv: p.argv.clone(),
             ancestry: s
-                .model
-                .ancestors(p.pid)
+                .id
+                .map(|id| s.procs.ancestors(id))
+                .unwrap_or_default()
                 .into_iter()
                 .take(FINDING_ANCESTRY)
                 .map(|a| AncestorRef {
@@ -339,7 +368,9 @@ fn drop_nulls(v: &mut serde_json::Value) {
 pub struct Subj<'a> {
     pub ev: &'a Event,
     kind: usize,
-    model: &'a Model,
+    procs: &'a Processes,
+    id: Option<Id>,
+    written: &'a HashMap<String, String>,
     policy: &'a Policy,
     proc: Option<&'a ProcInfo>,
     parent: Option<&'a ProcInfo>,
@@ -348,22 +379,39 @@ pub struct Subj<'a> {
 }
 
 impl<'a> Subj<'a> {
-    pub fn new(ev: &'a Event, kind: usize, model: &'a Model, policy: &'a Policy) -> Self {
-        let proc = model.proc(ev.pid);
-        let parent = proc
-            .and_then(|p| p.ppid)
-            .or(ev.ppid)
-            .and_then(|pp| model.proc(pp));
+    pub fn new(
+        ev: &'a Event,
+        kind: usize,
+        procs: &'a Processes,
+        written: &'a HashMap<String, String>,
+        policy: &'a Policy,
+    ) -> Self {
+        let id = procs.find(ev.pid, ev.start_ns);
+        let proc = id.map(|id| procs.info(id));
+        let parent = id
+            .and_then(|id| procs.parent(id))
+            .or_else(|| {
+                proc.and_then(|p| p.ppid)
+                    .or(ev.ppid)
+                    .and_then(|pp| procs.running(pp))
+            })
+            .map(|p| procs.info(p));
         Self {
             ev,
             kind,
-            model,
+            procs,
+            id,
+            written,
             policy,
             proc,
             parent,
             dns: None,
             resolvers: &[],
         }
+    }
+
+    fn writer_of(&self, path: &str) -> Option<&'a str> {
+        self.written.get(path).map(String::as_str)
     }
 
     fn is_resolver(&self, ip: IpAddr) -> bool {
@@ -471,7 +519,11 @@ impl Subject for Subj<'_> {
             }
             Field::Proc(Scope::Ancestor, pf) => {
                 let mut out = Vec::new();
-                for a in self.model.ancestors(ev.pid) {
+                for a in self
+                    .id
+                    .map(|id| self.procs.ancestors(id))
+                    .unwrap_or_default()
+                {
                     match proc_value(a, pf) {
                         Val::Str(v) => out.push(v),
                         Val::List(l) => out.extend(l),
@@ -500,9 +552,7 @@ impl Subject for Subj<'_> {
             Field::FileFlags => open.map_or(Val::Missing, |o| {
                 Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
             }),
-            Field::FileWrite => open.map_or(Val::Missing, |o| {
-                Val::Bool(crate::detect::model::opens_for_write(&o.flags))
-            }),
+            Field::FileWrite => open.map_or(Val::Missing, |o| Val::Bool(opens_for_write(&o.flags))),
             Field::FileCreate => open.map_or(Val::Missing, |o| {
                 Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))
             }),
@@ -514,7 +564,7 @@ impl Subject for Subj<'_> {
             Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
             Field::FileProcRelation => match open.and_then(|o| proc_entry(&o.path)) {
                 Some((Some(p), _)) if p != ev.tid => {
-                    s(self.model.relation(ev.pid, i32::try_from(p).unwrap_or(-1)))
+                    s(self.procs.relation(ev.pid, i32::try_from(p).unwrap_or(-1)))
                 }
                 Some(_) => s("self"),
                 None => Val::Missing,
@@ -620,9 +670,9 @@ impl Subject for Subj<'_> {
             Field::ExecPath => opt(exec.map(|x| x.path.as_str())),
             Field::ExecFilename => opt(exec.map(|x| x.filename.as_str())),
             Field::ExecWrittenInRun => exec.map_or(Val::Missing, |x| {
-                Val::Bool(self.model.writer_of(&x.path).is_some())
+                Val::Bool(self.writer_of(&x.path).is_some())
             }),
-            Field::ExecWriter => opt(exec.and_then(|x| self.model.writer_of(&x.path))),
+            Field::ExecWriter => opt(exec.and_then(|x| self.writer_of(&x.path))),
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
             }),
@@ -641,7 +691,7 @@ impl Subject for Subj<'_> {
             Field::TargetName => opt(self.target().and_then(|t| t.exe.as_deref()).map(basename)),
             Field::TargetRelation => self
                 .target()
-                .map_or(Val::Missing, |t| s(self.model.relation(ev.pid, t.pid))),
+                .map_or(Val::Missing, |t| s(self.procs.relation(ev.pid, t.pid))),
         }
     }
 }

@@ -1,9 +1,8 @@
 //! Detect stage: events in their process context → findings. The rules (`rules/`), the
-//! process model they read (`model`), DNS name shapes and windows (`dns_shape`), finding
+//! DNS name shapes and windows (`dns_shape`), finding
 //! merging (`findings`), and the analyzer that drives them and tallies egress.
 
 pub mod analyzer;
 pub mod dns_shape;
 pub mod findings;
-pub mod model;
 pub mod rules;

@@ -26,6 +26,10 @@ pub struct Event {
     pub ts_ns: u64,
     pub kind: String,
     pub pid: u32,
+    /// When the process started (kernel boot-clock nanoseconds): with `pid`, its identity
+    /// (a pid can be reused; a start time cannot). Absent when unknown.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub start_ns: u64,
     pub tid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppid: Option<u32>,
@@ -335,6 +339,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The package whose install or build script a process runs (best effort; see `enrich`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
@@ -576,6 +584,7 @@ mod tests {
             ts_ns: 5,
             kind: "open".into(),
             pid: 10,
+            start_ns: 7,
             tid: 10,
             ppid: Some(1),
             exe: Some("/usr/bin/cat".into()),

@@ -13,6 +13,8 @@ pub struct KernelEvent {
     pub pid: u32,
     /// Boot-clock nanoseconds.
     pub ts_ns: u64,
+    /// The process's start time (boot clock), 0 when the kernel side could not tell.
+    pub start_ns: u64,
     pub flags: u16,
     pub body: Body,
 }
@@ -296,6 +298,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         tid: h.tid,
         pid: h.pid,
         ts_ns: h.ts_ns,
+        start_ns: h.start_ns,
         flags: h.flags,
         body,
     })
@@ -389,6 +392,7 @@ mod tests {
             pid: 10,
             _pad: 0,
             ts_ns: 99,
+            start_ns: 77,
         }
     }
 

@@ -1,7 +1,11 @@
 //! The ring reader: a thread of its own that copies records out of the kernel ring into
-//! chunks and hands them on. It never waits on later stages: a chunk the next queue refuses is
-//! dropped and its records counted as lost (`queue_full`, per sensor). Decoding happens after
-//! the queue, so reading costs a copy per record and the ring empties as fast as it can.
+//! chunks and hands them on. Decoding happens after the queue, so reading costs a copy per
+//! record and the ring empties as fast as it can; a slow rule, /proc read or sink does not
+//! hold it up while the queue has room. When the queue is full, the reader keeps its chunk and
+//! stops taking records out of the ring until the stage makes room (it never blocks: it still
+//! answers commands and reads counters). Dropping there instead would throw records away while
+//! the kernel ring still had room for them: this way the ring and the queue add up to one
+//! buffer, and what neither can hold is counted by the kernel (`ringbuf_full`, per sensor).
 //!
 //! It also reads the kernel's loss counters (every [`COUNTER_INTERVAL`] and at the end) and
 //! turns what grew into loss reports, and it owns the end of the run: asked to drain, it hands
@@ -31,6 +35,8 @@ use crate::{
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the kernel's counters are read.
 pub const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a held chunk is offered to the queue again.
+const HELD_RETRY: Duration = Duration::from_millis(2);
 /// Most records read between two looks at commands and counters.
 const READ_SLICE: u64 = 65_536;
 /// Records are handed on in chunks of about this many bytes.
@@ -58,10 +64,11 @@ pub enum Batch {
     },
 }
 
-/// Where batches go: `try_send` may refuse (queue full), `send_until` waits for room until a
-/// deadline, `send_control` may not refuse (a loss report or the end, a few per second).
+/// Where batches go: `try_send` may refuse (queue full: the records come back, not lost),
+/// `send_until` waits for room until a deadline, `send_control` may not refuse (a loss report
+/// or the end, a few per second).
 pub trait Downstream: Send {
-    fn try_send(&self, records: Bytes) -> bool;
+    fn try_send(&self, records: Bytes) -> Result<(), Bytes>;
     fn send_until(&self, records: Bytes, deadline: Instant) -> bool;
     fn send_control(&self, batch: Batch);
 }
@@ -170,6 +177,9 @@ struct Loop<R> {
     counters: CounterSource,
     out: Box<dyn Downstream>,
     chunk: BytesMut,
+    /// A chunk the queue had no room for, with its records per kind: sent before anything
+    /// more is read.
+    held: Option<(Bytes, [u64; KINDS])>,
     /// Records per kind in the chunk being filled, and dropped but not yet reported.
     in_chunk: [u64; KINDS],
     dropped: [u64; KINDS],
@@ -185,6 +195,7 @@ impl<R: Ring> Loop<R> {
             counters,
             out,
             chunk: BytesMut::with_capacity(CHUNK_BYTES + 4096),
+            held: None,
             in_chunk: [0; KINDS],
             dropped: [0; KINDS],
             skipped: [0; KINDS],
@@ -197,10 +208,20 @@ impl<R: Ring> Loop<R> {
         let mut last_drain: Option<DrainStats> = None;
         let mut empty = true;
         loop {
-            if empty {
-                self.ring.wait(POLL_INTERVAL);
+            if let Some((chunk, kinds)) = self.held.take()
+                && let Err(chunk) = self.out.try_send(chunk)
+            {
+                self.held = Some((chunk, kinds));
             }
-            empty = self.read_all(None).1;
+            if self.held.is_some() {
+                // The stage is behind: leave records in the ring until it makes room.
+                thread::sleep(HELD_RETRY);
+            } else {
+                if empty {
+                    self.ring.wait(POLL_INTERVAL);
+                }
+                empty = self.read_all(None).1;
+            }
             if Instant::now() >= next_counters {
                 self.report_losses();
                 next_counters = Instant::now() + COUNTER_INTERVAL;
@@ -224,6 +245,9 @@ impl<R: Ring> Loop<R> {
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => break,
                 Err(mpsc::TryRecvError::Empty) => {}
             }
+        }
+        if let Some((_, kinds)) = self.held.take() {
+            self.count_dropped(kinds);
         }
         self.report_losses();
         self.out.send_control(Batch::End {
@@ -254,6 +278,9 @@ impl<R: Ring> Loop<R> {
             n += 1;
             if self.chunk.len() >= CHUNK_BYTES {
                 self.flush(deadline);
+                if self.held.is_some() {
+                    return (n, false);
+                }
             }
             if n >= max || (n.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() >= d))
             {
@@ -270,25 +297,45 @@ impl<R: Ring> Loop<R> {
             return;
         }
         let chunk = self.chunk.split().freeze();
-        let sent = match deadline {
-            None => self.out.try_send(chunk),
-            Some(d) => self.out.send_until(chunk, d),
-        };
-        if !sent {
-            for (d, n) in self.dropped.iter_mut().zip(self.in_chunk) {
-                *d += n;
+        let kinds = std::mem::replace(&mut self.in_chunk, [0; KINDS]);
+        match deadline {
+            None => {
+                if let Err(chunk) = self.out.try_send(chunk) {
+                    self.held = Some((chunk, kinds));
+                }
+            }
+            Some(d) => {
+                if let Some((held, held_kinds)) = self.held.take()
+                    && !self.out.send_until(held, d)
+                {
+                    self.count_dropped(held_kinds);
+                }
+                if !self.out.send_until(chunk, d) {
+                    self.count_dropped(kinds);
+                }
             }
         }
-        self.in_chunk = [0; KINDS];
         if self.chunk.capacity() < CHUNK_BYTES {
             self.chunk.reserve(CHUNK_BYTES + 4096);
         }
     }
 
-    /// Hand on what the ring holds within the budget; read the rest without processing it
-    /// (counted as skipped), for at most one more second.
+    fn count_dropped(&mut self, kinds: [u64; KINDS]) {
+        for (d, n) in self.dropped.iter_mut().zip(kinds) {
+            *d += n;
+        }
+    }
+
+    /// Hand on what the ring holds within the budget (waiting for room in the queue until
+    /// its deadline); read the rest without processing it (counted as skipped), for at most
+    /// one more second.
     fn drain(&mut self, budget: Budget) -> DrainStats {
         let start = Instant::now();
+        if let Some((held, kinds)) = self.held.take()
+            && !self.out.send_until(held, start + budget.time)
+        {
+            self.count_dropped(kinds);
+        }
         let (drained, complete) = self.read_all(Some((start + budget.time, budget.records)));
         let mut stats = DrainStats {
             budget_ms: budget.time.as_millis() as u64,
@@ -406,16 +453,24 @@ mod tests {
         }
     }
 
+    /// Counts what it gets; refuses the first `refuse` offers (a full queue).
     #[derive(Clone, Default)]
-    struct Collect(Arc<Mutex<(u64, Vec<Loss>, bool)>>);
+    struct Collect(Arc<Mutex<(u64, Vec<Loss>, bool)>>, Arc<AtomicU64>);
 
     impl Downstream for Collect {
-        fn try_send(&self, records: Bytes) -> bool {
+        fn try_send(&self, records: Bytes) -> Result<(), Bytes> {
+            if self
+                .1
+                .try_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(records);
+            }
             self.0.lock().unwrap().0 += records::count(&records);
-            true
+            Ok(())
         }
         fn send_until(&self, records: Bytes, _: Instant) -> bool {
-            self.try_send(records)
+            self.try_send(records).is_ok()
         }
         fn send_control(&self, batch: Batch) {
             let mut s = self.0.lock().unwrap();
@@ -497,6 +552,34 @@ mod tests {
             "{stats:?}"
         );
         r.stop();
+    }
+
+    /// A full queue holds the reader back instead of losing records: they wait in the ring.
+    #[test]
+    fn a_full_queue_loses_nothing() {
+        let out = Collect::default();
+        out.1.store(50, Ordering::SeqCst);
+        let left = Arc::new(AtomicU64::new(200_000));
+        let ring = FakeRing {
+            left: Some(left.clone()),
+        };
+        let r = Reader::start(ring, no_counters(), Box::new(out.clone())).unwrap();
+        while left.load(Ordering::SeqCst) > 0 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        r.drain(Budget {
+            time: Duration::from_secs(5),
+            records: 1_000_000,
+        });
+        r.stop();
+        let got = out.0.lock().unwrap();
+        assert_eq!(got.0, 200_000);
+        assert!(got.1.is_empty(), "{:?}", got.1);
+        assert_eq!(
+            out.1.load(Ordering::SeqCst),
+            0,
+            "the queue refused 50 times"
+        );
     }
 
     /// A ring that empties: everything is handed on, nothing skipped.

@@ -1,5 +1,6 @@
-//! Reads the one kernel structure offset the sensors need from the running kernel's BTF, so
-//! the exit sensor can report wait statuses without CO-RE support in the Rust BPF toolchain.
+//! Reads the kernel structure offsets the sensors need from the running kernel's BTF (where a
+//! task's exit status and its process's start time are), without CO-RE support in the Rust BPF
+//! toolchain.
 //!
 //! A single pass over the type section finds the struct by name; nothing is indexed. (A
 //! general BTF library parsed and hashed all ~100,000 kernel types, which took most of
@@ -8,10 +9,29 @@
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// Byte offset of `task_struct.exit_code`.
-pub fn task_exit_code_offset() -> Result<u32, String> {
+/// Where the sensors read a task: `exit_code` (the wait status at exit), `group_leader` and,
+/// through it, `start_boottime` (the process's identity with its pid).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    pub exit_code: u32,
+    pub group_leader: u32,
+    pub start_boottime: u32,
+}
+
+/// The `task_struct` offsets, in one pass over the kernel's BTF.
+pub fn task_offsets() -> Result<TaskOffsets, String> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    member_offset(&data, "task_struct", "exit_code").map_err(|e| format!("{VMLINUX_BTF}: {e}"))
+    let o = member_offsets(
+        &data,
+        "task_struct",
+        &["exit_code", "group_leader", "start_boottime"],
+    )
+    .map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    Ok(TaskOffsets {
+        exit_code: o[0],
+        group_leader: o[1],
+        start_boottime: o[2],
+    })
 }
 
 const MAGIC: u16 = 0xeb9f;
@@ -33,6 +53,11 @@ impl Reader<'_> {
 
 /// Byte offset of `member` in the struct named `strukt`, from raw (little-endian) BTF.
 pub fn member_offset(data: &[u8], strukt: &str, member: &str) -> Result<u32, String> {
+    member_offsets(data, strukt, &[member]).map(|o| o[0])
+}
+
+/// Byte offsets of `members` (in that order) in the struct named `strukt`.
+pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec<u32>, String> {
     let r = Reader { data };
     if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
         return Err("not little-endian BTF (bad magic)".into());
@@ -73,21 +98,31 @@ pub fn member_offset(data: &[u8], strukt: &str, member: &str) -> Result<u32, Str
         };
         if kind == KIND_STRUCT && name(name_off) == strukt.as_bytes() {
             let bitfields = info & (1 << 31) != 0;
+            let mut found = vec![None; members.len()];
             for m in 0..vlen {
                 let e = body + m * 12;
-                if name(r.u32(e)?) == member.as_bytes() {
+                let this = name(r.u32(e)?);
+                for (i, member) in members.iter().enumerate() {
+                    if this != member.as_bytes() {
+                        continue;
+                    }
                     let raw = r.u32(e + 8)?;
                     let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
                     if bits % 8 != 0 || bits == 0 {
                         return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
                     }
-                    return Ok(bits / 8);
+                    found[i] = Some(bits / 8);
                 }
             }
+            return found
+                .iter()
+                .zip(members)
+                .map(|(f, m)| f.ok_or_else(|| format!("{strukt}.{m} not found in kernel BTF")))
+                .collect();
         }
         at = body + extra;
     }
-    Err(format!("{strukt}.{member} not found in kernel BTF"))
+    Err(format!("struct {strukt} not found in kernel BTF"))
 }
 
 #[cfg(test)]
@@ -156,5 +191,8 @@ mod tests {
         };
         let off = member_offset(&data, "task_struct", "exit_code").unwrap();
         assert!(off > 0 && off < 16384, "{off}");
+        let all = super::task_offsets().unwrap();
+        assert_eq!(all.exit_code, off);
+        assert!(all.group_leader > 0 && all.start_boottime > 0, "{all:?}");
     }
 }

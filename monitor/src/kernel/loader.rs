@@ -83,7 +83,7 @@ impl Kernel {
         tracefs::ensure_mounted().map_err(LoadError::Tracefs)?;
         // Reading the kernel's BTF (~6 MB) takes about as long as verifying the programs:
         // do both at once; the offset goes into its map before any program is attached.
-        let exit_code_offset = std::thread::spawn(crate::kernel::kbtf::task_exit_code_offset);
+        let task_offsets = std::thread::spawn(crate::kernel::kbtf::task_offsets);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_bytes)
             .load(EBPF_OBJECT)?;
@@ -101,19 +101,25 @@ impl Kernel {
                 prog.load().map_err(program_error(name))?;
             }
         }
-        let offset = exit_code_offset
+        let task = task_offsets
             .join()
             .unwrap_or_else(|_| Err("reading kernel BTF panicked".into()))
             .unwrap_or_else(|e| {
-                tracing::warn!("exit codes of watched processes unavailable: {e}");
-                0
+                tracing::warn!("exit codes and start times of watched processes unavailable: {e}");
+                Default::default()
             });
-        const OFFSETS: &str = "EXIT_CODE_OFFSET";
+        const OFFSETS: &str = "TASK_OFFSETS";
         let map = ebpf
             .map_mut(OFFSETS)
             .ok_or(LoadError::MissingMap(OFFSETS))?;
         let mut offsets: Array<_, u32> = Array::try_from(map).map_err(map_error(OFFSETS))?;
-        offsets.set(0, &offset, 0).map_err(map_error(OFFSETS))?;
+        for (index, value) in [
+            (monitor_common::TASK_EXIT_CODE, task.exit_code),
+            (monitor_common::TASK_GROUP_LEADER, task.group_leader),
+            (monitor_common::TASK_START_BOOTTIME, task.start_boottime),
+        ] {
+            offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
+        }
         Ok(Self {
             ebpf,
             links: sensors::ALL.iter().map(|_| Vec::new()).collect(),

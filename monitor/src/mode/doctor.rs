@@ -62,16 +62,25 @@ pub async fn doctor() -> i32 {
         );
     }
 
-    match kbtf::task_exit_code_offset() {
-        Ok(off) => r.line(
+    match kbtf::task_offsets() {
+        Ok(o) => r.line(
             Level::Ok,
             "kernel BTF",
-            &format!("{} (task_struct.exit_code at {off})", kbtf::VMLINUX_BTF),
+            &format!(
+                "{} (task_struct: exit_code at {}, group_leader at {}, start_boottime at {})",
+                kbtf::VMLINUX_BTF,
+                o.exit_code,
+                o.group_leader,
+                o.start_boottime
+            ),
         ),
         Err(e) => r.line(
             Level::Warn,
             "kernel BTF",
-            &format!("{e}; exit codes of child processes will be unknown"),
+            &format!(
+                "{e}; exit codes will be unknown, and a reused pid will be told apart only by \
+                 its fork"
+            ),
         ),
     }
 

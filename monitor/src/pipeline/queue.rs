@@ -94,6 +94,16 @@ impl<T> Queue<T> {
         true
     }
 
+    /// Queue the item if it fits; otherwise hand it back (not counted: the producer keeps it).
+    pub fn offer(&self, item: T, weight: u64) -> Result<(), T> {
+        let s = self.lock();
+        if s.closed || !self.fits(&s, weight) {
+            return Err(item);
+        }
+        self.accept(s, item, weight);
+        Ok(())
+    }
+
     /// Queue the item, waiting for room until `deadline`; counted as dropped if there is none.
     pub fn push_wait(&self, item: T, weight: u64, deadline: Instant) -> bool {
         let mut s = self.lock();

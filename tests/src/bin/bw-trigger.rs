@@ -107,6 +107,21 @@ fn main() {
             wait_until_execed(child.id() as i32);
             println!("{}", child.id());
         }
+        // From outside a run: wait for "go" on stdin, join the run's cgroup (write 0 to its
+        // cgroup.procs, given as the first argument), open the second argument (a relative
+        // path, resolved against our own cwd), stay a second (buildwatch reads what it does
+        // not see happen from /proc while the process lives), exit. Anything else on stdin:
+        // exit at once.
+        "join-open" => {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            if line.trim() != "go" {
+                exit(3);
+            }
+            std::fs::write(a(1), b"0").expect("join the cgroup");
+            std::fs::File::open(a(2)).expect("open");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
         // Wait for a signal, print which, exit 0.
         "wait-signal" => unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
@@ -214,7 +229,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|wait-signal|peek|peek-child ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child ..."
     );
     exit(2)
 }

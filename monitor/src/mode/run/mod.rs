@@ -107,7 +107,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     pipeline.send(ModeInput::Root {
         pid: root_pid,
         cwd: cwd.as_os_str().as_bytes().to_vec(),
-        argv: opts.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
     });
     let mut escaped = Vec::new();
     let run = Detail::Run(event::Run {
