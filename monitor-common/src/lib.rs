@@ -148,10 +148,17 @@ pub mod counters {
     pub const STASH_FULL: u32 = 2;
     /// A syscall exit had no stashed enter (e.g. programs attached mid-syscall).
     pub const STASH_MISSING: u32 = 3;
-    pub const REASONS: u32 = 4;
+    /// A program returned early on a failed helper call (its event, if any, is lost).
+    pub const PROGRAM_ERROR: u32 = 4;
+    pub const REASONS: u32 = 5;
     /// Names by reason, as userspace reports them.
-    pub const NAMES: [&str; REASONS as usize] =
-        ["ringbuf_full", "read_error", "stash_full", "stash_missing"];
+    pub const NAMES: [&str; REASONS as usize] = [
+        "ringbuf_full",
+        "read_error",
+        "stash_full",
+        "stash_missing",
+        "program_error",
+    ];
     pub const COUNT: u32 = super::sensors::COUNT * REASONS;
 
     pub const fn index(sensor: u32, reason: u32) -> u32 {

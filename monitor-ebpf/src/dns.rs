@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use monitor_common::{DNS_PAYLOAD_MAX, DNS_PORT, DnsPacket, EventKind, counters, flags};
 
-use crate::emit::{cgroup_header, count, output_scratch, scratch};
+use crate::emit::{cgroup_header, check, count, output_scratch, scratch};
 
 const SENSOR: u32 = monitor_common::sensors::DNS;
 
@@ -21,13 +21,13 @@ const IPPROTO_UDP: u8 = 17;
 
 #[cgroup_skb(egress)]
 pub fn dns_egress(ctx: SkBuffContext) -> i32 {
-    let _ = capture(&ctx, false);
+    check(&ctx, SENSOR, capture(&ctx, false));
     1
 }
 
 #[cgroup_skb(ingress)]
 pub fn dns_ingress(ctx: SkBuffContext) -> i32 {
-    let _ = capture(&ctx, true);
+    check(&ctx, SENSOR, capture(&ctx, true));
     1
 }
 

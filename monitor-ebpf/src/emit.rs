@@ -4,6 +4,7 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
@@ -96,6 +97,17 @@ pub fn in_scope() -> bool {
         level += 1;
     }
     false
+}
+
+/// The end of every program: a failed helper call the program returned early on (reading its
+/// tracepoint arguments, a packet's headers) is counted against the sensor and logged through
+/// aya-log (rare; userspace routes it into tracing, silent unless asked for). Never per event.
+#[inline(always)]
+pub fn check<C: EbpfContext, T>(ctx: &C, sensor: u32, result: Result<T, i64>) {
+    if let Err(err) = result {
+        count(sensor, counters::PROGRAM_ERROR);
+        aya_log_ebpf::error!(ctx, "sensor {} returned early: error {}", sensor, err);
+    }
 }
 
 /// Count one `reason` (a [`counters`] column) against `sensor`.
@@ -239,7 +251,8 @@ pub fn take_stash() -> Option<StashedArgs> {
     Some(args)
 }
 
-/// Drop an exiting thread's entry (entries live as long as their thread).
+/// Drop an exiting thread's entry (entries live as long as their thread). A thread that never
+/// stashed has none: nothing to count.
 pub fn forget_stash() {
     let _ = STASH.remove(&tid());
 }

@@ -17,7 +17,7 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, count, emit, forget_stash, header, in_scope,
+    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, forget_stash, header, in_scope,
     output_scratch, read_user_path, scratch,
 };
 
@@ -25,37 +25,37 @@ const SENSOR: u32 = monitor_common::sensors::EXEC;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_enter(&ctx, false);
+    check(&ctx, SENSOR, try_exec_enter(&ctx, false));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_enter(&ctx, true);
+    check(&ctx, SENSOR, try_exec_enter(&ctx, true));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_execve")]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_exit(&ctx);
+    check(&ctx, SENSOR, try_exec_exit(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_execveat")]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_exit(&ctx);
+    check(&ctx, SENSOR, try_exec_exit(&ctx));
     0
 }
 
 #[tracepoint(category = "task", name = "task_newtask")]
 pub fn task_newtask(ctx: TracePointContext) -> u32 {
-    let _ = try_task_newtask(&ctx);
+    check(&ctx, SENSOR, try_task_newtask(&ctx));
     0
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let _ = try_process_exit(&ctx);
+    check(&ctx, SENSOR, try_process_exit(&ctx));
     0
 }
 

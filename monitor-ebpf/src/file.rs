@@ -9,69 +9,69 @@ use aya_ebpf::{
 use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, RET, count, emit, header, in_scope, output_scratch, read_user_path,
-    scratch, stash, unstash,
+    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, header, in_scope, output_scratch,
+    read_user_path, scratch, stash, unstash,
 };
 
 const SENSOR: u32 = monitor_common::sensors::FILE;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_open(&ctx);
+    check(&ctx, SENSOR, try_enter_open(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_openat(&ctx);
+    check(&ctx, SENSOR, try_enter_openat(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_openat2(&ctx);
+    check(&ctx, SENSOR, try_enter_openat2(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_open")]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_open(&ctx);
+    check(&ctx, SENSOR, try_exit_open(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_open(&ctx);
+    check(&ctx, SENSOR, try_exit_open(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
 pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_open(&ctx);
+    check(&ctx, SENSOR, try_exit_open(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_chdir")]
 pub fn sys_enter_chdir(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_chdir(&ctx);
+    check(&ctx, SENSOR, try_enter_chdir(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_chdir")]
 pub fn sys_exit_chdir(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_chdir(&ctx);
+    check(&ctx, SENSOR, try_exit_chdir(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fchdir")]
 pub fn sys_enter_fchdir(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_fchdir(&ctx);
+    check(&ctx, SENSOR, try_enter_fchdir(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_fchdir")]
 pub fn sys_exit_fchdir(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_fchdir(&ctx);
+    check(&ctx, SENSOR, try_exit_fchdir(&ctx));
     0
 }
 

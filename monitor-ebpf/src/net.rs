@@ -10,8 +10,8 @@ use aya_ebpf::{
 use monitor_common::{Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, count, emit, header, in_scope, stash, unstash,
-    wakeup_flags,
+    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope, stash,
+    unstash, wakeup_flags,
 };
 
 const SENSOR: u32 = monitor_common::sensors::NET;
@@ -21,13 +21,13 @@ const AF_INET6: u16 = 10;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_connect(&ctx);
+    check(&ctx, SENSOR, try_enter_connect(&ctx));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_connect(&ctx);
+    check(&ctx, SENSOR, try_exit_connect(&ctx));
     0
 }
 

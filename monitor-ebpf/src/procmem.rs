@@ -10,13 +10,13 @@ use monitor_common::{
     VM_WRITE,
 };
 
-use crate::emit::{ARG0, ARG1, RET, emit, header, in_scope, stash, take_stash, unstash};
+use crate::emit::{ARG0, ARG1, RET, check, emit, header, in_scope, stash, take_stash, unstash};
 
 const SENSOR: u32 = monitor_common::sensors::PROCMEM;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_ptrace(&ctx);
+    check(&ctx, SENSOR, try_enter_ptrace(&ctx));
     0
 }
 
@@ -25,20 +25,20 @@ pub fn sys_exit_ptrace(ctx: TracePointContext) -> u32 {
     if in_scope()
         && let Some(args) = take_stash()
     {
-        let _ = finish(&ctx, EventKind::Ptrace, &args);
+        check(&ctx, SENSOR, finish(&ctx, EventKind::Ptrace, &args));
     }
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_process_vm_readv")]
 pub fn sys_enter_process_vm_readv(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_vm(&ctx, VM_READ);
+    check(&ctx, SENSOR, try_enter_vm(&ctx, VM_READ));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
 pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
-    let _ = try_enter_vm(&ctx, VM_WRITE);
+    check(&ctx, SENSOR, try_enter_vm(&ctx, VM_WRITE));
     0
 }
 
@@ -94,7 +94,7 @@ fn exit_vm(ctx: &TracePointContext) {
     if in_scope()
         && let Some(args) = unstash(SENSOR)
     {
-        let _ = finish(ctx, EventKind::ProcessVm, &args);
+        check(ctx, SENSOR, finish(ctx, EventKind::ProcessVm, &args));
     }
 }
 

@@ -337,3 +337,24 @@ fn terminal_lines_escape_control_characters() {
         "{stderr}"
     );
 }
+
+/// The programs' rare diagnostics (aya-log, routed into tracing) are compiled out by default
+/// and can be switched on: the programs still verify and the run works the same.
+#[test]
+fn kernel_diagnostics_can_be_switched_on() {
+    if !require_bpf() {
+        return;
+    }
+    let out = Command::new(buildwatch_bin())
+        .env("BUILDWATCH_LOG", "warn,kernel=debug")
+        .args(["--", "sh", "-c", "cat /etc/hostname >/dev/null; exit 4"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("; lost 0; command exited with status 4"),
+        "{stderr}"
+    );
+}

@@ -118,7 +118,7 @@ impl Ring for RingBuf<MapData> {
 pub type CounterSource = Box<dyn FnMut() -> KernelStats + Send>;
 
 impl From<Counters> for CounterSource {
-    fn from(c: Counters) -> Self {
+    fn from(mut c: Counters) -> Self {
         Box::new(move || c.read())
     }
 }

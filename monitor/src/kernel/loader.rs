@@ -14,6 +14,7 @@ use aya::{
         cgroup_sock_addr::CgroupSockAddrLinkId, trace_point::TracePointLinkId,
     },
 };
+use aya_log::EbpfLogger;
 use monitor_common::counters;
 
 use crate::{
@@ -69,6 +70,8 @@ enum Link {
 /// Dropping it (or the process dying) detaches everything.
 pub struct Kernel {
     ebpf: Ebpf,
+    /// Reads the programs' aya-log records, when asked for (see [`KernelLog`]).
+    logger: Option<EbpfLogger<KernelLog>>,
     /// Attachments per sensor, in `sensors::ALL` order.
     links: Vec<Vec<Link>>,
 }
@@ -84,9 +87,21 @@ impl Kernel {
         // Reading the kernel's BTF (~6 MB) takes about as long as verifying the programs:
         // do both at once; the offset goes into its map before any program is attached.
         let task_offsets = std::thread::spawn(crate::kernel::kbtf::task_offsets);
+        // The programs' error paths log through aya-log only when someone will read it: else
+        // the level is 0 and the verifier prunes the logging code.
+        let log = tracing::enabled!(target: "kernel", tracing::Level::DEBUG);
+        let level = if log { aya_log::Level::Error as u8 } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_bytes)
+            .override_global(aya_log::LEVEL, &level, false)
             .load(EBPF_OBJECT)?;
+        let logger = if log {
+            EbpfLogger::init_with_logger(&mut ebpf, KernelLog)
+                .map_err(|e| tracing::warn!("kernel diagnostics unavailable: {e}"))
+                .ok()
+        } else {
+            None
+        };
         for spec in sensors::ALL {
             for Probe(name, ..) in spec.tracepoints {
                 let prog: &mut TracePoint = program(&mut ebpf, name)?;
@@ -122,6 +137,7 @@ impl Kernel {
         }
         Ok(Self {
             ebpf,
+            logger,
             links: sensors::ALL.iter().map(|_| Vec::new()).collect(),
         })
     }
@@ -262,9 +278,10 @@ impl Kernel {
             .ebpf
             .take_map("COUNTERS")
             .ok_or(LoadError::MissingMap("COUNTERS"))?;
-        Ok(Counters(
-            PerCpuArray::try_from(map).map_err(map_error("COUNTERS"))?,
-        ))
+        Ok(Counters {
+            map: PerCpuArray::try_from(map).map_err(map_error("COUNTERS"))?,
+            logger: self.logger.take(),
+        })
     }
 
     /// The set of watched cgroups. Can be taken once.
@@ -291,17 +308,25 @@ where
     prog.try_into().map_err(program_error(name))
 }
 
-/// The kernel programs' counters: one row per sensor, one column per reason.
-pub struct Counters(PerCpuArray<MapData, u64>);
+/// The kernel programs' counters: one row per sensor, one column per reason; and their
+/// diagnostics, read at the same time.
+pub struct Counters {
+    map: PerCpuArray<MapData, u64>,
+    logger: Option<EbpfLogger<KernelLog>>,
+}
 
 impl Counters {
-    /// Every counter above 0, summed over CPUs.
-    pub fn read(&self) -> KernelStats {
+    /// Every counter above 0, summed over CPUs (and the programs' diagnostics since the last
+    /// read, into tracing).
+    pub fn read(&mut self) -> KernelStats {
+        if let Some(l) = &mut self.logger {
+            l.flush();
+        }
         let mut stats = KernelStats::default();
         for spec in sensors::ALL {
             for (reason, name) in counters::NAMES.iter().enumerate() {
                 let idx = counters::index(spec.id, reason as u32);
-                let n: u64 = self.0.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                let n: u64 = self.map.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 if n > 0 {
                     stats
                         .sensors
@@ -313,4 +338,18 @@ impl Counters {
         }
         stats
     }
+}
+
+/// Where the programs' aya-log records go: tracing, at debug level under the target `kernel`
+/// (`BUILDWATCH_LOG=kernel=debug` shows them; by default they are not even compiled in).
+pub struct KernelLog;
+
+impl log::Log for KernelLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        tracing::debug!(target: "kernel", "{}", record.args());
+    }
+    fn flush(&self) {}
 }
