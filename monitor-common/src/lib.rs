@@ -30,10 +30,23 @@ pub const TASK_OFFSET_COUNT: u32 = 3;
 
 /// Most cgroups watched at once (the `SCOPE` map's size).
 pub const SCOPE_MAX_CGROUPS: u32 = 4096;
-/// Deepest cgroup level (below the v2 root) a watched cgroup may sit at.
-pub const SCOPE_MAX_LEVEL: u32 = 32;
-/// Bit of `SCOPE_LEVELS` that watches every task.
-pub const SCOPE_ALL: u64 = 1 << 63;
+/// Most distinct cgroup levels (depths below the v2 root) the watched cgroups may sit at: the
+/// scope check looks up the task's ancestor at each (a handful of lookups, and a loop the
+/// verifier checks in a few hundred instructions, where one over every possible level cost
+/// each program about a millisecond to verify).
+pub const SCOPE_MAX_LEVELS: usize = 8;
+
+/// The `SCOPE_LEVELS` map's one entry: where to look for watched cgroups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScopeLevels {
+    /// Nonzero: every task is in scope (host-wide).
+    pub all: u32,
+    /// How many of `levels` are in use.
+    pub count: u32,
+    /// The distinct levels the watched cgroups sit at.
+    pub levels: [u32; SCOPE_MAX_LEVELS],
+}
 
 /// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).
 pub const PATH_MAX: usize = 4096;
@@ -396,3 +409,4 @@ const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);
+const _: () = assert!(size_of::<ScopeLevels>() == 40);

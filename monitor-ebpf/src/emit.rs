@@ -14,8 +14,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    EventHeader, EventKind, PATH_MAX, SCOPE_ALL, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVEL, StashedArgs,
-    TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
+    EventHeader, EventKind, PATH_MAX, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels,
+    StashedArgs, TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
 };
 
 /// Offsets of the arguments and the return value in syscall tracepoint records
@@ -32,10 +32,10 @@ pub const RET: usize = 16;
 /// while the programs run.
 #[map]
 static SCOPE: HashMap<u64, u8> = HashMap::with_max_entries(SCOPE_MAX_CGROUPS, 0);
-/// Entry 0: bit L is set while some watched cgroup sits at level L below the root, so only
-/// those levels are looked up; [`SCOPE_ALL`] watches every task (host-wide).
+/// Entry 0: the levels below the root that watched cgroups sit at, so only those are looked
+/// up; or "every task" (host-wide).
 #[map]
-static SCOPE_LEVELS: Array<u64> = Array::with_max_entries(1, 0);
+static SCOPE_LEVELS: Array<ScopeLevels> = Array::with_max_entries(1, 0);
 /// Byte offsets in `task_struct` (indexes [`TASK_EXIT_CODE`], [`TASK_GROUP_LEADER`],
 /// [`TASK_START_BOOTTIME`]), read from kernel BTF by userspace while the kernel verifies the
 /// programs, and written here before they are attached; 0 = unknown.
@@ -76,25 +76,21 @@ fn global<T: Copy>(v: &T) -> T {
 /// Is the current task inside a watched cgroup (or one of its descendants)?
 #[inline(always)]
 pub fn in_scope() -> bool {
-    let levels = match SCOPE_LEVELS.get(0) {
-        Some(l) => *l,
-        None => return false,
+    let Some(scope) = SCOPE_LEVELS.get(0) else {
+        return false;
     };
-    if levels & SCOPE_ALL != 0 {
+    if scope.all != 0 {
         return true;
     }
-    let mut level = 0;
-    while level < SCOPE_MAX_LEVEL {
-        if levels >> level == 0 {
-            return false;
+    let count = scope.count as usize;
+    for i in 0..SCOPE_MAX_LEVELS {
+        if i >= count {
+            break;
         }
-        if levels & (1 << level) != 0 {
-            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-            if id != 0 && unsafe { SCOPE.get(&id) }.is_some() {
-                return true;
-            }
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(scope.levels[i] as i32) };
+        if id != 0 && unsafe { SCOPE.get(&id) }.is_some() {
+            return true;
         }
-        level += 1;
     }
     false
 }

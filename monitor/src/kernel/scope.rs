@@ -6,29 +6,40 @@
 use std::collections::BTreeMap;
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{Array, HashMap, MapData},
 };
-use monitor_common::{SCOPE_ALL, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVEL};
+use monitor_common::{SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels};
 
 use crate::kernel::loader::LoadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
-    #[error("cgroup level {0} is deeper than the {SCOPE_MAX_LEVEL} levels the sensors look at")]
-    TooDeep(u32),
+    #[error(
+        "the watched cgroups would sit at more than {SCOPE_MAX_LEVELS} different depths \
+         (adding one at level {0})"
+    )]
+    TooManyLevels(u32),
     #[error("at most {SCOPE_MAX_CGROUPS} cgroups can be watched at once")]
     Full,
     #[error("updating the scope map: {0}")]
     Map(#[from] aya::maps::MapError),
 }
 
+/// The map's value as aya writes it (plain data: integers and an array of them).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Levels(ScopeLevels);
+
+// SAFETY: repr(C) integers only, no padding (size asserted in monitor-common).
+unsafe impl Pod for Levels {}
+
 pub struct ScopeMap {
     ids: HashMap<MapData, u64, u8>,
-    levels: Array<MapData, u64>,
+    levels: Array<MapData, Levels>,
     /// Watched cgroup id → its level; and how many watched cgroups sit at each level.
     watched: BTreeMap<u64, u32>,
-    per_level: [u32; SCOPE_MAX_LEVEL as usize],
+    per_level: BTreeMap<u32, u32>,
     all: bool,
 }
 
@@ -43,27 +54,26 @@ impl ScopeMap {
             levels: Array::try_from(take(ebpf, "SCOPE_LEVELS")?)
                 .map_err(map_err("SCOPE_LEVELS"))?,
             watched: BTreeMap::new(),
-            per_level: [0; SCOPE_MAX_LEVEL as usize],
+            per_level: BTreeMap::new(),
             all: false,
         })
     }
 
     /// Watch cgroup `id` (at `level` below the v2 root) and everything below it.
     pub fn add(&mut self, id: u64, level: u32) -> Result<(), ScopeError> {
-        if level >= SCOPE_MAX_LEVEL {
-            return Err(ScopeError::TooDeep(level));
-        }
         if self.watched.contains_key(&id) {
             return Ok(());
         }
         if self.watched.len() >= SCOPE_MAX_CGROUPS as usize {
             return Err(ScopeError::Full);
         }
-        // The id goes in before its level is switched on: a program that sees the level
-        // finds the id.
+        if !self.per_level.contains_key(&level) && self.per_level.len() >= SCOPE_MAX_LEVELS {
+            return Err(ScopeError::TooManyLevels(level));
+        }
+        // The id goes in before its level is looked at: a program that looks finds it.
         self.ids.insert(&id, &1, 0)?;
         self.watched.insert(id, level);
-        self.per_level[level as usize] += 1;
+        *self.per_level.entry(level).or_default() += 1;
         self.publish_levels()
     }
 
@@ -72,7 +82,12 @@ impl ScopeMap {
         let Some(level) = self.watched.remove(&id) else {
             return Ok(());
         };
-        self.per_level[level as usize] -= 1;
+        if let Some(n) = self.per_level.get_mut(&level) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_level.remove(&level);
+            }
+        }
         self.publish_levels()?;
         self.ids.remove(&id)?;
         Ok(())
@@ -90,13 +105,15 @@ impl ScopeMap {
     }
 
     fn publish_levels(&mut self) -> Result<(), ScopeError> {
-        let mut bits = if self.all { SCOPE_ALL } else { 0 };
-        for (level, n) in self.per_level.iter().enumerate() {
-            if *n > 0 {
-                bits |= 1 << level;
-            }
+        let mut v = ScopeLevels {
+            all: u32::from(self.all),
+            count: self.per_level.len() as u32,
+            levels: [0; SCOPE_MAX_LEVELS],
+        };
+        for (slot, level) in v.levels.iter_mut().zip(self.per_level.keys()) {
+            *slot = *level;
         }
-        self.levels.set(0, &bits, 0)?;
+        self.levels.set(0, &Levels(v), 0)?;
         Ok(())
     }
 }
