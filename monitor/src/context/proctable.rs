@@ -431,7 +431,7 @@ impl<S: ProcSource> ProcTable<S> {
             seq: self.seq,
             time: self.time(ts_ns as i128 + self.boot_to_unix_ns),
             ts_ns,
-            kind: detail.kind().into(),
+            kind: Cow::Borrowed(detail.kind()),
             pid,
             start_ns,
             tid,

@@ -175,7 +175,12 @@ impl Analyzer {
             _ => {}
         }
         self.totals.total += 1;
-        *self.totals.by_kind.entry(ev.kind.clone()).or_default() += 1;
+        match self.totals.by_kind.get_mut(ev.kind.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                self.totals.by_kind.insert(ev.kind.to_string(), 1);
+            }
+        }
         if let Detail::Open(o) = &ev.detail
             && o.outcome.ret >= 0
             && opens_for_write(&o.flags)

@@ -24,7 +24,8 @@ pub struct Event {
     pub time: String,
     /// Kernel boot-clock nanoseconds: orders events exactly within one boot.
     pub ts_ns: u64,
-    pub kind: String,
+    /// (A static name when made live: no allocation per event.)
+    pub kind: Cow<'static, str>,
     pub pid: u32,
     /// When the process started (kernel boot-clock nanoseconds): with `pid`, its identity
     /// (a pid can be reused; a start time cannot). Absent when unknown.
@@ -103,7 +104,7 @@ impl Detail {
 pub struct Outcome {
     pub ret: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Cow<'static, str>>,
 }
 
 impl Outcome {
@@ -113,18 +114,32 @@ impl Outcome {
     }
 }
 
-pub fn errno_name(errno: i64) -> String {
-    let e = nix::errno::Errno::from_raw(errno as i32);
-    if e == nix::errno::Errno::UnknownErrno {
-        format!("E{errno}")
-    } else {
-        format!("{e:?}")
-    }
+/// `ENOENT`, `EACCES`…; `E<N>` for a number Linux does not name. Names of errnos up to 4095
+/// (every one the kernel returns) are made once and then borrowed: a failed syscall costs no
+/// allocation for its name.
+pub fn errno_name(errno: i64) -> Cow<'static, str> {
+    use std::sync::{LazyLock, Mutex};
+    static NAMES: LazyLock<Mutex<Vec<Option<&'static str>>>> =
+        LazyLock::new(|| Mutex::new(vec![None; 4096]));
+    let name = |errno: i64| {
+        let e = nix::errno::Errno::from_raw(errno as i32);
+        if e == nix::errno::Errno::UnknownErrno {
+            format!("E{errno}")
+        } else {
+            format!("{e:?}")
+        }
+    };
+    let Some(i) = usize::try_from(errno).ok().filter(|i| *i < 4096) else {
+        return Cow::Owned(name(errno));
+    };
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let n = *names[i].get_or_insert_with(|| Box::leak(name(errno).into_boxed_str()));
+    Cow::Borrowed(n)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exec {
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     /// The filename exactly as passed to the syscall.
     pub filename: String,
     /// Absolute, normalised form of `filename` (resolved against cwd or dirfd).
@@ -196,7 +211,7 @@ pub fn signal_name(sig: i32) -> Option<String> {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Open {
-    pub syscall: String,
+    pub syscall: Cow<'static, str>,
     /// Absolute, normalised path (lexical: `..` is applied before symlinks are followed).
     pub path: String,
     /// The path as passed to the syscall, when it differs from `path`.

@@ -52,7 +52,7 @@ impl Record {
     /// Few per run and needed for the stream to be whole: passes a full queue.
     fn is_control(&self) -> bool {
         match self {
-            Record::Event(e) => matches!(e.kind.as_str(), "run" | "run_end" | "lost" | "straggler"),
+            Record::Event(e) => matches!(e.kind.as_ref(), "run" | "run_end" | "lost" | "straggler"),
             Record::Finding(_) => false,
             Record::Notice(_) | Record::SinkError { .. } | Record::Report(_) => true,
         }
