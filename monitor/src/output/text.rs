@@ -95,6 +95,30 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         }
         let _ = write!(line, "; command {}", describe(&end.status));
         out.push(line);
+        if let Some(p) = &end.pipeline {
+            let kernel: Vec<String> = p
+                .kernel
+                .sensors
+                .iter()
+                .flat_map(|(sensor, reasons)| {
+                    reasons.iter().map(move |(r, n)| format!("{sensor} {r} {n}"))
+                })
+                .collect();
+            if !kernel.is_empty() {
+                out.push(format!("kernel sensors counted: {}", kernel.join(", ")));
+            }
+            if let Some(d) = p.drain.as_ref().filter(|d| d.skipped > 0 || !d.complete) {
+                out.push(format!(
+                    "end-of-run drain: {} record(s) processed, {} read but not processed \
+                     (budget {} ms / {} records){}",
+                    d.drained,
+                    d.skipped,
+                    d.budget_ms,
+                    d.budget_records,
+                    if d.complete { "" } else { "; the ring was not empty when it stopped" }
+                ));
+            }
+        }
     }
     let sev = &r.summary.by_severity;
     out.push(format!(
@@ -168,6 +192,16 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             m.cpu_user_ms as f64 / 1000.0,
             m.cpu_system_ms as f64 / 1000.0,
             m.max_rss_kib as f64 / 1024.0
+        ));
+    }
+    for sink in &r.output {
+        out.push(format!(
+            "output {} incomplete: {} written, {} dropped (queue full), {} unwritten{}",
+            sink.name,
+            sink.written,
+            sink.dropped,
+            sink.unwritten,
+            sink.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
         ));
     }
     let v = &r.verdict;

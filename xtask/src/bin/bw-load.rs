@@ -158,7 +158,10 @@ fn connect_loop(n: u64) {
         };
     }
     let ns = now_ns() - t;
-    let _ = acceptor.join();
+    // Not joined: a connection reset before it was accepted (the backlog overflowed while the
+    // acceptor lagged) never reaches accept, and waiting for it hung a bench run; the thread
+    // ends with the process.
+    drop(acceptor);
     report(n, ns, "");
 }
 
