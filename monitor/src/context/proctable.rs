@@ -678,12 +678,15 @@ fn per_process_view(path: &[u8]) -> bool {
 }
 
 pub fn open_flag_names(f: u32) -> Vec<Cow<'static, str>> {
-    let mut v: Vec<&'static str> = match f & O_ACCMODE {
-        0 => vec!["read"],
-        1 => vec!["write"],
-        2 => vec!["read", "write"],
-        _ => vec!["path"],
+    // One allocation per event, sized for the usual handful of names.
+    let mut v: Vec<Cow<'static, str>> = Vec::with_capacity(6);
+    let mode: &[&'static str] = match f & O_ACCMODE {
+        0 => &["read"],
+        1 => &["write"],
+        2 => &["read", "write"],
+        _ => &["path"],
     };
+    v.extend(mode.iter().map(|m| Cow::Borrowed(*m)));
     let named: [(i32, &str); 9] = [
         (libc::O_CREAT, "create"),
         (libc::O_TRUNC, "truncate"),
@@ -696,15 +699,15 @@ pub fn open_flag_names(f: u32) -> Vec<Cow<'static, str>> {
         (libc::O_NONBLOCK, "nonblock"),
     ];
     for (bit, name) in named {
-        if f & bit as u32 != 0 && !v.contains(&name) {
-            v.push(name);
+        if f & bit as u32 != 0 && !v.iter().any(|n| n == name) {
+            v.push(Cow::Borrowed(name));
         }
     }
     if f & libc::O_TMPFILE as u32 == libc::O_TMPFILE as u32 {
-        v.retain(|n| *n != "directory");
-        v.push("tmpfile");
+        v.retain(|n| n != "directory");
+        v.push(Cow::Borrowed("tmpfile"));
     }
-    v.into_iter().map(Cow::Borrowed).collect()
+    v
 }
 
 /// RFC 3339 UTC with nanoseconds.

@@ -101,7 +101,9 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 .sensors
                 .iter()
                 .flat_map(|(sensor, reasons)| {
-                    reasons.iter().map(move |(r, n)| format!("{sensor} {r} {n}"))
+                    reasons
+                        .iter()
+                        .map(move |(r, n)| format!("{sensor} {r} {n}"))
                 })
                 .collect();
             if !kernel.is_empty() {
@@ -115,7 +117,11 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                     d.skipped,
                     d.budget_ms,
                     d.budget_records,
-                    if d.complete { "" } else { "; the ring was not empty when it stopped" }
+                    if d.complete {
+                        ""
+                    } else {
+                        "; the ring was not empty when it stopped"
+                    }
                 ));
             }
         }
@@ -201,7 +207,10 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             sink.written,
             sink.dropped,
             sink.unwritten,
-            sink.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+            sink.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         ));
     }
     let v = &r.verdict;
