@@ -62,7 +62,7 @@ fi
 # Userspace toolchain (rust-toolchain.toml) and the eBPF nightly, whose LLVM 22 matches
 # bpf-linker's (monitor-ebpf/rust-toolchain.toml).
 rustup toolchain install 1.99.1 --profile minimal -c clippy,rustfmt >/dev/null
-rustup toolchain install nightly-2026-07-01 --profile minimal -c rust-src >/dev/null
+rustup toolchain install nightly-2026-07-01 --profile minimal -c rust-src,rustfmt >/dev/null
 
 export PATH="/usr/lib/llvm-22/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.0'; then

@@ -1,24 +1,39 @@
 //! The watched command: started inside the run's cgroup (it joins before exec, so nothing it
-//! does is missed), its signals forwarded, and what it left behind found.
+//! does is missed) and held there until the sensors are attached, its signals forwarded, and
+//! what it left behind found.
 
 use std::{
     ffi::{CString, OsString},
     fs, io,
-    os::fd::AsFd,
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
     process::Stdio,
 };
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use nix::{fcntl::OFlag, sys::signal::Signal, unistd::Pid};
 
 use crate::{event, kernel::cgroup::RunCgroup};
 
-/// Start `command` in `cgroup`. With `stdout_to_stderr` its standard output goes to
-/// buildwatch's standard error (stdout then carries only the event stream).
-pub fn spawn(
+/// The command, forked as soon as the run's cgroup exists and parked inside it until the
+/// sensors are attached ([`Parked::release`]).
+///
+/// Moving a process between cgroups waits for an RCU grace period (the kernel write-locks
+/// `cgroup_threadgroup_rwsem`): 5-20 ms here, a third of buildwatch's start-up when it was
+/// done after the sensors were loaded. Parked, the child pays it while the kernel verifies
+/// the programs. It runs nothing of the command's until released: it waits on a pipe in
+/// `pre_exec`, and if buildwatch drops the gate (an error, or buildwatch is killed) it exits
+/// without running the command.
+pub struct Parked {
+    gate: Option<OwnedFd>,
+    spawner: Option<std::thread::JoinHandle<io::Result<tokio::process::Child>>>,
+}
+
+/// Fork `command` into `cgroup` and park it. With `stdout_to_stderr` its standard output goes
+/// to buildwatch's standard error (stdout then carries only the event stream).
+pub fn park(
     command: &[OsString],
     cgroup: &RunCgroup,
     stdout_to_stderr: bool,
-) -> io::Result<tokio::process::Child> {
+) -> io::Result<Parked> {
     let procs = cgroup.procs_file_cstring();
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
@@ -26,12 +41,84 @@ pub fn spawn(
         let stderr = io::stderr().as_fd().try_clone_to_owned()?;
         cmd.stdout(Stdio::from(stderr));
     }
-    // SAFETY: the closure only makes async-signal-safe calls (open/write/close) on memory
+    let (wait_end, gate) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (r, w) = (wait_end.as_raw_fd(), gate.as_raw_fd());
+    // SAFETY: the closure only makes async-signal-safe calls (open/write/read/close) on memory
     // prepared before fork.
     unsafe {
-        cmd.pre_exec(move || join_cgroup(&procs));
+        cmd.pre_exec(move || {
+            join_cgroup(&procs)?;
+            wait_at_gate(r, w)
+        });
     }
-    cmd.spawn()
+    // `spawn` returns once the child has exec'd (or failed to), which is after the release:
+    // it runs on its own thread, inside the runtime (tokio's child reaper needs it).
+    let runtime = tokio::runtime::Handle::current();
+    let spawner = std::thread::Builder::new()
+        .name("bw-spawn".into())
+        .spawn(move || {
+            let _guard = runtime.enter();
+            let child = cmd.spawn();
+            drop(wait_end);
+            child
+        })?;
+    Ok(Parked {
+        gate: Some(gate),
+        spawner: Some(spawner),
+    })
+}
+
+impl Parked {
+    /// Let the command run; its result is `spawn`'s (not found, not executable, ...).
+    pub fn release(mut self) -> io::Result<tokio::process::Child> {
+        if let Some(gate) = self.gate.take() {
+            // A child that is already gone (it could not join the cgroup) breaks the pipe;
+            // its own error comes back from the spawner.
+            let _ = nix::unistd::write(&gate, b"g");
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<tokio::process::Child> {
+        match self.spawner.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the thread starting the command panicked")),
+            None => Err(io::Error::other("the command was already started")),
+        }
+    }
+}
+
+impl Drop for Parked {
+    /// Not released: close the gate, so the child exits without running the command, and wait
+    /// for it (the run's cgroup can only be removed once it is empty).
+    fn drop(&mut self) {
+        self.gate = None;
+        if self.spawner.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
+/// Runs in the forked child after it joined the cgroup: wait for buildwatch's go. End of file
+/// (buildwatch dropped the gate or died) means: do not run the command.
+fn wait_at_gate(r: RawFd, w: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscalls on descriptors this process owns and a local buffer.
+    unsafe {
+        // Our copy of the gate's write end must go, or end of file could never come.
+        libc::close(w);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(r, (&raw mut byte).cast(), 1);
+            if n == 1 && byte == b'g' {
+                libc::close(r);
+                return Ok(());
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(io::Error::from_raw_os_error(libc::ECANCELED));
+        }
+    }
 }
 
 /// Runs in the forked child before exec: move ourselves into the run's cgroup. If this fails

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 
-pub use self::child::join_cgroup;
+pub use self::child::{Parked, join_cgroup, park};
 use crate::{
     detect::analyzer::Analyzer,
     event::{self, Detail},
@@ -55,6 +55,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         bail!("`buildwatch run` needs root (to load eBPF programs and create a cgroup)");
     }
     let mut cgroup = RunCgroup::create().context("creating the run's cgroup")?;
+    let stdout_events = opts.events.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    // The command is forked now and joins the cgroup while the sensors load (see
+    // `child::Parked`); it runs nothing until released below.
+    let parked = child::park(&opts.command, &cgroup, stdout_events)
+        .context("starting the command in the run's cgroup")?;
     let mut kernel = Kernel::load(opts.ring_bytes)
         .context("loading the kernel sensors (try `buildwatch doctor`)")?;
     let mut scope = kernel.take_scope()?;
@@ -67,7 +72,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         .context("attaching the kernel sensors (try `buildwatch doctor`)")?;
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
-    let stdout_events = opts.events.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let bus = Arc::new(outputs::bus(opts.events.as_deref(), &opts.outputs)?);
     let analyzer = Analyzer::new(opts.analysis.rules, opts.analysis.policy);
     let pipeline = Pipeline::start(analyzer, bus.clone(), true)?;
@@ -89,7 +93,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
 
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let resolvers = crate::context::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
-    let mut child = match child::spawn(&opts.command, &cgroup, stdout_events) {
+    let mut child = match parked.release() {
         Ok(child) => child,
         Err(e) => {
             let name = opts.command[0].to_string_lossy();
