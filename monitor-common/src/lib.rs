@@ -14,7 +14,7 @@
 use core::mem::size_of;
 
 /// Bump when a wire type changes layout; userspace refuses objects built for another version.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 
 /// Most DNS payload bytes a [`DnsPacket`] carries (a power of two); longer payloads are cut
 /// and flagged [`flags::PAYLOAD_TRUNCATED`].
@@ -22,11 +22,26 @@ pub const DNS_PAYLOAD_MAX: usize = 2048;
 /// The DNS port the capture filters on.
 pub const DNS_PORT: u16 = 53;
 
-/// Indexes of the kernel's `TASK_OFFSETS` map: byte offsets of `task_struct` members.
+/// Indexes of the kernel's `TASK_OFFSETS` map: byte offsets of kernel structure members,
+/// `task_struct`'s and those on the way from a task to an open file's inode.
 pub const TASK_EXIT_CODE: u32 = 0;
 pub const TASK_GROUP_LEADER: u32 = 1;
 pub const TASK_START_BOOTTIME: u32 = 2;
-pub const TASK_OFFSET_COUNT: u32 = 3;
+/// `task_struct.files`
+pub const TASK_FILES: u32 = 3;
+/// `files_struct.fdt`
+pub const FILES_FDT: u32 = 4;
+/// `fdtable.fd`
+pub const FDTABLE_FD: u32 = 5;
+/// `file.f_inode`
+pub const FILE_INODE: u32 = 6;
+/// `inode.i_ino`
+pub const INODE_INO: u32 = 7;
+/// `inode.i_sb`
+pub const INODE_SB: u32 = 8;
+/// `super_block.s_dev`
+pub const SB_DEV: u32 = 9;
+pub const TASK_OFFSET_COUNT: u32 = 10;
 
 /// Most cgroups watched at once (the `SCOPE` map's size).
 pub const SCOPE_MAX_CGROUPS: u32 = 4096;
@@ -278,11 +293,16 @@ pub struct Exit {
 pub struct Open {
     pub header: EventHeader,
     pub ret: i64,
+    /// The opened file's inode number, read from the new descriptor in the kernel's fd table
+    /// (0: the open failed or the read did not succeed).
+    pub ino: u64,
+    /// Its filesystem's device, kernel encoding (`major << 20 | minor`).
+    pub dev: u32,
     pub dirfd: i32,
     pub open_flags: u32,
     pub mode: u32,
     pub path_len: u16,
-    pub _pad: u16,
+    pub _pad: [u16; 3],
 }
 
 /// chdir at exit. Tail: `path_len` bytes of the path as passed.
@@ -401,7 +421,7 @@ const _: () = assert!(size_of::<SyscallResult>() == 40);
 const _: () = assert!(size_of::<ExecEnter>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exit>() == 40);
-const _: () = assert!(size_of::<Open>() == 56);
+const _: () = assert!(size_of::<Open>() == 72);
 const _: () = assert!(size_of::<Chdir>() == 48);
 const _: () = assert!(size_of::<Fchdir>() == 48);
 const _: () = assert!(size_of::<Connect>() == 160);

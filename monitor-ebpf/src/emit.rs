@@ -14,8 +14,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    EventHeader, EventKind, PATH_MAX, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels,
-    StashedArgs, TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
+    EventHeader, EventKind, FDTABLE_FD, FILE_INODE, FILES_FDT, INODE_INO, INODE_SB, PATH_MAX,
+    SB_DEV, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels, StashedArgs, TASK_FILES,
+    TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
 };
 
 /// Offsets of the arguments and the return value in syscall tracepoint records
@@ -36,9 +37,10 @@ static SCOPE: HashMap<u64, u8> = HashMap::with_max_entries(SCOPE_MAX_CGROUPS, 0)
 /// up; or "every task" (host-wide).
 #[map]
 static SCOPE_LEVELS: Array<ScopeLevels> = Array::with_max_entries(1, 0);
-/// Byte offsets in `task_struct` (indexes [`TASK_EXIT_CODE`], [`TASK_GROUP_LEADER`],
-/// [`TASK_START_BOOTTIME`]), read from kernel BTF by userspace while the kernel verifies the
-/// programs, and written here before they are attached; 0 = unknown.
+/// Byte offsets of kernel structure members (`task_struct`'s, and those from a task to an open
+/// file's inode: indexes `TASK_*`, `FILES_FDT` … `SB_DEV` in monitor-common), read from kernel
+/// BTF by userspace while the kernel verifies the programs, and written here before they are
+/// attached; 0 = unknown.
 #[map]
 pub static TASK_OFFSETS: Array<u32> = Array::with_max_entries(TASK_OFFSET_COUNT, 0);
 /// Unread bytes in the ring above which a submit wakes the reader; below it the reader's
@@ -180,6 +182,44 @@ fn process_start() -> u64 {
         }
     }
     start
+}
+
+#[inline(always)]
+fn offset(index: u32) -> Option<usize> {
+    match TASK_OFFSETS.get(index) {
+        Some(&o) if o != 0 => Some(o as usize),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn read_kernel<T: Default>(at: *const u8) -> Option<T> {
+    let mut v = T::default();
+    let r = unsafe { bpf_probe_read_kernel((&raw mut v).cast(), size_of::<T>() as u32, at.cast()) };
+    (r >= 0).then_some(v)
+}
+
+/// The (device, inode number) of the current task's descriptor `fd`, from the kernel's fd
+/// table: the file the kernel opened, whatever the path said. None when the offsets are
+/// unknown or a read fails.
+#[inline(always)]
+pub fn fd_identity(fd: i64) -> Option<(u32, u64)> {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files: u64 = read_kernel(task.wrapping_add(offset(TASK_FILES)?))?;
+    let fdt: u64 = read_kernel((files as *const u8).wrapping_add(offset(FILES_FDT)?))?;
+    // `fd` was just installed by this syscall (tables never shrink), so it is inside the
+    // table; a read that went wrong anyway fails or yields an identity no file has.
+    if !(0..=i32::MAX as i64).contains(&fd) {
+        return None;
+    }
+    let table: u64 = read_kernel((fdt as *const u8).wrapping_add(offset(FDTABLE_FD)?))?;
+    let file: u64 = read_kernel((table as *const u8).wrapping_add(fd as usize * 8))?;
+    let inode: u64 = read_kernel((file as *const u8).wrapping_add(offset(FILE_INODE)?))?;
+    let inode = inode as *const u8;
+    let ino: u64 = read_kernel(inode.wrapping_add(offset(INODE_INO)?))?;
+    let sb: u64 = read_kernel(inode.wrapping_add(offset(INODE_SB)?))?;
+    let dev: u32 = read_kernel((sb as *const u8).wrapping_add(offset(SB_DEV)?))?;
+    Some((dev, ino))
 }
 
 /// Submit flags for a record of `len` bytes: wake the reader only when this record takes the

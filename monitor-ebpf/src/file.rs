@@ -9,7 +9,7 @@ use aya_ebpf::{
 use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, header, in_scope, output_scratch,
+    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, fd_identity, header, in_scope, output_scratch,
     read_user_path, scratch, stash, unstash,
 };
 
@@ -157,14 +157,21 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Open>();
     let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
+    let (dev, ino) = if ret >= 0 {
+        fd_identity(ret).unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
     let body = Open {
         header: header(EventKind::Open, args.flags | fl),
         ret,
+        ino,
+        dev,
         dirfd: args.arg0 as i32,
         open_flags: args.arg1 as u32,
         mode: args.arg2 as u32,
         path_len: path_len as u16,
-        _pad: 0,
+        _pad: [0; 3],
     };
     unsafe { write_unaligned(buf.cast::<Open>(), body) };
     output_scratch(SENSOR, buf, BODY + path_len);

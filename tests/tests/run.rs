@@ -158,9 +158,14 @@ fn opens_absolute_relative_dirfd_and_symlink() {
     let secret = d.join("secret.txt");
     fs::write(&secret, "x").unwrap();
     symlink(&secret, d.join("link")).unwrap();
+    fs::write(d.join("swap"), "plain").unwrap();
+    // `swap` is read as a plain file, then replaced by a symlink to the secret and read again:
+    // the second read must show the secret (symlink answers are kept per opened inode). The
+    // pause lets buildwatch see the first read while `swap` is still a plain file.
     let script = format!(
         "{t} open {d}/secret.txt && {t} open-rel {d} secret.txt && \
-         {t} openat-dirfd {d} secret.txt && {t} open {d}/link",
+         {t} openat-dirfd {d} secret.txt && {t} open {d}/link && \
+         {t} open {d}/swap && sleep 0.5 && rm {d}/swap && ln -s {d}/secret.txt {d}/swap && {t} open {d}/swap",
         t = TRIGGER,
         d = d.display()
     );
@@ -200,6 +205,18 @@ fn opens_absolute_relative_dirfd_and_symlink() {
         .next()
         .expect("open through the symlink");
     assert_eq!(link["open"]["target"], canonical(&secret));
+
+    let swap_path = s(&d.join("swap"));
+    let swaps: Vec<_> = r
+        .opens_of(&swap_path)
+        .filter(|e| e["exe"] == TRIGGER)
+        .collect();
+    assert_eq!(swaps.len(), 2, "{swaps:#?}");
+    assert_eq!(
+        swaps[1]["open"]["target"],
+        canonical(&secret),
+        "the path swapped to a symlink: {swaps:#?}"
+    );
 }
 
 #[test]

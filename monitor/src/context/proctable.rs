@@ -18,7 +18,7 @@ use crate::{
         process::{Id, IntMap, Live, ProcInfo, Processes},
     },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    ingest::decode::{Body, KernelEvent, SockAddr},
+    ingest::decode::{Body, FileId, KernelEvent, SockAddr},
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -28,8 +28,9 @@ pub trait ProcSource {
     fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>>;
     fn exe(&self, pid: u32) -> Option<Vec<u8>>;
     fn ppid(&self, pid: u32) -> Option<u32>;
-    /// Canonical path of an existing file (symlinks resolved).
-    fn canonical(&self, path: &[u8]) -> Option<Vec<u8>>;
+    /// Canonical path of an existing file (symlinks resolved), and whether what that path
+    /// names now is `file` (the file the kernel opened; unknown `file`: false).
+    fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool);
 }
 
 /// The live system's /proc.
@@ -52,25 +53,30 @@ impl ProcSource for LiveProc {
         let rest = std::str::from_utf8(rest).ok()?;
         rest.split_whitespace().nth(1)?.parse().ok()
     }
-    fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
+    fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool) {
         // One openat2(RESOLVE_NO_SYMLINKS) tells whether any component is a symlink; almost
         // none is, and then the (already normalised) path is its own canonical form. Only
         // ELOOP, or a kernel without openat2, pays for realpath's readlink per component.
         match no_symlinks(path) {
-            Some(true) => return Some(path.to_vec()),
-            Some(false) => {}
-            None => return None,
+            Some(Ok(stat)) => return (Some(path.to_vec()), file.is(&stat)),
+            Some(Err(())) => {}
+            None => return (None, false),
         }
         let p = Path::new(std::ffi::OsStr::from_bytes(path));
-        std::fs::canonicalize(p)
-            .ok()
-            .map(|c| c.into_os_string().into_vec())
+        let Ok(c) = std::fs::canonicalize(p) else {
+            return (None, false);
+        };
+        let verified = std::fs::metadata(&c).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            file.known() && m.dev() == file.st_dev() && m.ino() == file.ino
+        });
+        (Some(c.into_os_string().into_vec()), verified)
     }
 }
 
-/// Whether `path` exists with no symlink anywhere in it: Some(true) yes, Some(false) there
-/// is one (or openat2 is unavailable: ask realpath), None it does not exist (any more).
-fn no_symlinks(path: &[u8]) -> Option<bool> {
+/// Whether `path` exists with no symlink anywhere in it: Some(Ok(its stat)) yes, Some(Err)
+/// there is one (or openat2 is unavailable: ask realpath), None it does not exist (any more).
+fn no_symlinks(path: &[u8]) -> Option<Result<libc::stat, ()>> {
     let Ok(c) = std::ffi::CString::new(path) else {
         return None;
     };
@@ -79,7 +85,7 @@ fn no_symlinks(path: &[u8]) -> Option<bool> {
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_NO_SYMLINKS;
     // SAFETY: a NUL-terminated path and an open_how of the size passed; the returned fd is
-    // ours and closed at once.
+    // ours, stat'ed and closed at once.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
@@ -90,12 +96,21 @@ fn no_symlinks(path: &[u8]) -> Option<bool> {
         )
     };
     if fd >= 0 {
-        unsafe { libc::close(fd as i32) };
-        return Some(true);
+        // SAFETY: as above; stat is plain data filled by fstat.
+        let stat = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            let ok = libc::fstat(fd as i32, &mut st) == 0;
+            libc::close(fd as i32);
+            if !ok {
+                st.st_ino = 0;
+            }
+            st
+        };
+        return Some(Ok(stat));
     }
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR) => None,
-        _ => Some(false),
+        _ => Some(Err(())),
     }
 }
 
@@ -147,7 +162,15 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// The last whole second formatted and its text up to the '.', reused while events
     /// arrive within the same second.
     second: (i64, String),
+    /// Symlink targets already worked out, by (the file the kernel opened, keyed hash of the
+    /// path): see [`ProcTable::target_of`].
+    targets: HashMap<(FileId, u64), Option<Vec<u8>>>,
+    /// Keys the path hashes (random per run: the watched code cannot aim collisions).
+    path_hasher: std::hash::RandomState,
 }
+
+/// Most entries [`ProcTable::targets`] holds; when full it starts over (a few MB at most).
+const TARGETS_MAX: usize = 65_536;
 
 impl<S: ProcSource> ProcTable<S> {
     pub fn new(source: S, boot_to_unix_ns: i128) -> Self {
@@ -159,7 +182,37 @@ impl<S: ProcSource> ProcTable<S> {
             boot_to_unix_ns,
             seq: 0,
             second: (i64::MIN, String::new()),
+            targets: HashMap::new(),
+            path_hasher: std::hash::RandomState::new(),
         }
+    }
+
+    /// Where `path`, just opened as `file`, leads if a symlink is on the way: None when
+    /// nothing is (or it cannot be told).
+    ///
+    /// Working this out costs syscalls (openat2, fstat; realpath's readlinks for a symlink):
+    /// done for every open, it was half the stage's time at 500,000 opens/s. The answer is
+    /// kept by the file the kernel says was opened (device and inode from its fd table) with
+    /// the path, and only when the path, resolved now, still names that file: a path that
+    /// later leads elsewhere (a symlink swapped in) opens another inode and is worked out
+    /// again. Without the kernel's identity nothing is kept.
+    fn target_of(&mut self, path: &[u8], file: FileId) -> Option<Vec<u8>> {
+        use std::hash::BuildHasher;
+        let key = (file, self.path_hasher.hash_one(path));
+        if file.known()
+            && let Some(target) = self.targets.get(&key)
+        {
+            return target.clone();
+        }
+        let (canonical, verified) = self.source.canonical(path, file);
+        let target = canonical.filter(|c| c != path);
+        if verified {
+            if self.targets.len() >= TARGETS_MAX {
+                self.targets.clear();
+            }
+            self.targets.insert(key, target.clone());
+        }
+        target
     }
 
     /// [`format_time`], with the date and time of day computed once per second.
@@ -289,6 +342,7 @@ impl<S: ProcSource> ProcTable<S> {
             Body::Open {
                 syscall,
                 ret,
+                file,
                 dirfd,
                 open_flags,
                 mode,
@@ -305,7 +359,7 @@ impl<S: ProcSource> ProcTable<S> {
                 // /proc/self, /proc/PID/cwd, /dev/fd… resolve differently in buildwatch's own
                 // context than in the process's: no target for them.
                 let target = if ret >= 0 && !unresolved && !per_process_view(&path) {
-                    self.source.canonical(&path).filter(|c| *c != path)
+                    self.target_of(&path, file)
                 } else {
                     None
                 };
@@ -769,7 +823,17 @@ mod tests {
 
     /// A /proc stand-in: the table must not depend on the machine in pure tests.
     struct FakeProc {
-        links: HashMap<Vec<u8>, Vec<u8>>,
+        links: std::cell::RefCell<HashMap<Vec<u8>, Vec<u8>>>,
+        canonical_calls: std::cell::Cell<u32>,
+    }
+
+    impl FakeProc {
+        fn new(links: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+            Self {
+                links: links.into(),
+                canonical_calls: 0.into(),
+            }
+        }
     }
 
     impl ProcSource for FakeProc {
@@ -785,13 +849,15 @@ mod tests {
         fn ppid(&self, _: u32) -> Option<u32> {
             None
         }
-        fn canonical(&self, path: &[u8]) -> Option<Vec<u8>> {
-            Some(
-                self.links
-                    .get(path)
-                    .cloned()
-                    .unwrap_or_else(|| path.to_vec()),
-            )
+        fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool) {
+            self.canonical_calls.set(self.canonical_calls.get() + 1);
+            let c = self
+                .links
+                .borrow()
+                .get(path)
+                .cloned()
+                .unwrap_or_else(|| path.to_vec());
+            (Some(c), file.known())
         }
     }
 
@@ -810,6 +876,7 @@ mod tests {
         Body::Open {
             syscall: OpenSyscall::Openat,
             ret,
+            file: FileId::default(),
             dirfd,
             open_flags: 0,
             mode: 0,
@@ -820,7 +887,7 @@ mod tests {
     fn table() -> ProcTable<FakeProc> {
         let mut links = HashMap::new();
         links.insert(b"/work/link".to_vec(), b"/home/u/.aws/credentials".to_vec());
-        let mut t = ProcTable::new(FakeProc { links }, 0);
+        let mut t = ProcTable::new(FakeProc::new(links), 0);
         t.add_root(1, b"/work");
         t
     }
@@ -965,17 +1032,39 @@ mod tests {
         let b = |p: &std::path::Path| p.as_os_str().as_bytes().to_vec();
         let real = b(&dir.join("real/sub/f"));
         // No symlink: the path itself. One in the middle or at the end: resolved.
-        assert_eq!(LiveProc.canonical(&real), Some(real.clone()));
+        let meta = std::fs::metadata(dir.join("real/sub/f")).unwrap();
+        let file = {
+            use std::os::unix::fs::MetadataExt;
+            let dev = meta.dev();
+            let (major, minor) = (libc::major(dev), libc::minor(dev));
+            FileId {
+                dev: major << 20 | minor,
+                ino: meta.ino(),
+            }
+        };
+        let other = FileId {
+            ino: file.ino + 1,
+            ..file
+        };
+        let canonical = |p: &[u8], f| LiveProc.canonical(p, f);
+        // No symlink: the path itself. One in the middle or at the end: resolved. Verified
+        // only when the path now names the file given.
+        assert_eq!(canonical(&real, file), (Some(real.clone()), true));
+        assert_eq!(canonical(&real, other), (Some(real.clone()), false));
         assert_eq!(
-            LiveProc.canonical(&b(&dir.join("via/sub/f"))),
-            Some(real.clone())
+            canonical(&real, FileId::default()),
+            (Some(real.clone()), false)
         );
+        let via = b(&dir.join("via/sub/f"));
+        assert_eq!(canonical(&via, file), (Some(real.clone()), true));
+        assert_eq!(canonical(&via, other), (Some(real.clone()), false));
+        let link = b(&dir.join("real/link"));
+        assert_eq!(canonical(&link, file), (Some(real.clone()), true));
         assert_eq!(
-            LiveProc.canonical(&b(&dir.join("real/link"))),
-            Some(real.clone())
+            canonical(&b(&dir.join("real/missing")), file),
+            (None, false)
         );
-        assert_eq!(LiveProc.canonical(&b(&dir.join("real/missing"))), None);
-        assert_eq!(LiveProc.canonical(b"/nonexistent-bw/x"), None);
+        assert_eq!(canonical(b"/nonexistent-bw/x", file), (None, false));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -986,6 +1075,55 @@ mod tests {
         let o = open_detail(&e[0]);
         assert_eq!(o.path, "/work/link");
         assert_eq!(o.target.as_deref(), Some("/home/u/.aws/credentials"));
+    }
+
+    /// A symlink target is worked out once per (opened file, path): a path swapped to a
+    /// symlink afterwards opens another inode and is worked out again, and opens without the
+    /// kernel's identity of the file are never answered from memory.
+    #[test]
+    fn targets_are_kept_by_the_file_the_kernel_opened() {
+        let mut t = table();
+        let open_as = |path: &str, ino: u64| Body::Open {
+            syscall: OpenSyscall::Openat,
+            ret: 3,
+            file: FileId {
+                dev: 1 << 20 | 1,
+                ino,
+            },
+            dirfd: AT_FDCWD,
+            open_flags: 0,
+            mode: 0,
+            path: path.as_bytes().to_vec(),
+        };
+        let target = |t: &mut ProcTable<FakeProc>, body| {
+            let e = run(t, ev(1, body));
+            open_detail(&e[0]).target.clone()
+        };
+        let calls = |t: &ProcTable<FakeProc>| t.source.canonical_calls.get();
+        assert_eq!(target(&mut t, open_as("/work/a", 10)), None);
+        assert_eq!(target(&mut t, open_as("/work/a", 10)), None);
+        assert_eq!(
+            calls(&t),
+            1,
+            "the second open of the same file was worked out again"
+        );
+        // /work/a becomes a symlink to the credentials: the open reaches another inode.
+        t.source
+            .links
+            .borrow_mut()
+            .insert(b"/work/a".to_vec(), b"/home/u/.aws/credentials".to_vec());
+        assert_eq!(
+            target(&mut t, open_as("/work/a", 77)).as_deref(),
+            Some("/home/u/.aws/credentials")
+        );
+        assert_eq!(calls(&t), 2);
+        // The same inode by another path is another question.
+        assert_eq!(target(&mut t, open_as("/work/b", 10)), None);
+        assert_eq!(calls(&t), 3);
+        // No identity from the kernel: asked every time.
+        target(&mut t, open_as("/work/a", 0));
+        target(&mut t, open_as("/work/a", 0));
+        assert_eq!(calls(&t), 5);
     }
 
     #[test]
@@ -1058,6 +1196,7 @@ mod tests {
         let cloexec = Body::Open {
             syscall: OpenSyscall::Openat,
             ret: 5,
+            file: FileId::default(),
             dirfd: AT_FDCWD,
             open_flags: O_CLOEXEC,
             mode: 0,
@@ -1095,12 +1234,7 @@ mod tests {
         assert_eq!(format_time(-1), "1969-12-31T23:59:59.999999999Z");
         // Beyond year 9999 (hostile or broken clocks): text, no panic.
         // The per-second cache gives the same text, across a second boundary too.
-        let mut t = ProcTable::new(
-            FakeProc {
-                links: HashMap::new(),
-            },
-            0,
-        );
+        let mut t = ProcTable::new(FakeProc::new(HashMap::new()), 0);
         for ns in [
             1_795_610_096_987_654_321,
             1_795_610_096_000_000_001,

@@ -42,6 +42,8 @@ pub enum Body {
     Open {
         syscall: OpenSyscall,
         ret: i64,
+        /// The opened file's (device, inode) from the kernel's fd table; (0, 0) unknown.
+        file: FileId,
         dirfd: i32,
         open_flags: u32,
         mode: u32,
@@ -87,6 +89,30 @@ pub enum Body {
         write: bool,
         target: i32,
     },
+}
+
+/// A file as the kernel knows it: its filesystem's device (kernel encoding, `major << 20 |
+/// minor`) and inode number. `ino == 0`: unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u32,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn known(self) -> bool {
+        self.ino != 0
+    }
+
+    /// The device as `stat(2)` reports it (`st_dev`).
+    pub fn st_dev(self) -> u64 {
+        libc::makedev(self.dev >> 20, self.dev & 0xf_ffff)
+    }
+
+    /// Whether `stat` (of a path, now) is this file.
+    pub fn is(self, stat: &libc::stat) -> bool {
+        self.known() && stat.st_ino == self.ino && stat.st_dev == self.st_dev()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +240,10 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             Body::Open {
                 syscall,
                 ret: b.ret,
+                file: FileId {
+                    dev: b.dev,
+                    ino: b.ino,
+                },
                 dirfd: b.dirfd,
                 open_flags: b.open_flags,
                 mode: b.mode,
@@ -440,11 +470,8 @@ mod tests {
         let body = wire::Open {
             header: header(wire::EventKind::Open, 0),
             ret: 3,
-            dirfd: -100,
-            open_flags: 0,
-            mode: 0,
             path_len: 4000,
-            _pad: 0,
+            ..Default::default()
         };
         let mut rec = bytes_of(&body);
         rec.extend_from_slice(b"/etc/passwd");

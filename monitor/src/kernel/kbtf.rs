@@ -1,8 +1,8 @@
 //! Reads the kernel structure offsets the sensors need from the running kernel's BTF (where a
-//! task's exit status and its process's start time are), without CO-RE support in the Rust BPF
-//! toolchain.
+//! task's exit status and its process's start time are, and the way from a task to an open
+//! file's inode), without CO-RE support in the Rust BPF toolchain.
 //!
-//! A single pass over the type section finds the struct by name; nothing is indexed. (A
+//! A single pass over the type section finds the structs by name; nothing is indexed. (A
 //! general BTF library parsed and hashed all ~100,000 kernel types, which took most of
 //! buildwatch's start-up.) The file is the kernel's own, but it is still parsed with every
 //! read bounds-checked.
@@ -10,27 +10,66 @@
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Where the sensors read a task: `exit_code` (the wait status at exit), `group_leader` and,
-/// through it, `start_boottime` (the process's identity with its pid).
+/// through it, `start_boottime` (the process's identity with its pid); and the members from a
+/// task to the device and inode of one of its open files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskOffsets {
     pub exit_code: u32,
     pub group_leader: u32,
     pub start_boottime: u32,
+    /// Task → file identity; `None` when any link of the chain is missing (the open sensor
+    /// then reports no identity, and symlink targets are worked out on every open).
+    pub file: Option<FileOffsets>,
 }
 
-/// The `task_struct` offsets, in one pass over the kernel's BTF.
+/// `task_struct.files` → `files_struct.fdt` → `fdtable.fd` → `file.f_inode` →
+/// `inode.{i_ino, i_sb}` → `super_block.s_dev`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+}
+
+/// The offsets, in one pass over the kernel's BTF.
 pub fn task_offsets() -> Result<TaskOffsets, String> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    let o = member_offsets(
-        &data,
-        "task_struct",
-        &["exit_code", "group_leader", "start_boottime"],
-    )
-    .map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    let wanted: [(&str, &[&str]); 6] = [
+        (
+            "task_struct",
+            &["exit_code", "group_leader", "start_boottime", "files"],
+        ),
+        ("files_struct", &["fdt"]),
+        ("fdtable", &["fd"]),
+        ("file", &["f_inode"]),
+        ("inode", &["i_ino", "i_sb"]),
+        ("super_block", &["s_dev"]),
+    ];
+    let found = struct_offsets(&data, &wanted).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    let task = found[0]
+        .as_ref()
+        .map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    let member = |s: usize, m: usize| found[s].as_ref().ok().map(|o| o[m]);
+    let file = (|| {
+        Some(FileOffsets {
+            task_files: task[3],
+            files_fdt: member(1, 0)?,
+            fdtable_fd: member(2, 0)?,
+            file_inode: member(3, 0)?,
+            inode_ino: member(4, 0)?,
+            inode_sb: member(4, 1)?,
+            sb_dev: member(5, 0)?,
+        })
+    })();
     Ok(TaskOffsets {
-        exit_code: o[0],
-        group_leader: o[1],
-        start_boottime: o[2],
+        exit_code: task[0],
+        group_leader: task[1],
+        start_boottime: task[2],
+        file,
     })
 }
 
@@ -58,6 +97,17 @@ pub fn member_offset(data: &[u8], strukt: &str, member: &str) -> Result<u32, Str
 
 /// Byte offsets of `members` (in that order) in the struct named `strukt`.
 pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec<u32>, String> {
+    struct_offsets(data, &[(strukt, members)])?.remove(0)
+}
+
+/// For each (struct, members) wanted, the members' byte offsets (in that order) in the first
+/// struct of that name, in one pass. The outer error is unusable BTF; an inner one is a struct
+/// or member that is not there.
+#[allow(clippy::type_complexity)]
+pub fn struct_offsets(
+    data: &[u8],
+    wanted: &[(&str, &[&str])],
+) -> Result<Vec<Result<Vec<u32>, String>>, String> {
     let r = Reader { data };
     if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
         return Err("not little-endian BTF (bad magic)".into());
@@ -65,10 +115,11 @@ pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec
     let hdr_len = r.u32(4)? as usize;
     let (type_off, type_len) = (r.u32(8)? as usize, r.u32(12)? as usize);
     let (str_off, str_len) = (r.u32(16)? as usize, r.u32(20)? as usize);
-    let types = hdr_len + type_off;
-    let types_end = types + type_len;
+    let types = hdr_len.checked_add(type_off).ok_or("offset overflow")?;
+    let types_end = types.checked_add(type_len).ok_or("offset overflow")?;
+    let str_start = hdr_len.checked_add(str_off).ok_or("offset overflow")?;
     let strings = data
-        .get(hdr_len + str_off..hdr_len + str_off + str_len)
+        .get(str_start..str_start.checked_add(str_len).ok_or("offset overflow")?)
         .ok_or("string section out of bounds")?;
     if types_end > data.len() {
         return Err("type section out of bounds".into());
@@ -77,8 +128,9 @@ pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec
         let s = strings.get(off as usize..).unwrap_or(&[]);
         &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
     };
+    let mut out: Vec<Option<Result<Vec<u32>, String>>> = vec![None; wanted.len()];
     let mut at = types;
-    while at < types_end {
+    while at < types_end && out.iter().any(Option::is_none) {
         let name_off = r.u32(at)?;
         let info = r.u32(at + 4)?;
         let kind = (info >> 24) & 0x1f;
@@ -96,33 +148,51 @@ pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec
             6 | 13 => vlen * 8,
             k => return Err(format!("unknown BTF kind {k} at byte {at}")),
         };
-        if kind == KIND_STRUCT && name(name_off) == strukt.as_bytes() {
-            let bitfields = info & (1 << 31) != 0;
-            let mut found = vec![None; members.len()];
-            for m in 0..vlen {
-                let e = body + m * 12;
-                let this = name(r.u32(e)?);
-                for (i, member) in members.iter().enumerate() {
-                    if this != member.as_bytes() {
-                        continue;
-                    }
-                    let raw = r.u32(e + 8)?;
-                    let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
-                    if bits % 8 != 0 || bits == 0 {
-                        return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
-                    }
-                    found[i] = Some(bits / 8);
+        if kind == KIND_STRUCT {
+            let this_struct = name(name_off);
+            for (w, (strukt, members)) in wanted.iter().enumerate() {
+                if out[w].is_some() || this_struct != strukt.as_bytes() {
+                    continue;
                 }
+                let bitfields = info & (1 << 31) != 0;
+                let mut found = vec![None; members.len()];
+                let mut bad = None;
+                for m in 0..vlen {
+                    let e = body + m * 12;
+                    let this = name(r.u32(e)?);
+                    for (i, member) in members.iter().enumerate() {
+                        if this != member.as_bytes() {
+                            continue;
+                        }
+                        let raw = r.u32(e + 8)?;
+                        let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
+                        if bits % 8 != 0 || bits == 0 {
+                            bad = Some(format!("{strukt}.{member} at unusable bit offset {bits}"));
+                        }
+                        found[i] = Some(bits / 8);
+                    }
+                }
+                out[w] = Some(match bad {
+                    Some(e) => Err(e),
+                    None => found
+                        .iter()
+                        .zip(members.iter())
+                        .map(|(f, m)| {
+                            f.ok_or_else(|| format!("{strukt}.{m} not found in kernel BTF"))
+                        })
+                        .collect(),
+                });
             }
-            return found
-                .iter()
-                .zip(members)
-                .map(|(f, m)| f.ok_or_else(|| format!("{strukt}.{m} not found in kernel BTF")))
-                .collect();
         }
         at = body + extra;
     }
-    Err(format!("struct {strukt} not found in kernel BTF"))
+    Ok(out
+        .into_iter()
+        .zip(wanted)
+        .map(|(o, (strukt, _))| {
+            o.unwrap_or_else(|| Err(format!("struct {strukt} not found in kernel BTF")))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -194,5 +264,10 @@ mod tests {
         let all = super::task_offsets().unwrap();
         assert_eq!(all.exit_code, off);
         assert!(all.group_leader > 0 && all.start_boottime > 0, "{all:?}");
+        let file = all.file.expect("task → file → inode offsets");
+        assert!(
+            file.task_files > 0 && file.file_inode > 0 && file.inode_sb > 0,
+            "{file:?}"
+        );
     }
 }

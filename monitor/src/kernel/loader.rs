@@ -128,10 +128,25 @@ impl Kernel {
             .map_mut(OFFSETS)
             .ok_or(LoadError::MissingMap(OFFSETS))?;
         let mut offsets: Array<_, u32> = Array::try_from(map).map_err(map_error(OFFSETS))?;
+        if task.file.is_none() && task.exit_code != 0 {
+            tracing::warn!(
+                "kernel BTF lacks the task → file → inode members: opened files carry no \
+                 identity, and symlink targets are worked out on every open"
+            );
+        }
+        let file = task.file.unwrap_or_default();
+        use monitor_common as c;
         for (index, value) in [
-            (monitor_common::TASK_EXIT_CODE, task.exit_code),
-            (monitor_common::TASK_GROUP_LEADER, task.group_leader),
-            (monitor_common::TASK_START_BOOTTIME, task.start_boottime),
+            (c::TASK_EXIT_CODE, task.exit_code),
+            (c::TASK_GROUP_LEADER, task.group_leader),
+            (c::TASK_START_BOOTTIME, task.start_boottime),
+            (c::TASK_FILES, file.task_files),
+            (c::FILES_FDT, file.files_fdt),
+            (c::FDTABLE_FD, file.fdtable_fd),
+            (c::FILE_INODE, file.file_inode),
+            (c::INODE_INO, file.inode_ino),
+            (c::INODE_SB, file.inode_sb),
+            (c::SB_DEV, file.sb_dev),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

@@ -67,11 +67,17 @@ pub async fn doctor() -> i32 {
             Level::Ok,
             "kernel BTF",
             &format!(
-                "{} (task_struct: exit_code at {}, group_leader at {}, start_boottime at {})",
+                "{} (task_struct: exit_code at {}, group_leader at {}, start_boottime at {}; \
+                 open files' device and inode: {})",
                 kbtf::VMLINUX_BTF,
                 o.exit_code,
                 o.group_leader,
-                o.start_boottime
+                o.start_boottime,
+                if o.file.is_some() {
+                    "readable"
+                } else {
+                    "not readable"
+                }
             ),
         ),
         Err(e) => r.line(
