@@ -250,6 +250,9 @@ fn bench(opts: &Options) -> Result<(), String> {
         .join("..")
         .canonicalize()
         .map_err(|e| e.to_string())?;
+    // Described before the build: the binaries measured are the tree as it was then (edits
+    // made while the bench runs do not reach them and must not mark the run dirty).
+    let described = machine(&repo);
     cargo_build(&repo)?;
     let out_dir = repo.join("target/bench");
     let work = out_dir.join("work");
@@ -336,7 +339,7 @@ fn bench(opts: &Options) -> Result<(), String> {
     let mut results = Results {
         schema: 1,
         quick: opts.quick,
-        machine: machine(&repo),
+        machine: described,
         monitors: infos,
         sizes,
         startup,
