@@ -41,7 +41,19 @@ pub const INODE_INO: u32 = 7;
 pub const INODE_SB: u32 = 8;
 /// `super_block.s_dev`
 pub const SB_DEV: u32 = 9;
-pub const TASK_OFFSET_COUNT: u32 = 10;
+/// `file.f_path` + `path.dentry`
+pub const FILE_DENTRY: u32 = 10;
+/// `dentry.d_parent`
+pub const DENTRY_PARENT: u32 = 11;
+/// `dentry.d_inode`
+pub const DENTRY_INODE: u32 = 12;
+/// `super_block.s_magic`
+pub const SB_MAGIC: u32 = 13;
+pub const TASK_OFFSET_COUNT: u32 = 14;
+/// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
+pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+/// Most directory levels the cgroup-escape check walks up from a cgroup v2 file.
+pub const CGROUP_MAX_DEPTH: usize = 16;
 
 /// Most cgroups watched at once (the `SCOPE` map's size).
 pub const SCOPE_MAX_CGROUPS: u32 = 4096;
@@ -107,6 +119,9 @@ pub enum EventKind {
     /// A TCP segment or UDP datagram to or from port 53 of a socket in the watched cgroup (body
     /// [`DnsPacket`] + payload).
     DnsPacket = 13,
+    /// bpf(2) was entered (body [`BpfCall`]): sent before the call takes effect, since a
+    /// bpf(2) caller with root can detach the sensors or rewrite their maps.
+    Bpf = 14,
 }
 
 impl EventKind {
@@ -125,6 +140,7 @@ impl EventKind {
             11 => Self::Ptrace,
             12 => Self::ProcessVm,
             13 => Self::DnsPacket,
+            14 => Self::Bpf,
             _ => return None,
         })
     }
@@ -150,6 +166,12 @@ pub mod flags {
     pub const PAYLOAD_TRUNCATED: u16 = 1 << 7;
     /// [`crate::DnsPacket`]: received by the watched socket (otherwise sent).
     pub const INGRESS: u16 = 1 << 8;
+    /// [`crate::Open`]: a cgroup v2 file outside the watched cgroups was opened for writing
+    /// (moving a process out of the run, freezing or killing another cgroup).
+    pub const CGROUP_OUTSIDE: u16 = 1 << 9;
+    /// The kernel program sent SIGKILL to the calling process: it dies before the syscall
+    /// returns to user space.
+    pub const KILLED: u16 = 1 << 10;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.
@@ -160,9 +182,10 @@ pub mod sensors {
     pub const NET: u32 = 2;
     pub const DNS: u32 = 3;
     pub const PROCMEM: u32 = 4;
-    pub const COUNT: u32 = 5;
+    pub const TAMPER: u32 = 5;
+    pub const COUNT: u32 = 6;
     /// Names by discriminant, as userspace reports them.
-    pub const NAMES: [&str; COUNT as usize] = ["exec", "file", "net", "dns", "procmem"];
+    pub const NAMES: [&str; COUNT as usize] = ["exec", "file", "net", "dns", "procmem", "tamper"];
 }
 
 /// The per-CPU counter array `COUNTERS`: one row per sensor, one column per reason, at
@@ -205,6 +228,7 @@ impl EventKind {
             Self::Connect | Self::SendTo => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
+            Self::Bpf => sensors::TAMPER,
         }
     }
 }
@@ -377,6 +401,16 @@ pub struct TargetCall {
     pub _pad: u32,
 }
 
+/// bpf(2) at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BpfCall {
+    pub header: EventHeader,
+    /// The command (`enum bpf_cmd`).
+    pub cmd: u32,
+    pub _pad: u32,
+}
+
 /// A DNS packet seen by the cgroup_skb programs. Tail: `payload_len` bytes of the transport
 /// payload (for TCP the segment's bytes, length prefixes included). `pid`/`tid` in the header
 /// are the sender for egress and 0 for ingress (received packets run in no process's context).
@@ -427,6 +461,7 @@ const _: () = assert!(size_of::<Fchdir>() == 48);
 const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
+const _: () = assert!(size_of::<BpfCall>() == 40);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);
 const _: () = assert!(size_of::<ScopeLevels>() == 40);

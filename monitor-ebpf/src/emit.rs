@@ -14,8 +14,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    EventHeader, EventKind, FDTABLE_FD, FILE_INODE, FILES_FDT, INODE_INO, INODE_SB, PATH_MAX,
-    SB_DEV, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels, StashedArgs, TASK_FILES,
+    CGROUP_MAX_DEPTH, CGROUP2_SUPER_MAGIC, DENTRY_INODE, DENTRY_PARENT, EventHeader, EventKind,
+    FDTABLE_FD, FILE_DENTRY, FILE_INODE, FILES_FDT, INODE_INO, INODE_SB, PATH_MAX, SB_DEV,
+    SB_MAGIC, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels, StashedArgs, TASK_FILES,
     TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
 };
 
@@ -199,11 +200,11 @@ fn read_kernel<T: Default>(at: *const u8) -> Option<T> {
     (r >= 0).then_some(v)
 }
 
-/// The (device, inode number) of the current task's descriptor `fd`, from the kernel's fd
-/// table: the file the kernel opened, whatever the path said. None when the offsets are
-/// unknown or a read fails.
+/// The open file behind the current task's descriptor `fd`, from the kernel's fd table: the
+/// file the kernel opened, whatever the path said. None when the offsets are unknown or a
+/// read fails.
 #[inline(always)]
-pub fn fd_identity(fd: i64) -> Option<(u32, u64)> {
+fn fd_file(fd: i64) -> Option<*const u8> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files: u64 = read_kernel(task.wrapping_add(offset(TASK_FILES)?))?;
     let fdt: u64 = read_kernel((files as *const u8).wrapping_add(offset(FILES_FDT)?))?;
@@ -214,12 +215,74 @@ pub fn fd_identity(fd: i64) -> Option<(u32, u64)> {
     }
     let table: u64 = read_kernel((fdt as *const u8).wrapping_add(offset(FDTABLE_FD)?))?;
     let file: u64 = read_kernel((table as *const u8).wrapping_add(fd as usize * 8))?;
-    let inode: u64 = read_kernel((file as *const u8).wrapping_add(offset(FILE_INODE)?))?;
+    Some(file as *const u8)
+}
+
+/// What the open sensor learns from the kernel about the file behind a new descriptor.
+pub struct Opened {
+    pub dev: u32,
+    pub ino: u64,
+    /// A cgroup v2 file outside every watched cgroup.
+    pub cgroup_outside: bool,
+}
+
+/// (device, inode) of the file behind `fd` and, for a cgroup v2 file, whether it lies
+/// outside the watched cgroups: its directory and each directory above it are cgroups, whose
+/// ids are their kernfs inode numbers; none of them in `SCOPE` means outside.
+#[inline(always)]
+pub fn opened(fd: i64) -> Option<Opened> {
+    let file = fd_file(fd)?;
+    let inode: u64 = read_kernel(file.wrapping_add(offset(FILE_INODE)?))?;
     let inode = inode as *const u8;
     let ino: u64 = read_kernel(inode.wrapping_add(offset(INODE_INO)?))?;
     let sb: u64 = read_kernel(inode.wrapping_add(offset(INODE_SB)?))?;
-    let dev: u32 = read_kernel((sb as *const u8).wrapping_add(offset(SB_DEV)?))?;
-    Some((dev, ino))
+    let sb = sb as *const u8;
+    let dev: u32 = read_kernel(sb.wrapping_add(offset(SB_DEV)?))?;
+    let mut out = Opened {
+        dev,
+        ino,
+        cgroup_outside: false,
+    };
+    let magic: u64 = offset(SB_MAGIC)
+        .and_then(|o| read_kernel::<u64>(sb.wrapping_add(o)))
+        .unwrap_or(0);
+    if magic & 0xffff_ffff == CGROUP2_SUPER_MAGIC && !watches_all() {
+        out.cgroup_outside = !cgroup_file_in_scope(file).unwrap_or(false);
+    }
+    Some(out)
+}
+
+#[inline(always)]
+fn watches_all() -> bool {
+    SCOPE_LEVELS.get(0).is_some_and(|l| l.all != 0)
+}
+
+/// Whether the cgroup v2 `file`'s directory, or one above it, is a watched cgroup. None: it
+/// could not be told (a read failed), which the caller treats as outside.
+#[inline(always)]
+fn cgroup_file_in_scope(file: *const u8) -> Option<bool> {
+    let (parent_off, inode_off, ino_off) = (
+        offset(DENTRY_PARENT)?,
+        offset(DENTRY_INODE)?,
+        offset(INODE_INO)?,
+    );
+    let dentry: u64 = read_kernel(file.wrapping_add(offset(FILE_DENTRY)?))?;
+    let mut dir: u64 = read_kernel((dentry as *const u8).wrapping_add(parent_off))?;
+    for _ in 0..CGROUP_MAX_DEPTH {
+        let d = dir as *const u8;
+        let inode: u64 = read_kernel(d.wrapping_add(inode_off))?;
+        let id: u64 = read_kernel((inode as *const u8).wrapping_add(ino_off))?;
+        if unsafe { SCOPE.get(&id) }.is_some() {
+            return Some(true);
+        }
+        let up: u64 = read_kernel(d.wrapping_add(parent_off))?;
+        if up == dir {
+            return Some(false);
+        }
+        dir = up;
+    }
+    // Deeper than any watched cgroup can be looked for: not known to be inside.
+    Some(false)
 }
 
 /// Submit flags for a record of `len` bytes: wake the reader only when this record takes the

@@ -4,16 +4,22 @@
 use core::ptr::write_unaligned;
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, fd_identity, header, in_scope, output_scratch,
+    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, header, in_scope, opened, output_scratch,
     read_user_path, scratch, stash, unstash,
 };
 
 const SENSOR: u32 = monitor_common::sensors::FILE;
+const O_ACCMODE: u32 = 3;
+const O_RDONLY: u32 = 0;
+const O_PATH: u32 = 0o10_000_000;
+const SIGKILL: u32 = 9;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
@@ -157,11 +163,23 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Open>();
     let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
-    let (dev, ino) = if ret >= 0 {
-        fd_identity(ret).unwrap_or((0, 0))
-    } else {
-        (0, 0)
-    };
+    let (mut dev, mut ino, mut fl) = (0, 0, fl);
+    if ret >= 0
+        && let Some(o) = opened(ret)
+    {
+        (dev, ino) = (o.dev, o.ino);
+        // Writing a cgroup file outside the run moves a process out of sight (cgroup.procs),
+        // or freezes or kills another cgroup, buildwatch's own included. The write has not
+        // happened yet: SIGKILL now, and the process never returns to user space to make it.
+        let open_flags = args.arg1 as u32;
+        let writable = open_flags & O_ACCMODE != O_RDONLY && open_flags & O_PATH == 0;
+        if o.cgroup_outside && writable {
+            fl |= flags::CGROUP_OUTSIDE;
+            if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+                fl |= flags::KILLED;
+            }
+        }
+    }
     let body = Open {
         header: header(EventKind::Open, args.flags | fl),
         ret,

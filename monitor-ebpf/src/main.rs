@@ -10,6 +10,7 @@ mod exec;
 mod file;
 mod net;
 mod procmem;
+mod tamper;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -165,14 +165,19 @@ impl EchoListener {
     }
 }
 
-/// Every cgroup directory whose name starts with `prefix`, anywhere in the v2 hierarchy.
-pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+/// Where the cgroup v2 hierarchy is mounted (from /proc/self/mountinfo).
+pub fn cgroup2_root() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let Some(mount) = mountinfo.lines().find_map(|l| {
+    mountinfo.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
         let mountpoint = pre.split(' ').nth(4)?;
         (post.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mountpoint))
-    }) else {
+    })
+}
+
+/// Every cgroup directory whose name starts with `prefix`, anywhere in the v2 hierarchy.
+pub fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    let Some(mount) = cgroup2_root() else {
         return Vec::new();
     };
     let mut found = Vec::new();

@@ -377,3 +377,58 @@ fn benign_lookups_and_the_domain_allowlist() {
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_replay_matches(&w, tmp.path(), &["--policy", policy.to_str().unwrap()]);
 }
+
+/// A DNS response nobody asked for (sent by the run to itself from port 53, as a raw socket
+/// or a rogue local server would) names no address: the connect to its "answer" carries no
+/// domain and is not allowed through the domain allowlist, and the response is a finding.
+#[test]
+fn a_forged_answer_names_no_address() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("dns-forge");
+    let listener = std::net::TcpListener::bind("127.0.0.9:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let policy = tmp.join("policy.yaml");
+    fs::write(
+        &policy,
+        "allow_loopback: false\nallow:\n  - allowed.example.test\n",
+    )
+    .unwrap();
+    let args = ["--policy", policy.to_str().unwrap()];
+    let trigger = env!("CARGO_BIN_EXE_bw-trigger");
+    let cmd = [
+        trigger,
+        "dns-forge",
+        "allowed.example.test",
+        "127.0.0.9",
+        &port,
+    ];
+    let w = watch(&tmp, tmp.path(), &[], &args, &cmd);
+    let evs = w.events();
+    // The copy the client received (it asked nothing).
+    let resp = dns_events(&evs, "response")
+        .find(|e| e["dns"]["unsolicited"] == true)
+        .unwrap_or_else(|| panic!("no unsolicited DNS response: {}", w.stderr()));
+    assert_eq!(resp["dns"]["answers"][0]["data"], "127.0.0.9");
+    let connect = evs
+        .iter()
+        .find(|e| e["kind"] == "connect" && e["connect"]["address"] == "127.0.0.9")
+        .unwrap_or_else(|| panic!("no connect: {}", w.stderr()));
+    assert!(connect["connect"].get("domain").is_none(), "{connect:#}");
+    assert_eq!(w.finding("dns-unsolicited-response")["severity"], "high");
+    let egress = w.report["egress"].as_array().unwrap();
+    let row = egress
+        .iter()
+        .find(|e| e["address"] == "127.0.0.9")
+        .unwrap_or_else(|| panic!("no egress row for 127.0.0.9: {egress:#?}"));
+    assert_eq!(row["allowed"], false, "{row:#}");
+    assert!(
+        row.get("domains")
+            .is_none_or(|d| d.as_array().unwrap().is_empty()),
+        "{row:#}"
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &args);
+    drop(listener);
+}

@@ -21,6 +21,7 @@ const KINDS: &[&str] = &[
     "ptrace",
     "process_vm",
     "dns",
+    "bpf",
     "run",
 ];
 

@@ -320,6 +320,7 @@ impl Processes {
             | Detail::Send(_)
             | Detail::Ptrace(_)
             | Detail::ProcessVm(_)
+            | Detail::Bpf(_)
             | Detail::Dns(_)
             | Detail::Chdir(_)
                 if ev.pid != 0 =>

@@ -141,10 +141,17 @@ const O_CLOEXEC: u32 = 0o2000000;
 const MAX_PENDING_QUERIES: usize = 65_536;
 const MAX_NAMES: usize = 65_536;
 
+/// (client, server, message id).
+type QueryKey = (SocketAddr, SocketAddr, u16);
+/// A question: name (lower case), type.
+type Question = (String, String);
+
 #[derive(Default)]
 struct DnsState {
-    /// (client, server, id) → the querying pid.
-    pending: HashMap<(SocketAddr, SocketAddr, u16), u32>,
+    /// (client, server, id) → the querying pid and its question (name, lower case; type).
+    /// Kept after the answer (a resolver may answer a retried query twice) until the map is
+    /// cleared for size.
+    pending: HashMap<QueryKey, (u32, Option<Question>)>,
     /// Address → the question name whose answer gave it.
     names: HashMap<IpAddr, String>,
     tcp: crate::context::dns::tcp::Reassembler,
@@ -377,6 +384,8 @@ impl<S: ProcSource> ProcTable<S> {
                     path_truncated: ev.flags & wf::PATH_TRUNCATED != 0,
                     unresolved,
                     read_failed: ev.flags & wf::READ_FAILED != 0,
+                    cgroup_outside: ev.flags & wf::CGROUP_OUTSIDE != 0,
+                    killed: ev.flags & wf::KILLED != 0,
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -427,6 +436,10 @@ impl<S: ProcSource> ProcTable<S> {
                 target: (request != monitor_common::PTRACE_TRACEME)
                     .then(|| self.target(target, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
+            }),
+            Body::Bpf { cmd } => Detail::Bpf(event::Bpf {
+                cmd: bpf_cmd_name(cmd),
+                cmd_raw: cmd,
             }),
             Body::ProcessVm { ret, write, target } => Detail::ProcessVm(event::ProcessVm {
                 op: if write { "write" } else { "read" }.into(),
@@ -563,17 +576,33 @@ impl<S: ProcSource> ProcTable<S> {
         for (msg, truncated) in messages {
             let parsed = crate::context::dns::parse(&msg);
             let id = parsed.as_ref().ok().map(|m| m.id);
-            let pid = if ingress {
-                id.and_then(|id| self.dns.pending.remove(&(client, server, id)))
-                    .unwrap_or(0)
+            let question = parsed
+                .as_ref()
+                .ok()
+                .and_then(|m| Some((m.qname.as_ref()?.to_ascii_lowercase(), m.qtype.clone()?)));
+            let response = parsed.as_ref().is_ok_and(|m| m.response);
+            // A response answers a query only if this run sent one with the same id, from
+            // the same port, to the same server, with the same question. Anything else is
+            // unsolicited (forged, or injected from a raw socket): its answers name nothing.
+            // A response the run sends (a DNS server of its own) names nothing either: its
+            // client's copy does, if the client is in the run and asked.
+            let (pid, solicited) = if ingress {
+                match id.and_then(|id| self.dns.pending.get(&(client, server, id))) {
+                    Some((pid, asked)) => (*pid, asked.is_some() && *asked == question),
+                    None => (0, false),
+                }
+            } else if response {
+                (ev.pid, false)
             } else {
                 if let Some(id) = id {
                     if self.dns.pending.len() >= MAX_PENDING_QUERIES {
                         self.dns.pending.clear();
                     }
-                    self.dns.pending.insert((client, server, id), ev.pid);
+                    self.dns
+                        .pending
+                        .insert((client, server, id), (ev.pid, question.clone()));
                 }
-                ev.pid
+                (ev.pid, true)
             };
             let mut d = event::Dns {
                 direction: if ingress { "response" } else { "query" }.into(),
@@ -589,12 +618,14 @@ impl<S: ProcSource> ProcTable<S> {
                 tc: false,
                 truncated,
                 malformed: None,
+                unsolicited: false,
             };
             match parsed {
                 Ok(m) => {
                     if m.response {
                         d.rcode = Some(m.rcode.clone());
-                        if let Some(q) = &m.qname {
+                        d.unsolicited = ingress && !solicited;
+                        if let Some(q) = m.qname.as_ref().filter(|_| solicited) {
                             for ip in m.resolved() {
                                 if self.dns.names.len() >= MAX_NAMES {
                                     self.dns.names.clear();
@@ -814,6 +845,52 @@ pub fn boot_to_unix_offset() -> i128 {
         (Ok(real), Ok(boot)) => real - boot,
         _ => 0,
     }
+}
+
+/// `enum bpf_cmd` (linux/bpf.h) by number.
+fn bpf_cmd_name(cmd: u32) -> String {
+    const NAMES: [&str; 37] = [
+        "map_create",
+        "map_lookup_elem",
+        "map_update_elem",
+        "map_delete_elem",
+        "map_get_next_key",
+        "prog_load",
+        "obj_pin",
+        "obj_get",
+        "prog_attach",
+        "prog_detach",
+        "prog_test_run",
+        "prog_get_next_id",
+        "map_get_next_id",
+        "prog_get_fd_by_id",
+        "map_get_fd_by_id",
+        "obj_get_info_by_fd",
+        "prog_query",
+        "raw_tracepoint_open",
+        "btf_load",
+        "btf_get_fd_by_id",
+        "task_fd_query",
+        "map_lookup_and_delete_elem",
+        "map_freeze",
+        "btf_get_next_id",
+        "map_lookup_batch",
+        "map_lookup_and_delete_batch",
+        "map_update_batch",
+        "map_delete_batch",
+        "link_create",
+        "link_update",
+        "link_get_fd_by_id",
+        "link_get_next_id",
+        "enable_stats",
+        "iter_create",
+        "link_detach",
+        "prog_bind_map",
+        "token_create",
+    ];
+    NAMES
+        .get(cmd as usize)
+        .map_or_else(|| format!("cmd_{cmd}"), |n| (*n).to_owned())
 }
 
 #[cfg(test)]

@@ -330,6 +330,7 @@ fn detail(ev: &Event) -> serde_json::Value {
     let mut v = match &ev.detail {
         Detail::Open(o) => json!({
             "path": o.path, "target": o.target, "flags": o.flags, "error": o.outcome.error,
+            "killed": o.killed.then_some(true),
         }),
         Detail::Exec(x) => {
             json!({ "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error })
@@ -350,12 +351,13 @@ fn detail(ev: &Event) -> serde_json::Value {
         Detail::Dns(d) => json!({
             "direction": d.direction, "qname": d.qname, "qtype": d.qtype, "protocol": d.protocol,
             "resolver": d.resolver, "resolver_port": d.resolver_port, "rcode": d.rcode,
-            "malformed": d.malformed,
+            "malformed": d.malformed, "unsolicited": d.unsolicited.then_some(true),
         }),
         Detail::ProcessVm(v) => json!({
             "op": v.op, "target": { "pid": v.target.pid, "exe": v.target.exe },
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
         }),
+        Detail::Bpf(b) => json!({ "cmd": b.cmd }),
         _ => json!({ "kind": ev.kind }),
     };
     drop_nulls(&mut v);
@@ -567,6 +569,8 @@ impl Subject for Subj<'_> {
                 )
             }),
             Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
+            Field::FileCgroupOutside => open.map_or(Val::Missing, |o| Val::Bool(o.cgroup_outside)),
+            Field::EvtKilled => open.map_or(Val::Missing, |o| Val::Bool(o.killed)),
             Field::FileProcRelation => match open.and_then(|o| proc_entry(&o.path)) {
                 Some((Some(p), _)) if p != ev.tid => {
                     s(self.procs.relation(ev.pid, i32::try_from(p).unwrap_or(-1)))
@@ -640,6 +644,9 @@ impl Subject for Subj<'_> {
             Field::DnsMalformed => self
                 .dns_detail()
                 .map_or(Val::Missing, |d| Val::Bool(d.malformed.is_some())),
+            Field::DnsUnsolicited => self
+                .dns_detail()
+                .map_or(Val::Missing, |d| Val::Bool(d.unsolicited)),
             Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
             Field::DnsSubdomain => opt(self.dns.map(|v| v.shape.subdomain.as_str())),
             Field::DnsNameLen => self
@@ -687,6 +694,10 @@ impl Subject for Subj<'_> {
             },
             Field::ProcessVmOp => match &ev.detail {
                 Detail::ProcessVm(v) => s(&v.op),
+                _ => Val::Missing,
+            },
+            Field::BpfCmd => match &ev.detail {
+                Detail::Bpf(b) => s(&b.cmd),
                 _ => Val::Missing,
             },
             Field::TargetPid => self

@@ -69,6 +69,7 @@ pub enum Detail {
     Send(Send),
     Ptrace(Ptrace),
     ProcessVm(ProcessVm),
+    Bpf(Bpf),
     Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
@@ -90,6 +91,7 @@ impl Detail {
             Self::Send(_) => "send",
             Self::Ptrace(_) => "ptrace",
             Self::ProcessVm(_) => "process_vm",
+            Self::Bpf(_) => "bpf",
             Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
@@ -234,6 +236,13 @@ pub struct Open {
     pub unresolved: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_failed: bool,
+    /// A cgroup v2 file outside the watched cgroups, opened for writing (the kernel's view of
+    /// the file, not the path).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cgroup_outside: bool,
+    /// The kernel killed the process before the call returned (it never used the file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -316,6 +325,15 @@ pub struct ProcessVm {
     pub outcome: Outcome,
 }
 
+/// bpf(2), reported as it is entered: the call may still fail. With root, bpf(2) can detach
+/// buildwatch's programs or rewrite their maps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bpf {
+    /// The command's name (`map_update_elem`, `link_detach`, ...; `cmd_N` when unknown).
+    pub cmd: String,
+    pub cmd_raw: u32,
+}
+
 /// One DNS message sent or received by the run, over UDP or TCP port 53.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
@@ -348,6 +366,10 @@ pub struct Dns {
     /// Why the message could not be parsed (then only the addresses are known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
+    /// A response that answers no query of this run (same id, client port, server and
+    /// question): forged or injected. Its answers name no address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsolicited: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -618,6 +640,8 @@ mod tests {
                 path_truncated: false,
                 unresolved: false,
                 read_failed: false,
+                cgroup_outside: false,
+                killed: false,
                 outcome: Outcome::from_ret(-2),
             }),
             escaped: vec![],

@@ -84,6 +84,10 @@ pub enum Body {
         payload: Vec<u8>,
     },
     /// process_vm_readv (`write` false) or process_vm_writev.
+    /// bpf(2) entered (before it takes effect).
+    Bpf {
+        cmd: u32,
+    },
     ProcessVm {
         ret: i64,
         write: bool,
@@ -168,6 +172,7 @@ impl Wire for wire::Fchdir {}
 impl Wire for wire::Connect {}
 impl Wire for wire::SendTo {}
 impl Wire for wire::TargetCall {}
+impl Wire for wire::BpfCall {}
 impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
@@ -298,6 +303,10 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
             }
+        }
+        K::Bpf => {
+            let b: wire::BpfCall = read(buf).ok_or(short)?;
+            Body::Bpf { cmd: b.cmd }
         }
         K::DnsPacket => {
             let b: wire::DnsPacket = read(buf).ok_or(short)?;

@@ -20,6 +20,18 @@ pub struct TaskOffsets {
     /// Task → file identity; `None` when any link of the chain is missing (the open sensor
     /// then reports no identity, and symlink targets are worked out on every open).
     pub file: Option<FileOffsets>,
+    /// File → its directories, for the cgroup-escape check; `None` when missing (no check).
+    pub dentry: Option<DentryOffsets>,
+}
+
+/// `file.f_path.dentry`, `dentry.{d_parent, d_inode}`, `super_block.s_magic`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DentryOffsets {
+    /// `file.f_path` + `path.dentry`.
+    pub file_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_inode: u32,
+    pub sb_magic: u32,
 }
 
 /// `task_struct.files` → `files_struct.fdt` → `fdtable.fd` → `file.f_inode` →
@@ -38,7 +50,7 @@ pub struct FileOffsets {
 /// The offsets, in one pass over the kernel's BTF.
 pub fn task_offsets() -> Result<TaskOffsets, String> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    let wanted: [(&str, &[&str]); 6] = [
+    let wanted: [(&str, &[&str]); 8] = [
         (
             "task_struct",
             &["exit_code", "group_leader", "start_boottime", "files"],
@@ -48,7 +60,13 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
         ("file", &["f_inode"]),
         ("inode", &["i_ino", "i_sb"]),
         ("super_block", &["s_dev"]),
+        ("dentry", &["d_parent", "d_inode"]),
+        ("path", &["dentry"]),
     ];
+    // Members at offset 0 are refused (0 means "unknown" to the programs), so these are
+    // looked up on their own: `super_block.s_magic` and `file.f_path` are not first, but a
+    // kernel could move them.
+    let extra: [(&str, &[&str]); 2] = [("super_block", &["s_magic"]), ("file", &["f_path"])];
     let found = struct_offsets(&data, &wanted).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
     let task = found[0]
         .as_ref()
@@ -65,11 +83,24 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
             sb_dev: member(5, 0)?,
         })
     })();
+    let more = struct_offsets(&data, &extra).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    let dentry = (|| {
+        // `path.dentry` may be at offset 0 of `struct path` in some kernel (it is 8 here): the
+        // sum is what the programs use, and `f_path` is never first in `struct file`.
+        let path_dentry = found[7].as_ref().ok().map(|o| o[0]);
+        Some(DentryOffsets {
+            file_dentry: more[1].as_ref().ok()?[0] + path_dentry?,
+            dentry_parent: member(6, 0)?,
+            dentry_inode: member(6, 1)?,
+            sb_magic: more[0].as_ref().ok()?[0],
+        })
+    })();
     Ok(TaskOffsets {
         exit_code: task[0],
         group_leader: task[1],
         start_boottime: task[2],
         file,
+        dentry,
     })
 }
 
@@ -101,8 +132,9 @@ pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec
 }
 
 /// For each (struct, members) wanted, the members' byte offsets (in that order) in the first
-/// struct of that name, in one pass. The outer error is unusable BTF; an inner one is a struct
-/// or member that is not there.
+/// struct of that name, in one pass. A member inside an anonymous struct or union member
+/// (`struct file { union { const struct path f_path; ... }; }`) is found there. The outer
+/// error is unusable BTF; an inner one is a struct or member that is not there.
 #[allow(clippy::type_complexity)]
 pub fn struct_offsets(
     data: &[u8],
@@ -128,14 +160,16 @@ pub fn struct_offsets(
         let s = strings.get(off as usize..).unwrap_or(&[]);
         &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
     };
-    let mut out: Vec<Option<Result<Vec<u32>, String>>> = vec![None; wanted.len()];
+    // Where each type starts (type id N is entry N-1): anonymous members name their type by
+    // id, which may come later in the section.
+    let mut positions: Vec<usize> = Vec::new();
+    let mut structs: Vec<Option<usize>> = vec![None; wanted.len()];
     let mut at = types;
-    while at < types_end && out.iter().any(Option::is_none) {
+    while at < types_end {
         let name_off = r.u32(at)?;
         let info = r.u32(at + 4)?;
         let kind = (info >> 24) & 0x1f;
         let vlen = (info & 0xffff) as usize;
-        let body = at + 12;
         let extra = match kind {
             // int, var, decl_tag
             1 | 14 | 17 => 4,
@@ -149,50 +183,93 @@ pub fn struct_offsets(
             k => return Err(format!("unknown BTF kind {k} at byte {at}")),
         };
         if kind == KIND_STRUCT {
-            let this_struct = name(name_off);
-            for (w, (strukt, members)) in wanted.iter().enumerate() {
-                if out[w].is_some() || this_struct != strukt.as_bytes() {
-                    continue;
+            let this = name(name_off);
+            for (w, (strukt, _)) in wanted.iter().enumerate() {
+                if structs[w].is_none() && this == strukt.as_bytes() {
+                    structs[w] = Some(at);
                 }
-                let bitfields = info & (1 << 31) != 0;
-                let mut found = vec![None; members.len()];
-                let mut bad = None;
-                for m in 0..vlen {
-                    let e = body + m * 12;
-                    let this = name(r.u32(e)?);
-                    for (i, member) in members.iter().enumerate() {
-                        if this != member.as_bytes() {
-                            continue;
-                        }
-                        let raw = r.u32(e + 8)?;
-                        let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
-                        if bits % 8 != 0 || bits == 0 {
-                            bad = Some(format!("{strukt}.{member} at unusable bit offset {bits}"));
-                        }
-                        found[i] = Some(bits / 8);
-                    }
-                }
-                out[w] = Some(match bad {
-                    Some(e) => Err(e),
-                    None => found
-                        .iter()
-                        .zip(members.iter())
-                        .map(|(f, m)| {
-                            f.ok_or_else(|| format!("{strukt}.{m} not found in kernel BTF"))
-                        })
-                        .collect(),
-                });
             }
         }
-        at = body + extra;
+        positions.push(at);
+        at += 12 + extra;
     }
-    Ok(out
-        .into_iter()
-        .zip(wanted)
-        .map(|(o, (strukt, _))| {
-            o.unwrap_or_else(|| Err(format!("struct {strukt} not found in kernel BTF")))
+    let bt = Btf {
+        r: &r,
+        positions: &positions,
+        name: &name,
+    };
+    Ok(wanted
+        .iter()
+        .zip(&structs)
+        .map(|((strukt, members), found)| {
+            let at = found.ok_or_else(|| format!("struct {strukt} not found in kernel BTF"))?;
+            members
+                .iter()
+                .map(|member| {
+                    let bits = bt
+                        .member_bits(at, member.as_bytes(), 0)?
+                        .ok_or_else(|| format!("{strukt}.{member} not found in kernel BTF"))?;
+                    if bits % 8 != 0 || bits == 0 {
+                        return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
+                    }
+                    Ok(bits / 8)
+                })
+                .collect()
         })
         .collect())
+}
+
+/// The type section, indexed.
+struct Btf<'a, F: Fn(u32) -> &'a [u8]> {
+    r: &'a Reader<'a>,
+    positions: &'a [usize],
+    name: &'a F,
+}
+
+impl<'a, F: Fn(u32) -> &'a [u8]> Btf<'a, F> {
+    /// Bit offset of `member` in the struct or union at byte `at`, looking into anonymous
+    /// struct and union members (a few levels deep).
+    fn member_bits(&self, at: usize, member: &[u8], depth: u32) -> Result<Option<u32>, String> {
+        let info = self.r.u32(at + 4)?;
+        let vlen = (info & 0xffff) as usize;
+        let bitfields = info & (1 << 31) != 0;
+        for m in 0..vlen {
+            let e = at + 12 + m * 12;
+            let name_off = self.r.u32(e)?;
+            let raw = self.r.u32(e + 8)?;
+            let bits = if bitfields { raw & 0x00ff_ffff } else { raw };
+            if (self.name)(name_off) == member {
+                return Ok(Some(bits));
+            }
+            if name_off == 0
+                && depth < 3
+                && let Some(inner) = self.aggregate(self.r.u32(e + 4)?)?
+                && let Some(b) = self.member_bits(inner, member, depth + 1)?
+            {
+                return Ok(Some(bits + b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where the struct or union of type `id` starts, through typedefs and qualifiers.
+    fn aggregate(&self, mut id: u32) -> Result<Option<usize>, String> {
+        for _ in 0..8 {
+            let Some(&at) = (id as usize)
+                .checked_sub(1)
+                .and_then(|i| self.positions.get(i))
+            else {
+                return Ok(None);
+            };
+            match (self.r.u32(at + 4)? >> 24) & 0x1f {
+                4 | 5 => return Ok(Some(at)),
+                // typedef, volatile, const, restrict, type_tag
+                8 | 9 | 10 | 11 | 18 => id = self.r.u32(at + 8)?,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +342,8 @@ mod tests {
         assert_eq!(all.exit_code, off);
         assert!(all.group_leader > 0 && all.start_boottime > 0, "{all:?}");
         let file = all.file.expect("task → file → inode offsets");
+        let dentry = all.dentry.expect("file → dentry offsets");
+        assert!(dentry.file_dentry > 0 && dentry.sb_magic > 0, "{dentry:?}");
         assert!(
             file.task_files > 0 && file.file_inode > 0 && file.inode_sb > 0,
             "{file:?}"

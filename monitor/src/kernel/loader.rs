@@ -54,6 +54,8 @@ pub enum LoadError {
     },
     #[error("tracefs: {0}")]
     Tracefs(#[source] std::io::Error),
+    #[error("freezing the loss counters against bpf(2) writes: {0}")]
+    Freeze(#[source] std::io::Error),
     #[error("this buildwatch was built without its eBPF programs (BUILDWATCH_NO_EBPF)")]
     NoPrograms,
 }
@@ -135,6 +137,13 @@ impl Kernel {
             );
         }
         let file = task.file.unwrap_or_default();
+        if task.dentry.is_none() && task.exit_code != 0 {
+            tracing::warn!(
+                "kernel BTF lacks the file → dentry members: writes to cgroup files outside \
+                 the run are not caught"
+            );
+        }
+        let dentry = task.dentry.unwrap_or_default();
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -147,6 +156,10 @@ impl Kernel {
             (c::INODE_INO, file.inode_ino),
             (c::INODE_SB, file.inode_sb),
             (c::SB_DEV, file.sb_dev),
+            (c::FILE_DENTRY, dentry.file_dentry),
+            (c::DENTRY_PARENT, dentry.dentry_parent),
+            (c::DENTRY_INODE, dentry.dentry_inode),
+            (c::SB_MAGIC, dentry.sb_magic),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }
@@ -287,12 +300,17 @@ impl Kernel {
         RingBuf::try_from(map).map_err(map_error("EVENTS"))
     }
 
-    /// The kernel-side counters of every sensor. Can be taken once.
+    /// The kernel-side counters of every sensor, frozen against writes through bpf(2) (root
+    /// in the run could otherwise zero them and hide a loss; the programs still count). Can
+    /// be taken once.
     pub fn take_counters(&mut self) -> Result<Counters, LoadError> {
         let map = self
             .ebpf
             .take_map("COUNTERS")
             .ok_or(LoadError::MissingMap("COUNTERS"))?;
+        if let aya::maps::Map::PerCpuArray(data) = &map {
+            freeze(data.fd().as_fd()).map_err(LoadError::Freeze)?;
+        }
         Ok(Counters {
             map: PerCpuArray::try_from(map).map_err(map_error("COUNTERS"))?,
             logger: self.logger.take(),
@@ -303,6 +321,29 @@ impl Kernel {
     pub fn take_scope(&mut self) -> Result<ScopeMap, LoadError> {
         ScopeMap::new(&mut self.ebpf)
     }
+}
+
+/// BPF_MAP_FREEZE: from now on no bpf(2) caller, root included, can change the map; the
+/// programs still can. (aya freezes only `.rodata` itself.)
+fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const BPF_MAP_FREEZE: libc::c_long = 22;
+    // union bpf_attr: the map_fd is its first member for this command.
+    let mut attr = [0u64; 16];
+    attr[0] = fd.as_raw_fd() as u32 as u64;
+    // SAFETY: a zeroed bpf_attr of the size passed, with map_fd set.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_FREEZE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr) as u32,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {

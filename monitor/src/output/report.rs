@@ -95,7 +95,8 @@ impl Report {
         }
         if a.policy.fail_on_lost && a.totals.lost > 0 {
             reasons.push(format!(
-                "{} event(s) lost and fail_on_lost is set",
+                "{} event(s) lost: buildwatch cannot vouch for this run (fail_on_lost: false \
+                 accepts the loss)",
                 a.totals.lost
             ));
         }

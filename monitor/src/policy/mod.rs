@@ -2,7 +2,7 @@
 //!
 //! ```yaml
 //! fail_on: high              # low | medium | high | critical | never
-//! fail_on_lost: false        # also fail when events were lost
+//! fail_on_lost: true         # fail when events were lost (the default; false accepts it)
 //! allow_loopback: true
 //! allow:                     # egress allowlist: ADDR[/PREFIX][:PORT] or DOMAIN[:PORT]
 //!   - 10.200.0.0/16:443
@@ -221,7 +221,9 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             fail_on: FailOn::At(Severity::High),
-            fail_on_lost: false,
+            // A run with lost events cannot be vouched for: what was lost may be the one
+            // credential read (a flood is the cheapest way to hide it).
+            fail_on_lost: true,
             allow_loopback: true,
             allow: Vec::new(),
             dns: Default::default(),

@@ -154,8 +154,112 @@ fn main() {
             child.kill().expect("kill child");
             child.wait().expect("wait child");
         }
+        // What root in the run would do to hide a loss: find every loaded map called NAME
+        // through bpf(2) and write zeros into its entry 0. Prints one line per map found,
+        // `NAME refused ERRNO` or `NAME written`; exits 3 if any write went through.
+        "zero-map" => {
+            let mut written = false;
+            for (fd, value_size) in maps_named(a(1)) {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2;
+                let value = vec![0u8; value_size as usize * cpus];
+                match bpf_update(fd, 0, &value) {
+                    Ok(()) => {
+                        written = true;
+                        println!("{} written", a(1));
+                    }
+                    Err(e) => println!("{} refused {}", a(1), e.raw_os_error().unwrap_or(0)),
+                }
+            }
+            if written {
+                exit(3);
+            }
+        }
+        // A forged DNS response, sent by the run to itself with no query before it: from
+        // 127.0.0.79:53 to a client socket, naming NAME → ADDR (loopback); then a TCP connect
+        // to ADDR:PORT, which the forged answer would pass off as NAME.
+        "dns-forge" => {
+            let (name, addr, port) = (a(1), a(2), a(3));
+            let ip: std::net::Ipv4Addr = addr.parse().expect("IPv4 answer");
+            let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+            let forger = UdpSocket::bind("127.0.0.79:53").expect("bind 127.0.0.79:53 (root)");
+            let mut msg = vec![0x42, 0x42, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            for label in name.split('.') {
+                msg.push(label.len() as u8);
+                msg.extend_from_slice(label.as_bytes());
+            }
+            msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+            msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            msg.extend_from_slice(&ip.octets());
+            forger
+                .send_to(&msg, client.local_addr().expect("client address"))
+                .expect("send forged response");
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+            let mut buf = [0u8; 512];
+            let n = client.recv(&mut buf).expect("forged response arrives");
+            assert_eq!(n, msg.len());
+            let dest = std::net::SocketAddr::from((ip, port.parse::<u16>().expect("port")));
+            let _ = TcpStream::connect_timeout(&dest, std::time::Duration::from_secs(1));
+        }
         _ => usage(),
     }
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<i64> {
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// (fd, value size) of every loaded map named `name`.
+fn maps_named(name: &str) -> Vec<(i32, u32)> {
+    const MAP_GET_FD_BY_ID: libc::c_long = 14;
+    const OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const MAP_GET_NEXT_ID: libc::c_long = 12;
+    let mut found = Vec::new();
+    let mut id = 0u32;
+    for _ in 0..100_000 {
+        let mut attr = [0u64; 16];
+        attr[0] = id as u64;
+        if bpf(MAP_GET_NEXT_ID, &mut attr).is_err() {
+            break;
+        }
+        id = (attr[0] >> 32) as u32;
+        let mut attr = [0u64; 16];
+        attr[0] = id as u64;
+        let Ok(fd) = bpf(MAP_GET_FD_BY_ID, &mut attr) else {
+            continue;
+        };
+        // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags,
+        // name[16], ...
+        let mut info = [0u8; 96];
+        let mut attr = [0u64; 16];
+        attr[0] = fd as u64 | (info.len() as u64) << 32;
+        attr[1] = info.as_mut_ptr() as u64;
+        if bpf(OBJ_GET_INFO_BY_FD, &mut attr).is_err() {
+            continue;
+        }
+        let map_name = &info[24..40];
+        let map_name = &map_name[..map_name.iter().position(|&c| c == 0).unwrap_or(16)];
+        if map_name == name.as_bytes() {
+            let value_size = u32::from_ne_bytes(info[12..16].try_into().unwrap());
+            found.push((fd as i32, value_size));
+        }
+    }
+    found
+}
+
+fn bpf_update(fd: i32, key: u32, value: &[u8]) -> std::io::Result<()> {
+    const MAP_UPDATE_ELEM: libc::c_long = 2;
+    let mut attr = [0u64; 16];
+    attr[0] = fd as u64;
+    attr[1] = &raw const key as u64;
+    attr[2] = value.as_ptr() as u64;
+    bpf(MAP_UPDATE_ELEM, &mut attr).map(|_| ())
 }
 
 /// The first 4 bytes of PID's first mapping (its executable's ELF header), as hex.
@@ -229,7 +333,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge ..."
     );
     exit(2)
 }

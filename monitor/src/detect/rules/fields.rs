@@ -20,6 +20,7 @@ pub const KIND_NAMES: &[&str] = &[
     "ptrace",
     "process_vm",
     "dns",
+    "bpf",
 ];
 
 impl Kinds {
@@ -128,6 +129,8 @@ pub enum Field {
     FileOtherProc,
     /// For /proc/PID/X and /proc/PID/task/TID/X: X.
     FileProcEntry,
+    FileCgroupOutside,
+    EvtKilled,
     /// For /proc/PID/…: how PID relates to the opener (self, descendant, run, outside).
     FileProcRelation,
     NetFamily,
@@ -146,6 +149,7 @@ pub enum Field {
     ExecMemfd,
     PtraceRequest,
     ProcessVmOp,
+    BpfCmd,
     TargetPid,
     TargetExe,
     TargetName,
@@ -164,6 +168,7 @@ pub enum Field {
     DnsResolver,
     DnsSystemResolver,
     DnsMalformed,
+    DnsUnsolicited,
     DnsDomain,
     DnsSubdomain,
     DnsNameLen,
@@ -306,6 +311,21 @@ const SPECS: &[Spec] = &[
         "under /proc/PID/ of another process"
     ),
     spec!(
+        "file.cgroup_outside",
+        Field::FileCgroupOutside,
+        Bool,
+        FILE,
+        "a cgroup v2 file outside the run's cgroups opened for writing (moving a process out of \
+         the run, freezing or killing another cgroup); the kernel decides, from the file it opened"
+    ),
+    spec!(
+        "evt.killed",
+        Field::EvtKilled,
+        Bool,
+        FILE,
+        "the kernel killed the process before the call returned"
+    ),
+    spec!(
         "file.proc_entry",
         Field::FileProcEntry,
         Str,
@@ -396,6 +416,13 @@ const SPECS: &[Spec] = &[
         Str,
         &["ptrace"],
         "attach, seize or traceme"
+    ),
+    spec!(
+        "bpf.cmd",
+        Field::BpfCmd,
+        Str,
+        &["bpf"],
+        "the bpf(2) command: map_update_elem, link_detach, prog_load, ... (cmd_N when unknown)"
     ),
     spec!(
         "process_vm.op",
@@ -509,6 +536,13 @@ const SPECS: &[Spec] = &[
         Bool,
         DNS,
         "the server is in /etc/resolv.conf or the policy's dns.resolvers"
+    ),
+    spec!(
+        "dns.unsolicited",
+        Field::DnsUnsolicited,
+        Bool,
+        DNS,
+        "a response that answers no query of this run (id, client port, server, question)"
     ),
     spec!(
         "dns.malformed",

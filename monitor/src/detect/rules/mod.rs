@@ -39,6 +39,10 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
         include_str!("../../../../rules/process-memory.yaml"),
     ),
     (
+        "rules/tamper.yaml",
+        include_str!("../../../../rules/tamper.yaml"),
+    ),
+    (
         "rules/persistence.yaml",
         include_str!("../../../../rules/persistence.yaml"),
     ),

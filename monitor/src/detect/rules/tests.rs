@@ -85,6 +85,7 @@ fn default_rules_load_cleanly_and_cover_every_category() {
         "sensitive-file",
         "shell-spawn",
         "process-memory",
+        "tamper",
         "persistence",
         "download-exec",
         "egress",

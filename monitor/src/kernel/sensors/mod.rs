@@ -8,6 +8,7 @@ mod exec;
 mod file;
 mod net;
 mod procmem;
+mod tamper;
 
 use aya::programs::CgroupSkbAttachType;
 use monitor_common::sensors;
@@ -49,6 +50,7 @@ pub const ALL: [&Spec; sensors::COUNT as usize] = [
     &net::SPEC,
     &dns::SPEC,
     &procmem::SPEC,
+    &tamper::SPEC,
 ];
 
 const _: () = {
