@@ -144,6 +144,11 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if run::guardian::invoked(&args) {
+        let code = run::guardian::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

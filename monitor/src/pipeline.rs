@@ -62,10 +62,7 @@ pub enum Input {
     Mode(Box<ModeInput>),
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a few per run, and boxed in `Input`"
-)]
+/// A few per run, and boxed in `Input`.
 pub enum ModeInput {
     /// The command the mode started (its fork happened outside the watched scope).
     Root { pid: u32, cwd: Vec<u8> },
@@ -81,6 +78,8 @@ pub enum ModeInput {
         ts_ns: u64,
         exit_code: i32,
         status: Exit,
+        /// Why the run cannot be vouched for (see [`event::RunEnd::unverified`]).
+        unverified: Vec<String>,
     },
 }
 
@@ -253,6 +252,7 @@ impl Stage {
                 ts_ns,
                 exit_code,
                 status,
+                unverified,
             } => {
                 self.report_own_losses();
                 let (drain, kernel) = self.ingest_end.take().unwrap_or_default();
@@ -267,6 +267,7 @@ impl Stage {
                     status,
                     monitor: MonitorUsage::of_self(),
                     pipeline: Some(pipeline),
+                    unverified,
                 });
                 let ev = self.table.envelope(0, 0, ts_ns, end, Vec::new());
                 self.emit(ev);

@@ -2,6 +2,11 @@
 //! events and critical findings, reported before they take effect, and the loss counters
 //! cannot be rewritten through bpf(2).
 
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
 use buildwatch_tests::*;
 
 const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
@@ -142,4 +147,163 @@ fn a_process_cannot_move_itself_out_of_the_run() {
     assert!(stdout.contains("moved-inside"), "{stdout}\n{}", w.stderr());
     assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
     assert!(!w.rules().contains(&"cgroup-write-outside-run".to_owned()));
+}
+
+/// The processes of buildwatch `pid`'s run, once its command is up (bounded wait).
+fn run_pids(bw_pid: u32, at_least: usize) -> (std::path::PathBuf, Vec<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(cg) = cgroups_named(&format!("buildwatch-{bw_pid}-"))
+            .into_iter()
+            .next()
+        {
+            let pids: Vec<u32> = std::fs::read_to_string(cg.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect();
+            if pids.len() >= at_least {
+                return (cg, pids);
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is dead for this purpose: it runs nothing.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// The guardian of buildwatch `bw_pid`: its child started as `buildwatch-guardian`.
+fn guardian_of(bw_pid: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{bw_pid}/task/{bw_pid}/children"))
+        .unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"buildwatch-guardian\0"))
+        })
+        .unwrap_or_else(|| panic!("buildwatch {bw_pid} has no guardian: children {children}"))
+}
+
+/// SIGKILL cannot be caught: when buildwatch dies, its guardian kills the whole run within a
+/// second and writes the report, which says the run cannot be vouched for.
+#[test]
+fn buildwatch_killed_mid_run_takes_the_run_with_it_and_leaves_a_report() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("tamper-sigkill");
+    let report = tmp.join("report.json");
+    let mut bw = Command::new(buildwatch_bin())
+        .arg("run")
+        .arg("--report")
+        .arg(&report)
+        .args(["--", "sh", "-c", "sleep 300 & sleep 300; wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (cg, pids) = run_pids(bw.id(), 3);
+    bw.kill().unwrap();
+    let killed = Instant::now();
+    bw.wait().unwrap();
+    while pids.iter().any(|&p| alive(p)) && killed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dead_after = killed.elapsed();
+    assert!(
+        pids.iter().all(|&p| !alive(p)),
+        "the run outlived buildwatch: {pids:?}"
+    );
+    assert!(dead_after < Duration::from_secs(1), "took {dead_after:?}");
+    // The guardian's report (it writes it after the kill; bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !report.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("the guardian's report")).unwrap();
+    assert_eq!(r["written_by"], "guardian", "{r:#}");
+    assert_eq!(r["verdict"]["failed"], true);
+    assert_eq!(r["verdict"]["exit_status"], 86);
+    let reasons = r["verdict"]["reasons"].to_string();
+    assert!(reasons.contains("buildwatch died"), "{reasons}");
+    assert!(reasons.contains("cannot be vouched for"), "{reasons}");
+    // And the cgroup is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cg.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cg.exists(), "{} left behind", cg.display());
+}
+
+/// Killing the guardian (to then kill buildwatch unnoticed) fails the run.
+#[test]
+fn a_killed_guardian_fails_the_run() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("tamper-guardian");
+    let report = tmp.join("report.json");
+    let bw = Command::new(buildwatch_bin())
+        .arg("run")
+        .arg("--report")
+        .arg(&report)
+        .args(["--", "sleep", "1.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    run_pids(bw.id(), 1);
+    let guardian = guardian_of(bw.id());
+    assert_eq!(unsafe { libc::kill(guardian as i32, libc::SIGKILL) }, 0);
+    let out = bw.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(86), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let reasons = r["verdict"]["reasons"].to_string();
+    assert!(reasons.contains("guardian died"), "{reasons}");
+    assert!(stderr.contains("guardian died"), "{stderr}");
+}
+
+/// A broken stderr (the CI log's pipe closed) does not stop buildwatch from writing the report.
+#[test]
+fn a_broken_stderr_still_leaves_the_report() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("tamper-stderr");
+    let report = tmp.join("report.json");
+    let mut bw = Command::new(buildwatch_bin())
+        .arg("run")
+        .arg("--report")
+        .arg(&report)
+        .args(["--", "sh", "-c", "sleep 0.5; cat /etc/hostname"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(bw.stderr.take());
+    let status = bw.wait().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&report).unwrap_or_else(|e| panic!("no report ({e}), status {status}")),
+    )
+    .unwrap();
+    assert_eq!(r["exit_code"], 0, "{r:#}");
+    assert!(
+        r["events"]["by_kind"]["exec"].as_u64().unwrap() >= 2,
+        "{r:#}"
+    );
 }

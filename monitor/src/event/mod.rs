@@ -452,6 +452,10 @@ pub struct RunEnd {
     /// buildwatch's queues, sinks and kernel counters, up to this record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineStats>,
+    /// Why buildwatch cannot vouch for the run, beyond lost events (its guardian was killed,
+    /// ...). Each is a reason the verdict fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<String>,
 }
 
 /// buildwatch's own resource use during a run (getrusage(RUSAGE_SELF): its threads, not the

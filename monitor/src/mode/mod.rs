@@ -11,5 +11,12 @@ pub mod run;
 /// buildwatch's own messages before (or outside) a pipeline: on stderr, prefixed, so they never
 /// mix with the command's output. Inside a run, messages are records on the output bus.
 pub fn note(msg: &str) {
-    eprintln!("buildwatch: {}", crate::output::text::term_safe(msg));
+    use std::io::Write;
+    // A broken stderr must not stop buildwatch (eprintln! would panic): the report is still
+    // to be written.
+    let _ = writeln!(
+        std::io::stderr(),
+        "buildwatch: {}",
+        crate::output::text::term_safe(msg)
+    );
 }

@@ -4,6 +4,7 @@
 //! the command left behind (stragglers), drain again, and judge.
 
 mod child;
+pub mod guardian;
 
 use std::{
     ffi::OsString,
@@ -55,6 +56,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         bail!("`buildwatch run` needs root (to load eBPF programs and create a cgroup)");
     }
     let mut cgroup = RunCgroup::create().context("creating the run's cgroup")?;
+    // Before anything of the command's exists: whatever happens to buildwatch from now on,
+    // the guardian kills what is left of the run and says so.
+    let guardian = guardian::start(cgroup.path(), opts.outputs.report.as_deref())
+        .context("starting buildwatch's guardian")?;
     let stdout_events = opts.events.as_deref().is_some_and(|p| p.as_os_str() == "-");
     // The command is forked now and joins the cgroup while the sensors load (see
     // `child::Parked`); it runs nothing until released below.
@@ -185,15 +190,30 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     // cgroup).
     reader.drain(DRAIN_BUDGET);
     reader.stop();
+    let mut guardian = guardian;
+    let mut unverified = Vec::new();
+    if guardian.lost() {
+        note("buildwatch's guardian died during the run: the run cannot be vouched for");
+        unverified.push(
+            "buildwatch's guardian died during the run (something killed it): the run cannot \
+             be vouched for"
+                .to_owned(),
+        );
+    }
     pipeline.send(ModeInput::End {
         ts_ns: boot_now(),
         exit_code: exit::of_status(&status),
         status: event::Exit::from_status(Some(status.into_raw())),
+        unverified,
     });
     let analyzer = pipeline.finish();
     drop(scope);
     kernel.detach_in_background();
-    cgroup.remove().context("removing the run's cgroup")?;
+    // A cgroup that cannot be removed is reported; the report is still written.
+    if let Err(e) = cgroup.remove() {
+        note(&format!("removing the run's cgroup: {e}"));
+    }
     let report = outputs::conclude(&bus, analyzer)?;
+    guardian.finish();
     Ok(report.verdict.exit_status)
 }
