@@ -307,3 +307,72 @@ fn a_broken_stderr_still_leaves_the_report() {
         "{r:#}"
     );
 }
+
+fn sha256_of(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every output names the policy that judged the run, with its SHA-256; and a build that
+/// writes a `.buildwatch.yaml` (for the next run in the workspace to load) is a finding.
+#[test]
+fn outputs_name_the_policy_and_a_planted_policy_is_a_finding() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("tamper-policy");
+    let rules = tmp.join("extra-rules.yaml");
+    std::fs::write(&rules, "- list: extra_tools\n  items: [nothing]\n").unwrap();
+    let policy = tmp.join("policy.yaml");
+    std::fs::write(&policy, "fail_on: high\nrule_files: [extra-rules.yaml]\n").unwrap();
+    let sarif = tmp.join("out.sarif");
+    let md = tmp.join("summary.md");
+    let planted = tmp.join("ws/.buildwatch.yaml");
+    std::fs::create_dir(tmp.join("ws")).unwrap();
+    let script = format!(
+        "printf 'rules:\\n  - rule: sensitive-file-read\\n    enabled: false\\n' > {}",
+        planted.display()
+    );
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--sarif",
+            sarif.to_str().unwrap(),
+            "--summary-md",
+            md.to_str().unwrap(),
+        ],
+        &["/bin/sh", "-c", &script],
+    );
+    let files = w.report["policy_files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{files:#?}");
+    assert_eq!(files[0]["kind"], "policy");
+    assert_eq!(files[0]["path"], policy.to_str().unwrap());
+    assert_eq!(files[0]["sha256"], sha256_of(&policy));
+    assert_eq!(files[1]["kind"], "rules");
+    assert_eq!(files[1]["sha256"], sha256_of(&rules));
+    let stderr = w.stderr();
+    assert!(
+        stderr.contains(&format!("sha256 {}", sha256_of(&policy))),
+        "{stderr}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    assert_eq!(
+        s["runs"][0]["invocations"][0]["properties"]["policyFiles"][0]["sha256"],
+        sha256_of(&policy)
+    );
+    let summary = std::fs::read_to_string(&md).unwrap();
+    assert!(summary.contains(&sha256_of(&rules)), "{summary}");
+
+    let f = w.finding("policy-file-written");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["detail"]["path"], planted.to_str().unwrap());
+    assert_eq!(w.out.status.code(), Some(86), "{stderr}");
+}

@@ -570,6 +570,13 @@ impl Subject for Subj<'_> {
             }),
             Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
             Field::FileCgroupOutside => open.map_or(Val::Missing, |o| Val::Bool(o.cgroup_outside)),
+            Field::FileBuildwatchPolicy => open.map_or(Val::Missing, |o| {
+                let is_policy = |p: &str| {
+                    basename(p) == crate::policy::DEFAULT_FILE
+                        || self.policy.sources.iter().any(|s| s.path == p)
+                };
+                Val::Bool(is_policy(&o.path) || o.target.as_deref().is_some_and(is_policy))
+            }),
             Field::EvtKilled => open.map_or(Val::Missing, |o| Val::Bool(o.killed)),
             Field::FileProcRelation => match open.and_then(|o| proc_entry(&o.path)) {
                 Some((Some(p), _)) if p != ev.tid => {

@@ -40,6 +40,11 @@ pub fn markdown(r: &Report) -> String {
     for reason in &r.verdict.reasons {
         let _ = writeln!(m, "- {}", md(reason));
     }
+    let _ = writeln!(
+        m,
+        "\n{}\n",
+        md(&crate::output::text::policy_files_line(&r.policy_files))
+    );
     if r.findings.is_empty() {
         let _ = writeln!(m, "No findings.");
     } else {

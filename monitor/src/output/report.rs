@@ -46,6 +46,9 @@ pub struct Report {
     /// The command's exit code (128+N for signal N); null when the stream has no `run_end`.
     pub exit_code: Option<i32>,
     pub verdict: Verdict,
+    /// The policy and rule files that judged the run, with their SHA-256 (empty: the
+    /// built-in rules and default policy alone).
+    pub policy_files: Vec<crate::policy::Source>,
     pub summary: Summary,
     pub findings: Vec<Finding>,
     /// Occurrences per rule not listed in `findings` because the rule already had
@@ -123,6 +126,7 @@ impl Report {
                 },
                 output_complete: output.is_empty(),
             },
+            policy_files: a.policy.sources.clone(),
             summary: Summary {
                 by_severity: a.findings.by_severity(),
                 by_category: a.findings.by_category(),

@@ -91,6 +91,7 @@ pub fn sarif(r: &Report, rules: &RuleSet) -> serde_json::Value {
                 "executionSuccessful": true,
                 "commandLine": r.command.join(" "),
                 "exitCode": r.exit_code,
+                "properties": { "policyFiles": r.policy_files },
             }],
             "results": results,
         }],

@@ -213,6 +213,7 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 .unwrap_or_default()
         ));
     }
+    out.push(policy_files_line(&r.policy_files));
     let v = &r.verdict;
     if v.failed {
         out.push(format!(
@@ -224,6 +225,18 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         out.push(format!("policy: passed (fail_on {})", v.fail_on));
     }
     out
+}
+
+/// Which policy judged the run: every file loaded, with its SHA-256.
+pub fn policy_files_line(files: &[crate::policy::Source]) -> String {
+    if files.is_empty() {
+        return "policy files: none (built-in rules and default policy)".into();
+    }
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("{} {} (sha256 {})", f.kind, f.path, f.sha256))
+        .collect();
+    format!("policy files: {}", list.join(", "))
 }
 
 fn describe(status: &Exit) -> String {

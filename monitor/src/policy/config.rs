@@ -62,10 +62,15 @@ pub fn setup(args: &PolicyArgs, cwd: &Path) -> Result<Setup, String> {
     }
     for f in &args.rule_files {
         match std::fs::read_to_string(f) {
-            Ok(src) => match rules::parse_doc(&f.display().to_string(), &src) {
-                Ok(d) => docs.push(d),
-                Err(d) => diags.push(d),
-            },
+            Ok(src) => {
+                policy
+                    .sources
+                    .push(policy::Source::of("rules", f, src.as_bytes()));
+                match rules::parse_doc(&f.display().to_string(), &src) {
+                    Ok(d) => docs.push(d),
+                    Err(d) => diags.push(d),
+                }
+            }
             Err(e) => return Err(format!("cannot read rule file {}: {e}", f.display())),
         }
     }

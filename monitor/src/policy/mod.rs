@@ -215,6 +215,8 @@ pub struct Policy {
     pub resolvers: Vec<IpAddr>,
     /// Where the policy came from, if a file.
     pub file: Option<PathBuf>,
+    /// Every policy and rule file loaded (besides the built-in rules), with its digest.
+    pub sources: Vec<Source>,
 }
 
 impl Default for Policy {
@@ -229,6 +231,7 @@ impl Default for Policy {
             dns: Default::default(),
             resolvers: Vec::new(),
             file: None,
+            sources: Vec::new(),
         }
     }
 }
@@ -250,6 +253,32 @@ impl Policy {
 pub struct Loaded {
     pub policy: Policy,
     pub docs: Vec<Doc>,
+}
+
+/// A file the policy came from, named with its digest in every output: which policy judged a
+/// run is part of the verdict.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Source {
+    /// `policy` or `rules`.
+    pub kind: &'static str,
+    /// As given, made absolute.
+    pub path: String,
+    pub sha256: String,
+}
+
+impl Source {
+    pub fn of(kind: &'static str, path: &Path, bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        Self {
+            kind,
+            path: abs.display().to_string(),
+            sha256: Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
 }
 
 const KEYS: &[&str] = &[
@@ -349,6 +378,10 @@ pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     })?;
     let mut loaded = load_str(&name, &src)?;
     loaded.policy.file = Some(path.to_owned());
+    loaded
+        .policy
+        .sources
+        .insert(0, Source::of("policy", path, src.as_bytes()));
     Ok(loaded)
 }
 
@@ -499,10 +532,13 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                     };
                     let p = base.join(rel);
                     match std::fs::read_to_string(&p) {
-                        Ok(s) => match rules::parse_doc(&p.display().to_string(), &s) {
-                            Ok(d) => docs.push(d),
-                            Err(d) => errs.push(d),
-                        },
+                        Ok(s) => {
+                            policy.sources.push(Source::of("rules", &p, s.as_bytes()));
+                            match rules::parse_doc(&p.display().to_string(), &s) {
+                                Ok(d) => docs.push(d),
+                                Err(d) => errs.push(d),
+                            }
+                        }
                         Err(e) => errs.push(Diagnostic::error(
                             f.pos.clone(),
                             format!("cannot read {}: {e}", p.display()),

@@ -130,6 +130,7 @@ pub enum Field {
     /// For /proc/PID/X and /proc/PID/task/TID/X: X.
     FileProcEntry,
     FileCgroupOutside,
+    FileBuildwatchPolicy,
     EvtKilled,
     /// For /proc/PID/…: how PID relates to the opener (self, descendant, run, outside).
     FileProcRelation,
@@ -309,6 +310,14 @@ const SPECS: &[Spec] = &[
         Bool,
         FILE,
         "under /proc/PID/ of another process"
+    ),
+    spec!(
+        "file.buildwatch_policy",
+        Field::FileBuildwatchPolicy,
+        Bool,
+        FILE,
+        "the path (or its symlink target) is a file buildwatch reads as policy: any \
+         .buildwatch.yaml, or a policy or rule file this run loaded"
     ),
     spec!(
         "file.cgroup_outside",
