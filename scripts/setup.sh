@@ -36,6 +36,8 @@ command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 # `--events -` is tested piped into a real jq.
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# `sudo buildwatch -- …` is tested with a real sudo, run by an ordinary user.
+command -v sudo >/dev/null 2>&1 || missing+=(sudo)
 if [ "${1:-}" = --bench ]; then
     command -v strace >/dev/null 2>&1 || missing+=(strace)
     command -v bpftrace >/dev/null 2>&1 || missing+=(bpftrace)

@@ -43,6 +43,10 @@ struct RunFlags {
     /// killing them.
     #[arg(long)]
     keep_stragglers: bool,
+    /// Run the command as USER (a name or uid; `root` keeps root). Default: the user who
+    /// invoked sudo (SUDO_UID), with that user's groups and HOME; otherwise buildwatch's own.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = loader::DEFAULT_RING_BYTES,
           value_parser = parse_ring_size)]
@@ -210,6 +214,7 @@ fn dispatch(cmd: Cmd) -> i32 {
                 events: flags.events,
                 keep_stragglers: flags.keep_stragglers,
                 ring_bytes: flags.ring_size,
+                user: flags.user,
                 command,
                 analysis,
                 outputs: flags.outputs.outputs(),

@@ -58,7 +58,7 @@ fn a_parked_command_runs_only_when_released() {
         // Dropped without release: in the cgroup while parked, never runs the command, and
         // gone afterwards (so the cgroup can be removed).
         let dropped = dir.join("dropped");
-        let parked = park(&touch(&dropped), &cg, false).unwrap();
+        let parked = park(&touch(&dropped), &cg, false, None).unwrap();
         assert_eq!(
             wait_joined(&cg).len(),
             1,
@@ -76,7 +76,7 @@ fn a_parked_command_runs_only_when_released() {
 
         // Released: runs, inside the cgroup, and exits 0.
         let released = dir.join("released");
-        let parked = park(&touch(&released), &cg, false).unwrap();
+        let parked = park(&touch(&released), &cg, false, None).unwrap();
         let pids = wait_joined(&cg);
         assert_eq!(pids.len(), 1);
         assert!(!released.exists());
@@ -90,7 +90,13 @@ fn a_parked_command_runs_only_when_released() {
         assert!(released.exists(), "a released command did not run");
 
         // A command that cannot be found is reported by release, as spawn would.
-        let parked = park(&["/nonexistent/bw-no-such-command".into()], &cg, false).unwrap();
+        let parked = park(
+            &["/nonexistent/bw-no-such-command".into()],
+            &cg,
+            false,
+            None,
+        )
+        .unwrap();
         let err = parked.release().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -114,6 +114,7 @@ pub fn run_watched(dir: &TempDir, extra: &[&str], command: &[&str]) -> RunResult
 pub fn spawn_watched(dir: &TempDir, extra: &[&str], command: &[&str]) -> std::process::Child {
     let events = dir.join("events.jsonl");
     Command::new(buildwatch_bin())
+        .env_remove("SUDO_UID")
         .arg("run")
         .arg("--events")
         .arg(&events)
@@ -310,6 +311,7 @@ pub fn watch_via(
     };
     let out = command
         .current_dir(cwd)
+        .env_remove("SUDO_UID")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .arg("run")
         .arg("--events")

@@ -376,3 +376,116 @@ fn outputs_name_the_policy_and_a_planted_policy_is_a_finding() {
     assert_eq!(f["detail"]["path"], planted.to_str().unwrap());
     assert_eq!(w.out.status.code(), Some(86), "{stderr}");
 }
+
+/// The uid and HOME the command saw, from its stdout (`id -u; echo $HOME`).
+fn who(w: &Watched) -> (String, String) {
+    let out = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    let mut lines = out.lines();
+    (
+        lines.next().unwrap_or_default().to_owned(),
+        lines.next().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Started through sudo, buildwatch runs the build as the user who invoked sudo (here the
+/// SUDO_UID sudo sets, for nobody), with that user's HOME; `--user` picks another, and
+/// `--user root` keeps root. A build that then runs sudo is a finding.
+#[test]
+fn the_command_runs_as_the_invoking_user() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("user-sudo");
+    let script = ["/bin/sh", "-c", "id -u; echo $HOME"];
+    let sudo_env = [
+        ("SUDO_UID", "65534".to_owned()),
+        ("SUDO_GID", "65534".to_owned()),
+        ("SUDO_USER", "nobody".to_owned()),
+    ];
+    let w = watch(&tmp, tmp.path(), &sudo_env, &[], &script);
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    assert_eq!(
+        who(&w),
+        ("65534".into(), "/nonexistent".into()),
+        "{}",
+        w.stderr()
+    );
+
+    let tmp = TempDir::new("user-root");
+    let w = watch(&tmp, tmp.path(), &sudo_env, &["--user", "root"], &script);
+    assert_eq!(who(&w).0, "0", "{}", w.stderr());
+
+    let tmp = TempDir::new("user-flag");
+    let w = watch(&tmp, tmp.path(), &[], &["--user", "nobody"], &script);
+    assert_eq!(who(&w).0, "65534", "{}", w.stderr());
+
+    // A bad user stops the run before anything runs.
+    let tmp = TempDir::new("user-bad");
+    let out = Command::new(buildwatch_bin())
+        .current_dir(tmp.path())
+        .env_remove("SUDO_UID")
+        .args(["run", "--user", "no-such-user-bw", "--", "touch", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such user"));
+    assert!(!tmp.join("ran").exists());
+}
+
+/// The real thing: an ordinary user (nobody, allowed by a sudoers entry for this test only)
+/// runs `sudo buildwatch -- id -u`, and the build runs as that user; running sudo inside the
+/// build is a high finding.
+#[test]
+fn sudo_buildwatch_builds_as_the_invoking_user() {
+    if !require_bpf() {
+        return;
+    }
+    let sudo = ["/usr/bin/sudo", "/bin/sudo"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("sudo is installed (scripts/setup.sh)");
+    let bin = buildwatch_bin();
+    let entry = format!("/etc/sudoers.d/bw-test-{}", std::process::id());
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    std::fs::write(
+        &entry,
+        format!("nobody ALL=(root) NOPASSWD: {}\n", bin.display()),
+    )
+    .unwrap();
+    let _remove = Remove(entry.clone());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let tmp = TempDir::new("user-realsudo");
+    let report = tmp.join("report.json");
+    let out = Command::new("/usr/sbin/runuser")
+        .current_dir(tmp.path())
+        .args(["-u", "nobody", "--", sudo, "-n"])
+        .arg(&bin)
+        .arg("run")
+        .arg("--report")
+        .arg(&report)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; sudo -n true 2>/dev/null; true",
+        ])
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().next(), Some("65534"), "{stdout}\n{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rules = r["findings"].to_string();
+    assert!(
+        rules.contains("privilege-tool-in-build"),
+        "{rules}\n{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(86), "{stderr}");
+}

@@ -246,6 +246,10 @@ fn bench(opts: &Options) -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("run as root (buildwatch loads eBPF; the alternatives need root too)".into());
     }
+    // Started through sudo, buildwatch would build as the invoking user while the bare runs
+    // build as root: every monitor must run the same build.
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::remove_var("SUDO_UID") };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()

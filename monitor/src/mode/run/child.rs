@@ -11,6 +11,7 @@ use std::{
 
 use nix::{fcntl::OFlag, sys::signal::Signal, unistd::Pid};
 
+use super::user::Credentials;
 use crate::{event, kernel::cgroup::RunCgroup};
 
 /// The command, forked as soon as the run's cgroup exists and parked inside it until the
@@ -33,10 +34,14 @@ pub fn park(
     command: &[OsString],
     cgroup: &RunCgroup,
     stdout_to_stderr: bool,
+    user: Option<Credentials>,
 ) -> io::Result<Parked> {
     let procs = cgroup.procs_file_cstring();
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
+    if let Some(user) = &user {
+        cmd.envs(user.env());
+    }
     if stdout_to_stderr {
         let stderr = io::stderr().as_fd().try_clone_to_owned()?;
         cmd.stdout(Stdio::from(stderr));
@@ -48,7 +53,11 @@ pub fn park(
     unsafe {
         cmd.pre_exec(move || {
             join_cgroup(&procs)?;
-            wait_at_gate(r, w)
+            wait_at_gate(r, w)?;
+            match &user {
+                Some(user) => user.apply(),
+                None => Ok(()),
+            }
         });
     }
     // `spawn` returns once the child has exec'd (or failed to), which is after the release:

@@ -5,6 +5,7 @@
 
 mod child;
 pub mod guardian;
+pub mod user;
 
 use std::{
     ffi::OsString,
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub events: Option<PathBuf>,
     pub keep_stragglers: bool,
     pub ring_bytes: u32,
+    /// `--user`: who the command runs as (default: the user who invoked sudo, if any).
+    pub user: Option<String>,
     pub command: Vec<OsString>,
     pub analysis: Setup,
     pub outputs: Outputs,
@@ -55,6 +58,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`buildwatch run` needs root (to load eBPF programs and create a cgroup)");
     }
+    let sudo_uid = std::env::var("SUDO_UID").ok();
+    let user = user::resolve(opts.user.as_deref(), sudo_uid.as_deref())
+        .map_err(|e| anyhow::anyhow!("choosing who the command runs as: {e}"))?;
     let mut cgroup = RunCgroup::create().context("creating the run's cgroup")?;
     // Before anything of the command's exists: whatever happens to buildwatch from now on,
     // the guardian kills what is left of the run and says so.
@@ -63,7 +69,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let stdout_events = opts.events.as_deref().is_some_and(|p| p.as_os_str() == "-");
     // The command is forked now and joins the cgroup while the sensors load (see
     // `child::Parked`); it runs nothing until released below.
-    let parked = child::park(&opts.command, &cgroup, stdout_events)
+    let parked = child::park(&opts.command, &cgroup, stdout_events, user)
         .context("starting the command in the run's cgroup")?;
     let mut kernel = Kernel::load(opts.ring_bytes)
         .context("loading the kernel sensors (try `buildwatch doctor`)")?;
