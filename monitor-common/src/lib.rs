@@ -172,6 +172,14 @@ pub mod flags {
     /// The kernel program sent SIGKILL to the calling process: it dies before the syscall
     /// returns to user space.
     pub const KILLED: u16 = 1 << 10;
+    /// [`crate::Connect`]: the address is the kernel's own copy (from the cgroup connect
+    /// hook), not re-read from the caller's memory.
+    pub const KERNEL_ADDR: u16 = 1 << 11;
+    /// [`crate::Connect`]: reported by the connect hook without a connect(2) around it
+    /// (io_uring, TCP Fast Open through sendmsg): no result, no fd.
+    pub const NO_RESULT: u16 = 1 << 12;
+    /// In [`crate::StashedArgs::flags`] only: the stashed syscall is connect(2).
+    pub const STASH_CONNECT: u16 = 1 << 13;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.

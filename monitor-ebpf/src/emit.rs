@@ -350,6 +350,14 @@ pub fn take_stash() -> Option<StashedArgs> {
     Some(args)
 }
 
+/// The current thread's stashed arguments while a syscall is in flight (sys_enter stashed
+/// them, sys_exit has not taken them), for a hook that runs inside the syscall to amend.
+#[inline(always)]
+pub fn live_stash() -> Option<*mut StashedArgs> {
+    let slot = STASH.get_ptr_mut(&tid())?;
+    (unsafe { (*slot).live } != 0).then_some(slot)
+}
+
 /// Drop an exiting thread's entry (entries live as long as their thread). A thread that never
 /// stashed has none: nothing to count.
 pub fn forget_stash() {

@@ -1,6 +1,12 @@
 //! net sensor: connect(2) for every address family with its result (EINPROGRESS included), and
 //! the destinations of UDP datagrams sent with an explicit address (cgroup sendmsg hooks, which
 //! also see sendmmsg and v4-mapped destinations on dual-stack sockets).
+//!
+//! For IPv4 and IPv6 the destination comes from the cgroup connect hooks, which see the
+//! kernel's own copy of the address: a second thread rewriting the caller's sockaddr while a
+//! blocking connect is in flight cannot change what is reported. The hooks also see connects
+//! no connect(2) makes (io_uring, TCP Fast Open through sendmsg): those are reported at once,
+//! without a result.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user,
@@ -10,8 +16,8 @@ use aya_ebpf::{
 use monitor_common::{Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope, stash,
-    unstash, wakeup_flags,
+    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope, live_stash,
+    stash, unstash, wakeup_flags,
 };
 
 const SENSOR: u32 = monitor_common::sensors::NET;
@@ -29,6 +35,18 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_connect(&ctx));
     0
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    record_connect(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    record_connect(&ctx, AF_INET6);
+    1
 }
 
 #[cgroup_sock_addr(sendmsg4)]
@@ -54,6 +72,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, i64> {
                 ptr: ctx.read_at(ARG1)?,
                 arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
                 arg1: ctx.read_at::<i64>(ARG2)? as u32 as u64,
+                flags: flags::STASH_CONNECT,
                 ..StashedArgs::default()
             },
         );
@@ -78,6 +97,20 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
     let ev = entry.as_mut_ptr();
     let addrlen = args.arg1 as u32;
     let mut fl = 0;
+    if args.flags & flags::KERNEL_ADDR != 0 {
+        // The connect hook left the kernel's copy: (family, port, address) packed below.
+        let family = (args.arg1 >> 48) as u16;
+        let port = (args.arg1 >> 32) as u16;
+        unsafe {
+            (*ev).ret = ret;
+            (*ev).fd = args.arg0 as i32;
+            (*ev).addr = [0; SOCKADDR_MAX];
+            (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, args.ptr, args.arg2);
+            (*ev).header = header(EventKind::Connect, flags::KERNEL_ADDR);
+        }
+        entry.submit(wakeup_flags(size_of::<Connect>()));
+        return Ok(0);
+    }
     unsafe {
         (*ev).ret = ret;
         (*ev).fd = args.arg0 as i32;
@@ -102,6 +135,73 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
     }
     entry.submit(wakeup_flags(size_of::<Connect>()));
     Ok(0)
+}
+
+/// Write a sockaddr_in / sockaddr_in6 for (family, port in host order, address: the first 8
+/// bytes in `lo`, the next 8 in `hi`, as the hook packed them) into `out`; its length.
+#[inline(always)]
+fn sockaddr(out: &mut [u8; SOCKADDR_MAX], family: u16, port: u16, lo: u64, hi: u64) -> u32 {
+    out[0..2].copy_from_slice(&family.to_ne_bytes());
+    out[2..4].copy_from_slice(&port.to_be_bytes());
+    if family == AF_INET {
+        out[4..8].copy_from_slice(&lo.to_ne_bytes()[..4]);
+        16
+    } else {
+        // sin6_flowinfo stays 0; the address at 8..24; sin6_scope_id 0.
+        out[8..16].copy_from_slice(&lo.to_ne_bytes());
+        out[16..24].copy_from_slice(&hi.to_ne_bytes());
+        28
+    }
+}
+
+/// The kernel's copy of a connect's destination: handed to the connect(2) in flight on this
+/// thread, or reported now when there is none (io_uring, TCP Fast Open).
+#[inline(always)]
+fn record_connect(ctx: &SockAddrContext, family: u16) {
+    if !in_scope() {
+        return;
+    }
+    let sa = unsafe { &*ctx.sock_addr };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    } else {
+        for (i, word) in sa.user_ip6.iter().enumerate() {
+            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+    }
+    // user_port holds the port in network byte order in its low 16 bits.
+    let port = u16::from_be(sa.user_port as u16);
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&addr[..8]);
+    hi.copy_from_slice(&addr[8..]);
+    let (lo, hi) = (u64::from_ne_bytes(lo), u64::from_ne_bytes(hi));
+    if let Some(slot) = live_stash()
+        && unsafe { (*slot).flags } & flags::STASH_CONNECT != 0
+    {
+        unsafe {
+            (*slot).flags |= flags::KERNEL_ADDR;
+            (*slot).ptr = lo;
+            (*slot).arg2 = hi;
+            (*slot).arg1 =
+                ((*slot).arg1 & 0xffff_ffff) | (port as u64) << 32 | (family as u64) << 48;
+        }
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Connect>(0) else {
+        count(SENSOR, counters::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).ret = 0;
+        (*ev).fd = -1;
+        (*ev).addr = [0; SOCKADDR_MAX];
+        (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, lo, hi);
+        (*ev).header = cgroup_header(EventKind::Connect, flags::KERNEL_ADDR | flags::NO_RESULT);
+    }
+    entry.submit(wakeup_flags(size_of::<Connect>()));
 }
 
 #[inline(always)]

@@ -489,3 +489,71 @@ fn sudo_buildwatch_builds_as_the_invoking_user() {
     );
     assert_eq!(out.status.code(), Some(86), "{stderr}");
 }
+
+/// The connect race: a second thread rewrites the sockaddr while a blocking connect is in
+/// flight. The destination reported is the one the kernel connects to (the connect hook's
+/// copy), not what the caller's memory says afterwards.
+#[test]
+fn a_rewritten_sockaddr_does_not_change_the_destination() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("net-race");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[TRIGGER, "connect-race", "127.0.0.31", "127.0.0.32", "443"],
+    );
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(
+        stdout.starts_with("connect -1"),
+        "the connect did not block: {stdout}"
+    );
+    let evs = w.events();
+    let connects: Vec<_> = evs.iter().filter(|e| e["kind"] == "connect").collect();
+    assert!(
+        !connects
+            .iter()
+            .any(|e| e["connect"]["address"] == "127.0.0.32"),
+        "the decoy was reported: {connects:#?}"
+    );
+    // Two fillers and the raced connect, all to the real listener.
+    assert_eq!(
+        connects
+            .iter()
+            .filter(|e| e["connect"]["address"] == "127.0.0.31")
+            .count(),
+        3,
+        "{connects:#?}"
+    );
+}
+
+/// TCP Fast Open connects through sendto(MSG_FASTOPEN), without connect(2): still seen, as
+/// an attempt whose result is not known.
+#[test]
+fn tcp_fast_open_is_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.33:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = TempDir::new("net-tfo");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[TRIGGER, "tfo", "127.0.0.33", &port.to_string()],
+    );
+    let evs = w.events();
+    let c = evs
+        .iter()
+        .find(|e| e["kind"] == "connect" && e["connect"]["address"] == "127.0.0.33")
+        .unwrap_or_else(|| panic!("no connect for the TFO send: {}", w.stderr()));
+    assert_eq!(c["connect"]["port"], port, "{c:#}");
+    assert_eq!(c["connect"]["result_unknown"], true, "{c:#}");
+    assert_eq!(c["exe"], TRIGGER);
+    drop(listener);
+}

@@ -413,9 +413,15 @@ impl<S: ProcSource> ProcTable<S> {
                     outcome: Outcome::from_ret(ret),
                 })
             }
-            Body::Connect { ret, fd, addr } => Detail::Connect(event::Connect {
+            Body::Connect {
+                ret,
+                fd,
+                addr,
+                no_result,
+            } => Detail::Connect(event::Connect {
                 fd,
                 dest: self.named(destination(&addr, &mut escaped)),
+                result_unknown: no_result,
                 outcome: Outcome::from_ret(ret),
             }),
             Body::SendTo { addr, protocol } => Detail::Send(event::Send {

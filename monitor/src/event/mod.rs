@@ -260,6 +260,11 @@ pub struct Connect {
     pub fd: i32,
     #[serde(flatten)]
     pub dest: Destination,
+    /// Seen by the kernel's connect hook without a connect(2) around it (io_uring, TCP Fast
+    /// Open through sendmsg): the attempt is certain, its result is not known (`ret` 0, `fd`
+    /// -1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

@@ -61,6 +61,9 @@ pub enum Body {
         ret: i64,
         fd: i32,
         addr: SockAddr,
+        /// Seen by the kernel's connect hook with no connect(2) around it (io_uring, TCP Fast
+        /// Open): `ret` and `fd` mean nothing.
+        no_result: bool,
     },
     SendTo {
         addr: SockAddr,
@@ -274,6 +277,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 fd: b.fd,
                 addr: parse_sockaddr(&b.addr[..n]),
+                no_result: h.flags & wire::flags::NO_RESULT != 0,
             }
         }
         K::SendTo => {

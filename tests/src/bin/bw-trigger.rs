@@ -202,6 +202,86 @@ fn main() {
             let dest = std::net::SocketAddr::from((ip, port.parse::<u16>().expect("port")));
             let _ = TcpStream::connect_timeout(&dest, std::time::Duration::from_secs(1));
         }
+        // The connect race: a blocking connect to REAL (a loopback listener whose accept
+        // queue is full, so the SYN goes unanswered for a second) while a second thread
+        // rewrites the caller's sockaddr to DECOY:PORT. The kernel connects to REAL; a
+        // monitor that re-reads the caller's memory would report DECOY.
+        "connect-race" => unsafe {
+            let real: std::net::Ipv4Addr = a(1).parse().expect("REAL");
+            let decoy: std::net::Ipv4Addr = a(2).parse().expect("DECOY");
+            let decoy_port: u16 = a(3).parse().expect("PORT");
+            let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let len = size_of::<libc::sockaddr_in>() as u32;
+            let l = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let mut at = sin(real, 0);
+            assert_eq!(libc::bind(l, (&raw const at).cast(), len), 0, "bind");
+            assert_eq!(libc::listen(l, 0), 0, "listen");
+            let mut alen = len;
+            libc::getsockname(l, (&raw mut at).cast(), &mut alen);
+            // Fill the accept queue (never accepted).
+            for _ in 0..2 {
+                let f = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                libc::connect(f, (&raw const at).cast(), len);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            static mut BUF: libc::sockaddr_in = libc::sockaddr_in {
+                sin_family: 0,
+                sin_port: 0,
+                sin_addr: libc::in_addr { s_addr: 0 },
+                sin_zero: [0; 8],
+            };
+            BUF = at;
+            let rewrite = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::ptr::write_volatile(&raw mut BUF, sin(decoy, decoy_port));
+            });
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let timeout = libc::timeval {
+                tv_sec: 1,
+                tv_usec: 0,
+            };
+            libc::setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as u32,
+            );
+            let r = libc::connect(s, (&raw const BUF).cast(), len);
+            let err = std::io::Error::last_os_error();
+            rewrite.join().expect("rewriter");
+            println!("connect {r} {err}");
+        },
+        // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
+        "tfo" => unsafe {
+            let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
+            let port: u16 = a(2).parse().expect("PORT");
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let n = libc::sendto(
+                s,
+                b"x".as_ptr().cast(),
+                1,
+                libc::MSG_FASTOPEN,
+                (&raw const to).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            );
+            println!("sendto {n} {}", std::io::Error::last_os_error());
+        },
         _ => usage(),
     }
 }
@@ -333,7 +413,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo ..."
     );
     exit(2)
 }

@@ -1,5 +1,6 @@
-//! The net sensor: connect(2) from tracepoints, unconnected UDP destinations from the cgroup
-//! sendmsg hooks.
+//! The net sensor: connect(2) results from tracepoints, destinations from the cgroup connect
+//! hooks (the kernel's copy of the address; io_uring and TCP Fast Open connects too) and
+//! unconnected UDP destinations from the cgroup sendmsg hooks.
 
 use monitor_common::sensors;
 
@@ -12,6 +13,6 @@ pub const SPEC: Spec = Spec {
         Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
         Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
     ],
-    sock_addr: &["sendmsg4", "sendmsg6"],
+    sock_addr: &["connect4", "connect6", "sendmsg4", "sendmsg6"],
     skb: &[],
 };
