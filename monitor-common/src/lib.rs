@@ -122,6 +122,9 @@ pub enum EventKind {
     /// bpf(2) was entered (body [`BpfCall`]): sent before the call takes effect, since a
     /// bpf(2) caller with root can detach the sensors or rewrite their maps.
     Bpf = 14,
+    /// socket(2) returned for a raw or packet socket (body [`SocketCall`]): one that can forge
+    /// or sniff packets below TCP and UDP. Other sockets are not reported.
+    Socket = 15,
 }
 
 impl EventKind {
@@ -141,6 +144,7 @@ impl EventKind {
             12 => Self::ProcessVm,
             13 => Self::DnsPacket,
             14 => Self::Bpf,
+            15 => Self::Socket,
             _ => return None,
         })
     }
@@ -180,6 +184,8 @@ pub mod flags {
     pub const NO_RESULT: u16 = 1 << 12;
     /// In [`crate::StashedArgs::flags`] only: the stashed syscall is connect(2).
     pub const STASH_CONNECT: u16 = 1 << 13;
+    /// In [`crate::StashedArgs::flags`] only: the stashed syscall is socket(2).
+    pub const STASH_SOCKET: u16 = 1 << 14;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.
@@ -233,7 +239,7 @@ impl EventKind {
                 sensors::EXEC
             }
             Self::Open | Self::Chdir | Self::Fchdir => sensors::FILE,
-            Self::Connect | Self::SendTo => sensors::NET,
+            Self::Connect | Self::SendTo | Self::Socket => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
             Self::Bpf => sensors::TAMPER,
@@ -409,6 +415,19 @@ pub struct TargetCall {
     pub _pad: u32,
 }
 
+/// socket(2) at exit, for raw and packet sockets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketCall {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub family: u32,
+    /// The type with its flags (SOCK_NONBLOCK, SOCK_CLOEXEC).
+    pub sock_type: u32,
+    pub protocol: u32,
+    pub _pad: u32,
+}
+
 /// bpf(2) at entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -470,6 +489,7 @@ const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
+const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);
 const _: () = assert!(size_of::<ScopeLevels>() == 40);

@@ -13,11 +13,13 @@ use aya_ebpf::{
     macros::{cgroup_sock_addr, tracepoint},
     programs::{SockAddrContext, TracePointContext},
 };
-use monitor_common::{Connect, EventKind, SOCKADDR_MAX, SendTo, StashedArgs, counters, flags};
+use monitor_common::{
+    Connect, EventKind, SOCKADDR_MAX, SendTo, SocketCall, StashedArgs, counters, flags,
+};
 
 use crate::emit::{
     ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope, live_stash,
-    stash, unstash, wakeup_flags,
+    stash, take_stash, unstash, wakeup_flags,
 };
 
 const SENSOR: u32 = monitor_common::sensors::NET;
@@ -35,6 +37,64 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_connect(&ctx));
     0
+}
+
+const AF_PACKET: i64 = 17;
+const SOCK_RAW: i64 = 3;
+const SOCK_PACKET: i64 = 10;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_socket")]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_enter_socket(&ctx));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_socket")]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    if in_scope()
+        && let Some(args) = take_stash()
+        && args.flags & flags::STASH_SOCKET != 0
+    {
+        let ret: i64 = unsafe { ctx.read_at(RET) }.unwrap_or(0);
+        emit(
+            SENSOR,
+            SocketCall {
+                header: header(EventKind::Socket, 0),
+                ret,
+                family: args.arg0 as u32,
+                sock_type: args.arg1 as u32,
+                protocol: args.arg2 as u32,
+                _pad: 0,
+            },
+        );
+    }
+    0
+}
+
+/// Only packet sockets and raw IPv4/IPv6 sockets are stashed (and reported): every other
+/// socket is ordinary, netlink's SOCK_RAW included (glibc's getaddrinfo opens one).
+fn try_enter_socket(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let family: i64 = unsafe { ctx.read_at(ARG0)? };
+    let sock_type: i64 = unsafe { ctx.read_at(ARG1)? };
+    let base = sock_type & 0xf;
+    let inet = family == AF_INET as i64 || family == AF_INET6 as i64;
+    if family != AF_PACKET && !(inet && (base == SOCK_RAW || base == SOCK_PACKET)) {
+        return Ok(0);
+    }
+    stash(
+        SENSOR,
+        &StashedArgs {
+            arg0: family,
+            arg1: sock_type as u64,
+            arg2: unsafe { ctx.read_at::<i64>(ARG2)? } as u64,
+            flags: flags::STASH_SOCKET,
+            ..StashedArgs::default()
+        },
+    );
+    Ok(0)
 }
 
 #[cgroup_sock_addr(connect4)]

@@ -22,6 +22,7 @@ const KINDS: &[&str] = &[
     "process_vm",
     "dns",
     "bpf",
+    "socket",
     "run",
 ];
 

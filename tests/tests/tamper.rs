@@ -557,3 +557,39 @@ fn tcp_fast_open_is_seen() {
     assert_eq!(c["exe"], TRIGGER);
     drop(listener);
 }
+
+/// Raw and packet sockets (forging packets, sniffing) are events and a high finding;
+/// ordinary ones (TCP, and netlink's SOCK_RAW, which getaddrinfo opens) are not events.
+#[test]
+fn raw_and_packet_sockets_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("net-raw");
+    let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, "raw-sockets"]);
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(
+        !stdout.contains("-1"),
+        "socket creation failed as root: {stdout}"
+    );
+    let evs = w.events();
+    let sockets: Vec<_> = evs.iter().filter(|e| e["kind"] == "socket").collect();
+    assert_eq!(sockets.len(), 2, "{sockets:#?}");
+    assert_eq!(sockets[0]["socket"]["family"], "packet");
+    assert_eq!(sockets[0]["socket"]["type"], "raw");
+    assert!(sockets[0]["socket"]["ret"].as_i64().unwrap() >= 0);
+    assert_eq!(sockets[1]["socket"]["family"], "inet");
+    assert_eq!(sockets[1]["socket"]["type"], "raw");
+    assert_eq!(sockets[1]["socket"]["protocol"], 17);
+    let f = w.finding("raw-socket-in-build");
+    assert_eq!(f["severity"], "high");
+    // One finding per kind of socket.
+    let n = w
+        .rules()
+        .iter()
+        .filter(|r| *r == "raw-socket-in-build")
+        .count();
+    assert_eq!(n, 2);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &[]);
+}

@@ -321,6 +321,7 @@ impl Processes {
             | Detail::Ptrace(_)
             | Detail::ProcessVm(_)
             | Detail::Bpf(_)
+            | Detail::Socket(_)
             | Detail::Dns(_)
             | Detail::Chdir(_)
                 if ev.pid != 0 =>

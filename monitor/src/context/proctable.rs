@@ -443,6 +443,29 @@ impl<S: ProcSource> ProcTable<S> {
                     .then(|| self.target(target, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
             }),
+            Body::Socket {
+                ret,
+                family,
+                sock_type,
+                protocol,
+            } => Detail::Socket(event::Socket {
+                family: match family {
+                    2 => "inet".into(),
+                    10 => "inet6".into(),
+                    17 => "packet".into(),
+                    n => format!("af{n}"),
+                },
+                sock_type: match sock_type & 0xf {
+                    1 => "stream".into(),
+                    2 => "dgram".into(),
+                    3 => "raw".into(),
+                    5 => "seqpacket".into(),
+                    10 => "packet".into(),
+                    n => format!("type{n}"),
+                },
+                protocol,
+                outcome: Outcome::from_ret(ret),
+            }),
             Body::Bpf { cmd } => Detail::Bpf(event::Bpf {
                 cmd: bpf_cmd_name(cmd),
                 cmd_raw: cmd,

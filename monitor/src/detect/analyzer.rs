@@ -358,6 +358,9 @@ fn detail(ev: &Event) -> serde_json::Value {
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
         }),
         Detail::Bpf(b) => json!({ "cmd": b.cmd }),
+        Detail::Socket(x) => json!({
+            "family": x.family, "type": x.sock_type, "protocol": x.protocol, "error": x.outcome.error,
+        }),
         _ => json!({ "kind": ev.kind }),
     };
     drop_nulls(&mut v);
@@ -440,6 +443,7 @@ impl<'a> Subj<'a> {
             Detail::Connect(x) => &x.outcome,
             Detail::Ptrace(x) => &x.outcome,
             Detail::ProcessVm(x) => &x.outcome,
+            Detail::Socket(x) => &x.outcome,
             _ => return None,
         };
         Some((o.ret, o.error.as_deref()))
@@ -701,6 +705,14 @@ impl Subject for Subj<'_> {
             },
             Field::ProcessVmOp => match &ev.detail {
                 Detail::ProcessVm(v) => s(&v.op),
+                _ => Val::Missing,
+            },
+            Field::SocketFamily => match &ev.detail {
+                Detail::Socket(x) => s(&x.family),
+                _ => Val::Missing,
+            },
+            Field::SocketType => match &ev.detail {
+                Detail::Socket(x) => s(&x.sock_type),
                 _ => Val::Missing,
             },
             Field::BpfCmd => match &ev.detail {

@@ -70,6 +70,7 @@ pub enum Detail {
     Ptrace(Ptrace),
     ProcessVm(ProcessVm),
     Bpf(Bpf),
+    Socket(Socket),
     Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
@@ -92,6 +93,7 @@ impl Detail {
             Self::Ptrace(_) => "ptrace",
             Self::ProcessVm(_) => "process_vm",
             Self::Bpf(_) => "bpf",
+            Self::Socket(_) => "socket",
             Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
@@ -326,6 +328,20 @@ pub struct ProcessVm {
     /// read or write.
     pub op: String,
     pub target: Target,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// socket(2) for a raw or packet socket (other sockets are not reported): one that can forge
+/// or sniff packets below TCP and UDP (a forged DNS answer, a covert channel, a sniffer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Socket {
+    /// packet, inet, inet6, or `af<N>`.
+    pub family: String,
+    /// raw, packet, dgram, …
+    #[serde(rename = "type")]
+    pub sock_type: String,
+    pub protocol: u32,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

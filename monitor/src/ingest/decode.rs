@@ -87,6 +87,13 @@ pub enum Body {
         payload: Vec<u8>,
     },
     /// process_vm_readv (`write` false) or process_vm_writev.
+    /// A raw or packet socket was asked for.
+    Socket {
+        ret: i64,
+        family: u32,
+        sock_type: u32,
+        protocol: u32,
+    },
     /// bpf(2) entered (before it takes effect).
     Bpf {
         cmd: u32,
@@ -176,6 +183,7 @@ impl Wire for wire::Connect {}
 impl Wire for wire::SendTo {}
 impl Wire for wire::TargetCall {}
 impl Wire for wire::BpfCall {}
+impl Wire for wire::SocketCall {}
 impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
@@ -306,6 +314,15 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+            }
+        }
+        K::Socket => {
+            let b: wire::SocketCall = read(buf).ok_or(short)?;
+            Body::Socket {
+                ret: b.ret,
+                family: b.family,
+                sock_type: b.sock_type,
+                protocol: b.protocol,
             }
         }
         K::Bpf => {

@@ -259,6 +259,15 @@ fn main() {
             rewrite.join().expect("rewriter");
             println!("connect {r} {err}");
         },
+        // A packet socket, a raw UDP socket, and ordinary TCP and netlink sockets (not
+        // reported).
+        "raw-sockets" => unsafe {
+            let packet = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0x0300);
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP);
+            let tcp = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            let netlink = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0);
+            println!("packet {packet} raw {raw} tcp {tcp} netlink {netlink}");
+        },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
             let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
@@ -413,7 +422,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets ..."
     );
     exit(2)
 }

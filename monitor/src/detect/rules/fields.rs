@@ -21,6 +21,7 @@ pub const KIND_NAMES: &[&str] = &[
     "process_vm",
     "dns",
     "bpf",
+    "socket",
 ];
 
 impl Kinds {
@@ -151,6 +152,8 @@ pub enum Field {
     PtraceRequest,
     ProcessVmOp,
     BpfCmd,
+    SocketFamily,
+    SocketType,
     TargetPid,
     TargetExe,
     TargetName,
@@ -425,6 +428,20 @@ const SPECS: &[Spec] = &[
         Str,
         &["ptrace"],
         "attach, seize or traceme"
+    ),
+    spec!(
+        "socket.family",
+        Field::SocketFamily,
+        Str,
+        &["socket"],
+        "family of a raw or packet socket: packet, inet, inet6"
+    ),
+    spec!(
+        "socket.type",
+        Field::SocketType,
+        Str,
+        &["socket"],
+        "raw, packet (the legacy SOCK_PACKET), dgram (a cooked packet socket), …"
     ),
     spec!(
         "bpf.cmd",

@@ -8,10 +8,12 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::NET,
-    what: "connections and UDP destinations",
+    what: "connections, UDP destinations and raw or packet sockets",
     tracepoints: &[
         Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
         Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
+        Probe("sys_enter_socket", "syscalls", "sys_enter_socket"),
+        Probe("sys_exit_socket", "syscalls", "sys_exit_socket"),
     ],
     sock_addr: &["connect4", "connect6", "sendmsg4", "sendmsg6"],
     skb: &[],
