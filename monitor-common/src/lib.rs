@@ -14,7 +14,7 @@
 use core::mem::size_of;
 
 /// Bump when a wire type changes layout; userspace refuses objects built for another version.
-pub const WIRE_VERSION: u32 = 3;
+pub const WIRE_VERSION: u32 = 4;
 
 /// Most DNS payload bytes a [`DnsPacket`] carries (a power of two); longer payloads are cut
 /// and flagged [`flags::PAYLOAD_TRUNCATED`].
@@ -49,7 +49,21 @@ pub const DENTRY_PARENT: u32 = 11;
 pub const DENTRY_INODE: u32 = 12;
 /// `super_block.s_magic`
 pub const SB_MAGIC: u32 = 13;
-pub const TASK_OFFSET_COUNT: u32 = 14;
+/// `task_struct.mm`
+pub const TASK_MM: u32 = 14;
+/// `mm_struct.exe_file`
+pub const MM_EXE_FILE: u32 = 15;
+/// `mm_struct.arg_start`
+pub const MM_ARG_START: u32 = 16;
+/// `mm_struct.arg_end`
+pub const MM_ARG_END: u32 = 17;
+/// `inode.i_nlink`
+pub const INODE_NLINK: u32 = 18;
+/// `dentry.d_name` + `qstr.name`
+pub const DENTRY_NAME: u32 = 19;
+pub const TASK_OFFSET_COUNT: u32 = 20;
+/// Longest file name (one path component) the kernel side copies, with its NUL.
+pub const NAME_MAX: usize = 256;
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
 pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 /// Most directory levels the cgroup-escape check walks up from a cgroup v2 file.
@@ -90,7 +104,8 @@ pub const SOCKADDR_MAX: usize = 112;
 pub enum EventKind {
     /// execve/execveat entered: filename and argv (body [`ExecEnter`]).
     ExecEnter = 1,
-    /// execve/execveat returned (body [`SyscallResult`]); ret 0 means the new image runs.
+    /// execve/execveat returned (body [`ExecDone`]); ret 0 means the new image runs, and then
+    /// the record carries the kernel's facts about it.
     ExecExit = 2,
     /// A new process (not a thread) was created (body [`Fork`]).
     Fork = 3,
@@ -186,6 +201,8 @@ pub mod flags {
     pub const STASH_CONNECT: u16 = 1 << 13;
     /// In [`crate::StashedArgs::flags`] only: the stashed syscall is socket(2).
     pub const STASH_SOCKET: u16 = 1 << 14;
+    /// [`crate::ExecDone`]: the new image's argv was cut at [`crate::ARGV_MAX_BYTES`].
+    pub const IMAGE_ARGV_TRUNCATED: u16 = 1 << 15;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.
@@ -428,6 +445,28 @@ pub struct SocketCall {
     pub _pad: u32,
 }
 
+/// execve/execveat at return. On success, facts about the new image from the kernel (not the
+/// caller's memory): its executable (`mm->exe_file`) and its argv as the new process's stack
+/// holds it (`mm->arg_start..arg_end`, resident: the kernel just wrote it). Tail: `name_len`
+/// bytes of the executable's file name (its last path component: `memfd:NAME` for a memfd),
+/// then `argv_len` bytes of argv, NUL-separated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecDone {
+    pub header: EventHeader,
+    pub ret: i64,
+    /// The executable's inode number; 0: not known (the exec failed, or a read did not work).
+    pub ino: u64,
+    /// Its filesystem's device, kernel encoding.
+    pub dev: u32,
+    /// Its link count: 0 for a deleted file or a memfd.
+    pub nlink: u32,
+    /// Its filesystem's magic (the low 32 bits).
+    pub magic: u32,
+    pub name_len: u16,
+    pub argv_len: u16,
+}
+
 /// bpf(2) at entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -489,6 +528,7 @@ const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
+const _: () = assert!(size_of::<ExecDone>() == 64);
 const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

@@ -186,7 +186,7 @@ fn process_start() -> u64 {
 }
 
 #[inline(always)]
-fn offset(index: u32) -> Option<usize> {
+pub fn offset(index: u32) -> Option<usize> {
     match TASK_OFFSETS.get(index) {
         Some(&o) if o != 0 => Some(o as usize),
         _ => None,
@@ -194,7 +194,7 @@ fn offset(index: u32) -> Option<usize> {
 }
 
 #[inline(always)]
-fn read_kernel<T: Default>(at: *const u8) -> Option<T> {
+pub fn read_kernel<T: Default>(at: *const u8) -> Option<T> {
     let mut v = T::default();
     let r = unsafe { bpf_probe_read_kernel((&raw mut v).cast(), size_of::<T>() as u32, at.cast()) };
     (r >= 0).then_some(v)

@@ -5,20 +5,22 @@ use core::ptr::write_unaligned;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str,
+        bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+        bpf_probe_read_user, bpf_probe_read_user_str,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::{
-    ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, EventKind, ExecEnter, Exit, Fork,
-    SyscallResult, TASK_EXIT_CODE, counters, flags,
+    ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, DENTRY_NAME, EventKind, ExecDone,
+    ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_NLINK, INODE_SB, MM_ARG_END,
+    MM_ARG_START, MM_EXE_FILE, NAME_MAX, SB_DEV, SB_MAGIC, TASK_EXIT_CODE, TASK_MM, counters,
+    flags,
 };
 
 use crate::emit::{
     ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, forget_stash, header, in_scope,
-    output_scratch, read_user_path, scratch,
+    offset, output_scratch, read_kernel, read_user_path, scratch,
 };
 
 const SENSOR: u32 = monitor_common::sensors::EXEC;
@@ -201,14 +203,95 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let ret: i64 = unsafe { ctx.read_at(RET)? };
-    emit(
-        SENSOR,
-        SyscallResult {
-            header: header(EventKind::ExecExit, 0),
-            ret,
-        },
-    );
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<ExecDone>();
+    let mut body = ExecDone {
+        header: header(EventKind::ExecExit, 0),
+        ret,
+        ..ExecDone::default()
+    };
+    if ret == 0 {
+        image_facts(&mut body, buf);
+    }
+    let len = BODY + body.name_len as usize + body.argv_len as usize;
+    unsafe { write_unaligned(buf.cast::<ExecDone>(), body) };
+    output_scratch(SENSOR, buf, len);
     Ok(0)
+}
+
+/// The new image's executable and argv, from the task's new mm, into `body` and the tail of
+/// `buf`. What cannot be read stays empty (0 / no bytes).
+#[inline(always)]
+fn image_facts(body: &mut ExecDone, buf: *mut u8) {
+    const BODY: usize = size_of::<ExecDone>();
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Some(mm) = offset(TASK_MM).and_then(|o| read_kernel::<u64>(task.wrapping_add(o))) else {
+        return;
+    };
+    let mm = mm as *const u8;
+    // The executable.
+    if let Some(file) = offset(MM_EXE_FILE).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))) {
+        let file = file as *const u8;
+        let inode = offset(FILE_INODE).and_then(|o| read_kernel::<u64>(file.wrapping_add(o)));
+        if let Some(inode) = inode.map(|i| i as *const u8) {
+            let sb = offset(INODE_SB).and_then(|o| read_kernel::<u64>(inode.wrapping_add(o)));
+            if let (Some(ino), Some(nlink), Some(sb)) = (
+                offset(INODE_INO).and_then(|o| read_kernel::<u64>(inode.wrapping_add(o))),
+                offset(INODE_NLINK).and_then(|o| read_kernel::<u32>(inode.wrapping_add(o))),
+                sb,
+            ) {
+                let sb = sb as *const u8;
+                body.ino = ino;
+                body.nlink = nlink;
+                body.dev = offset(SB_DEV)
+                    .and_then(|o| read_kernel::<u32>(sb.wrapping_add(o)))
+                    .unwrap_or(0);
+                body.magic = offset(SB_MAGIC)
+                    .and_then(|o| read_kernel::<u64>(sb.wrapping_add(o)))
+                    .unwrap_or(0) as u32;
+            }
+        }
+        let name = offset(FILE_DENTRY)
+            .and_then(|o| read_kernel::<u64>(file.wrapping_add(o)))
+            .and_then(|d| {
+                offset(DENTRY_NAME)
+                    .and_then(|o| read_kernel::<u64>((d as *const u8).wrapping_add(o)))
+            });
+        if let Some(name) = name {
+            let n = unsafe {
+                bpf_probe_read_kernel_str(
+                    buf.wrapping_add(BODY).cast(),
+                    NAME_MAX as u32,
+                    name as *const _,
+                )
+            };
+            if n > 0 {
+                body.name_len = ((n as usize - 1) & (NAME_MAX - 1)) as u16;
+            }
+        }
+    }
+    // argv, as the new stack holds it.
+    let (Some(start), Some(end)) = (
+        offset(MM_ARG_START).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
+        offset(MM_ARG_END).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
+    ) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let mut len = (end - start) as usize;
+    if len > ARGV_MAX_BYTES {
+        len = ARGV_MAX_BYTES;
+        body.header.flags |= flags::IMAGE_ARGV_TRUNCATED;
+    }
+    let len = len & (2 * ARGV_MAX_BYTES - 1);
+    let dst = buf.wrapping_add(BODY + (body.name_len as usize & (NAME_MAX - 1)));
+    if len > 0 && unsafe { bpf_probe_read_user(dst.cast(), len as u32, start as *const _) } == 0 {
+        body.argv_len = len as u16;
+    } else {
+        count(SENSOR, counters::READ_ERROR);
+    }
 }
 
 fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {

@@ -639,3 +639,53 @@ fn a_reused_pid_does_not_inherit_a_dead_process() {
         r.stderr()
     );
 }
+
+/// Exec facts come from the new image, not the caller's memory: a memfd run through its
+/// descriptor is `/memfd:NAME (deleted)` and fires exec-memfd; a deleted file run through its
+/// descriptor is marked deleted and fires exec-deleted-file; argv in pages the caller never
+/// touched (not resident at the syscall's entry) is still recorded.
+#[test]
+fn exec_facts_come_from_the_new_image() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("exec-image");
+    let cold = dir.join("cold-argv");
+    fs::write(&cold, b"/bin/true\0cold-arg\0").unwrap();
+    let deleted = dir.join("payload");
+    let script = format!(
+        "{t} memfd-exec payload; {t} deleted-exec {d}; {t} exec-cold-argv {c}",
+        t = TRIGGER,
+        d = deleted.display(),
+        c = cold.display()
+    );
+    let r = run_watched(&dir, &[], &["/bin/sh", "-c", &script]);
+    let execs: Vec<_> = r
+        .of_kind("exec")
+        .filter(|e| e["exec"]["ret"] == 0)
+        .collect();
+    let by_arg = |arg: &str| {
+        execs
+            .iter()
+            .find(|e| e["exec"]["argv"][1] == arg)
+            .unwrap_or_else(|| panic!("no exec with argv[1] {arg}: {execs:#?}"))
+    };
+    let memfd = by_arg("from-memfd");
+    assert_eq!(
+        memfd["exec"]["path"], "/memfd:payload (deleted)",
+        "{memfd:#}"
+    );
+    assert_eq!(memfd["exec"]["deleted"], true);
+    assert_eq!(memfd["exec"]["syscall"], "execveat");
+    let del = by_arg("from-deleted");
+    assert_eq!(del["exec"]["path"], s(&deleted), "{del:#}");
+    assert_eq!(del["exec"]["deleted"], true);
+    let cold = by_arg("cold-arg");
+    assert_eq!(cold["exec"]["argv"][0], "/bin/true", "{cold:#}");
+    assert!(cold["exec"].get("read_failed").is_none(), "{cold:#}");
+
+    let report = r.stderr();
+    assert!(report.contains("exec-memfd"), "{report}");
+    assert!(report.contains("exec-deleted-file"), "{report}");
+}

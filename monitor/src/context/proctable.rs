@@ -18,7 +18,7 @@ use crate::{
         process::{Id, IntMap, Live, ProcInfo, Processes},
     },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    ingest::decode::{Body, FileId, KernelEvent, SockAddr},
+    ingest::decode::{Body, FileId, Image, KernelEvent, SockAddr},
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -28,6 +28,9 @@ pub trait ProcSource {
     fn fd_path(&self, pid: u32, fd: i32) -> Option<Vec<u8>>;
     fn exe(&self, pid: u32) -> Option<Vec<u8>>;
     fn ppid(&self, pid: u32) -> Option<u32>;
+    /// (st_dev, st_ino) of what `path` names now, following symlinks (and /proc's magic
+    /// links).
+    fn identity(&self, path: &[u8]) -> Option<(u64, u64)>;
     /// Canonical path of an existing file (symlinks resolved), and whether what that path
     /// names now is `file` (the file the kernel opened; unknown `file`: false).
     fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool);
@@ -45,6 +48,11 @@ impl ProcSource for LiveProc {
     }
     fn exe(&self, pid: u32) -> Option<Vec<u8>> {
         link(&format!("/proc/{pid}/exe"))
+    }
+    fn identity(&self, path: &[u8]) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(std::ffi::OsStr::from_bytes(path)).ok()?;
+        Some((m.dev(), m.ino()))
     }
     fn ppid(&self, pid: u32) -> Option<u32> {
         let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
@@ -194,6 +202,39 @@ impl<S: ProcSource> ProcTable<S> {
         }
     }
 
+    /// The executed file's path, checked against the kernel's image: (path, deleted, the path
+    /// could not be confirmed). A memfd is `/memfd:NAME (deleted)`, as /proc shows it. A path
+    /// worked out from the call (filename, dirfd) is kept when it names the executed inode;
+    /// otherwise /proc/PID/exe is used if the process still runs that image.
+    fn image_path(&self, resolved: &[u8], image: &Image, pid: u32) -> (Vec<u8>, bool, bool) {
+        let deleted = image.file.known() && image.nlink == 0;
+        if image.name.starts_with(b"memfd:") && image.nlink == 0 {
+            return ([b"/", &image.name[..], b" (deleted)"].concat(), true, false);
+        }
+        if !image.file.known() {
+            return (resolved.to_vec(), false, false);
+        }
+        let names_it = |p: &[u8]| {
+            self.source
+                .identity(p)
+                .is_some_and(|(dev, ino)| dev == image.file.st_dev() && ino == image.file.ino)
+        };
+        if !deleted && names_it(resolved) {
+            return (resolved.to_vec(), false, false);
+        }
+        let proc_exe = format!("/proc/{pid}/exe");
+        if names_it(proc_exe.as_bytes())
+            && let Some(link) = self.source.exe(pid)
+        {
+            let link = link
+                .strip_suffix(b" (deleted)")
+                .map(<[u8]>::to_vec)
+                .unwrap_or(link);
+            return (link, deleted, false);
+        }
+        (resolved.to_vec(), deleted, true)
+    }
+
     /// Where `path`, just opened as `file`, leads if a symlink is on the way: None when
     /// nothing is (or it cannot be told).
     ///
@@ -301,7 +342,7 @@ impl<S: ProcSource> ProcTable<S> {
                 );
                 return;
             }
-            Body::ExecExit { ret } => {
+            Body::ExecExit { ret, image } => {
                 let key = if self.pending.contains_key(&ev.tid) {
                     Some(ev.tid)
                 } else {
@@ -311,9 +352,22 @@ impl<S: ProcSource> ProcTable<S> {
                         .find(|(_, p)| p.pid == pid)
                         .map(|(k, _)| *k)
                 };
-                let Some(p) = key.and_then(|k| self.pending.remove(&k)) else {
+                let Some(mut p) = key.and_then(|k| self.pending.remove(&k)) else {
                     return;
                 };
+                let (mut deleted, mut path_unverified) = (false, false);
+                if let Some(image) = &image {
+                    (p.path, deleted, path_unverified) = self.image_path(&p.path, image, pid);
+                    // argv as the new stack holds it: what the caller's pages said at entry
+                    // may have been unreadable (not faulted in) or rewritten since.
+                    if !image.argv.is_empty() {
+                        p.argv = image.argv.clone();
+                        p.flags &= !wf::READ_FAILED;
+                        if image.argv_truncated {
+                            p.flags |= wf::ARGV_TRUNCATED;
+                        }
+                    }
+                }
                 if ret == 0 {
                     let live = self.procs.live_mut(id);
                     live.exe = Some(p.path.clone());
@@ -323,6 +377,8 @@ impl<S: ProcSource> ProcTable<S> {
                     syscall: if p.at { "execveat" } else { "execve" }.into(),
                     filename: text(&p.filename, "exec.filename", &mut escaped),
                     path: text(&p.path, "exec.path", &mut escaped),
+                    deleted,
+                    path_unverified,
                     argv: p
                         .argv
                         .iter()
@@ -955,6 +1011,9 @@ mod tests {
         fn ppid(&self, _: u32) -> Option<u32> {
             None
         }
+        fn identity(&self, _: &[u8]) -> Option<(u64, u64)> {
+            None
+        }
         fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool) {
             self.canonical_calls.set(self.canonical_calls.get() + 1);
             let c = self
@@ -1021,7 +1080,7 @@ mod tests {
             run(t, ev(pid, body)).is_empty(),
             "exec is reported with its result"
         );
-        run(t, ev(pid, Body::ExecExit { ret }))
+        run(t, ev(pid, Body::ExecExit { ret, image: None }))
     }
 
     fn open_detail(e: &Event) -> &event::Open {

@@ -699,6 +699,7 @@ impl Subject for Subj<'_> {
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
             }),
+            Field::ExecDeleted => exec.map_or(Val::Missing, |x| Val::Bool(x.deleted)),
             Field::PtraceRequest => match &ev.detail {
                 Detail::Ptrace(p) => s(&p.request),
                 _ => Val::Missing,

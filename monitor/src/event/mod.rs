@@ -146,8 +146,18 @@ pub struct Exec {
     pub syscall: Cow<'static, str>,
     /// The filename exactly as passed to the syscall.
     pub filename: String,
-    /// Absolute, normalised form of `filename` (resolved against cwd or dirfd).
+    /// The executed file: `filename` made absolute (against cwd or dirfd) when that names the
+    /// file the kernel executed; otherwise what /proc said the image is; `/memfd:NAME
+    /// (deleted)` for a memfd.
     pub path: String,
+    /// The executed file had no name left (deleted, or a memfd): the kernel's link count.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// `path` could not be confirmed against the file the kernel executed (it changed, or the
+    /// process was gone before buildwatch could look).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path_unverified: bool,
+    /// For a successful exec, as the new process's stack holds it (the kernel's copy).
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,

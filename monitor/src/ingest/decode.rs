@@ -30,6 +30,8 @@ pub enum Body {
     },
     ExecExit {
         ret: i64,
+        /// The new image as the kernel knows it (a successful exec only).
+        image: Option<Image>,
     },
     Fork {
         child: u32,
@@ -105,6 +107,20 @@ pub enum Body {
     },
 }
 
+/// A new process image as the kernel knows it after a successful exec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Image {
+    /// The executable (`mm->exe_file`); unknown when a read failed.
+    pub file: FileId,
+    /// Its link count: 0 for a deleted file or a memfd.
+    pub nlink: u32,
+    /// Its file name (last path component): `memfd:NAME` for a memfd.
+    pub name: Vec<u8>,
+    /// argv as the new stack holds it (empty when it could not be read).
+    pub argv: Vec<Vec<u8>>,
+    pub argv_truncated: bool,
+}
+
 /// A file as the kernel knows it: its filesystem's device (kernel encoding, `major << 20 |
 /// minor`) and inode number. `ino == 0`: unknown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -172,7 +188,7 @@ pub enum DecodeError {
 /// Marker for wire types that are plain integers/arrays: valid for any bit pattern.
 trait Wire: Copy {}
 impl Wire for wire::EventHeader {}
-impl Wire for wire::SyscallResult {}
+impl Wire for wire::ExecDone {}
 impl Wire for wire::ExecEnter {}
 impl Wire for wire::Fork {}
 impl Wire for wire::Exit {}
@@ -226,9 +242,36 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 argv: split_argv(argv_bytes, b.argc as usize),
             }
         }
-        K::ExecExit => Body::ExecExit {
-            ret: read::<wire::SyscallResult>(buf).ok_or(short)?.ret,
-        },
+        K::ExecExit => {
+            let b: wire::ExecDone = read(buf).ok_or(short)?;
+            let body = size_of::<wire::ExecDone>();
+            let name = tail(buf, body, b.name_len as usize, kind)?.to_vec();
+            let mut argv = tail(buf, body + name.len(), b.argv_len as usize, kind)?;
+            let mut argv_truncated = h.flags & wire::flags::IMAGE_ARGV_TRUNCATED != 0;
+            // The same limits as at entry: the last argument cut to leave room for its NUL,
+            // at most ARGV_MAX_ARGS arguments.
+            if argv_truncated && argv.last().is_some_and(|&c| c != 0) {
+                argv = &argv[..argv.len() - 1];
+            }
+            let mut args = split_argv(argv, usize::MAX);
+            if args.len() > wire::ARGV_MAX_ARGS {
+                args.truncate(wire::ARGV_MAX_ARGS);
+                argv_truncated = true;
+            }
+            Body::ExecExit {
+                ret: b.ret,
+                image: (b.ret == 0).then_some(Image {
+                    file: FileId {
+                        dev: b.dev,
+                        ino: b.ino,
+                    },
+                    nlink: b.nlink,
+                    name,
+                    argv: args,
+                    argv_truncated,
+                }),
+            }
+        }
         K::Fork => {
             let b: wire::Fork = read(buf).ok_or(short)?;
             Body::Fork {

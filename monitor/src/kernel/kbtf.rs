@@ -22,6 +22,22 @@ pub struct TaskOffsets {
     pub file: Option<FileOffsets>,
     /// File → its directories, for the cgroup-escape check; `None` when missing (no check).
     pub dentry: Option<DentryOffsets>,
+    /// Task → its image's executable and argv; `None` when missing (exec facts then come
+    /// from the caller's memory alone).
+    pub image: Option<ImageOffsets>,
+}
+
+/// `task_struct.mm`, `mm_struct.{exe_file, arg_start, arg_end}`, `inode.i_nlink`,
+/// `dentry.d_name.name`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageOffsets {
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub inode_nlink: u32,
+    /// `dentry.d_name` + `qstr.name`.
+    pub dentry_name: u32,
 }
 
 /// `file.f_path.dentry`, `dentry.{d_parent, d_inode}`, `super_block.s_magic`.
@@ -66,7 +82,15 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
     // Members at offset 0 are refused (0 means "unknown" to the programs), so these are
     // looked up on their own: `super_block.s_magic` and `file.f_path` are not first, but a
     // kernel could move them.
-    let extra: [(&str, &[&str]); 2] = [("super_block", &["s_magic"]), ("file", &["f_path"])];
+    let extra: [(&str, &[&str]); 7] = [
+        ("super_block", &["s_magic"]),
+        ("file", &["f_path"]),
+        ("task_struct", &["mm"]),
+        ("mm_struct", &["exe_file", "arg_start", "arg_end"]),
+        ("inode", &["i_nlink"]),
+        ("dentry", &["d_name"]),
+        ("qstr", &["name"]),
+    ];
     let found = struct_offsets(&data, &wanted).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
     let task = found[0]
         .as_ref()
@@ -95,12 +119,25 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
             sb_magic: more[0].as_ref().ok()?[0],
         })
     })();
+    let image = (|| {
+        let first = |i: usize| more[i].as_ref().ok().map(|o| o[0]);
+        let mm = more[3].as_ref().ok()?;
+        Some(ImageOffsets {
+            task_mm: first(2)?,
+            mm_exe_file: mm[0],
+            mm_arg_start: mm[1],
+            mm_arg_end: mm[2],
+            inode_nlink: first(4)?,
+            dentry_name: first(5)? + first(6)?,
+        })
+    })();
     Ok(TaskOffsets {
         exit_code: task[0],
         group_leader: task[1],
         start_boottime: task[2],
         file,
         dentry,
+        image,
     })
 }
 
@@ -343,6 +380,11 @@ mod tests {
         assert!(all.group_leader > 0 && all.start_boottime > 0, "{all:?}");
         let file = all.file.expect("task → file → inode offsets");
         let dentry = all.dentry.expect("file → dentry offsets");
+        let image = all.image.expect("task → image offsets");
+        assert!(
+            image.task_mm > 0 && image.mm_arg_end > image.mm_arg_start,
+            "{image:?}"
+        );
         assert!(dentry.file_dentry > 0 && dentry.sb_magic > 0, "{dentry:?}");
         assert!(
             file.task_files > 0 && file.file_inode > 0 && file.inode_sb > 0,

@@ -144,6 +144,13 @@ impl Kernel {
             );
         }
         let dentry = task.dentry.unwrap_or_default();
+        if task.image.is_none() && task.exit_code != 0 {
+            tracing::warn!(
+                "kernel BTF lacks the task → mm members: executables and argv come from the \
+                 caller's memory alone"
+            );
+        }
+        let image = task.image.unwrap_or_default();
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -160,6 +167,12 @@ impl Kernel {
             (c::DENTRY_PARENT, dentry.dentry_parent),
             (c::DENTRY_INODE, dentry.dentry_inode),
             (c::SB_MAGIC, dentry.sb_magic),
+            (c::TASK_MM, image.task_mm),
+            (c::MM_EXE_FILE, image.mm_exe_file),
+            (c::MM_ARG_START, image.mm_arg_start),
+            (c::MM_ARG_END, image.mm_arg_end),
+            (c::INODE_NLINK, image.inode_nlink),
+            (c::DENTRY_NAME, image.dentry_name),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

@@ -259,6 +259,52 @@ fn main() {
             rewrite.join().expect("rewriter");
             println!("connect {r} {err}");
         },
+        // Fileless execution: /bin/true copied into a memfd named NAME and run through its
+        // descriptor (fexecve = execveat(fd, "", AT_EMPTY_PATH)).
+        "memfd-exec" => unsafe {
+            let name = cstr(a(1));
+            let fd = libc::memfd_create(name.as_ptr(), 0);
+            assert!(fd >= 0, "memfd_create");
+            let bytes = std::fs::read("/bin/true").expect("read /bin/true");
+            assert_eq!(
+                libc::write(fd, bytes.as_ptr().cast(), bytes.len()),
+                bytes.len() as isize
+            );
+            fexecve(fd, &["true", "from-memfd"]);
+        },
+        // A deleted file run through its descriptor: PATH (a copy of /bin/true) is opened,
+        // unlinked, then executed.
+        "deleted-exec" => unsafe {
+            let path = a(1);
+            std::fs::copy("/bin/true", path).expect("copy /bin/true");
+            let c = cstr(path);
+            let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+            assert!(fd >= 0, "open");
+            std::fs::remove_file(path).expect("unlink");
+            fexecve(fd, &["true", "from-deleted"]);
+        },
+        // execve with argv strings in pages this process never touched (a private mapping of
+        // FILE, which holds "/bin/true\0cold-arg\0"): not resident at the syscall's entry.
+        "exec-cold-argv" => unsafe {
+            let c = cstr(a(1));
+            let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+            assert!(fd >= 0, "open");
+            let len = std::fs::metadata(a(1)).expect("stat").len() as usize;
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED, "mmap");
+            let base = base as *const libc::c_char;
+            let argv = [base, base.add("/bin/true\0".len()), std::ptr::null()];
+            let env: [*const libc::c_char; 1] = [std::ptr::null()];
+            libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), env.as_ptr());
+            panic!("execve: {}", std::io::Error::last_os_error());
+        },
         // A packet socket, a raw UDP socket, and ordinary TCP and netlink sockets (not
         // reported).
         "raw-sockets" => unsafe {
@@ -293,6 +339,25 @@ fn main() {
         },
         _ => usage(),
     }
+}
+
+/// execveat(fd, "", argv, {}, AT_EMPTY_PATH); does not return.
+unsafe fn fexecve(fd: i32, args: &[&str]) -> ! {
+    let args: Vec<CString> = args.iter().map(|a| cstr(a)).collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            env.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    panic!("execveat: {}", std::io::Error::last_os_error());
 }
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<i64> {
@@ -422,7 +487,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv ..."
     );
     exit(2)
 }

@@ -149,6 +149,7 @@ pub enum Field {
     /// `proc.name` of the process that last wrote the executed file during the run.
     ExecWriter,
     ExecMemfd,
+    ExecDeleted,
     PtraceRequest,
     ProcessVmOp,
     BpfCmd,
@@ -421,6 +422,14 @@ const SPECS: &[Spec] = &[
         Bool,
         EXEC,
         "executes an anonymous memory file (memfd)"
+    ),
+    spec!(
+        "exec.deleted",
+        Field::ExecDeleted,
+        Bool,
+        EXEC,
+        "the executed file had no name left when it ran (deleted, or a memfd): the kernel's \
+         link count"
     ),
     spec!(
         "ptrace.request",
