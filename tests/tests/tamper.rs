@@ -11,6 +11,19 @@ use buildwatch_tests::*;
 
 const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
 
+/// Tests take this shared; the two that must be alone take it exclusively: one writes into
+/// every loaded COUNTERS map (another run's, still loading, would not be frozen yet), one
+/// times how fast a run dies.
+static ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    ALONE.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Root in the run finds buildwatch's loss counters and writes zeros into them (how a flood
 /// that lost a credential read would be hidden from `fail_on_lost`): the write is refused,
 /// and the bpf(2) calls are a critical finding.
@@ -19,6 +32,7 @@ fn loss_counters_cannot_be_zeroed_and_bpf_calls_are_critical() {
     if !require_bpf() {
         return;
     }
+    let _guard = alone();
     let tmp = TempDir::new("tamper-bpf");
     let w = watch(
         &tmp,
@@ -63,6 +77,7 @@ fn a_run_that_lost_events_fails_unless_the_policy_accepts_it() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("tamper-flood");
     let f = tmp.join("f");
     std::fs::write(&f, "x").unwrap();
@@ -99,6 +114,7 @@ fn a_process_cannot_move_itself_out_of_the_run() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let root = cgroup2_root().expect("a cgroup v2 mount");
     let procs = root.join("cgroup.procs");
     let tmp = TempDir::new("tamper-escape");
@@ -201,6 +217,7 @@ fn buildwatch_killed_mid_run_takes_the_run_with_it_and_leaves_a_report() {
     if !require_bpf() {
         return;
     }
+    let _guard = alone();
     let tmp = TempDir::new("tamper-sigkill");
     let report = tmp.join("report.json");
     let mut bw = Command::new(buildwatch_bin())
@@ -216,11 +233,13 @@ fn buildwatch_killed_mid_run_takes_the_run_with_it_and_leaves_a_report() {
     let (cg, pids) = run_pids(bw.id(), 3);
     bw.kill().unwrap();
     let killed = Instant::now();
-    bw.wait().unwrap();
+    // Not waiting for buildwatch first: a process with BPF links takes seconds to finish
+    // dying (a grace period per link), and the run must not live that long.
     while pids.iter().any(|&p| alive(p)) && killed.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let dead_after = killed.elapsed();
+    bw.wait().unwrap();
     assert!(
         pids.iter().all(|&p| !alive(p)),
         "the run outlived buildwatch: {pids:?}"
@@ -253,6 +272,7 @@ fn a_killed_guardian_fails_the_run() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("tamper-guardian");
     let report = tmp.join("report.json");
     let bw = Command::new(buildwatch_bin())
@@ -283,6 +303,7 @@ fn a_broken_stderr_still_leaves_the_report() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("tamper-stderr");
     let report = tmp.join("report.json");
     let mut bw = Command::new(buildwatch_bin())
@@ -324,6 +345,7 @@ fn outputs_name_the_policy_and_a_planted_policy_is_a_finding() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("tamper-policy");
     let rules = tmp.join("extra-rules.yaml");
     std::fs::write(&rules, "- list: extra_tools\n  items: [nothing]\n").unwrap();
@@ -395,6 +417,7 @@ fn the_command_runs_as_the_invoking_user() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("user-sudo");
     let script = ["/bin/sh", "-c", "id -u; echo $HOME"];
     let sudo_env = [
@@ -440,6 +463,7 @@ fn sudo_buildwatch_builds_as_the_invoking_user() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let sudo = ["/usr/bin/sudo", "/bin/sudo"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -498,6 +522,7 @@ fn a_rewritten_sockaddr_does_not_change_the_destination() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("net-race");
     let w = watch(
         &tmp,
@@ -537,6 +562,7 @@ fn tcp_fast_open_is_seen() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let listener = std::net::TcpListener::bind("127.0.0.33:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let tmp = TempDir::new("net-tfo");
@@ -565,6 +591,7 @@ fn raw_and_packet_sockets_are_findings() {
     if !require_bpf() {
         return;
     }
+    let _guard = shared();
     let tmp = TempDir::new("net-raw");
     let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, "raw-sockets"]);
     let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();

@@ -174,7 +174,9 @@ pub fn main(args: &[OsString]) -> i32 {
     }
     // SAFETY: fd 3 was set up for us by `start`; nothing else in this process owns it.
     let pipe = unsafe { OwnedFd::from_raw_fd(FD) };
-    let cause = match watch(&pipe) {
+    // SAFETY: getppid has no preconditions. Our parent is buildwatch (we were just started).
+    let buildwatch = unsafe { libc::getppid() };
+    let cause = match watch(&pipe, buildwatch) {
         None => return 0,
         Some(cause) => cause,
     };
@@ -208,13 +210,40 @@ pub fn main(args: &[OsString]) -> i32 {
     crate::exit::POLICY_VIOLATION
 }
 
-/// Read heartbeats until "done" (None) or until buildwatch is gone or stalled.
-fn watch(pipe: &OwnedFd) -> Option<Cause> {
+/// How often the guardian looks at buildwatch's state between heartbeats.
+const LOOK: Duration = Duration::from_millis(50);
+/// `PF_EXITING` in /proc/PID/stat's flags: the task has begun to exit.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `pid` is gone or has begun to exit. A process killed with SIGKILL closes its
+/// descriptors (our pipe among them) only after it has torn down everything else, and
+/// buildwatch's BPF links take a grace period each: seconds. Its flags say so at once.
+fn exiting(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // Fields after the command name (which may hold spaces and parentheses): state is the
+    // first, flags the seventh.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return true;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
+/// Read heartbeats until "done" (None) or until buildwatch is gone, exiting or stalled.
+fn watch(pipe: &OwnedFd, buildwatch: i32) -> Option<Cause> {
     let mut last = Instant::now();
     loop {
-        let timeout = STALL.saturating_sub(last.elapsed());
-        if timeout.is_zero() {
+        let timeout = STALL.saturating_sub(last.elapsed()).min(LOOK);
+        if last.elapsed() >= STALL {
             return Some(Cause::Stalled);
+        }
+        if exiting(buildwatch) {
+            // It may have said "done" just before it exited.
+            return (!said_done(pipe)).then_some(Cause::Died);
         }
         let mut fds = [libc::pollfd {
             fd: pipe.as_raw_fd(),
@@ -249,6 +278,23 @@ fn watch(pipe: &OwnedFd) -> Option<Cause> {
                 last = Instant::now();
             }
         }
+    }
+}
+
+/// Whether "done" is waiting in the pipe (read without blocking).
+fn said_done(pipe: &OwnedFd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let mut buf = [0u8; 64];
+    // SAFETY: one valid pollfd; reading into a local buffer of the length passed.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), 1, 0) > 0
+            && libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+                .try_into()
+                .is_ok_and(|n: usize| buf[..n.min(buf.len())].contains(&b'd'))
     }
 }
 
