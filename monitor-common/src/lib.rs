@@ -140,6 +140,9 @@ pub enum EventKind {
     /// socket(2) returned for a raw or packet socket (body [`SocketCall`]): one that can forge
     /// or sniff packets below TCP and UDP. Other sockets are not reported.
     Socket = 15,
+    /// rename/renameat/renameat2, link/linkat or symlink/symlinkat returned (body [`Relink`] +
+    /// both paths): a name made for a file without opening it.
+    Relink = 16,
 }
 
 impl EventKind {
@@ -160,6 +163,7 @@ impl EventKind {
             13 => Self::DnsPacket,
             14 => Self::Bpf,
             15 => Self::Socket,
+            16 => Self::Relink,
             _ => return None,
         })
     }
@@ -203,6 +207,9 @@ pub mod flags {
     pub const STASH_SOCKET: u16 = 1 << 14;
     /// [`crate::ExecDone`]: the new image's argv was cut at [`crate::ARGV_MAX_BYTES`].
     pub const IMAGE_ARGV_TRUNCATED: u16 = 1 << 15;
+    /// In [`crate::StashedArgs::flags`] only (stash bits never reach a record, so this one
+    /// may share its value with [`NO_RESULT`]): the stashed syscall renames or links.
+    pub const STASH_RELINK: u16 = 1 << 12;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.
@@ -255,7 +262,7 @@ impl EventKind {
             Self::ExecEnter | Self::ExecExit | Self::Fork | Self::Exit | Self::Lost => {
                 sensors::EXEC
             }
-            Self::Open | Self::Chdir | Self::Fchdir => sensors::FILE,
+            Self::Open | Self::Chdir | Self::Fchdir | Self::Relink => sensors::FILE,
             Self::Connect | Self::SendTo | Self::Socket => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
@@ -432,6 +439,29 @@ pub struct TargetCall {
     pub _pad: u32,
 }
 
+/// [`Relink::op`]: which call made the name.
+pub const RELINK_RENAME: u32 = 0;
+pub const RELINK_LINK: u32 = 1;
+pub const RELINK_SYMLINK: u32 = 2;
+
+/// A rename, hard link or symlink at exit. Tail: `old_len` bytes of the old path (for a
+/// symlink: its content as given), then `new_len` bytes of the new path, both as passed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relink {
+    pub header: EventHeader,
+    pub ret: i64,
+    /// [`RELINK_RENAME`], [`RELINK_LINK`] or [`RELINK_SYMLINK`].
+    pub op: u32,
+    pub old_dirfd: i32,
+    pub new_dirfd: i32,
+    /// renameat2 / linkat flags.
+    pub call_flags: u32,
+    pub old_len: u16,
+    pub new_len: u16,
+    pub _pad: u32,
+}
+
 /// socket(2) at exit, for raw and packet sockets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -529,6 +559,7 @@ const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
 const _: () = assert!(size_of::<ExecDone>() == 64);
+const _: () = assert!(size_of::<Relink>() == 64);
 const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

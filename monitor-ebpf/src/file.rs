@@ -8,11 +8,14 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{AT_FDCWD, Chdir, EventKind, Fchdir, Open, StashedArgs, counters, flags};
+use monitor_common::{
+    AT_FDCWD, Chdir, EventKind, Fchdir, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK,
+    Relink, StashedArgs, counters, flags,
+};
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, RET, check, count, emit, header, in_scope, opened, output_scratch,
-    read_user_path, scratch, stash, unstash,
+    ARG0, ARG1, ARG2, ARG3, ARG4, RET, check, count, emit, header, in_scope, opened,
+    output_scratch, read_user_path, scratch, stash, unstash,
 };
 
 const SENSOR: u32 = monitor_common::sensors::FILE;
@@ -193,6 +196,154 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     };
     unsafe { write_unaligned(buf.cast::<Open>(), body) };
     output_scratch(SENSOR, buf, BODY + path_len);
+    Ok(0)
+}
+
+macro_rules! relink_probe {
+    // The tracepoint each attaches to is named by the sensor's spec in userspace.
+    ($enter:ident, $exit:ident, $name:literal, $op:expr, $at:expr, $with_flags:expr) => {
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            check(&ctx, SENSOR, try_enter_relink(&ctx, $op, $at, $with_flags));
+            0
+        }
+
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            check(&ctx, SENSOR, try_exit_relink(&ctx));
+            0
+        }
+    };
+}
+
+// (name, op, argument layout): `at` variants take (olddfd, old, newdfd, new[, flags]),
+// symlinkat takes (old, newdfd, new), the plain ones (old, new).
+relink_probe!(
+    sys_enter_rename,
+    sys_exit_rename,
+    "rename",
+    RELINK_RENAME,
+    Layout::Plain,
+    false
+);
+relink_probe!(
+    sys_enter_renameat,
+    sys_exit_renameat,
+    "renameat",
+    RELINK_RENAME,
+    Layout::At,
+    false
+);
+relink_probe!(
+    sys_enter_renameat2,
+    sys_exit_renameat2,
+    "renameat2",
+    RELINK_RENAME,
+    Layout::At,
+    true
+);
+relink_probe!(
+    sys_enter_link,
+    sys_exit_link,
+    "link",
+    RELINK_LINK,
+    Layout::Plain,
+    false
+);
+relink_probe!(
+    sys_enter_linkat,
+    sys_exit_linkat,
+    "linkat",
+    RELINK_LINK,
+    Layout::At,
+    true
+);
+relink_probe!(
+    sys_enter_symlink,
+    sys_exit_symlink,
+    "symlink",
+    RELINK_SYMLINK,
+    Layout::Plain,
+    false
+);
+relink_probe!(
+    sys_enter_symlinkat,
+    sys_exit_symlinkat,
+    "symlinkat",
+    RELINK_SYMLINK,
+    Layout::NewAt,
+    false
+);
+
+#[derive(Clone, Copy)]
+enum Layout {
+    Plain,
+    At,
+    NewAt,
+}
+
+fn try_enter_relink(
+    ctx: &TracePointContext,
+    op: u32,
+    layout: Layout,
+    with_flags: bool,
+) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let arg =
+        |off: usize| -> Result<u64, i64> { unsafe { ctx.read_at::<u64>(off) }.map_err(i64::from) };
+    let (old_dirfd, old, new_dirfd, new) = match layout {
+        Layout::Plain => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
+        Layout::At => (arg(ARG0)?, arg(ARG1)?, arg(ARG2)?, arg(ARG3)?),
+        Layout::NewAt => (AT_FDCWD as u64, arg(ARG0)?, arg(ARG1)?, arg(ARG2)?),
+    };
+    let call_flags = if with_flags { arg(ARG4)? as u32 } else { 0 };
+    stash(
+        SENSOR,
+        &StashedArgs {
+            ptr: old,
+            arg0: (old_dirfd as u32 as i64) | ((new_dirfd as u32 as i64) << 32),
+            arg1: op as u64 | (call_flags as u64) << 32,
+            arg2: new,
+            flags: flags::STASH_RELINK,
+            live: 0,
+            _pad: [0; 2],
+        },
+    );
+    Ok(0)
+}
+
+fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let Some(args) = unstash(SENSOR) else {
+        return Ok(0);
+    };
+    if args.flags & flags::STASH_RELINK == 0 {
+        return Ok(0);
+    }
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<Relink>();
+    let (old_len, fl_old) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
+    let old_len = old_len & (PATH_MAX - 1);
+    let (new_len, fl_new) = read_user_path(SENSOR, unsafe { buf.add(BODY + old_len) }, args.arg2);
+    let new_len = new_len & (PATH_MAX - 1);
+    let body = Relink {
+        header: header(EventKind::Relink, fl_old | fl_new),
+        ret,
+        op: args.arg1 as u32,
+        old_dirfd: args.arg0 as i32,
+        new_dirfd: (args.arg0 >> 32) as i32,
+        call_flags: (args.arg1 >> 32) as u32,
+        old_len: old_len as u16,
+        new_len: new_len as u16,
+        _pad: 0,
+    };
+    unsafe { write_unaligned(buf.cast::<Relink>(), body) };
+    output_scratch(SENSOR, buf, BODY + old_len + new_len);
     Ok(0)
 }
 

@@ -23,6 +23,8 @@ const KINDS: &[&str] = &[
     "dns",
     "bpf",
     "socket",
+    "rename",
+    "link",
     "run",
 ];
 

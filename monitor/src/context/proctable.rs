@@ -499,6 +499,39 @@ impl<S: ProcSource> ProcTable<S> {
                     .then(|| self.target(target, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
             }),
+            Body::Relink {
+                ret,
+                op,
+                old_dirfd,
+                new_dirfd,
+                old,
+                new,
+            } => {
+                let symbolic = op == monitor_common::RELINK_SYMLINK;
+                let from = if symbolic {
+                    old
+                } else {
+                    self.resolve_at(id, old_dirfd, &old).0
+                };
+                let to = self.resolve_at(id, new_dirfd, &new).0;
+                let syscall = match op {
+                    monitor_common::RELINK_RENAME => "rename",
+                    monitor_common::RELINK_LINK => "link",
+                    _ => "symlink",
+                };
+                let r = event::Relink {
+                    syscall: syscall.into(),
+                    from: text(&from, "relink.from", &mut escaped),
+                    to: text(&to, "relink.to", &mut escaped),
+                    symbolic,
+                    outcome: Outcome::from_ret(ret),
+                };
+                if op == monitor_common::RELINK_RENAME {
+                    Detail::Rename(r)
+                } else {
+                    Detail::Link(r)
+                }
+            }
             Body::Socket {
                 ret,
                 family,

@@ -358,6 +358,9 @@ fn detail(ev: &Event) -> serde_json::Value {
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
         }),
         Detail::Bpf(b) => json!({ "cmd": b.cmd }),
+        Detail::Rename(r) | Detail::Link(r) => json!({
+            "path": r.to, "from": r.from, "syscall": r.syscall, "error": r.outcome.error,
+        }),
         Detail::Socket(x) => json!({
             "family": x.family, "type": x.sock_type, "protocol": x.protocol, "error": x.outcome.error,
         }),
@@ -444,6 +447,7 @@ impl<'a> Subj<'a> {
             Detail::Ptrace(x) => &x.outcome,
             Detail::ProcessVm(x) => &x.outcome,
             Detail::Socket(x) => &x.outcome,
+            Detail::Rename(x) | Detail::Link(x) => &x.outcome,
             _ => return None,
         };
         Some((o.ret, o.error.as_deref()))
@@ -516,6 +520,14 @@ impl Subject for Subj<'_> {
             Detail::Open(o) => Some(o),
             _ => None,
         };
+        // A rename or link writes its new name: the file fields describe it.
+        let relink = match &ev.detail {
+            Detail::Rename(r) | Detail::Link(r) => Some(r),
+            _ => None,
+        };
+        let fpath: Option<&str> = open
+            .map(|o| o.path.as_str())
+            .or(relink.map(|r| r.to.as_str()));
         let exec = match &ev.detail {
             Detail::Exec(x) => Some(x),
             _ => None,
@@ -547,42 +559,57 @@ impl Subject for Subj<'_> {
             Field::PkgName => s(pkg.map_or("", |p| p.name.as_str())),
             Field::PkgVersion => s(pkg.and_then(|p| p.version.as_deref()).unwrap_or("")),
             Field::PkgManager => s(pkg.map_or("", |p| p.manager.as_str())),
-            Field::FilePath => opt(open.map(|o| o.path.as_str())),
-            Field::FileTarget => opt(open.map(|o| o.target.as_deref().unwrap_or(&o.path))),
-            Field::FilePaths => open.map_or(Val::Missing, |o| {
-                let mut v = vec![Cow::Borrowed(o.path.as_str())];
-                v.extend(o.target.as_deref().map(Cow::Borrowed));
-                Val::List(v)
-            }),
-            Field::FileName => opt(open.map(|o| basename(&o.path))),
-            Field::FileDir => opt(open.map(|o| {
-                o.path
-                    .rsplit_once('/')
+            Field::FilePath => opt(fpath),
+            Field::FileTarget => opt(open
+                .map(|o| o.target.as_deref().unwrap_or(&o.path))
+                .or(fpath)),
+            Field::FilePaths => match (open, fpath) {
+                (Some(o), _) => {
+                    let mut v = vec![Cow::Borrowed(o.path.as_str())];
+                    v.extend(o.target.as_deref().map(Cow::Borrowed));
+                    Val::List(v)
+                }
+                (None, Some(p)) => Val::List(vec![Cow::Borrowed(p)]),
+                (None, None) => Val::Missing,
+            },
+            Field::FileName => opt(fpath.map(basename)),
+            Field::FileDir => opt(fpath.map(|p| {
+                p.rsplit_once('/')
                     .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
             })),
-            Field::FileFlags => open.map_or(Val::Missing, |o| {
-                Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
+            Field::FileFlags => match (open, relink) {
+                (Some(o), _) => {
+                    Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
+                }
+                (None, Some(_)) => Val::List(vec![Cow::Borrowed("write"), Cow::Borrowed("create")]),
+                (None, None) => Val::Missing,
+            },
+            Field::FileWrite => match (open, relink) {
+                (Some(o), _) => Val::Bool(opens_for_write(&o.flags)),
+                (None, Some(_)) => Val::Bool(true),
+                (None, None) => Val::Missing,
+            },
+            Field::FileCreate => match (open, relink) {
+                (Some(o), _) => Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile")),
+                (None, Some(_)) => Val::Bool(true),
+                (None, None) => Val::Missing,
+            },
+            Field::FileSource => opt(relink.map(|r| r.from.as_str())),
+            Field::FileOtherProc => fpath.map_or(Val::Missing, |p| {
+                Val::Bool(matches!(proc_entry(p), Some((Some(q), _)) if q != ev.pid && q != ev.tid))
             }),
-            Field::FileWrite => open.map_or(Val::Missing, |o| Val::Bool(opens_for_write(&o.flags))),
-            Field::FileCreate => open.map_or(Val::Missing, |o| {
-                Val::Bool(o.flags.iter().any(|f| f == "create" || f == "tmpfile"))
-            }),
-            Field::FileOtherProc => open.map_or(Val::Missing, |o| {
-                Val::Bool(
-                    matches!(proc_entry(&o.path), Some((Some(p), _)) if p != ev.pid && p != ev.tid),
-                )
-            }),
-            Field::FileProcEntry => opt(open.and_then(|o| proc_entry(&o.path)).map(|(_, e)| e)),
+            Field::FileProcEntry => opt(fpath.and_then(proc_entry).map(|(_, e)| e)),
             Field::FileCgroupOutside => open.map_or(Val::Missing, |o| Val::Bool(o.cgroup_outside)),
-            Field::FileBuildwatchPolicy => open.map_or(Val::Missing, |o| {
+            Field::FileBuildwatchPolicy => fpath.map_or(Val::Missing, |p| {
                 let is_policy = |p: &str| {
                     basename(p) == crate::policy::DEFAULT_FILE
                         || self.policy.sources.iter().any(|s| s.path == p)
                 };
-                Val::Bool(is_policy(&o.path) || o.target.as_deref().is_some_and(is_policy))
+                let target = open.and_then(|o| o.target.as_deref());
+                Val::Bool(is_policy(p) || target.is_some_and(is_policy))
             }),
             Field::EvtKilled => open.map_or(Val::Missing, |o| Val::Bool(o.killed)),
-            Field::FileProcRelation => match open.and_then(|o| proc_entry(&o.path)) {
+            Field::FileProcRelation => match fpath.and_then(proc_entry) {
                 Some((Some(p), _)) if p != ev.tid => {
                     s(self.procs.relation(ev.pid, i32::try_from(p).unwrap_or(-1)))
                 }

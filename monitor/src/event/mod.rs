@@ -71,6 +71,8 @@ pub enum Detail {
     ProcessVm(ProcessVm),
     Bpf(Bpf),
     Socket(Socket),
+    Rename(Relink),
+    Link(Relink),
     Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
@@ -94,6 +96,8 @@ impl Detail {
             Self::ProcessVm(_) => "process_vm",
             Self::Bpf(_) => "bpf",
             Self::Socket(_) => "socket",
+            Self::Rename(_) => "rename",
+            Self::Link(_) => "link",
             Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
@@ -338,6 +342,21 @@ pub struct ProcessVm {
     /// read or write.
     pub op: String,
     pub target: Target,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A name made for a file without opening it: a rename (`rename` events) or a hard or
+/// symbolic link (`link` events). For rules, `to` is the file written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relink {
+    pub syscall: Cow<'static, str>,
+    /// The file renamed or linked, absolute; for a symlink, its content as given (`symbolic`).
+    pub from: String,
+    /// The new name, absolute.
+    pub to: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub symbolic: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

@@ -89,6 +89,16 @@ pub enum Body {
         payload: Vec<u8>,
     },
     /// process_vm_readv (`write` false) or process_vm_writev.
+    /// A rename, hard link or symlink: `old` (a symlink's content, as given) and `new`, as
+    /// passed, with their directory fds.
+    Relink {
+        ret: i64,
+        op: u32,
+        old_dirfd: i32,
+        new_dirfd: i32,
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
     /// A raw or packet socket was asked for.
     Socket {
         ret: i64,
@@ -200,6 +210,7 @@ impl Wire for wire::SendTo {}
 impl Wire for wire::TargetCall {}
 impl Wire for wire::BpfCall {}
 impl Wire for wire::SocketCall {}
+impl Wire for wire::Relink {}
 impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
@@ -357,6 +368,20 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+            }
+        }
+        K::Relink => {
+            let b: wire::Relink = read(buf).ok_or(short)?;
+            let body = size_of::<wire::Relink>();
+            let old = tail(buf, body, b.old_len as usize, kind)?.to_vec();
+            let new = tail(buf, body + old.len(), b.new_len as usize, kind)?.to_vec();
+            Body::Relink {
+                ret: b.ret,
+                op: b.op,
+                old_dirfd: b.old_dirfd,
+                new_dirfd: b.new_dirfd,
+                old,
+                new,
             }
         }
         K::Socket => {

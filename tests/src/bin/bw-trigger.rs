@@ -305,6 +305,25 @@ fn main() {
             libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), env.as_ptr());
             panic!("execve: {}", std::io::Error::last_os_error());
         },
+        // Names made without opening: rename(FROM, TO) with renameat2, then link(TO, LINK) and
+        // symlinkat(TARGET, AT_FDCWD, SYMLINK), by raw syscalls.
+        "relink" => unsafe {
+            let (from, to, link, target, symlink) =
+                (cstr(a(1)), cstr(a(2)), cstr(a(3)), cstr(a(4)), cstr(a(5)));
+            let r = libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                0,
+            );
+            assert_eq!(r, 0, "renameat2: {}", std::io::Error::last_os_error());
+            let r = libc::syscall(libc::SYS_link, to.as_ptr(), link.as_ptr());
+            assert_eq!(r, 0, "link: {}", std::io::Error::last_os_error());
+            let r = libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, symlink.as_ptr());
+            assert_eq!(r, 0, "symlinkat: {}", std::io::Error::last_os_error());
+        },
         // A packet socket, a raw UDP socket, and ordinary TCP and netlink sockets (not
         // reported).
         "raw-sockets" => unsafe {
@@ -487,7 +506,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink ..."
     );
     exit(2)
 }

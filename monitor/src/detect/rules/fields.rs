@@ -5,7 +5,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 /// Event kinds as a bit set, so rules can be indexed by the kinds they can match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Kinds(pub u16);
+pub struct Kinds(pub u32);
 
 pub const KIND_NAMES: &[&str] = &[
     "exec",
@@ -22,10 +22,14 @@ pub const KIND_NAMES: &[&str] = &[
     "dns",
     "bpf",
     "socket",
+    "rename",
+    "link",
 ];
 
+const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
+
 impl Kinds {
-    pub const ALL: Kinds = Kinds((1 << KIND_NAMES.len() as u16) - 1);
+    pub const ALL: Kinds = Kinds((1 << KIND_NAMES.len() as u32) - 1);
     pub const NONE: Kinds = Kinds(0);
 
     pub fn of(name: &str) -> Option<Kinds> {
@@ -130,6 +134,7 @@ pub enum Field {
     FileOtherProc,
     /// For /proc/PID/X and /proc/PID/task/TID/X: X.
     FileProcEntry,
+    FileSource,
     FileCgroupOutside,
     FileBuildwatchPolicy,
     EvtKilled,
@@ -197,7 +202,8 @@ struct Spec {
 }
 
 const ANY: &[&str] = &[];
-const FILE: &[&str] = &["open"];
+/// Opens, and renames and links (the file fields describe the new name: the file written).
+const FILE: &[&str] = &["open", "rename", "link"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
 const TARGET: &[&str] = &["ptrace", "process_vm"];
@@ -314,6 +320,14 @@ const SPECS: &[Spec] = &[
         Bool,
         FILE,
         "under /proc/PID/ of another process"
+    ),
+    spec!(
+        "file.source",
+        Field::FileSource,
+        Str,
+        &["rename", "link"],
+        "for a rename or link: the file renamed or linked (a symlink's content, as given); \
+         file.path is the new name"
     ),
     spec!(
         "file.buildwatch_policy",
@@ -819,7 +833,7 @@ mod tests {
     fn names_resolve_with_types_and_kinds() {
         let f = resolve("file.path").unwrap();
         assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
-        assert_eq!(f.kinds.names(), vec!["open"]);
+        assert_eq!(f.kinds.names(), vec!["open", "rename", "link"]);
         assert_eq!(
             resolve("parent.argv[1]").unwrap().field,
             Field::Proc(Scope::Parent, ProcField::Arg(1))

@@ -1,4 +1,5 @@
-//! The file sensor: opens and working-directory changes.
+//! The file sensor: opens, renames and links (names made for a file without opening it), and
+//! working-directory changes.
 
 use monitor_common::sensors;
 
@@ -6,7 +7,7 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::FILE,
-    what: "opens and working-directory changes",
+    what: "opens, renames and links, and working-directory changes",
     tracepoints: &[
         Probe("sys_enter_open", "syscalls", "sys_enter_open"),
         Probe("sys_exit_open", "syscalls", "sys_exit_open"),
@@ -18,6 +19,20 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_chdir", "syscalls", "sys_exit_chdir"),
         Probe("sys_enter_fchdir", "syscalls", "sys_enter_fchdir"),
         Probe("sys_exit_fchdir", "syscalls", "sys_exit_fchdir"),
+        Probe("sys_enter_rename", "syscalls", "sys_enter_rename"),
+        Probe("sys_exit_rename", "syscalls", "sys_exit_rename"),
+        Probe("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
+        Probe("sys_exit_renameat", "syscalls", "sys_exit_renameat"),
+        Probe("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
+        Probe("sys_exit_renameat2", "syscalls", "sys_exit_renameat2"),
+        Probe("sys_enter_link", "syscalls", "sys_enter_link"),
+        Probe("sys_exit_link", "syscalls", "sys_exit_link"),
+        Probe("sys_enter_linkat", "syscalls", "sys_enter_linkat"),
+        Probe("sys_exit_linkat", "syscalls", "sys_exit_linkat"),
+        Probe("sys_enter_symlink", "syscalls", "sys_enter_symlink"),
+        Probe("sys_exit_symlink", "syscalls", "sys_exit_symlink"),
+        Probe("sys_enter_symlinkat", "syscalls", "sys_enter_symlinkat"),
+        Probe("sys_exit_symlinkat", "syscalls", "sys_exit_symlinkat"),
     ],
     sock_addr: &[],
     skb: &[],
