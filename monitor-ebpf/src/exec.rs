@@ -37,14 +37,9 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_execve")]
-pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_exec_exit(&ctx));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_execveat")]
-pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+/// The exit of execve and execveat: one program, attached twice.
+#[tracepoint]
+pub fn sys_exit_exec_any(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exec_exit(&ctx));
     0
 }

@@ -42,20 +42,10 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_open")]
-pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_exit_open(&ctx));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
-pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_exit_open(&ctx));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
-pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+/// The exit of open, openat and openat2 (their enters stashed what differs): one program,
+/// verified once, attached three times.
+#[tracepoint]
+pub fn sys_exit_open_any(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_open(&ctx));
     0
 }
@@ -199,81 +189,33 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
-macro_rules! relink_probe {
+macro_rules! relink_enter {
     // The tracepoint each attaches to is named by the sensor's spec in userspace.
-    ($enter:ident, $exit:ident, $name:literal, $op:expr, $at:expr, $with_flags:expr) => {
+    ($enter:ident, $op:expr, $at:expr, $with_flags:expr) => {
         #[tracepoint]
         pub fn $enter(ctx: TracePointContext) -> u32 {
             check(&ctx, SENSOR, try_enter_relink(&ctx, $op, $at, $with_flags));
             0
         }
-
-        #[tracepoint]
-        pub fn $exit(ctx: TracePointContext) -> u32 {
-            check(&ctx, SENSOR, try_exit_relink(&ctx));
-            0
-        }
     };
 }
 
-// (name, op, argument layout): `at` variants take (olddfd, old, newdfd, new[, flags]),
-// symlinkat takes (old, newdfd, new), the plain ones (old, new).
-relink_probe!(
-    sys_enter_rename,
-    sys_exit_rename,
-    "rename",
-    RELINK_RENAME,
-    Layout::Plain,
-    false
-);
-relink_probe!(
-    sys_enter_renameat,
-    sys_exit_renameat,
-    "renameat",
-    RELINK_RENAME,
-    Layout::At,
-    false
-);
-relink_probe!(
-    sys_enter_renameat2,
-    sys_exit_renameat2,
-    "renameat2",
-    RELINK_RENAME,
-    Layout::At,
-    true
-);
-relink_probe!(
-    sys_enter_link,
-    sys_exit_link,
-    "link",
-    RELINK_LINK,
-    Layout::Plain,
-    false
-);
-relink_probe!(
-    sys_enter_linkat,
-    sys_exit_linkat,
-    "linkat",
-    RELINK_LINK,
-    Layout::At,
-    true
-);
-relink_probe!(
-    sys_enter_symlink,
-    sys_exit_symlink,
-    "symlink",
-    RELINK_SYMLINK,
-    Layout::Plain,
-    false
-);
-relink_probe!(
-    sys_enter_symlinkat,
-    sys_exit_symlinkat,
-    "symlinkat",
-    RELINK_SYMLINK,
-    Layout::NewAt,
-    false
-);
+// (op, argument layout): `at` variants take (olddfd, old, newdfd, new[, flags]), symlinkat
+// takes (old, newdfd, new), the plain ones (old, new).
+relink_enter!(sys_enter_rename, RELINK_RENAME, Layout::Plain, false);
+relink_enter!(sys_enter_renameat, RELINK_RENAME, Layout::At, false);
+relink_enter!(sys_enter_renameat2, RELINK_RENAME, Layout::At, true);
+relink_enter!(sys_enter_link, RELINK_LINK, Layout::Plain, false);
+relink_enter!(sys_enter_linkat, RELINK_LINK, Layout::At, true);
+relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
+relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
+
+/// The exit of every rename and link call (its enter stashed what differs).
+#[tracepoint]
+pub fn sys_exit_relink(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_exit_relink(&ctx));
+    0
+}
 
 #[derive(Clone, Copy)]
 enum Layout {

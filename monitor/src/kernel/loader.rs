@@ -104,20 +104,7 @@ impl Kernel {
         } else {
             None
         };
-        for spec in sensors::ALL {
-            for Probe(name, ..) in spec.tracepoints {
-                let prog: &mut TracePoint = program(&mut ebpf, name)?;
-                prog.load().map_err(program_error(name))?;
-            }
-            for name in spec.sock_addr {
-                let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-                prog.load().map_err(program_error(name))?;
-            }
-            for (name, _) in spec.skb {
-                let prog: &mut CgroupSkb = program(&mut ebpf, name)?;
-                prog.load().map_err(program_error(name))?;
-            }
-        }
+        load_programs(&mut ebpf)?;
         let task = task_offsets
             .join()
             .unwrap_or_else(|_| Err("reading kernel BTF panicked".into()))
@@ -357,6 +344,52 @@ fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Load (and have the kernel verify) every sensor's programs, on two threads: verification is
+/// most of buildwatch's start-up, and it runs in the calling thread. A program may serve
+/// several tracepoints (one exit program for every rename and link call): it is loaded once.
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let mut wanted = std::collections::HashSet::new();
+    for spec in sensors::ALL {
+        wanted.extend(spec.programs());
+    }
+    for name in &wanted {
+        if ebpf.program(name).is_none() {
+            return Err(LoadError::MissingProgram(name));
+        }
+    }
+    let mut progs: Vec<(&str, &mut aya::programs::Program)> = ebpf
+        .programs_mut()
+        .filter(|(name, _)| wanted.contains(name))
+        .collect();
+    // Alternate so both halves get a share of the heavy ones (exec, open).
+    progs.sort_by_key(|(name, _)| *name);
+    let (mut a, mut b): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+    for (i, p) in progs.into_iter().enumerate() {
+        if i % 2 == 0 { a.push(p) } else { b.push(p) }
+    }
+    let load = |half: Vec<(&str, &mut aya::programs::Program)>| -> Result<(), LoadError> {
+        for (name, prog) in half {
+            let result = match prog {
+                aya::programs::Program::TracePoint(p) => p.load(),
+                aya::programs::Program::CgroupSockAddr(p) => p.load(),
+                aya::programs::Program::CgroupSkb(p) => p.load(),
+                _ => continue,
+            };
+            let name: &'static str = wanted.get(name).copied().unwrap_or("?");
+            result.map_err(program_error(name))?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let other = s.spawn(|| load(b));
+        let mine = load(a);
+        let theirs = other
+            .join()
+            .unwrap_or_else(|_| Err(LoadError::MissingProgram("(a loader thread panicked)")));
+        mine.and(theirs)
+    })
 }
 
 fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {

@@ -157,12 +157,19 @@ pub async fn doctor() -> i32 {
     match cg.open_dir() {
         Ok(anchor) => {
             for spec in sensors::ALL {
-                let n = spec.programs().count();
+                let attachments = spec.programs().count();
+                let n = spec
+                    .programs()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
                 match kernel.attach(spec, &anchor) {
                     Ok(()) => r.line(
                         Level::Ok,
                         &format!("sensor {}", spec.name()),
-                        &format!("{n} program(s) attached: {}", spec.what),
+                        &format!(
+                            "{n} program(s) attached at {attachments} point(s): {}",
+                            spec.what
+                        ),
                     ),
                     Err(e) => r.line(Level::Fail, &format!("sensor {}", spec.name()), &chain(&e)),
                 }

@@ -10,8 +10,8 @@ pub const SPEC: Spec = Spec {
     tracepoints: &[
         Probe("sys_enter_execve", "syscalls", "sys_enter_execve"),
         Probe("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-        Probe("sys_exit_execve", "syscalls", "sys_exit_execve"),
-        Probe("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+        Probe("sys_exit_exec_any", "syscalls", "sys_exit_execve"),
+        Probe("sys_exit_exec_any", "syscalls", "sys_exit_execveat"),
         Probe("task_newtask", "task", "task_newtask"),
         Probe("sched_process_exit", "sched", "sched_process_exit"),
     ],
