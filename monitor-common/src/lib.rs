@@ -143,6 +143,10 @@ pub enum EventKind {
     /// rename/renameat/renameat2, link/linkat or symlink/symlinkat returned (body [`Relink`] +
     /// both paths): a name made for a file without opening it.
     Relink = 16,
+    /// kill/tkill/tgkill entered with a signal for buildwatch, its guardian or its process
+    /// group, for every process, or for the caller's own group; or pidfd_open of buildwatch
+    /// or its guardian (body [`SignalCall`]). Sent before the signal is delivered.
+    Signal = 17,
 }
 
 impl EventKind {
@@ -164,6 +168,7 @@ impl EventKind {
             14 => Self::Bpf,
             15 => Self::Socket,
             16 => Self::Relink,
+            17 => Self::Signal,
             _ => return None,
         })
     }
@@ -266,7 +271,7 @@ impl EventKind {
             Self::Connect | Self::SendTo | Self::Socket => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
-            Self::Bpf => sensors::TAMPER,
+            Self::Bpf | Self::Signal => sensors::TAMPER,
         }
     }
 }
@@ -497,6 +502,29 @@ pub struct ExecDone {
     pub argv_len: u16,
 }
 
+/// [`SignalCall::call`].
+pub const SIGNAL_KILL: u32 = 0;
+pub const SIGNAL_TKILL: u32 = 1;
+pub const SIGNAL_TGKILL: u32 = 2;
+pub const SIGNAL_PIDFD_OPEN: u32 = 3;
+/// Most entries of the `PROTECTED` map: buildwatch, its guardian and their process group.
+pub const PROTECTED_MAX: u32 = 16;
+
+/// A signal (or a pidfd) aimed at buildwatch, at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SignalCall {
+    pub header: EventHeader,
+    /// [`SIGNAL_KILL`] …
+    pub call: u32,
+    /// The pid (or process group, negative, for kill) as the caller named it.
+    pub target: i32,
+    /// The signal (0 for pidfd_open).
+    pub signal: u32,
+    /// The target is in `PROTECTED` (buildwatch, its guardian, or -their process group).
+    pub protected: u32,
+}
+
 /// bpf(2) at entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -560,6 +588,7 @@ const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
 const _: () = assert!(size_of::<ExecDone>() == 64);
 const _: () = assert!(size_of::<Relink>() == 64);
+const _: () = assert!(size_of::<SignalCall>() == 48);
 const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

@@ -1,11 +1,26 @@
-//! tamper sensor: calls from the watched tree that could blind buildwatch. bpf(2) is reported
-//! at entry, before it takes effect: with root, a caller can detach the sensors' programs or
+//! tamper sensor: calls from the watched tree that could blind buildwatch, reported at entry,
+//! before they take effect. bpf(2): with root, a caller can detach the sensors' programs or
 //! rewrite their maps (the loss counters are frozen against that; the scope map cannot be).
+//! Signals for buildwatch, its guardian or their process group, for every process (kill -1),
+//! or for the caller's own group, and pidfd_open of buildwatch or its guardian (a handle to
+//! signal it with later): a stopped or killed buildwatch sees nothing.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use monitor_common::{BpfCall, EventKind};
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    BpfCall, EventKind, PROTECTED_MAX, SIGNAL_KILL, SIGNAL_PIDFD_OPEN, SIGNAL_TGKILL, SIGNAL_TKILL,
+    SignalCall,
+};
 
-use crate::emit::{ARG0, check, emit, header, in_scope};
+use crate::emit::{ARG0, ARG1, ARG2, check, emit, header, in_scope};
+
+/// Pids to protect (buildwatch, its guardian) and, negated, their process group, as the
+/// targets kill(2) would name them. Written by userspace before the command starts.
+#[map]
+static PROTECTED: HashMap<i32, u8> = HashMap::with_max_entries(PROTECTED_MAX, 0);
 
 const SENSOR: u32 = monitor_common::sensors::TAMPER;
 
@@ -26,6 +41,74 @@ fn try_enter_bpf(ctx: &TracePointContext) -> Result<u32, i64> {
             header: header(EventKind::Bpf, 0),
             cmd: cmd as u32,
             _pad: 0,
+        },
+    );
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn sys_enter_kill(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_signal(&ctx, SIGNAL_KILL, ARG0, ARG1));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_tkill(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_signal(&ctx, SIGNAL_TKILL, ARG0, ARG1));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_tgkill(ctx: TracePointContext) -> u32 {
+    // tgkill(tgid, tid, sig): the process is the tgid.
+    check(&ctx, SENSOR, try_signal(&ctx, SIGNAL_TGKILL, ARG0, ARG2));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_pidfd_open(ctx: TracePointContext) -> u32 {
+    check(
+        &ctx,
+        SENSOR,
+        try_signal(&ctx, SIGNAL_PIDFD_OPEN, ARG0, usize::MAX),
+    );
+    0
+}
+
+fn try_signal(
+    ctx: &TracePointContext,
+    call: u32,
+    target_at: usize,
+    sig_at: usize,
+) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let target = unsafe { ctx.read_at::<i64>(target_at)? } as i32;
+    let signal = if sig_at == usize::MAX {
+        0
+    } else {
+        (unsafe { ctx.read_at::<i64>(sig_at)? }) as u32
+    };
+    let protected = unsafe { PROTECTED.get(&target) }.is_some();
+    // kill(2) only: -1 is every process, 0 the caller's own group.
+    let wide = call == SIGNAL_KILL && (target == -1 || target == 0);
+    let report = if call == SIGNAL_PIDFD_OPEN {
+        protected
+    } else {
+        signal != 0 && (protected || wide)
+    };
+    if !report {
+        return Ok(0);
+    }
+    emit(
+        SENSOR,
+        SignalCall {
+            header: header(EventKind::Signal, 0),
+            call,
+            target,
+            signal,
+            protected: protected as u32,
         },
     );
     Ok(0)

@@ -25,6 +25,7 @@ const KINDS: &[&str] = &[
     "socket",
     "rename",
     "link",
+    "signal",
     "run",
 ];
 

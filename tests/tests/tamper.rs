@@ -620,3 +620,43 @@ fn raw_and_packet_sockets_are_findings() {
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_replay_matches(&w, tmp.path(), &[]);
 }
+
+/// Signals aimed at buildwatch (its pid is the command's parent) are critical, reported
+/// before delivery; a signal to the build's own process group is an event, and only SIGKILL
+/// or SIGSTOP there is a finding; kill -0 (a probe) is nothing.
+#[test]
+fn signals_aimed_at_buildwatch_are_critical() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("tamper-signal");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "kill -CONT $PPID; kill -0 $PPID; kill -CONT 0; echo $PPID",
+        ],
+    );
+    let bw_pid: i64 = String::from_utf8_lossy(&w.out.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let evs = w.events();
+    let signals: Vec<_> = evs.iter().filter(|e| e["kind"] == "signal").collect();
+    assert_eq!(signals.len(), 2, "{signals:#?}");
+    assert_eq!(signals[0]["signal"]["aimed_at"], "buildwatch");
+    assert_eq!(signals[0]["signal"]["target"], bw_pid);
+    assert_eq!(signals[0]["signal"]["signal_name"], "SIGCONT");
+    assert_eq!(signals[1]["signal"]["aimed_at"], "own-group");
+    assert_eq!(signals[1]["signal"]["target"], 0);
+    let f = w.finding("signal-to-buildwatch");
+    assert_eq!(f["severity"], "critical");
+    assert!(!w.rules().contains(&"kill-own-process-group".to_owned()));
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &[]);
+}

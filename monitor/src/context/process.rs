@@ -324,6 +324,7 @@ impl Processes {
             | Detail::Socket(_)
             | Detail::Rename(_)
             | Detail::Link(_)
+            | Detail::Signal(_)
             | Detail::Dns(_)
             | Detail::Chdir(_)
                 if ev.pid != 0 =>

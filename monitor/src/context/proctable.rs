@@ -499,6 +499,33 @@ impl<S: ProcSource> ProcTable<S> {
                     .then(|| self.target(target, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
             }),
+            Body::Signal {
+                call,
+                target,
+                signal,
+                protected,
+            } => Detail::Signal(event::Signal {
+                call: match call {
+                    monitor_common::SIGNAL_KILL => "kill",
+                    monitor_common::SIGNAL_TKILL => "tkill",
+                    monitor_common::SIGNAL_TGKILL => "tgkill",
+                    _ => "pidfd_open",
+                }
+                .into(),
+                target,
+                aimed_at: if protected {
+                    "buildwatch"
+                } else if target == -1 {
+                    "every-process"
+                } else {
+                    "own-group"
+                }
+                .into(),
+                signal,
+                signal_name: (signal != 0)
+                    .then(|| event::signal_name(signal as i32))
+                    .flatten(),
+            }),
             Body::Relink {
                 ret,
                 op,

@@ -358,6 +358,9 @@ fn detail(ev: &Event) -> serde_json::Value {
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
         }),
         Detail::Bpf(b) => json!({ "cmd": b.cmd }),
+        Detail::Signal(x) => json!({
+            "call": x.call, "target": x.target, "aimed_at": x.aimed_at, "signal": x.signal_name,
+        }),
         Detail::Rename(r) | Detail::Link(r) => json!({
             "path": r.to, "from": r.from, "syscall": r.syscall, "error": r.outcome.error,
         }),
@@ -733,6 +736,14 @@ impl Subject for Subj<'_> {
             },
             Field::ProcessVmOp => match &ev.detail {
                 Detail::ProcessVm(v) => s(&v.op),
+                _ => Val::Missing,
+            },
+            Field::SignalName => match &ev.detail {
+                Detail::Signal(x) => s(x.signal_name.as_deref().unwrap_or("")),
+                _ => Val::Missing,
+            },
+            Field::SignalAimedAt => match &ev.detail {
+                Detail::Signal(x) => s(&x.aimed_at),
                 _ => Val::Missing,
             },
             Field::SocketFamily => match &ev.detail {

@@ -73,6 +73,7 @@ pub enum Detail {
     Socket(Socket),
     Rename(Relink),
     Link(Relink),
+    Signal(Signal),
     Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
@@ -98,6 +99,7 @@ impl Detail {
             Self::Socket(_) => "socket",
             Self::Rename(_) => "rename",
             Self::Link(_) => "link",
+            Self::Signal(_) => "signal",
             Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
@@ -344,6 +346,24 @@ pub struct ProcessVm {
     pub target: Target,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// kill/tkill/tgkill (reported as entered, before delivery) with a signal for buildwatch, its
+/// guardian or their process group, for every process (`kill -1`) or for the caller's own
+/// process group; or pidfd_open of buildwatch or its guardian.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    /// kill, tkill, tgkill or pidfd_open.
+    pub call: String,
+    /// The pid, or process group (negative), as the caller named it.
+    pub target: i32,
+    /// buildwatch (buildwatch, its guardian or their process group), every-process or
+    /// own-group.
+    pub aimed_at: String,
+    /// 0 for pidfd_open.
+    pub signal: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_name: Option<String>,
 }
 
 /// A name made for a file without opening it: a rename (`rename` events) or a hard or

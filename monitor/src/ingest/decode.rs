@@ -99,6 +99,13 @@ pub enum Body {
         old: Vec<u8>,
         new: Vec<u8>,
     },
+    /// A signal or pidfd aimed at buildwatch (or every process, or the caller's group).
+    Signal {
+        call: u32,
+        target: i32,
+        signal: u32,
+        protected: bool,
+    },
     /// A raw or packet socket was asked for.
     Socket {
         ret: i64,
@@ -211,6 +218,7 @@ impl Wire for wire::TargetCall {}
 impl Wire for wire::BpfCall {}
 impl Wire for wire::SocketCall {}
 impl Wire for wire::Relink {}
+impl Wire for wire::SignalCall {}
 impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
@@ -368,6 +376,15 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+            }
+        }
+        K::Signal => {
+            let b: wire::SignalCall = read(buf).ok_or(short)?;
+            Body::Signal {
+                call: b.call,
+                target: b.target,
+                signal: b.signal,
+                protected: b.protected != 0,
             }
         }
         K::Relink => {

@@ -317,6 +317,19 @@ impl Kernel {
         })
     }
 
+    /// Name the pids (and, negated, process groups) a signal from the run must be reported
+    /// for: buildwatch, its guardian and their process group.
+    pub fn protect(&mut self, targets: &[i32]) -> Result<(), LoadError> {
+        const NAME: &str = "PROTECTED";
+        let map = self.ebpf.map_mut(NAME).ok_or(LoadError::MissingMap(NAME))?;
+        let mut map: aya::maps::HashMap<_, i32, u8> =
+            aya::maps::HashMap::try_from(map).map_err(map_error(NAME))?;
+        for t in targets {
+            map.insert(t, &1, 0).map_err(map_error(NAME))?;
+        }
+        Ok(())
+    }
+
     /// The set of watched cgroups. Can be taken once.
     pub fn take_scope(&mut self) -> Result<ScopeMap, LoadError> {
         ScopeMap::new(&mut self.ebpf)

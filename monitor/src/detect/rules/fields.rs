@@ -24,6 +24,7 @@ pub const KIND_NAMES: &[&str] = &[
     "socket",
     "rename",
     "link",
+    "signal",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -159,6 +160,8 @@ pub enum Field {
     ProcessVmOp,
     BpfCmd,
     SocketFamily,
+    SignalName,
+    SignalAimedAt,
     SocketType,
     TargetPid,
     TargetExe,
@@ -451,6 +454,22 @@ const SPECS: &[Spec] = &[
         Str,
         &["ptrace"],
         "attach, seize or traceme"
+    ),
+    spec!(
+        "signal.name",
+        Field::SignalName,
+        Str,
+        &["signal"],
+        "the signal (SIGKILL, SIGSTOP, …; empty for pidfd_open)"
+    ),
+    spec!(
+        "signal.aimed_at",
+        Field::SignalAimedAt,
+        Str,
+        &["signal"],
+        "buildwatch (buildwatch, its guardian or their process group), every-process or \
+         own-group (the caller's process group, which is buildwatch's unless the build made \
+         its own)"
     ),
     spec!(
         "socket.family",

@@ -1,4 +1,5 @@
-//! The tamper sensor: bpf(2) calls from the watched tree, reported before they take effect.
+//! The tamper sensor: bpf(2) calls from the watched tree, and signals or pidfds aimed at
+//! buildwatch, its guardian or their process group, reported before they take effect.
 
 use monitor_common::sensors;
 
@@ -6,8 +7,14 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::TAMPER,
-    what: "bpf(2) calls that could blind the sensors",
-    tracepoints: &[Probe("sys_enter_bpf", "syscalls", "sys_enter_bpf")],
+    what: "bpf(2) calls, and signals or pidfds aimed at buildwatch",
+    tracepoints: &[
+        Probe("sys_enter_bpf", "syscalls", "sys_enter_bpf"),
+        Probe("sys_enter_kill", "syscalls", "sys_enter_kill"),
+        Probe("sys_enter_tkill", "syscalls", "sys_enter_tkill"),
+        Probe("sys_enter_tgkill", "syscalls", "sys_enter_tgkill"),
+        Probe("sys_enter_pidfd_open", "syscalls", "sys_enter_pidfd_open"),
+    ],
     sock_addr: &[],
     skb: &[],
 };

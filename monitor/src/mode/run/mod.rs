@@ -73,6 +73,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         .context("starting the command in the run's cgroup")?;
     let mut kernel = Kernel::load(opts.ring_bytes)
         .context("loading the kernel sensors (try `buildwatch doctor`)")?;
+    // SAFETY: getpgrp has no preconditions.
+    let pgid = unsafe { libc::getpgrp() };
+    kernel
+        .protect(&[std::process::id() as i32, guardian.pid() as i32, -pgid])
+        .context("protecting buildwatch and its guardian")?;
     let mut scope = kernel.take_scope()?;
     scope
         .add(cgroup.id(), cgroup.level())
