@@ -660,3 +660,37 @@ fn signals_aimed_at_buildwatch_are_critical() {
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_replay_matches(&w, tmp.path(), &[]);
 }
+
+/// A script that calls itself `aws` in the workspace is not the AWS CLI: the owning-tool
+/// exception checks that the tool's own file is installed software not written during the
+/// run, so its read of ~/.aws/credentials is a finding.
+#[test]
+fn a_tool_named_like_the_owner_is_not_trusted() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("tamper-owner");
+    let home = tmp.join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(home.join(".aws/credentials"), "[default]\n").unwrap();
+    std::fs::write(
+        tmp.join("aws"),
+        "import os\nopen(os.path.expanduser('~/.aws/credentials')).read()\n",
+    )
+    .unwrap();
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[("HOME", home.display().to_string())],
+        &[],
+        &["python3", "./aws", "s3", "ls"],
+    );
+    let f = w.finding("sensitive-file-read");
+    assert_eq!(
+        f["process"]["exe"].as_str().map(|e| e.contains("python")),
+        Some(true)
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &[]);
+}

@@ -426,6 +426,26 @@ impl<'a> Subj<'a> {
         }
     }
 
+    /// A process field; `owner_tool` needs what the run wrote.
+    fn proc_value<'p>(&self, p: &'p ProcInfo, f: ProcField) -> Val<'p> {
+        if f != ProcField::OwnerTool {
+            return proc_value(p, f);
+        }
+        // The tool's own file: the script an interpreter runs, else the executable.
+        let path = match (&p.script, &p.exe) {
+            (Some(script), _) => {
+                let cwd = p.cwd.as_deref().unwrap_or("/");
+                let abs = crate::context::paths::resolve(cwd.as_bytes(), script.as_bytes());
+                String::from_utf8_lossy(&abs).into_owned()
+            }
+            (None, Some(exe)) => exe.clone(),
+            (None, None) => return s(""),
+        };
+        let installed = INSTALLED_PREFIXES.iter().any(|pre| path.starts_with(pre))
+            && self.writer_of(&path).is_none();
+        if installed { s(&p.tool) } else { s("") }
+    }
+
     fn writer_of(&self, path: &str) -> Option<&'a str> {
         self.written.get(path).map(String::as_str)
     }
@@ -481,6 +501,19 @@ fn opt(v: Option<&str>) -> Val<'_> {
     v.map_or(Val::Missing, s)
 }
 
+/// Where installed software lives: a tool whose file is under one of these, and was not
+/// written during the run, is what it says it is (`proc.owner_tool`).
+const INSTALLED_PREFIXES: &[&str] = &[
+    "/usr/",
+    "/bin/",
+    "/sbin/",
+    "/lib/",
+    "/lib64/",
+    "/opt/",
+    "/snap/",
+    "/nix/store/",
+];
+
 fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
     match f {
         ProcField::Pid => Val::Num(p.pid.into()),
@@ -493,6 +526,8 @@ fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
         ProcField::Args => Val::Str(Cow::Owned(p.argv.get(1..).unwrap_or_default().join(" "))),
         ProcField::Cmdline => Val::Str(Cow::Owned(p.cmdline())),
         ProcField::Cwd => opt(p.cwd.as_deref()),
+        // Worked out by `Subj::proc_value`, which knows what the run wrote.
+        ProcField::OwnerTool => s(""),
     }
 }
 
@@ -539,9 +574,11 @@ impl Subject for Subj<'_> {
             Field::EvtType => s(&ev.kind),
             Field::EvtFailed => Val::Bool(self.outcome().is_some_and(|(r, _)| r < 0)),
             Field::EvtError => opt(self.outcome().and_then(|(_, e)| e)),
-            Field::Proc(Scope::Proc, pf) => self.proc.map_or(Val::Missing, |p| proc_value(p, pf)),
+            Field::Proc(Scope::Proc, pf) => {
+                self.proc.map_or(Val::Missing, |p| self.proc_value(p, pf))
+            }
             Field::Proc(Scope::Parent, pf) => {
-                self.parent.map_or(Val::Missing, |p| proc_value(p, pf))
+                self.parent.map_or(Val::Missing, |p| self.proc_value(p, pf))
             }
             Field::Proc(Scope::Ancestor, pf) => {
                 let mut out = Vec::new();
@@ -550,7 +587,7 @@ impl Subject for Subj<'_> {
                     .map(|id| self.procs.ancestors(id))
                     .unwrap_or_default()
                 {
-                    match proc_value(a, pf) {
+                    match self.proc_value(a, pf) {
                         Val::Str(v) => out.push(v),
                         Val::List(l) => out.extend(l),
                         _ => {}

@@ -102,6 +102,10 @@ pub enum ProcField {
     Tool,
     /// The script an interpreter runs, when there is one.
     Script,
+    /// `tool` when the tool's own file (script, else executable) is installed software:
+    /// under /usr, /bin, /opt … and not written during the run; otherwise empty. What
+    /// owning-tool exceptions check: a script named `aws` in the workspace is not the AWS CLI.
+    OwnerTool,
     Argv,
     /// One argument, `proc.argv[N]`.
     Arg(u8),
@@ -725,6 +729,13 @@ const PROC_SPECS: &[(&str, ProcField, Type, &str)] = &[
         ProcField::Script,
         Type::Str,
         "script path an interpreter runs",
+    ),
+    (
+        "owner_tool",
+        ProcField::OwnerTool,
+        Type::Str,
+        "tool, when its own file (script, else executable) is installed software (under /usr, \
+         /bin, /sbin, /lib, /opt, /snap, /nix/store) not written during the run; else empty",
     ),
     (
         "argv",

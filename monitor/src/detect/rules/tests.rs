@@ -252,6 +252,8 @@ fn overrides_append_and_replace_without_copying() {
             .s(Field::FilePath, "/src/.git/hooks/pre-commit")
             .s(Field::FileName, "pre-commit")
             .s(Field::Proc(Scope::Proc, ProcField::Tool), tool)
+            // Installed tools: owning-tool exceptions check owner_tool.
+            .s(Field::Proc(Scope::Proc, ProcField::OwnerTool), tool)
             .b(Field::EvtFailed, false)
             .b(Field::FileWrite, true)
     };
