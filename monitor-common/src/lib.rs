@@ -61,7 +61,18 @@ pub const MM_ARG_END: u32 = 17;
 pub const INODE_NLINK: u32 = 18;
 /// `dentry.d_name` + `qstr.name`
 pub const DENTRY_NAME: u32 = 19;
-pub const TASK_OFFSET_COUNT: u32 = 20;
+/// `io_kiocb.cmd` + `io_open.filename`, plus 1 (it may be 0: stored biased)
+pub const URING_OPEN_FILENAME: u32 = 20;
+/// `io_kiocb.cmd` + `io_open.dfd`, plus 1
+pub const URING_OPEN_DFD: u32 = 21;
+/// `io_kiocb.cmd` + `io_open.how` (`open_how.flags` first, then `mode`), plus 1
+pub const URING_OPEN_HOW: u32 = 22;
+/// `filename.name`, plus 1
+pub const FILENAME_NAME: u32 = 23;
+pub const TASK_OFFSET_COUNT: u32 = 24;
+/// io_uring opcodes the sensors read (linux/io_uring.h).
+pub const IORING_OP_OPENAT: u8 = 18;
+pub const IORING_OP_OPENAT2: u8 = 28;
 /// Longest file name (one path component) the kernel side copies, with its NUL.
 pub const NAME_MAX: usize = 256;
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
@@ -188,6 +199,10 @@ pub mod flags {
     pub const SYSCALL_OPENAT2: u16 = 1 << 4;
     /// [`crate::Open`] came from open(2) (no dirfd).
     pub const SYSCALL_OPEN: u16 = 1 << 5;
+    /// [`crate::Open`] came from an io_uring request (both bits, never set together by a
+    /// syscall): IORING_OP_OPENAT, or IORING_OP_OPENAT2 with [`SYSCALL_OPENAT2`] too.
+    /// Reported at submission, with [`NO_RESULT`]: the fd comes later, in the completion.
+    pub const SYSCALL_URING: u16 = SYSCALL_OPEN | SYSCALL_AT;
     /// [`crate::Exit::code`] is not known (the kernel offset of `task_struct.exit_code` was not found).
     pub const EXIT_CODE_UNKNOWN: u16 = 1 << 6;
     /// [`crate::DnsPacket`]: the payload was cut at [`crate::DNS_PAYLOAD_MAX`].

@@ -4,18 +4,19 @@
 use core::ptr::write_unaligned;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::{
-    AT_FDCWD, Chdir, EventKind, Fchdir, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK,
-    Relink, StashedArgs, counters, flags,
+    AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, IORING_OP_OPENAT, IORING_OP_OPENAT2, Open,
+    PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink, StashedArgs, URING_OPEN_DFD,
+    URING_OPEN_FILENAME, URING_OPEN_HOW, counters, flags,
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, ARG4, RET, check, count, emit, header, in_scope, opened,
-    output_scratch, read_user_path, scratch, stash, unstash,
+    ARG0, ARG1, ARG2, ARG3, ARG4, RET, check, count, emit, header, in_scope, offset, opened,
+    output_scratch, read_kernel, read_user_path, scratch, stash, unstash,
 };
 
 const SENSOR: u32 = monitor_common::sensors::FILE;
@@ -286,6 +287,76 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     };
     unsafe { write_unaligned(buf.cast::<Relink>(), body) };
     output_scratch(SENSOR, buf, BODY + old_len + new_len);
+    Ok(0)
+}
+
+/// An open submitted through io_uring (no syscall tracepoint sees it): the path is the
+/// kernel's copy, taken when the request was prepared (`io_open.filename`). Reported at
+/// submission; its fd comes later in the completion, so the record has no result.
+#[tracepoint]
+pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_uring_submit(&ctx));
+    0
+}
+
+fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let opcode: u8 = unsafe { ctx.read_at(32)? };
+    if opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 {
+        return Ok(0);
+    }
+    let req: u64 = unsafe { ctx.read_at(16)? };
+    let req = req as *const u8;
+    // Biased offsets: stored +1, since some are 0.
+    let off = |i| offset(i).map(|o| o - 1);
+    let (Some(name_off), Some(dfd_off), Some(how_off), Some(fname_off)) = (
+        off(URING_OPEN_FILENAME),
+        off(URING_OPEN_DFD),
+        off(URING_OPEN_HOW),
+        off(FILENAME_NAME),
+    ) else {
+        return Ok(0);
+    };
+    let filename: u64 = read_kernel(req.wrapping_add(name_off)).unwrap_or(0);
+    let dirfd: i32 = read_kernel(req.wrapping_add(dfd_off)).unwrap_or(AT_FDCWD);
+    let open_flags: u64 = read_kernel(req.wrapping_add(how_off)).unwrap_or(0);
+    let mode: u64 = read_kernel(req.wrapping_add(how_off + 8)).unwrap_or(0);
+    let name: u64 = if filename == 0 {
+        0
+    } else {
+        read_kernel((filename as *const u8).wrapping_add(fname_off)).unwrap_or(0)
+    };
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<Open>();
+    let mut fl = flags::SYSCALL_URING | flags::NO_RESULT;
+    if opcode == IORING_OP_OPENAT2 {
+        fl |= flags::SYSCALL_OPENAT2;
+    }
+    let n = unsafe {
+        bpf_probe_read_kernel_str(buf.add(BODY).cast(), PATH_MAX as u32, name as *const _)
+    };
+    let path_len = if n > 0 {
+        (n as usize - 1) & (PATH_MAX - 1)
+    } else {
+        count(SENSOR, counters::READ_ERROR);
+        fl |= flags::READ_FAILED;
+        0
+    };
+    let body = Open {
+        header: header(EventKind::Open, fl),
+        ret: 0,
+        ino: 0,
+        dev: 0,
+        dirfd,
+        open_flags: open_flags as u32,
+        mode: mode as u32,
+        path_len: path_len as u16,
+        _pad: [0; 3],
+    };
+    unsafe { write_unaligned(buf.cast::<Open>(), body) };
+    output_scratch(SENSOR, buf, BODY + path_len);
     Ok(0)
 }
 

@@ -214,14 +214,9 @@ fn sockaddr(out: &mut [u8; SOCKADDR_MAX], family: u16, port: u16, lo: u64, hi: u
     }
 }
 
-/// The kernel's copy of a connect's destination: handed to the connect(2) in flight on this
-/// thread, or reported now when there is none (io_uring, TCP Fast Open).
+/// The destination address a cgroup sock_addr hook sees (IPv4 in the first 4 bytes).
 #[inline(always)]
-fn record_connect(ctx: &SockAddrContext, family: u16) {
-    if !in_scope() {
-        return;
-    }
-    let sa = unsafe { &*ctx.sock_addr };
+fn hook_addr(sa: &aya_ebpf::bindings::bpf_sock_addr, family: u16) -> [u8; 16] {
     let mut addr = [0u8; 16];
     if family == AF_INET {
         addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
@@ -230,6 +225,18 @@ fn record_connect(ctx: &SockAddrContext, family: u16) {
             addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
         }
     }
+    addr
+}
+
+/// The kernel's copy of a connect's destination: handed to the connect(2) in flight on this
+/// thread, or reported now when there is none (io_uring, TCP Fast Open).
+#[inline(always)]
+fn record_connect(ctx: &SockAddrContext, family: u16) {
+    if !in_scope() {
+        return;
+    }
+    let sa = unsafe { &*ctx.sock_addr };
+    let addr = hook_addr(sa, family);
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(sa.user_port as u16);
     let mut lo = [0u8; 8];
@@ -270,14 +277,7 @@ fn record_sendmsg(ctx: &SockAddrContext, family: u16) {
         return;
     }
     let sa = unsafe { &*ctx.sock_addr };
-    let mut addr = [0u8; 16];
-    if family == AF_INET {
-        addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
-    } else {
-        for (i, word) in sa.user_ip6.iter().enumerate() {
-            addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-        }
-    }
+    let addr = hook_addr(sa, family);
     emit(
         SENSOR,
         SendTo {

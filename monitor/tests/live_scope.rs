@@ -2,6 +2,8 @@
 //! watched from then on, and not after it is removed. Needs root (skipped without it locally,
 //! a failure under CI=true).
 
+mod common;
+
 use std::{
     fs,
     os::unix::process::CommandExt,
@@ -11,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::root_or_skip;
 use monitor::{
     detect::analyzer::Analyzer,
     ingest::reader::Reader,
@@ -20,19 +23,6 @@ use monitor::{
     pipeline::Pipeline,
     policy::config::{self, PolicyArgs},
 };
-
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "CI=true but not root: BPF tests must run"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
 
 /// `cat PATH` inside `cg`.
 fn cat_in(cg: &RunCgroup, path: &Path) {

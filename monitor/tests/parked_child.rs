@@ -4,26 +4,16 @@
 //! or died), it exits without running the command and leaves the cgroup empty. Needs root
 //! (skipped without it locally, a failure under CI=true).
 
+mod common;
+
 use std::{
     ffi::OsString,
     path::Path,
     time::{Duration, Instant},
 };
 
+use common::root_or_skip;
 use monitor::{kernel::cgroup::RunCgroup, mode::run::park};
-
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "CI=true but not root: cgroup tests must run"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
 
 fn touch(marker: &Path) -> Vec<OsString> {
     vec!["/usr/bin/touch".into(), marker.into()]

@@ -744,3 +744,30 @@ fn renames_and_links_are_writes() {
     assert!(stderr.contains("sensitive-file-moved"), "{stderr}");
     assert_eq!(r.code(), Some(86), "{stderr}");
 }
+
+/// An open through io_uring, which no open syscall tracepoint sees, is reported with the
+/// path the kernel copied when it prepared the request, and judged like any open.
+#[test]
+fn io_uring_opens_are_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("uring");
+    let creds = dir.join("home/.aws/credentials");
+    fs::create_dir_all(creds.parent().unwrap()).unwrap();
+    fs::write(&creds, "[default]\n").unwrap();
+    let r = run_watched(&dir, &[], &[TRIGGER, "uring-open", &s(&creds)]);
+    let out = String::from_utf8_lossy(&r.output.stdout).into_owned();
+    let fd: i32 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(fd >= 0, "the io_uring open failed: {out}");
+    let creds_s = s(&creds);
+    let open = r
+        .opens_of(&creds_s)
+        .next()
+        .unwrap_or_else(|| panic!("no open of the credentials: {}", r.stderr()));
+    assert_eq!(open["open"]["syscall"], "io_uring_openat", "{open:#}");
+    assert_eq!(open["open"]["result_unknown"], true);
+    assert!(r.stderr().contains("sensitive-file-read"), "{}", r.stderr());
+    assert_eq!(r.code(), Some(86), "{}", r.stderr());
+}

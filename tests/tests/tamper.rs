@@ -165,6 +165,23 @@ fn a_process_cannot_move_itself_out_of_the_run() {
     assert!(!w.rules().contains(&"cgroup-write-outside-run".to_owned()));
 }
 
+/// `buildwatch run --report REPORT -- cmd`, started (stderr piped, for the test to read or
+/// break).
+fn spawn_reporting(report: &std::path::Path, cmd: &[&str]) -> std::process::Child {
+    Command::new(buildwatch_bin())
+        .env_remove("SUDO_UID")
+        .arg("run")
+        .arg("--report")
+        .arg(report)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The processes of buildwatch `pid`'s run, once its command is up (bounded wait).
 fn run_pids(bw_pid: u32, at_least: usize) -> (std::path::PathBuf, Vec<u32>) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -220,16 +237,7 @@ fn buildwatch_killed_mid_run_takes_the_run_with_it_and_leaves_a_report() {
     let _guard = alone();
     let tmp = TempDir::new("tamper-sigkill");
     let report = tmp.join("report.json");
-    let mut bw = Command::new(buildwatch_bin())
-        .arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(["--", "sh", "-c", "sleep 300 & sleep 300; wait"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut bw = spawn_reporting(&report, &["sh", "-c", "sleep 300 & sleep 300; wait"]);
     let (cg, pids) = run_pids(bw.id(), 3);
     bw.kill().unwrap();
     let killed = Instant::now();
@@ -275,16 +283,7 @@ fn a_killed_guardian_fails_the_run() {
     let _guard = shared();
     let tmp = TempDir::new("tamper-guardian");
     let report = tmp.join("report.json");
-    let bw = Command::new(buildwatch_bin())
-        .arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(["--", "sleep", "1.5"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bw = spawn_reporting(&report, &["sleep", "1.5"]);
     run_pids(bw.id(), 1);
     let guardian = guardian_of(bw.id());
     assert_eq!(unsafe { libc::kill(guardian as i32, libc::SIGKILL) }, 0);
@@ -306,16 +305,7 @@ fn a_broken_stderr_still_leaves_the_report() {
     let _guard = shared();
     let tmp = TempDir::new("tamper-stderr");
     let report = tmp.join("report.json");
-    let mut bw = Command::new(buildwatch_bin())
-        .arg("run")
-        .arg("--report")
-        .arg(&report)
-        .args(["--", "sh", "-c", "sleep 0.5; cat /etc/hostname"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut bw = spawn_reporting(&report, &["sh", "-c", "sleep 0.5; cat /etc/hostname"]);
     drop(bw.stderr.take());
     let status = bw.wait().unwrap();
     let r: serde_json::Value = serde_json::from_slice(

@@ -18,7 +18,7 @@ use crate::{
         process::{Id, IntMap, Live, ProcInfo, Processes},
     },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    ingest::decode::{Body, FileId, Image, KernelEvent, SockAddr},
+    ingest::decode::{Body, FileId, Image, KernelEvent, OpenSyscall, SockAddr},
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -412,7 +412,12 @@ impl<S: ProcSource> ProcTable<S> {
                 path: requested,
             } => {
                 let (path, unresolved) = self.resolve_at(id, dirfd, &requested);
-                if ret >= 0 {
+                // An io_uring open is reported at submission: its fd is not known yet.
+                let result_unknown = matches!(
+                    syscall,
+                    OpenSyscall::UringOpenat | OpenSyscall::UringOpenat2
+                );
+                if ret >= 0 && !result_unknown {
                     let cloexec = open_flags & O_CLOEXEC != 0;
                     self.procs
                         .live_mut(id)
@@ -442,6 +447,7 @@ impl<S: ProcSource> ProcTable<S> {
                     read_failed: ev.flags & wf::READ_FAILED != 0,
                     cgroup_outside: ev.flags & wf::CGROUP_OUTSIDE != 0,
                     killed: ev.flags & wf::KILLED != 0,
+                    result_unknown,
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -1041,7 +1047,6 @@ fn bpf_cmd_name(cmd: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::decode::OpenSyscall;
 
     /// A /proc stand-in: the table must not depend on the machine in pure tests.
     struct FakeProc {

@@ -261,6 +261,9 @@ pub struct Open {
     /// The kernel killed the process before the call returned (it never used the file).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub killed: bool,
+    /// An io_uring open, reported when it was submitted: its result comes later (`ret` 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -716,6 +719,7 @@ mod tests {
                 read_failed: false,
                 cgroup_outside: false,
                 killed: false,
+                result_unknown: false,
                 outcome: Outcome::from_ret(-2),
             }),
             escaped: vec![],

@@ -167,6 +167,9 @@ pub enum OpenSyscall {
     Open,
     Openat,
     Openat2,
+    /// IORING_OP_OPENAT / IORING_OP_OPENAT2, reported at submission (no fd yet).
+    UringOpenat,
+    UringOpenat2,
 }
 
 impl OpenSyscall {
@@ -175,6 +178,8 @@ impl OpenSyscall {
             Self::Open => "open",
             Self::Openat => "openat",
             Self::Openat2 => "openat2",
+            Self::UringOpenat => "io_uring_openat",
+            Self::UringOpenat2 => "io_uring_openat2",
         }
     }
 }
@@ -308,7 +313,12 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         K::Open => {
             let b: wire::Open = read(buf).ok_or(short)?;
             let path = tail(buf, size_of::<wire::Open>(), b.path_len as usize, kind)?.to_vec();
-            let syscall = if h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
+            let uring = h.flags & wire::flags::SYSCALL_URING == wire::flags::SYSCALL_URING;
+            let syscall = if uring && h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
+                OpenSyscall::UringOpenat2
+            } else if uring {
+                OpenSyscall::UringOpenat
+            } else if h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
                 OpenSyscall::Openat2
             } else if h.flags & wire::flags::SYSCALL_OPEN != 0 {
                 OpenSyscall::Open

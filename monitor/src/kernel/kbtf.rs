@@ -25,6 +25,18 @@ pub struct TaskOffsets {
     /// Task → its image's executable and argv; `None` when missing (exec facts then come
     /// from the caller's memory alone).
     pub image: Option<ImageOffsets>,
+    /// An io_uring open request → its path; `None` when missing (io_uring opens unseen).
+    pub uring: Option<UringOffsets>,
+}
+
+/// Offsets in an io_uring request (`io_kiocb`, whose command area `cmd` holds an `io_open`
+/// for an open), and of `filename.name`. These may be 0: they are real offsets, not biased.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringOffsets {
+    pub open_filename: u32,
+    pub open_dfd: u32,
+    pub open_how: u32,
+    pub filename_name: u32,
 }
 
 /// `task_struct.mm`, `mm_struct.{exe_file, arg_start, arg_end}`, `inode.i_nlink`,
@@ -131,6 +143,7 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
             dentry_name: first(5)? + first(6)?,
         })
     })();
+    let uring = uring_offsets(&data);
     Ok(TaskOffsets {
         exit_code: task[0],
         group_leader: task[1],
@@ -138,6 +151,7 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
         file,
         dentry,
         image,
+        uring,
     })
 }
 
@@ -158,6 +172,25 @@ impl Reader<'_> {
     }
 }
 
+/// `io_kiocb.cmd` + `io_open.{filename, dfd, how}` and `filename.name`, where 0 is a valid
+/// offset (`cmd` and `name` come first in their structs).
+fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
+    let wanted: [(&str, &[&str]); 3] = [
+        ("io_kiocb", &["cmd"]),
+        ("io_open", &["filename", "dfd", "how"]),
+        ("filename", &["name"]),
+    ];
+    let found = offsets_in(data, &wanted, true).ok()?;
+    let cmd = found[0].as_ref().ok()?[0];
+    let open = found[1].as_ref().ok()?;
+    Some(UringOffsets {
+        open_filename: cmd + open[0],
+        open_dfd: cmd + open[1],
+        open_how: cmd + open[2],
+        filename_name: found[2].as_ref().ok()?[0],
+    })
+}
+
 /// Byte offset of `member` in the struct named `strukt`, from raw (little-endian) BTF.
 pub fn member_offset(data: &[u8], strukt: &str, member: &str) -> Result<u32, String> {
     member_offsets(data, strukt, &[member]).map(|o| o[0])
@@ -176,6 +209,16 @@ pub fn member_offsets(data: &[u8], strukt: &str, members: &[&str]) -> Result<Vec
 pub fn struct_offsets(
     data: &[u8],
     wanted: &[(&str, &[&str])],
+) -> Result<Vec<Result<Vec<u32>, String>>, String> {
+    offsets_in(data, wanted, false)
+}
+
+/// [`struct_offsets`]; `zero_ok`: a member at offset 0 is an answer, not an error.
+#[allow(clippy::type_complexity)]
+fn offsets_in(
+    data: &[u8],
+    wanted: &[(&str, &[&str])],
+    zero_ok: bool,
 ) -> Result<Vec<Result<Vec<u32>, String>>, String> {
     let r = Reader { data };
     if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
@@ -246,7 +289,7 @@ pub fn struct_offsets(
                     let bits = bt
                         .member_bits(at, member.as_bytes(), 0)?
                         .ok_or_else(|| format!("{strukt}.{member} not found in kernel BTF"))?;
-                    if bits % 8 != 0 || bits == 0 {
+                    if bits % 8 != 0 || (bits == 0 && !zero_ok) {
                         return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
                     }
                     Ok(bits / 8)

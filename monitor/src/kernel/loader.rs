@@ -138,6 +138,10 @@ impl Kernel {
             );
         }
         let image = task.image.unwrap_or_default();
+        // Stored +1 (they may be 0, which the programs read as unknown); 0 when unknown.
+        let uring = task.uring.map_or([0; 4], |u| {
+            [u.open_filename, u.open_dfd, u.open_how, u.filename_name].map(|o| o + 1)
+        });
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -160,6 +164,10 @@ impl Kernel {
             (c::MM_ARG_END, image.mm_arg_end),
             (c::INODE_NLINK, image.inode_nlink),
             (c::DENTRY_NAME, image.dentry_name),
+            (c::URING_OPEN_FILENAME, uring[0]),
+            (c::URING_OPEN_DFD, uring[1]),
+            (c::URING_OPEN_HOW, uring[2]),
+            (c::FILENAME_NAME, uring[3]),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

@@ -324,6 +324,12 @@ fn main() {
             let r = libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, symlink.as_ptr());
             assert_eq!(r, 0, "symlinkat: {}", std::io::Error::last_os_error());
         },
+        // An open through io_uring (IORING_OP_OPENAT, raw setup: no liburing), no open(2).
+        // Prints the completion's result (the fd, or -errno).
+        "uring-open" => unsafe {
+            let path = cstr(a(1));
+            println!("uring-open {}", uring_openat(&path));
+        },
         // A packet socket, a raw UDP socket, and ordinary TCP and netlink sockets (not
         // reported).
         "raw-sockets" => unsafe {
@@ -357,6 +363,111 @@ fn main() {
             println!("sendto {n} {}", std::io::Error::last_os_error());
         },
         _ => usage(),
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct SqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UringParams {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqOffsets,
+    cq_off: CqOffsets,
+}
+
+/// One IORING_OP_OPENAT of `path` (read-only) through a ring of our own; the completion's res.
+unsafe fn uring_openat(path: &CString) -> i32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let mut p = UringParams::default();
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, &raw mut p) } as i32;
+    assert!(
+        fd >= 0,
+        "io_uring_setup: {}",
+        std::io::Error::last_os_error()
+    );
+    // One mapping holds both rings (IORING_FEAT_SINGLE_MMAP, since 5.4).
+    let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+    let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * 16;
+    let map = |len: usize, off: i64| unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            off,
+        );
+        assert_ne!(
+            m,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        m as *mut u8
+    };
+    let ring = map(sq_len.max(cq_len), 0);
+    let sqes = map(p.sq_entries as usize * 64, 0x1000_0000);
+    unsafe {
+        // The SQE: opcode, fd (dirfd), addr (path), open_flags, user_data.
+        std::ptr::write_bytes(sqes, 0, 64);
+        *sqes = 18;
+        *(sqes.add(4) as *mut i32) = libc::AT_FDCWD;
+        *(sqes.add(16) as *mut u64) = path.as_ptr() as u64;
+        *(sqes.add(28) as *mut u32) = libc::O_RDONLY as u32;
+        *(sqes.add(32) as *mut u64) = 1;
+        let mask = *(ring.add(p.sq_off.ring_mask as usize) as *const u32);
+        let tail = &*(ring.add(p.sq_off.tail as usize) as *const AtomicU32);
+        let t = tail.load(Ordering::Acquire);
+        *(ring.add(p.sq_off.array as usize) as *mut u32).add((t & mask) as usize) = 0;
+        tail.store(t + 1, Ordering::Release);
+        let r = libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            1u32,
+            1u32,
+            1u32,
+            std::ptr::null::<u8>(),
+            0usize,
+        );
+        assert_eq!(r, 1, "io_uring_enter: {}", std::io::Error::last_os_error());
+        let head = *(ring.add(p.cq_off.head as usize) as *const u32);
+        let cmask = *(ring.add(p.cq_off.ring_mask as usize) as *const u32);
+        let cqe = ring.add(p.cq_off.cqes as usize + (head & cmask) as usize * 16);
+        *(cqe.add(8) as *const i32)
     }
 }
 
@@ -506,7 +617,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open ..."
     );
     exit(2)
 }
