@@ -158,6 +158,10 @@ pub enum EventKind {
     /// group, for every process, or for the caller's own group; or pidfd_open of buildwatch
     /// or its guardian (body [`SignalCall`]). Sent before the signal is delivered.
     Signal = 17,
+    /// A process of the run found outside every watched cgroup (body [`Escape`]): it left by a
+    /// way the open check did not stop (clone3 with CLONE_INTO_CGROUP, a daemon moving it).
+    /// It is still watched, and killed.
+    Escape = 18,
 }
 
 impl EventKind {
@@ -180,6 +184,7 @@ impl EventKind {
             15 => Self::Socket,
             16 => Self::Relink,
             17 => Self::Signal,
+            18 => Self::Escape,
             _ => return None,
         })
     }
@@ -286,7 +291,7 @@ impl EventKind {
             Self::Connect | Self::SendTo | Self::Socket => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
-            Self::Bpf | Self::Signal => sensors::TAMPER,
+            Self::Bpf | Self::Signal | Self::Escape => sensors::TAMPER,
         }
     }
 }
@@ -525,6 +530,18 @@ pub const SIGNAL_PIDFD_OPEN: u32 = 3;
 /// Most entries of the `PROTECTED` map: buildwatch, its guardian and their process group.
 pub const PROTECTED_MAX: u32 = 16;
 
+/// A process of the run outside every watched cgroup, at its first watched call there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Escape {
+    pub header: EventHeader,
+    /// The cgroup it is in now (v2 id).
+    pub cgroup_id: u64,
+}
+
+/// Most processes of one run followed by lineage at once (the `TRACKED` map).
+pub const TRACKED_MAX: u32 = 65_536;
+
 /// A signal (or a pidfd) aimed at buildwatch, at entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -604,6 +621,7 @@ const _: () = assert!(size_of::<BpfCall>() == 40);
 const _: () = assert!(size_of::<ExecDone>() == 64);
 const _: () = assert!(size_of::<Relink>() == 64);
 const _: () = assert!(size_of::<SignalCall>() == 48);
+const _: () = assert!(size_of::<Escape>() == 40);
 const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);

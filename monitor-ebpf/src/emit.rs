@@ -7,17 +7,18 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user_str,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    CGROUP_MAX_DEPTH, CGROUP2_SUPER_MAGIC, DENTRY_INODE, DENTRY_PARENT, EventHeader, EventKind,
-    FDTABLE_FD, FILE_DENTRY, FILE_INODE, FILES_FDT, INODE_INO, INODE_SB, PATH_MAX, SB_DEV,
-    SB_MAGIC, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels, StashedArgs, TASK_FILES,
-    TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, counters, flags,
+    CGROUP_MAX_DEPTH, CGROUP2_SUPER_MAGIC, DENTRY_INODE, DENTRY_PARENT, Escape, EventHeader,
+    EventKind, FDTABLE_FD, FILE_DENTRY, FILE_INODE, FILES_FDT, INODE_INO, INODE_SB, PATH_MAX,
+    SB_DEV, SB_MAGIC, SCOPE_MAX_CGROUPS, SCOPE_MAX_LEVELS, ScopeLevels, StashedArgs, TASK_FILES,
+    TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, TRACKED_MAX, counters, flags,
 };
 
 /// Offsets of the arguments and the return value in syscall tracepoint records
@@ -76,9 +77,68 @@ fn global<T: Copy>(v: &T) -> T {
     unsafe { read_volatile(v) }
 }
 
-/// Is the current task inside a watched cgroup (or one of its descendants)?
+/// Processes of the run, by tgid: added when a watched process creates one (task_newtask) and
+/// by userspace for the command itself, removed when they exit. Value 1: tracked; 2: found
+/// outside every watched cgroup (reported and killed once).
+#[map]
+pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(TRACKED_MAX, 0);
+
+/// Is the current task part of the run? In a watched cgroup (or a descendant), or a process
+/// of the run that left them: that one is reported once (an `Escape` record) and sent
+/// SIGKILL, and stays watched until it is gone. For tracepoint programs (bpf_send_signal);
+/// cgroup hooks use [`in_scope_hook`].
 #[inline(always)]
 pub fn in_scope() -> bool {
+    if in_watched_cgroup() {
+        return true;
+    }
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(state) = TRACKED.get_ptr_mut(&tgid) else {
+        return false;
+    };
+    if unsafe { *state } == 1 {
+        unsafe { *state = 2 };
+        let killed = unsafe { bpf_send_signal(9) } == 0;
+        emit(
+            monitor_common::sensors::TAMPER,
+            Escape {
+                header: header(EventKind::Escape, if killed { flags::KILLED } else { 0 }),
+                cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            },
+        );
+    }
+    true
+}
+
+/// [`in_scope`] for cgroup hooks: the same answer, without the report (they cannot signal).
+#[inline(always)]
+pub fn in_scope_hook() -> bool {
+    if in_watched_cgroup() {
+        return true;
+    }
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    unsafe { TRACKED.get(&tgid) }.is_some()
+}
+
+/// Follow `child`, a new process of the run. A full map is counted as a loss: the run then
+/// cannot vouch for where its processes went.
+#[inline(always)]
+pub fn track(sensor: u32, child: u32) {
+    if TRACKED.insert(&child, &1, BPF_ANY as u64).is_err() {
+        count(sensor, counters::STASH_FULL);
+    }
+}
+
+/// Stop following the current process (it exits).
+#[inline(always)]
+pub fn untrack() {
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let _ = TRACKED.remove(&tgid);
+}
+
+/// Is the current task inside a watched cgroup (or one of its descendants)?
+#[inline(always)]
+fn in_watched_cgroup() -> bool {
     let Some(scope) = SCOPE_LEVELS.get(0) else {
         return false;
     };

@@ -20,7 +20,7 @@ use monitor_common::{
 
 use crate::emit::{
     ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, forget_stash, header, in_scope,
-    offset, output_scratch, read_kernel, read_user_path, scratch,
+    offset, output_scratch, read_kernel, read_user_path, scratch, track, untrack,
 };
 
 const SENSOR: u32 = monitor_common::sensors::EXEC;
@@ -299,6 +299,9 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let child_pid: i32 = unsafe { ctx.read_at(8)? };
+    // Followed by lineage too: a child made in another cgroup (clone3 with
+    // CLONE_INTO_CGROUP) is still the run's.
+    track(SENSOR, child_pid as u32);
     emit(
         SENSOR,
         Fork {
@@ -321,6 +324,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if group_dead == 0 {
         return Ok(0);
     }
+    untrack();
     let offset = TASK_OFFSETS.get(TASK_EXIT_CODE).copied().unwrap_or(0);
     let mut code: i32 = 0;
     let mut fl = 0;

@@ -18,8 +18,8 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope, live_stash,
-    stash, take_stash, unstash, wakeup_flags,
+    ARG0, ARG1, ARG2, EVENTS, RET, cgroup_header, check, count, emit, header, in_scope,
+    in_scope_hook, live_stash, stash, take_stash, unstash, wakeup_flags,
 };
 
 const SENSOR: u32 = monitor_common::sensors::NET;
@@ -232,7 +232,7 @@ fn hook_addr(sa: &aya_ebpf::bindings::bpf_sock_addr, family: u16) -> [u8; 16] {
 /// thread, or reported now when there is none (io_uring, TCP Fast Open).
 #[inline(always)]
 fn record_connect(ctx: &SockAddrContext, family: u16) {
-    if !in_scope() {
+    if !in_scope_hook() {
         return;
     }
     let sa = unsafe { &*ctx.sock_addr };
@@ -273,7 +273,7 @@ fn record_connect(ctx: &SockAddrContext, family: u16) {
 
 #[inline(always)]
 fn record_sendmsg(ctx: &SockAddrContext, family: u16) {
-    if !in_scope() {
+    if !in_scope_hook() {
         return;
     }
     let sa = unsafe { &*ctx.sock_addr };

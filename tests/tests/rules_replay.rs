@@ -26,6 +26,7 @@ const KINDS: &[&str] = &[
     "rename",
     "link",
     "signal",
+    "escape",
     "run",
 ];
 

@@ -684,3 +684,50 @@ fn a_tool_named_like_the_owner_is_not_trusted() {
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     assert_replay_matches(&w, tmp.path(), &[]);
 }
+
+/// A child made directly in another cgroup (clone3 with CLONE_INTO_CGROUP, which needs only
+/// a read-only fd of the cgroup) is still the run's: followed by lineage, reported and killed
+/// at its first watched call outside, before it does anything else.
+#[test]
+fn a_child_made_in_another_cgroup_is_still_watched() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let root = cgroup2_root().expect("a cgroup v2 mount");
+    let tmp = TempDir::new("tamper-clone-cgroup");
+    let read = tmp.join("read-me");
+    std::fs::write(&read, "x").unwrap();
+    let marker = tmp.join("marker");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[
+            TRIGGER,
+            "clone-into-cgroup",
+            root.to_str().unwrap(),
+            read.to_str().unwrap(),
+            marker.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert_eq!(stdout.trim(), "child signal 9", "{}", w.stderr());
+    assert!(!marker.exists(), "the escaped child ran on");
+    let evs = w.events();
+    let escape = evs
+        .iter()
+        .find(|e| e["kind"] == "escape")
+        .unwrap_or_else(|| panic!("no escape event: {}", w.stderr()));
+    assert_eq!(escape["escape"]["killed"], true, "{escape:#}");
+    // Its read was still seen.
+    assert!(
+        evs.iter()
+            .any(|e| e["kind"] == "open" && e["open"]["path"] == read.to_str().unwrap()),
+        "{}",
+        w.stderr()
+    );
+    assert_eq!(w.finding("process-left-the-run")["severity"], "critical");
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+}

@@ -325,6 +325,7 @@ impl Processes {
             | Detail::Rename(_)
             | Detail::Link(_)
             | Detail::Signal(_)
+            | Detail::Escape(_)
             | Detail::Dns(_)
             | Detail::Chdir(_)
                 if ev.pid != 0 =>

@@ -505,6 +505,9 @@ impl<S: ProcSource> ProcTable<S> {
                     .then(|| self.target(target, &mut escaped)),
                 outcome: Outcome::from_ret(ret),
             }),
+            Body::Escape { cgroup_id, killed } => {
+                Detail::Escape(event::Escape { cgroup_id, killed })
+            }
             Body::Signal {
                 call,
                 target,

@@ -358,6 +358,7 @@ fn detail(ev: &Event) -> serde_json::Value {
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
         }),
         Detail::Bpf(b) => json!({ "cmd": b.cmd }),
+        Detail::Escape(x) => json!({ "cgroup_id": x.cgroup_id, "killed": x.killed }),
         Detail::Signal(x) => json!({
             "call": x.call, "target": x.target, "aimed_at": x.aimed_at, "signal": x.signal_name,
         }),

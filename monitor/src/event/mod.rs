@@ -74,6 +74,7 @@ pub enum Detail {
     Rename(Relink),
     Link(Relink),
     Signal(Signal),
+    Escape(Escape),
     Dns(Dns),
     Straggler(Straggler),
     Lost(Lost),
@@ -100,6 +101,7 @@ impl Detail {
             Self::Rename(_) => "rename",
             Self::Link(_) => "link",
             Self::Signal(_) => "signal",
+            Self::Escape(_) => "escape",
             Self::Dns(_) => "dns",
             Self::Straggler(_) => "straggler",
             Self::Lost(_) => "lost",
@@ -349,6 +351,18 @@ pub struct ProcessVm {
     pub target: Target,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// A process of the run found outside every watched cgroup, at its first watched call there:
+/// it left by a way the open check does not stop (clone3 with CLONE_INTO_CGROUP, a daemon
+/// moving it). buildwatch follows the run's processes by lineage too, so it is still seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escape {
+    /// The cgroup (v2 id) it is in now.
+    pub cgroup_id: u64,
+    /// The kernel sent it SIGKILL before the call returned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
 }
 
 /// kill/tkill/tgkill (reported as entered, before delivery) with a signal for buildwatch, its

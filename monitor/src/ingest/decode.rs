@@ -99,6 +99,11 @@ pub enum Body {
         old: Vec<u8>,
         new: Vec<u8>,
     },
+    /// A process of the run found outside every watched cgroup.
+    Escape {
+        cgroup_id: u64,
+        killed: bool,
+    },
     /// A signal or pidfd aimed at buildwatch (or every process, or the caller's group).
     Signal {
         call: u32,
@@ -224,6 +229,7 @@ impl Wire for wire::BpfCall {}
 impl Wire for wire::SocketCall {}
 impl Wire for wire::Relink {}
 impl Wire for wire::SignalCall {}
+impl Wire for wire::Escape {}
 impl Wire for wire::DnsPacket {}
 
 fn read<T: Wire>(buf: &[u8]) -> Option<T> {
@@ -386,6 +392,13 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+            }
+        }
+        K::Escape => {
+            let b: wire::Escape = read(buf).ok_or(short)?;
+            Body::Escape {
+                cgroup_id: b.cgroup_id,
+                killed: h.flags & wire::flags::KILLED != 0,
             }
         }
         K::Signal => {

@@ -338,6 +338,22 @@ impl Kernel {
         Ok(())
     }
 
+    /// Follow `pid` (a process of the run) by lineage, or stop (`follow` false: a process
+    /// buildwatch itself moves out of the run, a kept straggler).
+    pub fn track(&mut self, pid: u32, follow: bool) -> Result<(), LoadError> {
+        const NAME: &str = "TRACKED";
+        let map = self.ebpf.map_mut(NAME).ok_or(LoadError::MissingMap(NAME))?;
+        let mut map: aya::maps::HashMap<_, u32, u8> =
+            aya::maps::HashMap::try_from(map).map_err(map_error(NAME))?;
+        if follow {
+            map.insert(&pid, &1, 0).map_err(map_error(NAME))?;
+        } else {
+            // Gone already: nothing to stop.
+            let _ = map.remove(&pid);
+        }
+        Ok(())
+    }
+
     /// The set of watched cgroups. Can be taken once.
     pub fn take_scope(&mut self) -> Result<ScopeMap, LoadError> {
         ScopeMap::new(&mut self.ebpf)

@@ -324,6 +324,47 @@ fn main() {
             let r = libc::symlinkat(target.as_ptr(), libc::AT_FDCWD, symlink.as_ptr());
             assert_eq!(r, 0, "symlinkat: {}", std::io::Error::last_os_error());
         },
+        // A child made directly in another cgroup: clone3 with CLONE_INTO_CGROUP and a
+        // read-only fd of CGROUP_DIR (no write to any cgroup file). The child reads READ, then
+        // writes MARKER; prints how the child ended.
+        "clone-into-cgroup" => unsafe {
+            let dir = cstr(a(1));
+            let (read, marker) = (cstr(a(2)), cstr(a(3)));
+            let cg = libc::open(
+                dir.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            assert!(
+                cg >= 0,
+                "open cgroup dir: {}",
+                std::io::Error::last_os_error()
+            );
+            // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+            // stack_size, tls, set_tid, set_tid_size, cgroup.
+            let mut args = [0u64; 11];
+            args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+            args[4] = libc::SIGCHLD as u64;
+            args[10] = cg as u64;
+            let pid = libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), size_of_val(&args));
+            if pid == 0 {
+                let fd = libc::open(read.as_ptr(), libc::O_RDONLY);
+                libc::close(fd);
+                let fd = libc::open(marker.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+                libc::close(fd);
+                libc::_exit(0);
+            }
+            assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+            let mut status = 0;
+            libc::waitpid(pid as i32, &mut status, 0);
+            println!(
+                "child {}",
+                if libc::WIFSIGNALED(status) {
+                    format!("signal {}", libc::WTERMSIG(status))
+                } else {
+                    format!("exit {}", libc::WEXITSTATUS(status))
+                }
+            );
+        },
         // An open through io_uring (IORING_OP_OPENAT, raw setup: no liburing), no open(2).
         // Prints the completion's result (the fd, or -errno).
         "uring-open" => unsafe {
@@ -617,7 +658,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|clone-into-cgroup ..."
     );
     exit(2)
 }

@@ -25,6 +25,7 @@ pub const KIND_NAMES: &[&str] = &[
     "rename",
     "link",
     "signal",
+    "escape",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");

@@ -122,6 +122,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         }
     };
     let root_pid = child.id().context("child has no pid")?;
+    // Its descendants are followed from the kernel (task_newtask); the command itself, here.
+    kernel
+        .track(root_pid, true)
+        .context("following the command")?;
     // The root goes into the process table before any of its events: the reader starts after
     // this (the ring holds the command's first events meanwhile).
     pipeline.send(ModeInput::Root {
@@ -189,6 +193,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         });
     }
     if opts.keep_stragglers {
+        // buildwatch moves them out itself: not an escape.
+        for pid in cgroup.pids() {
+            let _ = kernel.track(pid, false);
+        }
         cgroup
             .release_all()
             .context("moving kept processes out of the run's cgroup")?;
