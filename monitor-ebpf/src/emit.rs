@@ -83,6 +83,32 @@ fn global<T: Copy>(v: &T) -> T {
 #[map]
 pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(TRACKED_MAX, 0);
 
+/// Entry 0 nonzero once a process of the run may be outside its cgroups (it was created with
+/// CLONE_INTO_CGROUP, or moved by someone): only then does [`in_scope`] look tasks outside
+/// the watched cgroups up in `TRACKED`. Every traced syscall of every other process on the
+/// host goes through that check: a hash lookup each would cost them all.
+#[map]
+static ESCAPE_RISK: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Something a process of the run did may have taken it out of the run's cgroups.
+#[inline(always)]
+pub fn escape_possible() {
+    if let Some(p) = ESCAPE_RISK.get_ptr_mut(0) {
+        unsafe { *p = 1 };
+    }
+}
+
+#[inline(always)]
+fn escape_risk() -> bool {
+    ESCAPE_RISK.get(0).is_some_and(|v| *v != 0)
+}
+
+/// Whether `pid` is a process of the run.
+#[inline(always)]
+pub fn tracked(pid: u32) -> bool {
+    unsafe { TRACKED.get(&pid) }.is_some()
+}
+
 /// Is the current task part of the run? In a watched cgroup (or a descendant), or a process
 /// of the run that left them: that one is reported once (an `Escape` record) and sent
 /// SIGKILL, and stays watched until it is gone. For tracepoint programs (bpf_send_signal);
@@ -91,6 +117,9 @@ pub static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(TRACKED_MAX, 0)
 pub fn in_scope() -> bool {
     if in_watched_cgroup() {
         return true;
+    }
+    if !escape_risk() {
+        return false;
     }
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     let Some(state) = TRACKED.get_ptr_mut(&tgid) else {
@@ -116,8 +145,7 @@ pub fn in_scope_hook() -> bool {
     if in_watched_cgroup() {
         return true;
     }
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    unsafe { TRACKED.get(&tgid) }.is_some()
+    escape_risk() && tracked((unsafe { bpf_get_current_pid_tgid() } >> 32) as u32)
 }
 
 /// Follow `child`, a new process of the run. A full map is counted as a loss: the run then

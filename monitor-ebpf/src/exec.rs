@@ -19,11 +19,13 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, forget_stash, header, in_scope,
-    offset, output_scratch, read_kernel, read_user_path, scratch, track, untrack,
+    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, escape_possible, forget_stash,
+    header, in_scope, offset, output_scratch, read_kernel, read_user_path, scratch, track, untrack,
 };
 
 const SENSOR: u32 = monitor_common::sensors::EXEC;
+/// linux/sched.h
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -302,6 +304,9 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
     // Followed by lineage too: a child made in another cgroup (clone3 with
     // CLONE_INTO_CGROUP) is still the run's.
     track(SENSOR, child_pid as u32);
+    if clone_flags & CLONE_INTO_CGROUP != 0 {
+        escape_possible();
+    }
     emit(
         SENSOR,
         Fork {

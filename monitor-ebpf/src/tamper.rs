@@ -15,7 +15,7 @@ use monitor_common::{
     SignalCall,
 };
 
-use crate::emit::{ARG0, ARG1, ARG2, check, emit, header, in_scope};
+use crate::emit::{ARG0, ARG1, ARG2, check, emit, escape_possible, header, in_scope, tracked};
 
 /// Pids to protect (buildwatch, its guardian) and, negated, their process group, as the
 /// targets kill(2) would name them. Written by userspace before the command starts.
@@ -112,4 +112,18 @@ fn try_signal(
         },
     );
     Ok(0)
+}
+
+/// A task moved to another cgroup (cgroup.procs, by whoever wrote it). If it is a process of
+/// the run, it may now be outside the run's cgroups: from now on tasks outside them are looked
+/// up by lineage (see `emit::in_scope`).
+#[tracepoint]
+pub fn cgroup_attach_task(ctx: TracePointContext) -> u32 {
+    // field:int pid; offset:24
+    if let Ok(pid) = unsafe { ctx.read_at::<i32>(24) }
+        && tracked(pid as u32)
+    {
+        escape_possible();
+    }
+    0
 }

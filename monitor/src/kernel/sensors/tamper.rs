@@ -14,6 +14,7 @@ pub const SPEC: Spec = Spec {
         Probe("sys_enter_tkill", "syscalls", "sys_enter_tkill"),
         Probe("sys_enter_tgkill", "syscalls", "sys_enter_tgkill"),
         Probe("sys_enter_pidfd_open", "syscalls", "sys_enter_pidfd_open"),
+        Probe("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
     ],
     sock_addr: &[],
     skb: &[],
