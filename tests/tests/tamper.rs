@@ -731,3 +731,70 @@ fn a_child_made_in_another_cgroup_is_still_watched() {
     assert_eq!(w.finding("process-left-the-run")["severity"], "critical");
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
 }
+
+/// A process of the run moved out by someone else (as a daemon asked to would): still the
+/// run's by lineage, reported and killed at its next watched call (here the fork for
+/// /bin/echo: shell builtins make no watched call).
+#[test]
+fn a_process_moved_out_by_another_is_still_watched() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let root = cgroup2_root().expect("a cgroup v2 mount");
+    let tmp = TempDir::new("tamper-moved-out");
+    let pidfile = tmp.join("pid");
+    let report = tmp.join("report.json");
+    let events = tmp.join("events.jsonl");
+    let script = format!(
+        "echo $$ > {p}.tmp && mv {p}.tmp {p}; sleep 1; /bin/echo still-here",
+        p = pidfile.display()
+    );
+    let bw = Command::new(buildwatch_bin())
+        .env_remove("SUDO_UID")
+        .arg("run")
+        .arg("--report")
+        .arg(&report)
+        .arg("--events")
+        .arg(&events)
+        .args(["--", "/bin/sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&pidfile) {
+            break p.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the command never wrote its pid");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The test is outside the run: this is not the run's own write.
+    std::fs::write(root.join("cgroup.procs"), &pid).unwrap();
+    let out = bw.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("still-here"),
+        "the moved shell ran on: {stdout}"
+    );
+    let evs: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let escape = evs
+        .iter()
+        .find(|e| e["kind"] == "escape")
+        .unwrap_or_else(|| panic!("no escape event: {stderr}"));
+    assert_eq!(escape["pid"].to_string(), pid, "{escape:#}");
+    assert_eq!(escape["escape"]["killed"], true);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(
+        r["findings"].to_string().contains("process-left-the-run"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(86), "{stderr}");
+}
