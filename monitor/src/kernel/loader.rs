@@ -419,14 +419,20 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
         }
         Ok(())
     };
-    std::thread::scope(|s| {
+    let loaded = std::thread::scope(|s| {
         let other = s.spawn(|| load(b));
         let mine = load(a);
         let theirs = other
             .join()
             .unwrap_or_else(|_| Err(LoadError::MissingProgram("(a loader thread panicked)")));
         mine.and(theirs)
-    })
+    });
+    // The second thread's allocations went to a malloc arena of its own, which keeps them
+    // after they are freed: about 2 MB of resident memory for the rest of the run. Give it
+    // back.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    loaded
 }
 
 fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {
