@@ -208,6 +208,9 @@ pub mod flags {
     /// syscall): IORING_OP_OPENAT, or IORING_OP_OPENAT2 with [`SYSCALL_OPENAT2`] too.
     /// Reported at submission, with [`NO_RESULT`]: the fd comes later, in the completion.
     pub const SYSCALL_URING: u16 = SYSCALL_OPEN | SYSCALL_AT;
+    /// [`crate::Open`] came from open_by_handle_at (both bits, never set together by
+    /// another call): there is no path in the call, only a file handle (`path_len` 0).
+    pub const SYSCALL_BY_HANDLE: u16 = SYSCALL_OPEN | SYSCALL_OPENAT2;
     /// [`crate::Exit::code`] is not known (the kernel offset of `task_struct.exit_code` was not found).
     pub const EXIT_CODE_UNKNOWN: u16 = 1 << 6;
     /// [`crate::DnsPacket`]: the payload was cut at [`crate::DNS_PAYLOAD_MAX`].

@@ -96,6 +96,35 @@ fn try_enter_open(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
+#[tracepoint]
+pub fn sys_enter_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_enter_by_handle(&ctx));
+    0
+}
+
+/// open_by_handle_at(mount_fd, handle, flags): a file opened by its handle, with no path
+/// (CAP_DAC_READ_SEARCH; the primitive of container escapes). Its exit is the opens' one.
+fn try_enter_by_handle(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    unsafe {
+        stash(
+            SENSOR,
+            &StashedArgs {
+                ptr: 0,
+                arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
+                arg1: ctx.read_at(ARG2)?,
+                arg2: 0,
+                flags: flags::SYSCALL_BY_HANDLE,
+                live: 0,
+                _pad: [0; 2],
+            },
+        );
+    }
+    Ok(0)
+}
+
 fn try_enter_openat(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
@@ -156,7 +185,13 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Open>();
-    let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
+    // open_by_handle_at passes a file handle, not a path: nothing to read.
+    let by_handle = args.flags & flags::SYSCALL_BY_HANDLE == flags::SYSCALL_BY_HANDLE;
+    let (path_len, fl) = if by_handle {
+        (0, 0)
+    } else {
+        read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr)
+    };
     let (mut dev, mut ino, mut fl) = (0, 0, fl);
     if ret >= 0
         && let Some(o) = opened(ret)

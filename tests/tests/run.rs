@@ -771,3 +771,29 @@ fn io_uring_opens_are_seen() {
     assert!(r.stderr().contains("sensitive-file-read"), "{}", r.stderr());
     assert_eq!(r.code(), Some(86), "{}", r.stderr());
 }
+
+/// open_by_handle_at (no path in the call) is seen: the path is what the new descriptor names,
+/// the open is judged like any other, and opening by handle is itself a finding.
+#[test]
+fn opens_by_handle_are_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("by-handle");
+    let creds = dir.join("home/.aws/credentials");
+    fs::create_dir_all(creds.parent().unwrap()).unwrap();
+    fs::write(&creds, "[default]\n").unwrap();
+    let r = run_watched(&dir, &[], &[TRIGGER, "open-by-handle", &s(&creds)]);
+    let creds_s = s(&creds);
+    let open = r
+        .of_kind("open")
+        .find(|e| e["open"]["syscall"] == "open_by_handle_at")
+        .unwrap_or_else(|| panic!("no open_by_handle_at: {}", r.stderr()));
+    assert_eq!(open["open"]["path"], creds_s.as_str(), "{open:#}");
+    assert!(open["open"]["ret"].as_i64().unwrap() >= 0);
+    let stderr = r.stderr();
+    assert!(stderr.contains("open-by-handle-in-build"), "{stderr}");
+    assert!(stderr.contains("sensitive-file-read"), "{stderr}");
+    assert_eq!(r.code(), Some(86), "{stderr}");
+}

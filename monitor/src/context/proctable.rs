@@ -411,7 +411,19 @@ impl<S: ProcSource> ProcTable<S> {
                 mode,
                 path: requested,
             } => {
-                let (path, unresolved) = self.resolve_at(id, dirfd, &requested);
+                let by_handle = matches!(syscall, OpenSyscall::OpenByHandleAt);
+                let (path, unresolved) = if by_handle {
+                    // No path in the call: what the new descriptor names, from /proc, now.
+                    match (ret >= 0)
+                        .then(|| self.source.fd_path(pid, ret as i32))
+                        .flatten()
+                    {
+                        Some(p) => (p, false),
+                        None => (Vec::new(), true),
+                    }
+                } else {
+                    self.resolve_at(id, dirfd, &requested)
+                };
                 // An io_uring open is reported at submission: its fd is not known yet.
                 let result_unknown = matches!(
                     syscall,
@@ -436,7 +448,7 @@ impl<S: ProcSource> ProcTable<S> {
                 Detail::Open(event::Open {
                     syscall: syscall.name().into(),
                     path: text(&path, "open.path", &mut escaped),
-                    requested: (requested != path)
+                    requested: (requested != path && !by_handle)
                         .then(|| text(&requested, "open.requested", &mut escaped)),
                     target: target.map(|t| text(&t, "open.target", &mut escaped)),
                     flags: open_flag_names(open_flags),

@@ -636,6 +636,11 @@ impl Subject for Subj<'_> {
                 (None, None) => Val::Missing,
             },
             Field::FileSource => opt(relink.map(|r| r.from.as_str())),
+            Field::FileByHandle => match (open, relink) {
+                (Some(o), _) => Val::Bool(o.syscall == "open_by_handle_at"),
+                (None, Some(_)) => Val::Bool(false),
+                (None, None) => Val::Missing,
+            },
             Field::FileOtherProc => fpath.map_or(Val::Missing, |p| {
                 Val::Bool(matches!(proc_entry(p), Some((Some(q), _)) if q != ev.pid && q != ev.tid))
             }),

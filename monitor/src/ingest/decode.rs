@@ -175,6 +175,8 @@ pub enum OpenSyscall {
     /// IORING_OP_OPENAT / IORING_OP_OPENAT2, reported at submission (no fd yet).
     UringOpenat,
     UringOpenat2,
+    /// open_by_handle_at: no path in the call.
+    OpenByHandleAt,
 }
 
 impl OpenSyscall {
@@ -185,6 +187,7 @@ impl OpenSyscall {
             Self::Openat2 => "openat2",
             Self::UringOpenat => "io_uring_openat",
             Self::UringOpenat2 => "io_uring_openat2",
+            Self::OpenByHandleAt => "open_by_handle_at",
         }
     }
 }
@@ -320,7 +323,11 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             let b: wire::Open = read(buf).ok_or(short)?;
             let path = tail(buf, size_of::<wire::Open>(), b.path_len as usize, kind)?.to_vec();
             let uring = h.flags & wire::flags::SYSCALL_URING == wire::flags::SYSCALL_URING;
-            let syscall = if uring && h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
+            let by_handle =
+                h.flags & wire::flags::SYSCALL_BY_HANDLE == wire::flags::SYSCALL_BY_HANDLE;
+            let syscall = if by_handle {
+                OpenSyscall::OpenByHandleAt
+            } else if uring && h.flags & wire::flags::SYSCALL_OPENAT2 != 0 {
                 OpenSyscall::UringOpenat2
             } else if uring {
                 OpenSyscall::UringOpenat

@@ -365,6 +365,44 @@ fn main() {
                 }
             );
         },
+        // name_to_handle_at(PATH), then open_by_handle_at with a descriptor of `/`: the file
+        // opened with no path in the call. Prints the fd.
+        "open-by-handle" => unsafe {
+            let path = cstr(a(1));
+            // struct file_handle { u32 handle_bytes; int handle_type; u8 f_handle[]; }
+            let mut handle = [0u8; 8 + 128];
+            handle[..4].copy_from_slice(&128u32.to_ne_bytes());
+            let mut mount_id: i32 = 0;
+            let r = libc::syscall(
+                libc::SYS_name_to_handle_at,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                handle.as_mut_ptr(),
+                &raw mut mount_id,
+                0,
+            );
+            assert_eq!(
+                r,
+                0,
+                "name_to_handle_at: {}",
+                std::io::Error::last_os_error()
+            );
+            let root = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            let fd = libc::syscall(
+                libc::SYS_open_by_handle_at,
+                root,
+                handle.as_mut_ptr(),
+                libc::O_RDONLY,
+            );
+            println!("by-handle {fd}");
+            assert!(
+                fd >= 0,
+                "open_by_handle_at: {}",
+                std::io::Error::last_os_error()
+            );
+            // Keep it open while buildwatch looks the path up in /proc.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        },
         // An open through io_uring (IORING_OP_OPENAT, raw setup: no liburing), no open(2).
         // Prints the completion's result (the fd, or -errno).
         "uring-open" => unsafe {
@@ -658,7 +696,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|clone-into-cgroup ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|clone-into-cgroup|open-by-handle ..."
     );
     exit(2)
 }

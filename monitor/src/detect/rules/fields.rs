@@ -143,6 +143,7 @@ pub enum Field {
     FileSource,
     FileCgroupOutside,
     FileBuildwatchPolicy,
+    FileByHandle,
     EvtKilled,
     /// For /proc/PID/…: how PID relates to the opener (self, descendant, run, outside).
     FileProcRelation,
@@ -336,6 +337,14 @@ const SPECS: &[Spec] = &[
         &["rename", "link"],
         "for a rename or link: the file renamed or linked (a symlink's content, as given); \
          file.path is the new name"
+    ),
+    spec!(
+        "file.by_handle",
+        Field::FileByHandle,
+        Bool,
+        FILE,
+        "opened with open_by_handle_at (a file handle, no path; the path is what /proc said \
+         the new descriptor named)"
     ),
     spec!(
         "file.buildwatch_policy",

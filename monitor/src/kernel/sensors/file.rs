@@ -15,6 +15,16 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_open_any", "syscalls", "sys_exit_openat"),
         Probe("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
         Probe("sys_exit_open_any", "syscalls", "sys_exit_openat2"),
+        Probe(
+            "sys_enter_open_by_handle_at",
+            "syscalls",
+            "sys_enter_open_by_handle_at",
+        ),
+        Probe(
+            "sys_exit_open_any",
+            "syscalls",
+            "sys_exit_open_by_handle_at",
+        ),
         Probe("io_uring_submit_req", "io_uring", "io_uring_submit_req"),
         Probe("sys_enter_chdir", "syscalls", "sys_enter_chdir"),
         Probe("sys_exit_chdir", "syscalls", "sys_exit_chdir"),
