@@ -333,14 +333,6 @@ pub struct EventHeader {
     pub start_ns: u64,
 }
 
-/// Return value of a syscall whose only payload is its result.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SyscallResult {
-    pub header: EventHeader,
-    pub ret: i64,
-}
-
 /// execve/execveat at entry. Tail: `filename_len` bytes of filename (no NUL), then `argv_len`
 /// bytes of argv, each argument followed by a NUL.
 #[repr(C)]
@@ -610,7 +602,6 @@ pub struct StashedArgs {
 }
 
 const _: () = assert!(size_of::<EventHeader>() == 32);
-const _: () = assert!(size_of::<SyscallResult>() == 40);
 const _: () = assert!(size_of::<ExecEnter>() == 48);
 const _: () = assert!(size_of::<Fork>() == 48);
 const _: () = assert!(size_of::<Exit>() == 40);

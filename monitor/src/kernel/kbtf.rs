@@ -78,7 +78,10 @@ pub struct FileOffsets {
 /// The offsets, in one pass over the kernel's BTF.
 pub fn task_offsets() -> Result<TaskOffsets, String> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    let wanted: [(&str, &[&str]); 8] = [
+    // One pass. Each entry stands alone: a member the kernel lacks fails its own entry (and
+    // what needs it), not the others. The last seven are optional parts (cgroup-escape check,
+    // exec image).
+    let wanted: [(&str, &[&str]); 15] = [
         (
             "task_struct",
             &["exit_code", "group_leader", "start_boottime", "files"],
@@ -90,11 +93,6 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
         ("super_block", &["s_dev"]),
         ("dentry", &["d_parent", "d_inode"]),
         ("path", &["dentry"]),
-    ];
-    // Members at offset 0 are refused (0 means "unknown" to the programs), so these are
-    // looked up on their own: `super_block.s_magic` and `file.f_path` are not first, but a
-    // kernel could move them.
-    let extra: [(&str, &[&str]); 7] = [
         ("super_block", &["s_magic"]),
         ("file", &["f_path"]),
         ("task_struct", &["mm"]),
@@ -119,7 +117,7 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
             sb_dev: member(5, 0)?,
         })
     })();
-    let more = struct_offsets(&data, &extra).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+    let more = &found[8..];
     let dentry = (|| {
         // `path.dentry` may be at offset 0 of `struct path` in some kernel (it is 8 here): the
         // sum is what the programs use, and `f_path` is never first in `struct file`.
