@@ -69,10 +69,17 @@ pub const URING_OPEN_DFD: u32 = 21;
 pub const URING_OPEN_HOW: u32 = 22;
 /// `filename.name`, plus 1
 pub const FILENAME_NAME: u32 = 23;
-pub const TASK_OFFSET_COUNT: u32 = 24;
+/// `io_kiocb.cmd` + `io_socket.domain`, plus 1
+pub const URING_SOCKET_DOMAIN: u32 = 24;
+/// `io_kiocb.cmd` + `io_socket.type`, plus 1
+pub const URING_SOCKET_TYPE: u32 = 25;
+/// `io_kiocb.cmd` + `io_socket.protocol`, plus 1
+pub const URING_SOCKET_PROTOCOL: u32 = 26;
+pub const TASK_OFFSET_COUNT: u32 = 27;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
+pub const IORING_OP_SOCKET: u8 = 45;
 /// Longest file name (one path component) the kernel side copies, with its NUL.
 pub const NAME_MAX: usize = 256;
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
@@ -238,6 +245,9 @@ pub mod flags {
     /// In [`crate::StashedArgs::flags`] only (stash bits never reach a record, so this one
     /// may share its value with [`NO_RESULT`]): the stashed syscall renames or links.
     pub const STASH_RELINK: u16 = 1 << 12;
+    /// In [`crate::StashedArgs::flags`] only (shares its value with the record-only
+    /// [`IMAGE_ARGV_TRUNCATED`]): the stashed syscall is pidfd_send_signal(2).
+    pub const STASH_PIDFD_SIGNAL: u16 = 1 << 15;
 }
 
 /// The sensors: units of kernel programs and maps that attach, detach and count on their own.
@@ -522,6 +532,13 @@ pub const SIGNAL_KILL: u32 = 0;
 pub const SIGNAL_TKILL: u32 = 1;
 pub const SIGNAL_TGKILL: u32 = 2;
 pub const SIGNAL_PIDFD_OPEN: u32 = 3;
+/// rt_sigqueueinfo(2) (sigqueue(3)): a signal for a process by pid, with data.
+pub const SIGNAL_SIGQUEUE: u32 = 4;
+/// rt_tgsigqueueinfo(2): the same, for a thread.
+pub const SIGNAL_TGSIGQUEUE: u32 = 5;
+/// pidfd_send_signal(2), seen where the kernel generates the signal (the target comes from
+/// the pidfd, a pidfd_open one or a `/proc/PID` directory: only the kernel knows whose).
+pub const SIGNAL_PIDFD_SEND: u32 = 6;
 /// Most entries of the `PROTECTED` map: buildwatch, its guardian and their process group.
 pub const PROTECTED_MAX: u32 = 16;
 

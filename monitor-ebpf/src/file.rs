@@ -9,9 +9,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, IORING_OP_OPENAT, IORING_OP_OPENAT2, Open,
-    PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink, StashedArgs, URING_OPEN_DFD,
-    URING_OPEN_FILENAME, URING_OPEN_HOW, counters, flags,
+    AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, IORING_OP_OPENAT, IORING_OP_OPENAT2,
+    IORING_OP_SOCKET, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink,
+    SocketCall, StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
+    URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
 };
 
 use crate::emit::{
@@ -327,7 +328,9 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
 
 /// An open submitted through io_uring (no syscall tracepoint sees it): the path is the
 /// kernel's copy, taken when the request was prepared (`io_open.filename`). Reported at
-/// submission; its fd comes later in the completion, so the record has no result.
+/// submission; its fd comes later in the completion, so the record has no result. A raw or
+/// packet socket asked for through io_uring (IORING_OP_SOCKET) is reported here too, from the
+/// prepared request (`io_socket`), as if from socket(2) but without a result.
 #[tracepoint]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_uring_submit(&ctx));
@@ -339,6 +342,11 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let opcode: u8 = unsafe { ctx.read_at(32)? };
+    if opcode == IORING_OP_SOCKET {
+        let req: u64 = unsafe { ctx.read_at(16)? };
+        uring_socket(req as *const u8);
+        return Ok(0);
+    }
     if opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 {
         return Ok(0);
     }
@@ -393,6 +401,41 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
     unsafe { write_unaligned(buf.cast::<Open>(), body) };
     output_scratch(SENSOR, buf, BODY + path_len);
     Ok(0)
+}
+
+/// IORING_OP_SOCKET: reported like socket(2) when raw or packet.
+#[inline(always)]
+fn uring_socket(req: *const u8) {
+    let off = |i| offset(i).map(|o| o - 1);
+    let (Some(domain), Some(sock_type), Some(protocol)) = (
+        off(URING_SOCKET_DOMAIN),
+        off(URING_SOCKET_TYPE),
+        off(URING_SOCKET_PROTOCOL),
+    ) else {
+        return;
+    };
+    let (Some(family), Some(sock_type), Some(protocol)) = (
+        read_kernel::<i32>(req.wrapping_add(domain)),
+        read_kernel::<i32>(req.wrapping_add(sock_type)),
+        read_kernel::<i32>(req.wrapping_add(protocol)),
+    ) else {
+        count(SENSOR, counters::READ_ERROR);
+        return;
+    };
+    if !crate::net::raw_socket(family as i64, sock_type as i64) {
+        return;
+    }
+    emit(
+        SENSOR,
+        SocketCall {
+            header: header(EventKind::Socket, flags::NO_RESULT),
+            ret: 0,
+            family: family as u32,
+            sock_type: sock_type as u32,
+            protocol: protocol as u32,
+            _pad: 0,
+        },
+    );
 }
 
 fn try_enter_chdir(ctx: &TracePointContext) -> Result<u32, i64> {

@@ -71,6 +71,15 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A packet socket, or a raw IPv4/IPv6 one: the sockets reported (from socket(2) here, from
+/// io_uring in the file sensor's submit hook).
+#[inline(always)]
+pub fn raw_socket(family: i64, sock_type: i64) -> bool {
+    let base = sock_type & 0xf;
+    let inet = family == AF_INET as i64 || family == AF_INET6 as i64;
+    family == AF_PACKET || (inet && (base == SOCK_RAW || base == SOCK_PACKET))
+}
+
 /// Only packet sockets and raw IPv4/IPv6 sockets are stashed (and reported): every other
 /// socket is ordinary, netlink's SOCK_RAW included (glibc's getaddrinfo opens one).
 fn try_enter_socket(ctx: &TracePointContext) -> Result<u32, i64> {
@@ -79,9 +88,7 @@ fn try_enter_socket(ctx: &TracePointContext) -> Result<u32, i64> {
     }
     let family: i64 = unsafe { ctx.read_at(ARG0)? };
     let sock_type: i64 = unsafe { ctx.read_at(ARG1)? };
-    let base = sock_type & 0xf;
-    let inet = family == AF_INET as i64 || family == AF_INET6 as i64;
-    if family != AF_PACKET && !(inet && (base == SOCK_RAW || base == SOCK_PACKET)) {
+    if !raw_socket(family, sock_type) {
         return Ok(0);
     }
     stash(

@@ -3,7 +3,10 @@
 //! rewrite their maps (the loss counters are frozen against that; the scope map cannot be).
 //! Signals for buildwatch, its guardian or their process group, for every process (kill -1),
 //! or for the caller's own group, and pidfd_open of buildwatch or its guardian (a handle to
-//! signal it with later): a stopped or killed buildwatch sees nothing.
+//! signal it with later): a stopped or killed buildwatch sees nothing. pidfd_send_signal(2)
+//! names its target by a descriptor (from pidfd_open, or a `/proc/PID` directory opened like
+//! any other), so it is judged where the kernel generates the signal, with the pid the kernel
+//! resolved.
 
 use aya_ebpf::{
     macros::{map, tracepoint},
@@ -11,11 +14,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    BpfCall, EventKind, PROTECTED_MAX, SIGNAL_KILL, SIGNAL_PIDFD_OPEN, SIGNAL_TGKILL, SIGNAL_TKILL,
-    SignalCall,
+    BpfCall, EventKind, PROTECTED_MAX, SIGNAL_KILL, SIGNAL_PIDFD_OPEN, SIGNAL_PIDFD_SEND,
+    SIGNAL_SIGQUEUE, SIGNAL_TGKILL, SIGNAL_TGSIGQUEUE, SIGNAL_TKILL, SignalCall, StashedArgs,
+    flags,
 };
 
-use crate::emit::{ARG0, ARG1, ARG2, check, emit, escape_possible, header, in_scope, tracked};
+use crate::emit::{
+    ARG0, ARG1, ARG2, check, emit, escape_possible, header, in_scope, live_stash, stash,
+    take_stash, tracked,
+};
 
 /// Pids to protect (buildwatch, its guardian) and, negated, their process group, as the
 /// targets kill(2) would name them. Written by userspace before the command starts.
@@ -62,6 +69,91 @@ pub fn sys_enter_tkill(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_tgkill(ctx: TracePointContext) -> u32 {
     // tgkill(tgid, tid, sig): the process is the tgid.
     check(&ctx, SENSOR, try_signal(&ctx, SIGNAL_TGKILL, ARG0, ARG2));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_rt_sigqueueinfo(ctx: TracePointContext) -> u32 {
+    // rt_sigqueueinfo(tgid, sig, info)
+    check(&ctx, SENSOR, try_signal(&ctx, SIGNAL_SIGQUEUE, ARG0, ARG1));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_rt_tgsigqueueinfo(ctx: TracePointContext) -> u32 {
+    // rt_tgsigqueueinfo(tgid, tid, sig, info)
+    check(
+        &ctx,
+        SENSOR,
+        try_signal(&ctx, SIGNAL_TGSIGQUEUE, ARG0, ARG2),
+    );
+    0
+}
+
+/// pidfd_send_signal(pidfd, sig, info, flags): only the kernel knows whose the descriptor is.
+/// Stashed here; `signal_generate`, inside the call, sees the target the kernel resolved.
+#[tracepoint]
+pub fn sys_enter_pidfd_send_signal(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_enter_pidfd_send(&ctx));
+    0
+}
+
+fn try_enter_pidfd_send(ctx: &TracePointContext) -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let signal = unsafe { ctx.read_at::<i64>(ARG1)? } as u32;
+    if signal == 0 {
+        return Ok(0);
+    }
+    stash(
+        SENSOR,
+        &StashedArgs {
+            arg1: signal as u64,
+            flags: flags::STASH_PIDFD_SIGNAL,
+            ..StashedArgs::default()
+        },
+    );
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn sys_exit_pidfd_send_signal(_ctx: TracePointContext) -> u32 {
+    // Generated or refused, the call is over (a signal the kernel refused, for want of
+    // permission, was never generated: nothing to report).
+    let _ = take_stash();
+    0
+}
+
+/// The kernel generates a signal for a task. Reported only inside a stashed
+/// pidfd_send_signal of the run, for a protected target.
+#[tracepoint]
+pub fn signal_generate(ctx: TracePointContext) -> u32 {
+    // field:int sig; offset:8   field:pid_t pid; offset:36
+    let Some(slot) = live_stash() else {
+        return 0;
+    };
+    if unsafe { (*slot).flags } & flags::STASH_PIDFD_SIGNAL == 0 {
+        return 0;
+    }
+    let (Ok(signal), Ok(target)) = (unsafe { ctx.read_at::<i32>(8) }, unsafe {
+        ctx.read_at::<i32>(36)
+    }) else {
+        return 0;
+    };
+    if unsafe { PROTECTED.get(&target) }.is_none() {
+        return 0;
+    }
+    emit(
+        SENSOR,
+        SignalCall {
+            header: header(EventKind::Signal, 0),
+            call: SIGNAL_PIDFD_SEND,
+            target,
+            signal: signal as u32,
+            protected: 1,
+        },
+    );
     0
 }
 

@@ -574,6 +574,65 @@ fn tcp_fast_open_is_seen() {
     drop(listener);
 }
 
+/// A connect through io_uring (IORING_OP_CONNECT: no connect(2)) is seen by the same cgroup
+/// hook, with the kernel's copy of the address and no result.
+#[test]
+fn io_uring_connects_are_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let listener = std::net::TcpListener::bind("127.0.0.34:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = TempDir::new("net-uring-connect");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[TRIGGER, "uring-connect", "127.0.0.34", &port.to_string()],
+    );
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(stdout.contains("uring-connect 0"), "{stdout}");
+    let evs = w.events();
+    let c = evs
+        .iter()
+        .find(|e| e["kind"] == "connect" && e["connect"]["address"] == "127.0.0.34")
+        .unwrap_or_else(|| panic!("no connect for the io_uring request: {}", w.stderr()));
+    assert_eq!(c["connect"]["port"], port, "{c:#}");
+    assert_eq!(c["connect"]["result_unknown"], true, "{c:#}");
+    assert_eq!(c["exe"], TRIGGER);
+    drop(listener);
+}
+
+/// A raw socket made through io_uring (IORING_OP_SOCKET: no socket(2)) is the same event and
+/// finding as one from socket(2), without a result; an ordinary one is not an event.
+#[test]
+fn io_uring_raw_sockets_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("net-uring-raw");
+    let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, "uring-raw-socket"]);
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(
+        !stdout.contains("-"),
+        "socket creation failed as root: {stdout}"
+    );
+    let evs = w.events();
+    let sockets: Vec<_> = evs.iter().filter(|e| e["kind"] == "socket").collect();
+    assert_eq!(sockets.len(), 1, "{sockets:#?}");
+    let s = &sockets[0]["socket"];
+    assert_eq!(s["family"], "inet6");
+    assert_eq!(s["type"], "raw");
+    assert_eq!(s["protocol"], 58);
+    assert_eq!(s["result_unknown"], true);
+    assert_eq!(w.finding("raw-socket-in-build")["severity"], "high");
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
+
 /// Raw and packet sockets (forging packets, sniffing) are events and a high finding;
 /// ordinary ones (TCP, and netlink's SOCK_RAW, which getaddrinfo opens) are not events.
 #[test]
@@ -629,7 +688,12 @@ fn signals_aimed_at_buildwatch_are_critical() {
         &[
             "/bin/sh",
             "-c",
-            "kill -CONT $PPID; kill -0 $PPID; kill -CONT 0; echo $PPID",
+            // sigqueue(3) is rt_sigqueueinfo; the pidfd is buildwatch's /proc directory, not
+            // one from pidfd_open (which is reported on its own).
+            "kill -CONT $PPID; kill -0 $PPID; kill -CONT 0; python3 -c \"import ctypes, os, \
+             signal, sys; bw = int(sys.argv[1]); ctypes.CDLL(None).sigqueue(bw, \
+             signal.SIGCONT, 0); signal.pidfd_send_signal(os.open('/proc/%d' % bw, \
+             os.O_RDONLY | os.O_DIRECTORY), signal.SIGCONT)\" $PPID; echo $PPID",
         ],
     );
     let bw_pid: i64 = String::from_utf8_lossy(&w.out.stdout)
@@ -638,12 +702,21 @@ fn signals_aimed_at_buildwatch_are_critical() {
         .unwrap();
     let evs = w.events();
     let signals: Vec<_> = evs.iter().filter(|e| e["kind"] == "signal").collect();
-    assert_eq!(signals.len(), 2, "{signals:#?}");
+    assert_eq!(signals.len(), 4, "{signals:#?}");
     assert_eq!(signals[0]["signal"]["aimed_at"], "buildwatch");
     assert_eq!(signals[0]["signal"]["target"], bw_pid);
     assert_eq!(signals[0]["signal"]["signal_name"], "SIGCONT");
     assert_eq!(signals[1]["signal"]["aimed_at"], "own-group");
     assert_eq!(signals[1]["signal"]["target"], 0);
+    for (s, call) in signals[2..]
+        .iter()
+        .zip(["rt_sigqueueinfo", "pidfd_send_signal"])
+    {
+        assert_eq!(s["signal"]["call"], call, "{s:#?}");
+        assert_eq!(s["signal"]["aimed_at"], "buildwatch");
+        assert_eq!(s["signal"]["target"], bw_pid);
+        assert_eq!(s["signal"]["signal_name"], "SIGCONT");
+    }
     let f = w.finding("signal-to-buildwatch");
     assert_eq!(f["severity"], "critical");
     assert!(!w.rules().contains(&"kill-own-process-group".to_owned()));

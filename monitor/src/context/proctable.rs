@@ -530,7 +530,11 @@ impl<S: ProcSource> ProcTable<S> {
                     monitor_common::SIGNAL_KILL => "kill",
                     monitor_common::SIGNAL_TKILL => "tkill",
                     monitor_common::SIGNAL_TGKILL => "tgkill",
-                    _ => "pidfd_open",
+                    monitor_common::SIGNAL_PIDFD_OPEN => "pidfd_open",
+                    monitor_common::SIGNAL_SIGQUEUE => "rt_sigqueueinfo",
+                    monitor_common::SIGNAL_TGSIGQUEUE => "rt_tgsigqueueinfo",
+                    monitor_common::SIGNAL_PIDFD_SEND => "pidfd_send_signal",
+                    _ => "unknown",
                 }
                 .into(),
                 target,
@@ -585,6 +589,7 @@ impl<S: ProcSource> ProcTable<S> {
                 family,
                 sock_type,
                 protocol,
+                no_result,
             } => Detail::Socket(event::Socket {
                 family: match family {
                     2 => "inet".into(),
@@ -601,6 +606,7 @@ impl<S: ProcSource> ProcTable<S> {
                     n => format!("type{n}"),
                 },
                 protocol,
+                result_unknown: no_result,
                 outcome: Outcome::from_ret(ret),
             }),
             Body::Bpf { cmd } => Detail::Bpf(event::Bpf {

@@ -365,12 +365,14 @@ pub struct Escape {
     pub killed: bool,
 }
 
-/// kill/tkill/tgkill (reported as entered, before delivery) with a signal for buildwatch, its
-/// guardian or their process group, for every process (`kill -1`) or for the caller's own
-/// process group; or pidfd_open of buildwatch or its guardian.
+/// kill/tkill/tgkill/rt_sigqueueinfo/rt_tgsigqueueinfo (reported as entered, before delivery)
+/// with a signal for buildwatch, its guardian or their process group, for every process
+/// (`kill -1`) or for the caller's own process group; pidfd_open of buildwatch or its
+/// guardian; or pidfd_send_signal to one of them (reported as the kernel generates it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
-    /// kill, tkill, tgkill or pidfd_open.
+    /// kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open or
+    /// pidfd_send_signal.
     pub call: String,
     /// The pid, or process group (negative), as the caller named it.
     pub target: i32,
@@ -408,6 +410,10 @@ pub struct Socket {
     #[serde(rename = "type")]
     pub sock_type: String,
     pub protocol: u32,
+    /// Asked for through io_uring (IORING_OP_SOCKET), reported when submitted: its result
+    /// comes later (`ret` 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

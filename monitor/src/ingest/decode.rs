@@ -117,6 +117,8 @@ pub enum Body {
         family: u32,
         sock_type: u32,
         protocol: u32,
+        /// Asked for through io_uring: reported at submission, no result.
+        no_result: bool,
     },
     /// bpf(2) entered (before it takes effect).
     Bpf {
@@ -438,6 +440,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 family: b.family,
                 sock_type: b.sock_type,
                 protocol: b.protocol,
+                no_result: h.flags & wire::flags::NO_RESULT != 0,
             }
         }
         K::Bpf => {

@@ -37,6 +37,9 @@ pub struct UringOffsets {
     pub open_dfd: u32,
     pub open_how: u32,
     pub filename_name: u32,
+    /// `io_kiocb.cmd` + `io_socket.{domain, type, protocol}`; `None` when missing (sockets
+    /// made through io_uring unseen).
+    pub socket: Option<[u32; 3]>,
 }
 
 /// `task_struct.mm`, `mm_struct.{exe_file, arg_start, arg_end}`, `inode.i_nlink`,
@@ -173,19 +176,25 @@ impl Reader<'_> {
 /// `io_kiocb.cmd` + `io_open.{filename, dfd, how}` and `filename.name`, where 0 is a valid
 /// offset (`cmd` and `name` come first in their structs).
 fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
-    let wanted: [(&str, &[&str]); 3] = [
+    let wanted: [(&str, &[&str]); 4] = [
         ("io_kiocb", &["cmd"]),
         ("io_open", &["filename", "dfd", "how"]),
         ("filename", &["name"]),
+        ("io_socket", &["domain", "type", "protocol"]),
     ];
     let found = offsets_in(data, &wanted, true).ok()?;
     let cmd = found[0].as_ref().ok()?[0];
     let open = found[1].as_ref().ok()?;
+    let socket = found[3]
+        .as_ref()
+        .ok()
+        .map(|s| [cmd + s[0], cmd + s[1], cmd + s[2]]);
     Some(UringOffsets {
         open_filename: cmd + open[0],
         open_dfd: cmd + open[1],
         open_how: cmd + open[2],
         filename_name: found[2].as_ref().ok()?[0],
+        socket,
     })
 }
 

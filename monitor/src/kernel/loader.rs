@@ -142,6 +142,10 @@ impl Kernel {
         let uring = task.uring.map_or([0; 4], |u| {
             [u.open_filename, u.open_dfd, u.open_how, u.filename_name].map(|o| o + 1)
         });
+        let uring_socket = task
+            .uring
+            .and_then(|u| u.socket)
+            .map_or([0; 3], |s| s.map(|o| o + 1));
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -168,6 +172,9 @@ impl Kernel {
             (c::URING_OPEN_DFD, uring[1]),
             (c::URING_OPEN_HOW, uring[2]),
             (c::FILENAME_NAME, uring[3]),
+            (c::URING_SOCKET_DOMAIN, uring_socket[0]),
+            (c::URING_SOCKET_TYPE, uring_socket[1]),
+            (c::URING_SOCKET_PROTOCOL, uring_socket[2]),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

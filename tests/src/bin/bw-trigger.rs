@@ -418,6 +418,29 @@ fn main() {
             let netlink = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0);
             println!("packet {packet} raw {raw} tcp {tcp} netlink {netlink}");
         },
+        // The same through io_uring (IORING_OP_SOCKET), no socket(2): a raw ICMPv6 socket, and
+        // an ordinary UDP one (not reported).
+        "uring-raw-socket" => unsafe {
+            let raw = uring_socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+            let udp = uring_socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            println!("raw {raw} udp {udp}");
+        },
+        // A TCP connect through io_uring (IORING_OP_CONNECT), no connect(2). Prints the
+        // completion's result.
+        "uring-connect" => unsafe {
+            let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
+            let port: u16 = a(2).parse().expect("PORT");
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            println!("uring-connect {}", uring_connect(s, &to));
+        },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
             let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
@@ -490,6 +513,46 @@ struct UringParams {
 
 /// One IORING_OP_OPENAT of `path` (read-only) through a ring of our own; the completion's res.
 unsafe fn uring_openat(path: &CString) -> i32 {
+    // The SQE: opcode, fd (dirfd), addr (path), open_flags.
+    unsafe {
+        uring_one(|sqe| {
+            *sqe = 18;
+            *(sqe.add(4) as *mut i32) = libc::AT_FDCWD;
+            *(sqe.add(16) as *mut u64) = path.as_ptr() as u64;
+            *(sqe.add(28) as *mut u32) = libc::O_RDONLY as u32;
+        })
+    }
+}
+
+/// One IORING_OP_SOCKET (since 5.19): no socket(2). The completion's res (the fd, or -errno).
+unsafe fn uring_socket(domain: i32, sock_type: i32, protocol: i32) -> i32 {
+    // The SQE: opcode, fd (domain), off (type), len (protocol).
+    unsafe {
+        uring_one(|sqe| {
+            *sqe = 45;
+            *(sqe.add(4) as *mut i32) = domain;
+            *(sqe.add(8) as *mut u64) = sock_type as u64;
+            *(sqe.add(24) as *mut u32) = protocol as u32;
+        })
+    }
+}
+
+/// One IORING_OP_CONNECT of socket `fd` to `addr`: no connect(2). The completion's res.
+unsafe fn uring_connect(fd: i32, addr: &libc::sockaddr_in) -> i32 {
+    // The SQE: opcode, fd, addr (the sockaddr), off (its length).
+    unsafe {
+        uring_one(|sqe| {
+            *sqe = 16;
+            *(sqe.add(4) as *mut i32) = fd;
+            *(sqe.add(16) as *mut u64) = (addr as *const libc::sockaddr_in) as u64;
+            *(sqe.add(8) as *mut u64) = size_of::<libc::sockaddr_in>() as u64;
+        })
+    }
+}
+
+/// Submit one request, filled in by `fill` on a zeroed 64-byte SQE, through a ring of our own
+/// (raw setup: no liburing), and wait for its completion; its res.
+unsafe fn uring_one(fill: impl FnOnce(*mut u8)) -> i32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     let mut p = UringParams::default();
     let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, &raw mut p) } as i32;
@@ -521,12 +584,9 @@ unsafe fn uring_openat(path: &CString) -> i32 {
     let ring = map(sq_len.max(cq_len), 0);
     let sqes = map(p.sq_entries as usize * 64, 0x1000_0000);
     unsafe {
-        // The SQE: opcode, fd (dirfd), addr (path), open_flags, user_data.
         std::ptr::write_bytes(sqes, 0, 64);
-        *sqes = 18;
-        *(sqes.add(4) as *mut i32) = libc::AT_FDCWD;
-        *(sqes.add(16) as *mut u64) = path.as_ptr() as u64;
-        *(sqes.add(28) as *mut u32) = libc::O_RDONLY as u32;
+        fill(sqes);
+        // user_data
         *(sqes.add(32) as *mut u64) = 1;
         let mask = *(ring.add(p.sq_off.ring_mask as usize) as *const u32);
         let tail = &*(ring.add(p.sq_off.tail as usize) as *const AtomicU32);
@@ -696,7 +756,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|clone-into-cgroup|open-by-handle ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|uring-raw-socket|uring-connect|clone-into-cgroup|open-by-handle ..."
     );
     exit(2)
 }

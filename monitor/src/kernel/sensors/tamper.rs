@@ -14,6 +14,27 @@ pub const SPEC: Spec = Spec {
         Probe("sys_enter_tkill", "syscalls", "sys_enter_tkill"),
         Probe("sys_enter_tgkill", "syscalls", "sys_enter_tgkill"),
         Probe("sys_enter_pidfd_open", "syscalls", "sys_enter_pidfd_open"),
+        Probe(
+            "sys_enter_rt_sigqueueinfo",
+            "syscalls",
+            "sys_enter_rt_sigqueueinfo",
+        ),
+        Probe(
+            "sys_enter_rt_tgsigqueueinfo",
+            "syscalls",
+            "sys_enter_rt_tgsigqueueinfo",
+        ),
+        Probe(
+            "sys_enter_pidfd_send_signal",
+            "syscalls",
+            "sys_enter_pidfd_send_signal",
+        ),
+        Probe(
+            "sys_exit_pidfd_send_signal",
+            "syscalls",
+            "sys_exit_pidfd_send_signal",
+        ),
+        Probe("signal_generate", "signal", "signal_generate"),
         Probe("cgroup_attach_task", "cgroup", "cgroup_attach_task"),
     ],
     sock_addr: &[],
