@@ -13,6 +13,10 @@ pub const INTERNAL: i32 = 125;
 pub const NOT_EXECUTABLE: i32 = 126;
 /// The command was not found.
 pub const NOT_FOUND: i32 = 127;
+/// buildwatch was called wrongly (an unknown option, a missing command, a bad value):
+/// sysexits' EX_USAGE, which make (2), npm, pip (1) and cargo (101) do not return, so a
+/// pipeline can tell a mistyped buildwatch line from a failing build.
+pub const USAGE: i32 = 64;
 
 const _: () = assert!(POLICY_VIOLATION < INTERNAL);
 

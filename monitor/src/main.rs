@@ -1,6 +1,6 @@
 //! The `buildwatch` command line: parses arguments and hands over to the library's commands.
 
-use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+use std::{ffi::OsString, io::Write, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use monitor::{
@@ -18,8 +18,9 @@ use monitor::{
     about = "Watch what a build does (exec, files, network) and judge it against rules",
     override_usage = "buildwatch [OPTIONS] -- COMMAND [ARGS]...\n       buildwatch <SUBCOMMAND>",
     after_help = "`buildwatch [OPTIONS] -- COMMAND` is `buildwatch run [OPTIONS] -- COMMAND`.\n\n\
-                  Exit status: the command's own status; 86 when findings reach --fail-on; \
-                  125 when buildwatch fails; 126/127 when the command cannot run / is not found.",
+                  Exit status: the command's own status; 86 when findings reach --fail-on or \
+                  the run cannot be vouched for; 64 for a usage error; 125 when buildwatch \
+                  fails; 126/127 when the command cannot run / is not found.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -162,7 +163,14 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
     let cmd = match cli.command {
         Some(cmd) => cmd,
         None if !cli.command_line.is_empty() => Cmd::Run {
@@ -170,8 +178,9 @@ fn main() -> ExitCode {
             command: cli.command_line,
         },
         None => {
-            let _ = <Cli as clap::CommandFactory>::command().print_help();
-            return ExitCode::from(2);
+            let mut help = <Cli as clap::CommandFactory>::command();
+            let _ = help.write_help(&mut std::io::stderr());
+            return ExitCode::from(exit::USAGE as u8);
         }
     };
     let code = dispatch(cmd);
@@ -196,12 +205,12 @@ fn dispatch(cmd: Cmd) -> i32 {
     let setup = |p: &PolicyArgs| match config::setup(p, &cwd()) {
         Ok(s) => {
             for w in &s.warnings {
-                eprintln!("{w}");
+                let _ = writeln!(std::io::stderr(), "buildwatch: {w}");
             }
             Some(s)
         }
         Err(e) => {
-            eprintln!("{e}");
+            let _ = writeln!(std::io::stderr(), "{e}");
             None
         }
     };

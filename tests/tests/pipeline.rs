@@ -70,9 +70,9 @@ fn bare_double_dash_runs_the_command() {
         r["events"]["by_kind"]["open"].as_u64().unwrap() > 0,
         "{r:#}"
     );
-    // Without a command, usage and status 2, nothing run.
+    // Without a command, usage and status 64 (EX_USAGE), nothing run.
     let out = Command::new(buildwatch_bin()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
 }
 
 /// `--events -` puts only events on stdout (the command's own stdout goes to stderr), so the

@@ -87,13 +87,24 @@ fn complete(mut ev: Value, seq: usize) -> Value {
     ev
 }
 
+/// The `run_end` record a stream written by `buildwatch run` ends with (a replay of a stream
+/// without one cannot vouch for it).
+fn run_end(seq: usize) -> Value {
+    json!({
+        "schema": 1, "seq": seq, "time": format!("2026-11-25T00:00:01.{seq:09}Z"),
+        "ts_ns": 1_000_000_000 + seq, "kind": "run_end", "pid": 0, "tid": 0,
+        "run_end": {"exit_code": 0, "code": 0},
+    })
+}
+
 /// Replay the events with extra arguments; the set of rules that fired.
 fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeSet<String> {
-    let stream: Vec<String> = events
+    let mut stream: Vec<String> = events
         .iter()
         .enumerate()
         .map(|(i, e)| complete(e.clone(), i + 1).to_string())
         .collect();
+    stream.push(run_end(events.len() + 1).to_string());
     let file = dir.join("events.jsonl");
     fs::write(&file, stream.join("\n") + "\n").unwrap();
     let report = dir.join("report.json");
@@ -190,9 +201,10 @@ fn every_default_rule_has_both_kinds_of_fixture() {
 fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
     let dir = TempDir::new("badlines");
     let good = complete(json!({"pid": 5, "open": {"path": "/proc/1/mem"}}), 1).to_string();
+    let end = run_end(4).to_string();
     fs::write(
         dir.join("e.jsonl"),
-        format!("{good}\nnot json\n{{\"schema\": 99}}\n"),
+        format!("{good}\nnot json\n{{\"schema\": 0}}\n{end}\n"),
     )
     .unwrap();
     let out = Command::new(buildwatch_bin())
@@ -208,6 +220,80 @@ fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
     assert_eq!(out.status.code(), Some(86), "{stderr}");
     let r: Value = serde_json::from_slice(&fs::read(dir.join("r.json")).unwrap()).unwrap();
     assert_eq!(r["findings"][0]["rule"], "read-other-process-memory");
+    // So do the bad lines: a damaged stream is not one buildwatch wrote.
+    let reasons = r["verdict"]["reasons"].to_string();
+    assert!(reasons.contains("2 line(s) are not events"), "{reasons}");
+}
+
+/// A stream that cannot be judged never passes: empty, garbage and newer-schema streams are
+/// errors (status 125), and a truncated one (no `run_end`), however clean its events, fails
+/// the verdict (86), each with its reason.
+#[test]
+fn replay_of_a_stream_it_cannot_vouch_for_never_passes() {
+    let dir = TempDir::new("badstreams");
+    let quiet = complete(json!({"pid": 5, "open": {"path": "/etc/hostname"}}), 1).to_string();
+    let newer = quiet.replacen("\"schema\":1", "\"schema\":2", 1);
+    assert_ne!(newer, quiet);
+    let end = run_end(2).to_string();
+    let cases: [(&str, String, i32, &str); 5] = [
+        ("empty", String::new(), 125, "no events (empty)"),
+        (
+            "garbage",
+            "PK\u{3}\u{4} not a stream\n{}\n".into(),
+            125,
+            "no events (2 line(s) that are not events)",
+        ),
+        (
+            "newer",
+            format!("{newer}\n{end}\n"),
+            125,
+            "e.jsonl:1: written by a newer buildwatch (event schema 2; this one reads 1)",
+        ),
+        (
+            "truncated",
+            format!("{quiet}\n"),
+            86,
+            "the stream ends without `run_end`",
+        ),
+        (
+            "cut mid-line",
+            format!("{quiet}\n{}", &end[..end.len() / 2]),
+            86,
+            "1 line(s) are not events",
+        ),
+    ];
+    for (name, stream, status, want) in cases {
+        fs::write(dir.join("e.jsonl"), stream).unwrap();
+        let _ = fs::remove_file(dir.join("r.json"));
+        let out = Command::new(buildwatch_bin())
+            .current_dir(dir.path())
+            .args(["replay", "e.jsonl", "--report", "r.json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{name}: {stderr}");
+        if status == 86 {
+            let r: Value = serde_json::from_slice(&fs::read(dir.join("r.json")).unwrap()).unwrap();
+            assert_eq!(r["findings"], json!([]), "{name}");
+            let reasons = r["verdict"]["reasons"].to_string();
+            assert!(reasons.contains(want), "{name}: want `{want}` in {reasons}");
+        } else {
+            assert!(stderr.contains(want), "{name}: want `{want}` in {stderr}");
+        }
+    }
+    // The same stream, whole, passes.
+    fs::write(dir.join("e.jsonl"), format!("{quiet}\n{end}\n")).unwrap();
+    let out = Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .args(["replay", "e.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

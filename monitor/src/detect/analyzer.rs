@@ -110,6 +110,9 @@ pub struct Analyzer {
     pub command: Vec<String>,
     /// The stream's `run_end` record.
     pub run_end: Option<crate::event::RunEnd>,
+    /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
+    /// stream), beyond what its `run_end` says. Each is a reason the verdict fails.
+    pub unverified: Vec<String>,
     /// The system's resolvers (from the `run` record) and the policy's.
     resolvers: Vec<IpAddr>,
     dns_windows: crate::detect::dns_shape::Windows,
@@ -135,6 +138,7 @@ impl Analyzer {
             totals: Totals::default(),
             command: Vec::new(),
             run_end: None,
+            unverified: Vec::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
         }

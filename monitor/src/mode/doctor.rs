@@ -40,7 +40,7 @@ impl Report {
                 "FAIL"
             }
         };
-        println!("[{tag}] {what}: {detail}");
+        crate::outln!("[{tag}] {what}: {detail}");
     }
 }
 
@@ -210,10 +210,10 @@ fn finish(mut r: Report, cg: Option<RunCgroup>) -> i32 {
         r.line(Level::Warn, "run cgroup", &format!("could not remove: {e}"));
     }
     if r.failed {
-        println!("buildwatch run cannot work here: fix the FAIL lines above");
+        crate::outln!("buildwatch run cannot work here: fix the FAIL lines above");
         1
     } else {
-        println!("buildwatch run can work here");
+        crate::outln!("buildwatch run can work here");
         0
     }
 }

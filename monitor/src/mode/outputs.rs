@@ -29,6 +29,46 @@ pub const SINK_DEADLINE: Duration = Duration::from_secs(5);
 /// The bus with the terminal (stderr), the event stream (`events`: a file, a FIFO, or `-` for
 /// stdout) and the report files. A regular events file is created now, so a bad path fails
 /// before anything runs; a FIFO is opened by its sink's thread (opening one waits for a reader).
+/// Check every output path before anything runs: a report that cannot be written must stop a
+/// build before it starts, not after it ran for an hour. An existing file is opened for
+/// appending (nothing in it changes); a missing one is created and removed again. FIFOs and
+/// `-` (stdout) are not opened (a FIFO's open waits for its reader).
+pub fn check_paths(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<()> {
+    let paths = [
+        ("--events", events),
+        ("--report", outputs.report.as_deref()),
+        ("--sarif", outputs.sarif.as_deref()),
+        ("--summary-md", outputs.summary_md.as_deref()),
+    ];
+    for (flag, path) in paths {
+        let Some(p) = path else { continue };
+        if p.as_os_str() == "-" && flag == "--events" {
+            continue;
+        }
+        let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("{flag} {}: {e}", p.display());
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Err(fail(&"is a directory")),
+            Ok(m) if m.file_type().is_fifo() => {}
+            Ok(_) => {
+                fs::OpenOptions::new()
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| fail(&e))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(p)
+                    .map_err(|e| fail(&e))?;
+                let _ = fs::remove_file(p);
+            }
+            Err(e) => return Err(fail(&e)),
+        }
+    }
+    Ok(())
+}
+
 pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
     let mut bus = Bus::new();
     bus.add(

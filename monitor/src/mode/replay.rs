@@ -11,6 +11,8 @@ use std::{
     sync::Arc,
 };
 
+use anyhow::bail;
+
 use crate::{
     detect::analyzer::Analyzer,
     event::{self, Event},
@@ -36,27 +38,65 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
         )
     };
     let name = path.display().to_string();
+    outputs::check_paths(None, outputs)?;
     let bus = Arc::new(outputs::bus(None, outputs)?);
     let pipeline = Pipeline::start(Analyzer::new(setup.rules, setup.policy), bus.clone(), false)?;
     let fed = feed(&name, input, &pipeline);
-    let analyzer = pipeline.finish();
-    let bad = fed?;
+    let mut analyzer = pipeline.finish();
+    let Fed { events, bad } = fed?;
+    if events == 0 {
+        bail!(
+            "{name}: no events{}: not an event stream from `buildwatch run --events`",
+            if bad > 0 {
+                format!(" ({bad} line(s) that are not events)")
+            } else {
+                " (empty)".to_owned()
+            }
+        );
+    }
+    // A stream buildwatch wrote has no bad lines and ends with `run_end`: anything else was
+    // cut short or changed, and the replay cannot vouch for the run.
     if bad > 0 {
         bus.publish(&Record::Notice(
             format!("{name}: {bad} line(s) were not events and were skipped").into(),
+        ));
+        analyzer.unverified.push(format!(
+            "{name}: {bad} line(s) are not events: the stream was damaged or changed"
+        ));
+    }
+    if analyzer.run_end.is_none() {
+        bus.publish(&Record::Notice(
+            format!("{name}: the stream ends without `run_end`: it was cut short").into(),
+        ));
+        analyzer.unverified.push(format!(
+            "{name}: the stream ends without `run_end` (truncated, or the run never finished)"
         ));
     }
     let report = outputs::conclude(&bus, analyzer)?;
     Ok(report.verdict.exit_status)
 }
 
-/// Send every event of a stream into the pipeline; returns how many lines were not events.
-fn feed(name: &str, input: impl Read, pipeline: &Pipeline) -> anyhow::Result<u64> {
+/// What [`feed`] sent on, and how many lines were not events.
+struct Fed {
+    events: u64,
+    bad: u64,
+}
+
+/// The one field read before the rest: a newer schema may change everything else.
+#[derive(serde::Deserialize)]
+struct Schema {
+    schema: u32,
+}
+
+/// Send every event of a stream into the pipeline. A line from a newer buildwatch (a higher
+/// event schema) stops the replay: this one cannot judge it.
+fn feed(name: &str, input: impl Read, pipeline: &Pipeline) -> anyhow::Result<Fed> {
     let note = |msg: String| pipeline.bus().publish(&Record::Notice(msg.into()));
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::new();
     let mut n = 0u64;
     let mut bad = 0u64;
+    let mut events = 0u64;
     loop {
         line.clear();
         let got = (&mut reader)
@@ -79,17 +119,27 @@ fn feed(name: &str, input: impl Read, pipeline: &Pipeline) -> anyhow::Result<u64
         } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         } else {
-            match serde_json::from_slice::<Event>(&line) {
-                Ok(ev) if ev.schema == event::SCHEMA => {
-                    pipeline.send_recorded(ev);
-                    None
-                }
-                Ok(ev) => Some(format!(
+            match serde_json::from_slice::<Schema>(&line) {
+                Ok(s) if s.schema > event::SCHEMA => bail!(
+                    "{name}:{n}: written by a newer buildwatch (event schema {}; this one reads \
+                     {}): replay it with that version",
+                    s.schema,
+                    event::SCHEMA
+                ),
+                Ok(s) if s.schema < event::SCHEMA => Some(format!(
                     "event schema {} (this buildwatch reads {})",
-                    ev.schema,
+                    s.schema,
                     event::SCHEMA
                 )),
                 Err(e) => Some(e.to_string()),
+                Ok(_) => match serde_json::from_slice::<Event>(&line) {
+                    Ok(ev) => {
+                        pipeline.send_recorded(ev);
+                        events += 1;
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
             }
         };
         if let Some(c) = complaint {
@@ -99,5 +149,5 @@ fn feed(name: &str, input: impl Read, pipeline: &Pipeline) -> anyhow::Result<u64
             }
         }
     }
-    Ok(bad)
+    Ok(Fed { events, bad })
 }

@@ -3,24 +3,36 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    detect::rules::{Level, fields},
+    detect::rules::{Level, fields, yaml},
     policy::config::{self, PolicyArgs, Setup},
 };
 
-/// Exit 0 when there are no errors (warnings are printed), 1 otherwise.
+/// Exit 0 when there are no errors (warnings are printed), 1 otherwise. A file given without
+/// `--policy` that is a policy (a YAML mapping, where a rule file is a list) is checked as the
+/// policy.
 pub fn check(files: &[PathBuf], policy: Option<&Path>, cwd: &Path) -> i32 {
+    let mut policy = policy.map(Path::to_owned);
+    let mut rule_files = Vec::new();
+    for f in files {
+        if policy.is_none() && is_policy(f) {
+            crate::outln!("{}: a policy (a mapping): checked as one", f.display());
+            policy = Some(f.clone());
+        } else {
+            rule_files.push(f.clone());
+        }
+    }
     let args = PolicyArgs {
-        policy: policy.map(Path::to_owned),
-        rule_files: files.to_vec(),
+        policy,
+        rule_files,
         ..Default::default()
     };
     match config::setup(&args, cwd) {
         Ok(s) => {
             for w in &s.warnings {
-                println!("{w}\n");
+                crate::outln!("{w}\n");
             }
             let n = s.rules.rules.len();
-            println!(
+            crate::outln!(
                 "ok: {n} rules, {} warning(s)",
                 s.warnings
                     .iter()
@@ -30,10 +42,22 @@ pub fn check(files: &[PathBuf], policy: Option<&Path>, cwd: &Path) -> i32 {
             0
         }
         Err(e) => {
-            println!("{e}");
+            crate::outln!("{e}");
             1
         }
     }
+}
+
+/// Is the file a policy? Its document is a mapping (`fail_on:`, `allow:`…); a rule file's is
+/// a list. Unreadable or broken files are not: the rule-file check then says what is wrong.
+fn is_policy(path: &Path) -> bool {
+    let Ok(src) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    matches!(
+        yaml::parse(&path.display().to_string(), &src),
+        Ok(Some(node)) if matches!(node.value, yaml::Value::Map(_))
+    )
 }
 
 pub fn list(s: &Setup, json: bool) -> i32 {
@@ -50,7 +74,7 @@ pub fn list(s: &Setup, json: bool) -> i32 {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return 0;
     }
     let w = s
@@ -60,12 +84,15 @@ pub fn list(s: &Setup, json: bool) -> i32 {
         .map(|r| r.name.len())
         .max()
         .unwrap_or(4);
-    println!(
+    crate::outln!(
         "{:<w$}  {:<8}  {:<14}  {:<7}  EVENTS",
-        "RULE", "SEVERITY", "CATEGORY", "ENABLED"
+        "RULE",
+        "SEVERITY",
+        "CATEGORY",
+        "ENABLED"
     );
     for r in &s.rules.rules {
-        println!(
+        crate::outln!(
             "{:<w$}  {:<8}  {:<14}  {:<7}  {}",
             r.name,
             r.severity.as_str(),
@@ -74,7 +101,7 @@ pub fn list(s: &Setup, json: bool) -> i32 {
             r.kinds.names().join(",")
         );
     }
-    println!(
+    crate::outln!(
         "\nfail_on: {}; allow: loopback {}{}",
         s.policy.fail_on.as_str(),
         if s.policy.allow_loopback { "yes" } else { "no" },
@@ -89,7 +116,7 @@ pub fn list(s: &Setup, json: bool) -> i32 {
 
 pub fn fields() -> i32 {
     for (name, doc) in fields::catalogue() {
-        println!("{name:<22} {doc}");
+        crate::outln!("{name:<22} {doc}");
     }
     0
 }

@@ -106,6 +106,7 @@ impl Report {
         if let Some(end) = &a.run_end {
             reasons.extend(end.unverified.iter().cloned());
         }
+        reasons.extend(a.unverified.iter().cloned());
         let failed = !reasons.is_empty();
         let exit_code = a.run_end.as_ref().map(|e| e.exit_code);
         let command_status = exit_code.unwrap_or(0);

@@ -71,7 +71,12 @@ pub fn setup(args: &PolicyArgs, cwd: &Path) -> Result<Setup, String> {
                     Err(d) => diags.push(d),
                 }
             }
-            Err(e) => return Err(format!("cannot read rule file {}: {e}", f.display())),
+            Err(e) => {
+                return Err(format!(
+                    "buildwatch: {}: error: cannot read the rule file: {e}",
+                    f.display()
+                ));
+            }
         }
     }
     if diags.is_empty() {
@@ -90,9 +95,11 @@ pub fn setup(args: &PolicyArgs, cwd: &Path) -> Result<Setup, String> {
         }
     }
     let errors = diags.iter().filter(|d| d.level == Level::Error).count();
-    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    // Each diagnostic starts with `buildwatch:`, as everything buildwatch says of itself does
+    // (a build log mixes it with the build's own errors).
+    let text: Vec<String> = diags.iter().map(|d| format!("buildwatch: {d}")).collect();
     Err(format!(
-        "{}\n{errors} error(s) in the rules or policy",
+        "{}\nbuildwatch: {errors} error(s) in the rules or policy",
         text.join("\n\n")
     ))
 }

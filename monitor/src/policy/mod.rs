@@ -34,6 +34,7 @@ use ipnet::IpNet;
 use crate::detect::rules::{
     self, Diagnostic, Doc, Severity,
     compile::parse_net,
+    diag::did_you_mean,
     yaml::{self, Node, Style, Value},
 };
 
@@ -105,8 +106,13 @@ impl DomainPattern {
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
-        // A pattern needs a dot (a bare word is a typo more often than a TLD) and sane labels.
-        (base.len() <= 253 && base.contains('.') && base.split('.').all(ok_label))
+        // A pattern needs a dot (a bare word is a typo more often than a TLD) and sane labels;
+        // no top-level domain is all digits (`1.2.3`, `300.1.1.1` are broken addresses).
+        let numeric_tld = base
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        (base.len() <= 253 && base.contains('.') && base.split('.').all(ok_label) && !numeric_tld)
             .then_some(Self { base, extra_labels })
     }
 
@@ -159,6 +165,11 @@ impl Endpoint {
         };
         let host = match parse_net(host) {
             Some(net) => Host::Net(net),
+            None if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                return Err(format!(
+                    "`{host}` is not an IPv4 address (four numbers 0-255) nor a domain"
+                ));
+            }
             None if !s.starts_with('[') => {
                 Host::Domain(DomainPattern::parse(host).ok_or_else(bad)?)
             }
@@ -359,7 +370,8 @@ fn load_dns(v: &Node, policy: &mut Policy, errs: &mut Vec<Diagnostic>) {
             _ => errs.push(Diagnostic::error(
                 k.pos.clone(),
                 format!(
-                    "unknown `dns` key `{key}` (expected one of: {})",
+                    "unknown `dns` key `{key}`{} (expected one of: {})",
+                    did_you_mean(key, DNS_KEYS.iter().copied()),
                     DNS_KEYS.join(", ")
                 ),
             )),
@@ -408,7 +420,8 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
             errs.push(Diagnostic::error(
                 k.pos.clone(),
                 format!(
-                    "unknown policy key `{key}` (expected one of: {})",
+                    "unknown policy key `{key}`{} (expected one of: {})",
+                    did_you_mean(key, KEYS.iter().copied()),
                     KEYS.join(", ")
                 ),
             ));
@@ -642,6 +655,24 @@ mod tests {
         assert!(Endpoint::parse("1.2.3.4:0").is_err());
         assert!(Endpoint::parse("1.2.3.4:99999").is_err());
         assert!(Endpoint::parse("[::1").is_err());
+        // Broken addresses are not domains.
+        for bad in [
+            "300.1.1.1:443",
+            "1.2.3",
+            "1.2.3.4.5",
+            "10.0.0.256",
+            "*.1.2.3",
+        ] {
+            let e = Endpoint::parse(bad).expect_err(bad);
+            assert!(e.contains("not"), "{bad}: {e}");
+        }
+        assert!(
+            Endpoint::parse("300.1.1.1:443")
+                .unwrap_err()
+                .contains("`300.1.1.1` is not an IPv4 address")
+        );
+        assert!(Endpoint::parse("a1.example.test").is_ok());
+        assert!(Endpoint::parse("1.example.test").is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use regex::RegexSet;
 
 use super::{
     cond::{self, Expr, Op, Rhs, Word},
-    diag::{Diagnostic, Pos},
+    diag::{Diagnostic, Pos, did_you_mean},
     fields::{self, Field, Kinds, Subject, Type, Val},
     load::{CondText, Defs, ExceptionDef},
     yaml,
@@ -277,7 +277,19 @@ impl<'d> Compiler<'d> {
                 None
             }
             None => {
-                self.err(cond, w.at, format!("unknown macro or field `{}`", w.text));
+                let catalogue = fields::catalogue();
+                let hint = did_you_mean(
+                    &w.text,
+                    catalogue
+                        .iter()
+                        .map(|(name, _)| name.as_str())
+                        .chain(self.defs.macros.keys().map(String::as_str)),
+                );
+                self.err(
+                    cond,
+                    w.at,
+                    format!("unknown macro or field `{}`{hint}", w.text),
+                );
                 None
             }
         }
@@ -330,9 +342,10 @@ impl<'d> Compiler<'d> {
     fn test(&mut self, fw: &Word, op: Op, rhs: &Rhs, cond: &CondText) -> Option<(Matcher, Kinds)> {
         let Some(f) = fields::resolve(&fw.text) else {
             let hint = if self.defs.macros.contains_key(&fw.text) {
-                " (it is a macro, which takes no operator)"
+                " (it is a macro, which takes no operator)".to_owned()
             } else {
-                ""
+                let catalogue = fields::catalogue();
+                did_you_mean(&fw.text, catalogue.iter().map(|(name, _)| name.as_str()))
             };
             self.err(cond, fw.at, format!("unknown field `{}`{hint}", fw.text));
             return None;
@@ -469,7 +482,8 @@ impl<'d> Compiler<'d> {
                         self,
                         *at,
                         format!(
-                            "unknown event kind `{v}` (one of: {})",
+                            "unknown event kind `{v}`{} (one of: {})",
+                            did_you_mean(v, fields::KIND_NAMES.iter().copied()),
                             fields::KIND_NAMES.join(", ")
                         ),
                     );
@@ -677,7 +691,13 @@ impl<'d> Compiler<'d> {
                     let (line, col) = yaml::locate_in_scalar(src, node, start);
                     self.diags.push(Diagnostic::error(
                         Pos::new(file, line, col),
-                        format!("unknown field `%{name}` in output"),
+                        format!(
+                            "unknown field `%{name}` in output{}",
+                            did_you_mean(
+                                &name,
+                                fields::catalogue().iter().map(|(n, _)| n.as_str())
+                            )
+                        ),
                     ));
                     ok = false;
                 }

@@ -116,3 +116,33 @@ mod tests {
         );
     }
 }
+
+/// ` (did you mean `x`?)` when one of `candidates` is close to `word` (a typo: the edit
+/// distance is small next to the word's length), otherwise empty.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map_or_else(String::new, |(_, c)| format!(" (did you mean `{c}`?)"))
+}
+
+#[cfg(test)]
+mod suggest_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_only_close_names() {
+        let names = ["file.path", "file.name", "proc.exe", "fail_on"];
+        assert_eq!(
+            did_you_mean("file.pth", names),
+            " (did you mean `file.path`?)"
+        );
+        assert_eq!(did_you_mean("fial_on", names), " (did you mean `fail_on`?)");
+        assert_eq!(did_you_mean("network.dest", names), "");
+        assert_eq!(did_you_mean("x", names), "");
+    }
+}

@@ -163,7 +163,8 @@ impl Cx<'_> {
                 self.err(
                     &k.pos,
                     format!(
-                        "unknown field `{key}` in {what} (expected one of: {})",
+                        "unknown field `{key}` in {what}{} (expected one of: {})",
+                        super::diag::did_you_mean(key, known.iter().copied()),
                         known.join(", ")
                     ),
                 );

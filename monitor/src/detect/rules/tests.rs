@@ -280,7 +280,14 @@ const RULE_HEAD: &str = "- rule: r\n  desc: d\n  output: o\n  severity: high\n  
 #[test]
 fn unknown_field_is_positioned_at_the_field() {
     let src = format!("{RULE_HEAD}  condition: evt.type = open and file.pth = /x\n");
-    assert_eq!(only_error(&src), (6, 34, "unknown field `file.pth`".into()));
+    assert_eq!(
+        only_error(&src),
+        (
+            6,
+            34,
+            "unknown field `file.pth` (did you mean `file.path`?)".into()
+        )
+    );
 }
 
 #[test]

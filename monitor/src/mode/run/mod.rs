@@ -58,6 +58,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`buildwatch run` needs root (to load eBPF programs and create a cgroup)");
     }
+    // Before anything runs: a report that cannot be written stops the build now.
+    outputs::check_paths(opts.events.as_deref(), &opts.outputs)?;
     let sudo_uid = std::env::var("SUDO_UID").ok();
     let user = user::resolve(opts.user.as_deref(), sudo_uid.as_deref())
         .map_err(|e| anyhow::anyhow!("choosing who the command runs as: {e}"))?;

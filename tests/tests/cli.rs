@@ -1,0 +1,181 @@
+//! The command line's contract with a pipeline: usage errors have a status of their own, a
+//! closed pipe is not a crash, output paths are checked before anything runs, and mistakes in
+//! policy and rules are named with a suggestion.
+
+use std::{
+    fs,
+    io::Read,
+    process::{Command, Stdio},
+};
+
+use buildwatch_tests::*;
+
+fn bw(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Usage errors exit 64 (EX_USAGE), which make (2), npm and pip (1) and cargo (101) do not
+/// use; help and version are not errors.
+#[test]
+fn usage_errors_have_their_own_status() {
+    let dir = TempDir::new("cli-usage");
+    for args in [
+        &["--no-such-flag", "--", "true"][..],
+        &["run"],
+        &["--ring-size", "1000", "--", "true"],
+        &["--fail-on", "sometimes", "--", "true"],
+        &["rules", "frobnicate"],
+        &[],
+    ] {
+        let out = bw(&dir, args);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?}: says what is wrong");
+    }
+    for args in [&["--help"][..], &["--version"], &["rules", "--help"]] {
+        assert_eq!(bw(&dir, args).status.code(), Some(0), "{args:?}");
+    }
+}
+
+/// `buildwatch rules fields | head -1`: the reader goes away; buildwatch stops quietly with
+/// status 0 (it panicked).
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    for args in [&["rules", "fields"][..], &["rules", "list"]] {
+        let mut child = Command::new(buildwatch_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one byte, then close the pipe with the rest unread.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut one = [0u8; 1];
+        stdout.read_exact(&mut one).unwrap();
+        drop(stdout);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// A report that cannot be written stops the run before the command starts (it was found
+/// after the whole build had run). No root needed: replay checks the same way, and run checks
+/// before anything that needs root is asked for.
+#[test]
+fn output_paths_are_checked_before_anything_runs() {
+    let dir = TempDir::new("cli-paths");
+    let marker = dir.join("ran");
+    let touch = format!("touch {}", marker.display());
+    for (flag, path) in [
+        ("--report", "no-such-dir/r.json"),
+        ("--sarif", "."),
+        ("--summary-md", "no-such-dir/s.md"),
+        ("--events", "no-such-dir/e.jsonl"),
+    ] {
+        let out = bw(&dir, &[flag, path, "--", "sh", "-c", &touch]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(out.status.code(), Some(125), "{flag}: {stderr}");
+            assert!(
+                stderr.contains(flag) && stderr.contains(path),
+                "{flag}: {stderr}"
+            );
+        } else {
+            assert_ne!(out.status.code(), Some(0), "{flag}: {stderr}");
+        }
+        assert!(!marker.exists(), "{flag}: the command ran");
+        if flag != "--events" {
+            let out = bw(&dir, &["replay", "/dev/null", flag, path]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "replay {flag}: {stderr}");
+            assert!(stderr.contains(flag), "replay {flag}: {stderr}");
+            assert!(!stderr.contains("no events"), "checked first: {stderr}");
+        }
+    }
+    // A path that can be written is left as it was found (absent here).
+    let out = bw(&dir, &["replay", "/dev/null", "--report", "fine.json"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no events"));
+    assert!(!dir.join("fine.json").exists());
+}
+
+/// Mistakes in a policy or a rule file: `buildwatch:`-prefixed, positioned, with a suggestion
+/// for a near miss; `rules check` on a policy file checks it as a policy; addresses that are
+/// not addresses are not taken for domains.
+#[test]
+fn policy_mistakes_are_named_with_suggestions() {
+    let dir = TempDir::new("cli-policy");
+    fs::write(dir.join("p.yaml"), "fial_on: high\n").unwrap();
+    let out = bw(&dir, &["replay", "/dev/null", "--policy", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(
+            "buildwatch: p.yaml:1:1: error: unknown policy key `fial_on` (did you mean `fail_on`?)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("buildwatch: 1 error(s)"), "{stderr}");
+
+    fs::write(
+        dir.join("r.yaml"),
+        "- rule: r\n  desc: d\n  condition: evt.type = open and file.pth = /x\n  output: o\n  severity: high\n  category: c\n",
+    )
+    .unwrap();
+    let out = bw(&dir, &["rules", "check", "r.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("unknown field `file.pth` (did you mean `file.path`?)"),
+        "{stdout}"
+    );
+
+    // A policy given to `rules check` is checked as a policy, not as a broken rule file.
+    fs::write(
+        dir.join(".buildwatch.yaml"),
+        "fail_on: high\nallow: [300.1.1.1:443]\n",
+    )
+    .unwrap();
+    let out = bw(&dir, &["rules", "check", ".buildwatch.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("checked as one"), "{stdout}");
+    assert!(
+        stdout.contains("`300.1.1.1` is not an IPv4 address"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("a rule file is a list"), "{stdout}");
+    fs::write(
+        dir.join(".buildwatch.yaml"),
+        "fail_on: high\nallow: [10.200.0.1:443]\n",
+    )
+    .unwrap();
+    let out = bw(&dir, &["rules", "check", ".buildwatch.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // On the command line too, as a usage error.
+    let out = bw(&dir, &["--allow", "1.2.3", "--", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1.2.3"));
+}
