@@ -55,6 +55,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Validators the tests run on buildwatch's outputs, pinned, in their own directory (never the
+# system's Python): CycloneDX's library checks the release SBOM against the schema.
+tools=${BUILDWATCH_TOOLS:-/opt/buildwatch-tools}
+if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+    rm -rf "$tools/venv"
+    if ! python3 -m venv "$tools/venv" >/dev/null 2>&1; then
+        # Debian's Python makes venvs only with python3-venv.
+        rm -rf "$tools/venv"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$tools/venv"
+    fi
+    "$tools/venv/bin/pip" install -q --disable-pip-version-check \
+        'cyclonedx-python-lib[json-validation]==11.12.0'
+fi
+
 # rustup's usual home may not be on PATH in a minimal (CI) environment.
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! command -v rustup >/dev/null 2>&1; then

@@ -36,6 +36,15 @@ pub fn buildwatch_bin() -> PathBuf {
     bin
 }
 
+/// Where scripts/setup.sh installs the validators the tests run on buildwatch's outputs
+/// (CycloneDX's library in `venv/`, the SARIF multitool in `npm/`): `$BUILDWATCH_TOOLS`, else
+/// /opt/buildwatch-tools.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("BUILDWATCH_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/buildwatch-tools"))
+}
+
 /// true when this test can load BPF. Locally without root: skip (false). Under CI=true: panic.
 pub fn require_bpf() -> bool {
     let root = unsafe { libc::geteuid() } == 0;

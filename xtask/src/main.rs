@@ -5,6 +5,7 @@
 //! xtask bench` measures what buildwatch costs (see bench/mod.rs and docs/benchmarks.md).
 
 mod bench;
+mod dist;
 
 use std::process::{Command, ExitCode};
 
@@ -13,6 +14,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
+        Some("dist") => match dist::main(&args[1..]) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask dist: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("fuzz") => match args.get(1).map(|s| s.parse::<u32>()) {
             None => exit(fuzz(FUZZ_SECS)),
             Some(Ok(secs)) if secs > 0 => exit(fuzz(secs)),
@@ -24,7 +32,8 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [-- extra cargo test args] | cargo xtask fuzz [SECONDS] \
-                 | cargo xtask bench [--quick] [--only SECTIONS] [--monitors LIST] [--publish]"
+                 | cargo xtask bench [--quick] [--only SECTIONS] [--monitors LIST] [--publish] \
+                 | cargo xtask dist"
             );
             ExitCode::from(2)
         }
@@ -58,12 +67,24 @@ fn exit(ok: bool) -> ExitCode {
 }
 
 fn test(extra: &[String]) -> ExitCode {
-    // The end-to-end tests run the `buildwatch` binary: build it before they start.
-    let ok = cargo(
+    // The end-to-end tests run the `buildwatch` binary: build it before they start; and the
+    // release tarball, which tests/tests/dist.rs installs as a CI runner would.
+    if !cargo(
         &["build", "--package", "monitor", "--bin", "buildwatch"],
         &[],
-    ) && cargo(&["test", "--workspace", "--exclude", "monitor-ebpf"], extra)
-        && fuzz(FUZZ_SECS);
+    ) {
+        return exit(false);
+    }
+    let tarball = match dist::main(&[]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("xtask dist: {e}");
+            return exit(false);
+        }
+    };
+    // SAFETY: single-threaded here; the variable is read by the test processes cargo starts.
+    unsafe { std::env::set_var("BUILDWATCH_DIST", &tarball) };
+    let ok = cargo(&["test", "--workspace", "--exclude", "monitor-ebpf"], extra) && fuzz(FUZZ_SECS);
     exit(ok)
 }
 
