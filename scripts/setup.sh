@@ -55,10 +55,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Validators the tests run on buildwatch's outputs, pinned, in their own directory (never the
-# system's Python): CycloneDX's library checks the release SBOM against the schema.
+# Validators and stand-ins the tests run, pinned, in their own directory (never the system's
+# Python or global npm): CycloneDX's library checks the release SBOM against the schema; PyYAML
+# reads action.yml and the GitLab template for tests/support/ci_steps.py; Microsoft's SARIF
+# multitool validates SARIF with GitHub code scanning's rules.
 tools=${BUILDWATCH_TOOLS:-/opt/buildwatch-tools}
-if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json, yaml' 2>/dev/null; then
     rm -rf "$tools/venv"
     if ! python3 -m venv "$tools/venv" >/dev/null 2>&1; then
         # Debian's Python makes venvs only with python3-venv.
@@ -68,7 +70,15 @@ if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null;
         python3 -m venv "$tools/venv"
     fi
     "$tools/venv/bin/pip" install -q --disable-pip-version-check \
-        'cyclonedx-python-lib[json-validation]==11.12.0'
+        'cyclonedx-python-lib[json-validation]==11.12.0' 'PyYAML==6.0.3'
+fi
+multitool="$tools/npm/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
+if ! [ -x "$multitool" ] || ! "$multitool" --version 2>/dev/null | grep -q '^SARIF Multitool 5\.7\.0'; then
+    rm -rf "$tools/npm"
+    mkdir -p "$tools/npm"
+    npm install --prefix "$tools/npm" --no-audit --no-fund --silent @microsoft/sarif-multitool@5.7.0
+    # Its package's postinstall (which npm may not run) only makes the binary executable.
+    chmod 0755 "$multitool"
 fi
 
 # rustup's usual home may not be on PATH in a minimal (CI) environment.

@@ -69,6 +69,17 @@ struct OutputArgs {
     /// Append a Markdown summary to FILE (default: $GITHUB_STEP_SUMMARY when set).
     #[arg(long, value_name = "FILE")]
     summary_md: Option<PathBuf>,
+    /// Write GitLab's Code Quality report (findings at their manifest lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    codequality: Option<PathBuf>,
+    /// The SARIF's category (runAutomationDetails.id; default `buildwatch`): give each job
+    /// that uploads its own, so one does not close the other's alerts.
+    #[arg(long, value_name = "NAME")]
+    sarif_category: Option<String>,
+    /// GitHub annotations for findings: auto (when GITHUB_ACTIONS=true), always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto",
+          value_parser = ["auto", "always", "never"])]
+    annotations: String,
 }
 
 impl OutputArgs {
@@ -81,6 +92,13 @@ impl OutputArgs {
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
             }),
+            codequality: self.codequality,
+            sarif_category: self.sarif_category,
+            annotations: match self.annotations.as_str() {
+                "always" => true,
+                "never" => false,
+                _ => std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true"),
+            },
         }
     }
 }

@@ -15,6 +15,7 @@ use std::{
 };
 
 pub use serde_json::Value;
+use serde_json::json;
 
 /// The buildwatch binary: `$BUILDWATCH_BIN`, else the one cargo built next to this test.
 pub fn buildwatch_bin() -> PathBuf {
@@ -358,4 +359,163 @@ pub fn assert_replay_matches(w: &Watched, cwd: &Path, extra: &[&str]) {
     let r: Value = serde_json::from_slice(&fs::read(&replayed).unwrap()).unwrap();
     assert_eq!(r, w.report, "replay differs from the live run");
     assert_eq!(out.status.code(), w.out.status.code(), "replay exit status");
+}
+
+/// Validate a SARIF file with Microsoft's SARIF multitool and GitHub code scanning's rules
+/// (`validate --rule-kind "Gh;Sarif"`, installed by scripts/setup.sh); the messages it reported
+/// as errors, and as warnings.
+pub fn validate_sarif(sarif: &Path) -> (Vec<String>, Vec<String>) {
+    let tool =
+        tools_dir().join("npm/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool");
+    let out_dir = std::env::temp_dir().join(format!(
+        "bw-sarif-validate-{}-{}",
+        std::process::id(),
+        sarif.display().to_string().len()
+    ));
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir).unwrap();
+    let log = out_dir.join("validation.sarif");
+    let out = Command::new(&tool)
+        .args(["validate", "--rule-kind", "Gh;Sarif", "--output"])
+        .arg(&log)
+        .arg(sarif)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/setup.sh installs it)", tool.display()));
+    let text = fs::read(&log).unwrap_or_else(|e| {
+        panic!(
+            "the multitool wrote no log ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let _ = fs::remove_dir_all(&out_dir);
+    let v: Value = serde_json::from_slice(&text).unwrap();
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for r in v["runs"][0]["results"].as_array().into_iter().flatten() {
+        let level = r["level"].as_str().unwrap_or("warning");
+        let msg = format!("{}: {}", r["ruleId"], r["message"]);
+        match level {
+            "error" => errors.push(msg),
+            "warning" => warnings.push(msg),
+            _ => {}
+        }
+    }
+    (errors, warnings)
+}
+
+// Package fixtures shared by the package and CI tests: real npm and pip on local packages.
+
+/// npm configured so nothing can reach a network: registry on a closed loopback port, offline,
+/// no update check, audit or funding calls, cache and config under the test's HOME.
+pub fn npm_env(home: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", home.display().to_string()),
+        ("npm_config_registry", "http://127.0.0.1:9/".into()),
+        ("npm_config_offline", "true".into()),
+        ("npm_config_update_notifier", "false".into()),
+        ("npm_config_audit", "false".into()),
+        ("npm_config_fund", "false".into()),
+        (
+            "npm_config_cache",
+            home.join("npm-cache").display().to_string(),
+        ),
+    ]
+}
+
+/// Write a package directory and `npm pack` it (outside buildwatch); returns the tarball.
+pub fn npm_package(
+    tmp: &TempDir,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+    scripts: Value,
+) -> PathBuf {
+    let dir = tmp.join(&format!("src-{name}"));
+    fs::create_dir_all(&dir).unwrap();
+    let manifest =
+        json!({ "name": name, "version": version, "scripts": scripts, "license": "MIT" });
+    fs::write(dir.join("package.json"), manifest.to_string()).unwrap();
+    for (f, body) in files {
+        fs::write(dir.join(f), body).unwrap();
+    }
+    let out = Command::new("npm")
+        .args(["pack", "--pack-destination"])
+        .arg(tmp.path())
+        .current_dir(&dir)
+        .envs(npm_env(&tmp.join("home")))
+        .output()
+        .expect("npm is installed (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "npm pack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmp.join(&format!("{name}-{version}.tgz"))
+}
+
+/// An in-tree PEP 517 backend (no setuptools or wheel needed, so pip works with --no-index):
+/// builds a wheel by compiling `mod.c` with cc, after running `PRE_BUILD`.
+pub const BACKEND_PY: &str = r#"
+import os, subprocess, sysconfig, zipfile
+NAME, VERSION = "@NAME@", "@VERSION@"
+DIST = NAME + "-" + VERSION + ".dist-info"
+META = "Metadata-Version: 2.1\nName: " + NAME + "\nVersion: " + VERSION + "\n"
+WHEEL = "Wheel-Version: 1.0\nGenerator: bw-test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"
+def pre_build():
+@PRE_BUILD@
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def prepare_metadata_for_build_wheel(d, config_settings=None):
+    os.makedirs(os.path.join(d, DIST))
+    open(os.path.join(d, DIST, "METADATA"), "w").write(META)
+    open(os.path.join(d, DIST, "WHEEL"), "w").write(WHEEL)
+    return DIST
+def build_wheel(wd, config_settings=None, metadata_directory=None):
+    pre_build()
+    so = NAME + sysconfig.get_config_var("EXT_SUFFIX")
+    subprocess.check_call(["cc", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"], "mod.c", "-o", so])
+    whl = NAME + "-" + VERSION + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wd, whl), "w") as z:
+        z.write(so, so)
+        z.writestr(DIST + "/METADATA", META)
+        z.writestr(DIST + "/WHEEL", WHEEL)
+        z.writestr(DIST + "/RECORD", so + ",,\n" + DIST + "/METADATA,,\n" + DIST + "/WHEEL,,\n" + DIST + "/RECORD,,\n")
+    return whl
+"#;
+
+pub const MOD_C: &str = "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"@NAME@\", NULL, -1, NULL};\nPyMODINIT_FUNC PyInit_@NAME@(void) { return PyModule_Create(&m); }\n";
+
+/// A local sdist (tar.gz with PKG-INFO, pyproject.toml, the backend and a C file).
+pub fn sdist(tmp: &TempDir, name: &str, version: &str, pre_build: &str) -> PathBuf {
+    let base = format!("{name}-{version}");
+    let dir = tmp.join(&format!("sdist/{base}"));
+    fs::create_dir_all(&dir).unwrap();
+    let fill = |s: &str| {
+        s.replace("@NAME@", name)
+            .replace("@VERSION@", version)
+            .replace("@PRE_BUILD@", pre_build)
+    };
+    fs::write(
+        dir.join("PKG-INFO"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
+    fs::write(dir.join("backend.py"), fill(BACKEND_PY)).unwrap();
+    fs::write(dir.join("mod.c"), fill(MOD_C)).unwrap();
+    let tgz = tmp.join(&format!("{base}.tar.gz"));
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(tmp.join("sdist"))
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tgz
 }

@@ -10,28 +10,10 @@ use std::{
     fs,
     net::TcpListener,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use buildwatch_tests::*;
-use serde_json::{Value, json};
-
-/// npm configured so nothing can reach a network: registry on a closed loopback port, offline,
-/// no update check, audit or funding calls, cache and config under the test's HOME.
-fn npm_env(home: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("HOME", home.display().to_string()),
-        ("npm_config_registry", "http://127.0.0.1:9/".into()),
-        ("npm_config_offline", "true".into()),
-        ("npm_config_update_notifier", "false".into()),
-        ("npm_config_audit", "false".into()),
-        ("npm_config_fund", "false".into()),
-        (
-            "npm_config_cache",
-            home.join("npm-cache").display().to_string(),
-        ),
-    ]
-}
+use serde_json::json;
 
 /// `npm install TARBALL` in the project, watched.
 fn npm_install(tmp: &TempDir, proj: &Path, env: &[(&str, String)], tgz: &Path) -> Watched {
@@ -42,37 +24,6 @@ fn npm_install(tmp: &TempDir, proj: &Path, env: &[(&str, String)], tgz: &Path) -
         &[],
         &["npm", "install", tgz.to_str().unwrap()],
     )
-}
-
-/// Write a package directory and `npm pack` it (outside buildwatch); returns the tarball.
-fn npm_package(
-    tmp: &TempDir,
-    name: &str,
-    version: &str,
-    files: &[(&str, &str)],
-    scripts: Value,
-) -> PathBuf {
-    let dir = tmp.join(&format!("src-{name}"));
-    fs::create_dir_all(&dir).unwrap();
-    let manifest =
-        json!({ "name": name, "version": version, "scripts": scripts, "license": "MIT" });
-    fs::write(dir.join("package.json"), manifest.to_string()).unwrap();
-    for (f, body) in files {
-        fs::write(dir.join(f), body).unwrap();
-    }
-    let out = Command::new("npm")
-        .args(["pack", "--pack-destination"])
-        .arg(tmp.path())
-        .current_dir(&dir)
-        .envs(npm_env(&tmp.join("home")))
-        .output()
-        .expect("npm is installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "npm pack: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tmp.join(&format!("{name}-{version}.tgz"))
 }
 
 /// A throw-away HOME holding a fake AWS credential.
@@ -169,73 +120,6 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
     assert!(err.contains("policy: FAILED"), "{err}");
     only_loopback_egress(&w);
     assert_replay_matches(&w, &proj, &[]);
-}
-
-/// An in-tree PEP 517 backend (no setuptools or wheel needed, so pip works with --no-index):
-/// builds a wheel by compiling `mod.c` with cc, after running `PRE_BUILD`.
-const BACKEND_PY: &str = r#"
-import os, subprocess, sysconfig, zipfile
-NAME, VERSION = "@NAME@", "@VERSION@"
-DIST = NAME + "-" + VERSION + ".dist-info"
-META = "Metadata-Version: 2.1\nName: " + NAME + "\nVersion: " + VERSION + "\n"
-WHEEL = "Wheel-Version: 1.0\nGenerator: bw-test\nRoot-Is-Purelib: false\nTag: py3-none-any\n"
-def pre_build():
-@PRE_BUILD@
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-def prepare_metadata_for_build_wheel(d, config_settings=None):
-    os.makedirs(os.path.join(d, DIST))
-    open(os.path.join(d, DIST, "METADATA"), "w").write(META)
-    open(os.path.join(d, DIST, "WHEEL"), "w").write(WHEEL)
-    return DIST
-def build_wheel(wd, config_settings=None, metadata_directory=None):
-    pre_build()
-    so = NAME + sysconfig.get_config_var("EXT_SUFFIX")
-    subprocess.check_call(["cc", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"], "mod.c", "-o", so])
-    whl = NAME + "-" + VERSION + "-py3-none-any.whl"
-    with zipfile.ZipFile(os.path.join(wd, whl), "w") as z:
-        z.write(so, so)
-        z.writestr(DIST + "/METADATA", META)
-        z.writestr(DIST + "/WHEEL", WHEEL)
-        z.writestr(DIST + "/RECORD", so + ",,\n" + DIST + "/METADATA,,\n" + DIST + "/WHEEL,,\n" + DIST + "/RECORD,,\n")
-    return whl
-"#;
-
-const MOD_C: &str = "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, \"@NAME@\", NULL, -1, NULL};\nPyMODINIT_FUNC PyInit_@NAME@(void) { return PyModule_Create(&m); }\n";
-
-/// A local sdist (tar.gz with PKG-INFO, pyproject.toml, the backend and a C file).
-fn sdist(tmp: &TempDir, name: &str, version: &str, pre_build: &str) -> PathBuf {
-    let base = format!("{name}-{version}");
-    let dir = tmp.join(&format!("sdist/{base}"));
-    fs::create_dir_all(&dir).unwrap();
-    let fill = |s: &str| {
-        s.replace("@NAME@", name)
-            .replace("@VERSION@", version)
-            .replace("@PRE_BUILD@", pre_build)
-    };
-    fs::write(
-        dir.join("PKG-INFO"),
-        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("pyproject.toml"),
-        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
-    )
-    .unwrap();
-    fs::write(dir.join("backend.py"), fill(BACKEND_PY)).unwrap();
-    fs::write(dir.join("mod.c"), fill(MOD_C)).unwrap();
-    let tgz = tmp.join(&format!("{base}.tar.gz"));
-    let st = Command::new("tar")
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("-C")
-        .arg(tmp.join("sdist"))
-        .arg(&base)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tgz
 }
 
 fn pip_install(tmp: &TempDir, home: &Path, sdist: &Path) -> Watched {

@@ -197,6 +197,36 @@ fn every_default_rule_has_both_kinds_of_fixture() {
     }
 }
 
+/// docs/rules.md has a heading for every default rule (SARIF's helpUri points at it) and none
+/// for a rule that no longer exists.
+#[test]
+fn every_default_rule_is_documented_where_sarif_links() {
+    let out = Command::new(buildwatch_bin())
+        .args(["rules", "list", "--json"])
+        .output()
+        .unwrap();
+    let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: BTreeSet<String> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_owned())
+        .collect();
+    let docs =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rules.md")).unwrap();
+    let section = docs
+        .split("## Default rules")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/rules.md has a Default rules section");
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("#### "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(documented, names, "docs/rules.md's Default rules section");
+}
+
 #[test]
 fn replay_reports_bad_lines_with_their_number_and_keeps_going() {
     let dir = TempDir::new("badlines");

@@ -108,6 +108,8 @@ pub struct Analyzer {
     pub totals: Totals,
     /// From the stream's `run` record.
     pub command: Vec<String>,
+    /// The command's working directory, from the `run` record.
+    pub cwd: String,
     /// The stream's `run_end` record.
     pub run_end: Option<crate::event::RunEnd>,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -139,6 +141,7 @@ impl Analyzer {
             command: Vec::new(),
             run_end: None,
             unverified: Vec::new(),
+            cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
         }
@@ -165,6 +168,7 @@ impl Analyzer {
         match &ev.detail {
             Detail::Run(r) => {
                 self.command = r.command.clone();
+                self.cwd = r.cwd.clone();
                 self.resolvers = r.resolvers.iter().filter_map(|a| a.parse().ok()).collect();
                 return;
             }
@@ -325,6 +329,7 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
         first_seen: s.ev.time.clone(),
         first_seq: s.ev.seq,
         tags: rule.tags.clone(),
+        location: None,
     }
 }
 
@@ -448,7 +453,24 @@ impl<'a> Subj<'a> {
         };
         let installed = INSTALLED_PREFIXES.iter().any(|pre| path.starts_with(pre))
             && self.writer_of(&path).is_none();
-        if installed { s(&p.tool) } else { s("") }
+        // `python3 -m pip` imports `pip` from its working directory first: a module of that
+        // name written there during the run is not the installed tool.
+        let planted = p.script.is_none() && p.tool != p.name && {
+            let cwd = p.cwd.as_deref().unwrap_or("/").trim_end_matches('/');
+            let t = &p.tool;
+            [
+                format!("{cwd}/{t}/__main__.py"),
+                format!("{cwd}/{t}/__init__.py"),
+                format!("{cwd}/{t}.py"),
+            ]
+            .iter()
+            .any(|f| self.writer_of(f).is_some())
+        };
+        if installed && !planted {
+            s(&p.tool)
+        } else {
+            s("")
+        }
     }
 
     fn writer_of(&self, path: &str) -> Option<&'a str> {

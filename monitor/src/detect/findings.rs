@@ -25,6 +25,10 @@ pub struct Finding {
     pub first_seq: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Where in the repository it belongs (the package's manifest line, or the file holding
+    /// the command); set when the report is made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::output::location::SourceLocation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +158,7 @@ mod tests {
             first_seen: String::new(),
             first_seq: seq,
             tags: vec![],
+            location: None,
         }
     }
 

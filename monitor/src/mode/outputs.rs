@@ -39,6 +39,7 @@ pub fn check_paths(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<(
         ("--report", outputs.report.as_deref()),
         ("--sarif", outputs.sarif.as_deref()),
         ("--summary-md", outputs.summary_md.as_deref()),
+        ("--codequality", outputs.codequality.as_deref()),
     ];
     for (flag, path) in paths {
         let Some(p) = path else { continue };
@@ -98,10 +99,22 @@ pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
             );
         }
     }
+    if outputs.annotations {
+        // Workflow commands are read from the step's output; stdout unless the event stream
+        // has it.
+        let to_stdout = !events.is_some_and(|p| p.as_os_str() == "-");
+        let stream: Box<dyn crate::output::sink::Writer> = if to_stdout {
+            Box::new(Stream::new(io::stdout(), "stdout"))
+        } else {
+            Box::new(Stream::new(io::stderr(), "stderr"))
+        };
+        bus.add("annotations", Format::Annotations, stream);
+    }
     for (path, format, append) in [
         (&outputs.report, Format::ReportJson, false),
         (&outputs.sarif, Format::Sarif, false),
         (&outputs.summary_md, Format::Markdown, true),
+        (&outputs.codequality, Format::CodeQuality, false),
     ] {
         if let Some(p) = path {
             bus.add(
@@ -116,19 +129,28 @@ pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
 
 /// Close the event stream, judge, and write the report everywhere it goes. Fails when a report
 /// file could not be written (a CI job would read a stale or missing report).
-pub fn conclude(bus: &Bus, analyzer: Analyzer) -> anyhow::Result<Report> {
+pub fn conclude(bus: &Bus, analyzer: Analyzer, outputs: &Outputs) -> anyhow::Result<Report> {
     bus.close(|f| f == Format::JsonLines, Instant::now() + SINK_DEADLINE);
     bus.announce_errors();
     let report = Report::new(&analyzer, &bus.stats());
     bus.publish(&Record::Report(Arc::new(Final {
         report: report.clone(),
         rules: analyzer.rules,
+        sarif_category: outputs
+            .sarif_category
+            .clone()
+            .unwrap_or_else(|| crate::output::sarif::DEFAULT_CATEGORY.to_owned()),
     })));
     bus.close(|_| true, Instant::now() + SINK_DEADLINE);
     let failed: Vec<String> = bus
         .stats()
         .into_iter()
-        .filter(|s| matches!(s.format.as_str(), "report" | "sarif" | "markdown") && !s.complete())
+        .filter(|s| {
+            matches!(
+                s.format.as_str(),
+                "report" | "sarif" | "markdown" | "codequality"
+            ) && !s.complete()
+        })
         .map(|s| {
             s.error
                 .unwrap_or_else(|| format!("{}: not written", s.name))

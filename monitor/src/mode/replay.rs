@@ -72,7 +72,7 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
             "{name}: the stream ends without `run_end` (truncated, or the run never finished)"
         ));
     }
-    let report = outputs::conclude(&bus, analyzer)?;
+    let report = outputs::conclude(&bus, analyzer, outputs)?;
     Ok(report.verdict.exit_status)
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::output::{bus::Record, markdown, sarif, text};
+use crate::output::{annotations, bus::Record, codequality, markdown, sarif, text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -18,10 +18,14 @@ pub enum Format {
     Sarif = 3,
     /// The Markdown step summary.
     Markdown = 4,
+    /// GitHub workflow commands, one annotation per finding.
+    Annotations = 5,
+    /// GitLab's Code Quality report.
+    CodeQuality = 6,
 }
 
 impl Format {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 7;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,12 +34,17 @@ impl Format {
             Format::ReportJson => "report",
             Format::Sarif => "sarif",
             Format::Markdown => "markdown",
+            Format::Annotations => "annotations",
+            Format::CodeQuality => "codequality",
         }
     }
 
     /// Formats of the report, written once at the end.
     pub fn is_report(self) -> bool {
-        matches!(self, Format::ReportJson | Format::Sarif | Format::Markdown)
+        matches!(
+            self,
+            Format::ReportJson | Format::Sarif | Format::Markdown | Format::CodeQuality
+        )
     }
 }
 
@@ -55,8 +64,14 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             Some(text::lines(text::terminal_summary(&f.report)).into())
         }
         (Format::ReportJson, Record::Report(f)) => pretty(&serde_json::to_value(&f.report).ok()?),
-        (Format::Sarif, Record::Report(f)) => pretty(&sarif::sarif(&f.report, &f.rules)),
+        (Format::Sarif, Record::Report(f)) => {
+            pretty(&sarif::sarif(&f.report, &f.rules, &f.sarif_category))
+        }
         (Format::Markdown, Record::Report(f)) => Some(markdown::markdown(&f.report).into()),
+        (Format::Annotations, Record::Report(f)) => {
+            Some(annotations::annotations(&f.report).into())
+        }
+        (Format::CodeQuality, Record::Report(f)) => pretty(&codequality::codequality(&f.report)),
         _ => None,
     }
 }

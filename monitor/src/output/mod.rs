@@ -3,8 +3,11 @@
 //! encoder (`encode`) per format: terminal text (`text`), JSON, the report (`report`), SARIF
 //! (`sarif`) and Markdown (`markdown`). Escaping lives in each encoder.
 
+pub mod annotations;
 pub mod bus;
+pub mod codequality;
 pub mod encode;
+pub mod location;
 pub mod markdown;
 pub mod report;
 pub mod sarif;
@@ -17,4 +20,11 @@ pub struct Outputs {
     pub report: Option<std::path::PathBuf>,
     pub sarif: Option<std::path::PathBuf>,
     pub summary_md: Option<std::path::PathBuf>,
+    /// GitLab's Code Quality report.
+    pub codequality: Option<std::path::PathBuf>,
+    /// `runAutomationDetails.id` of the SARIF (default [`sarif::DEFAULT_CATEGORY`]).
+    pub sarif_category: Option<String>,
+    /// GitHub workflow commands (`::error file=…,line=…::…`) for each finding, on standard
+    /// output (standard error when the event stream is there): on when GITHUB_ACTIONS=true.
+    pub annotations: bool,
 }

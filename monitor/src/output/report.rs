@@ -72,12 +72,17 @@ pub struct Report {
     /// The stream's `run_end` (for the terminal summary).
     #[serde(skip)]
     pub run_end: Option<RunEnd>,
+    /// The repository the findings' locations are relative to (SARIF's `%SRCROOT%`).
+    #[serde(skip)]
+    pub repository_root: Option<String>,
 }
 
-/// What the report encoders need: the report, and the rules for SARIF's descriptors.
+/// What the report encoders need: the report, the rules for SARIF's descriptors, and the
+/// category code scanning files the SARIF under.
 pub struct Final {
     pub report: Report,
     pub rules: RuleSet,
+    pub sarif_category: String,
 }
 
 impl Report {
@@ -85,7 +90,16 @@ impl Report {
     pub fn new(a: &Analyzer, sinks: &[SinkStats]) -> Self {
         let fail_on = a.policy.fail_on;
         let mut reasons = Vec::new();
-        let findings = a.findings.sorted();
+        let mut findings = a.findings.sorted();
+        let mut repository_root = None;
+        if !a.cwd.is_empty() {
+            let mut locator =
+                crate::output::location::Locator::new(std::path::Path::new(&a.cwd), &a.command);
+            for f in &mut findings {
+                f.location = locator.locate(f);
+            }
+            repository_root = Some(locator.root().to_string_lossy().into_owned());
+        }
         let tripping = findings
             .iter()
             .filter(|f| fail_on.trips(f.severity))
@@ -141,6 +155,7 @@ impl Report {
             pipeline: a.run_end.as_ref().and_then(|e| e.pipeline.clone()),
             output,
             run_end: a.run_end.clone(),
+            repository_root,
         }
     }
 }

@@ -214,6 +214,7 @@ fn overrides_append_and_replace_without_copying() {
             .s(Field::FilePath, path)
             .s(Field::FileTarget, path)
             .l(Field::FilePaths, &[path])
+            .l(Field::FileFlags, &["read"])
             .s(Field::FileName, "x")
             .s(Field::Proc(Scope::Proc, ProcField::Tool), tool)
             .b(Field::EvtFailed, false)

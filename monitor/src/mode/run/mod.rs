@@ -234,7 +234,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     if let Err(e) = cgroup.remove() {
         note(&format!("removing the run's cgroup: {e}"));
     }
-    let report = outputs::conclude(&bus, analyzer)?;
+    let report = outputs::conclude(&bus, analyzer, &opts.outputs)?;
     guardian.finish();
     Ok(report.verdict.exit_status)
 }
