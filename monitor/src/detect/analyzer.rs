@@ -451,7 +451,8 @@ impl<'a> Subj<'a> {
             (None, Some(exe)) => exe.clone(),
             (None, None) => return s(""),
         };
-        let installed = INSTALLED_PREFIXES.iter().any(|pre| path.starts_with(pre))
+        let installed = (INSTALLED_PREFIXES.iter().any(|pre| path.starts_with(pre))
+            || INSTALLED_MANAGED.iter().any(|m| path.contains(m)))
             && self.writer_of(&path).is_none();
         // `python3 -m pip` imports `pip` from its working directory first: a module of that
         // name written there during the run is not the installed tool.
@@ -539,6 +540,18 @@ const INSTALLED_PREFIXES: &[&str] = &[
     "/opt/",
     "/snap/",
     "/nix/store/",
+];
+
+/// Language version managers install tools under a home directory; their trees count as
+/// installed software too (a tool there is the manager's install, unless written in the run).
+/// `~/.local/bin` does not: `pip install --user` from any earlier step writes there.
+const INSTALLED_MANAGED: &[&str] = &[
+    "/.pyenv/versions/",
+    "/.nvm/versions/",
+    "/.asdf/installs/",
+    "/.volta/tools/image/",
+    "/.rustup/toolchains/",
+    "/.local/share/mise/installs/",
 ];
 
 fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
