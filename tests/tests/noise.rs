@@ -74,9 +74,11 @@ fn the_jobs_own_credential_configuration_is_not_a_finding() {
     );
 }
 
-/// A loopback package index that demands Basic auth (u:p) and serves one wheel; records
-/// whether each request carried the credentials.
-fn auth_index(wheel: Vec<u8>, name: &str) -> (u16, Arc<Mutex<Vec<(String, bool)>>>) {
+/// Each request the index saw: its path, and whether it carried the credentials.
+type Requests = Arc<Mutex<Vec<(String, bool)>>>;
+
+/// A loopback package index that demands Basic auth (u:p) and serves one wheel.
+fn auth_index(wheel: Vec<u8>, name: &str) -> (u16, Requests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
