@@ -7,7 +7,7 @@ use monitor::{
     exit,
     kernel::loader,
     mode::{doctor, note, replay, rules_cmd, run},
-    output::Outputs,
+    output::{Outputs, text},
     policy::config::{self, PolicyArgs},
 };
 
@@ -80,9 +80,34 @@ struct OutputArgs {
     #[arg(long, value_name = "WHEN", default_value = "auto",
           value_parser = ["auto", "always", "never"])]
     annotations: String,
+    /// Colour on the terminal: auto (a terminal or GitHub Actions, unless NO_COLOR is set),
+    /// always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto",
+          value_parser = ["auto", "always", "never"])]
+    color: String,
+    /// Findings and the verdict only (no notices, no summary tables).
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also a line for every exec, connection and DNS query as it happens.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 impl OutputArgs {
+    /// The terminal's look, from --color, -q and -v.
+    fn style(&self) -> text::Style {
+        use std::io::IsTerminal;
+        text::Style {
+            color: match self.color.as_str() {
+                "always" => true,
+                "never" => false,
+                _ => text::color_auto(std::io::stderr().is_terminal()),
+            },
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
+    }
+
     fn outputs(self) -> Outputs {
         Outputs {
             report: self.report,
@@ -174,6 +199,9 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(text::color_auto(std::io::IsTerminal::is_terminal(
+            &std::io::stderr(),
+        )))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BUILDWATCH_LOG")
                 .unwrap_or_else(|_| "warn".into()),
@@ -234,6 +262,7 @@ fn dispatch(cmd: Cmd) -> i32 {
     };
     match cmd {
         Cmd::Run { flags, command } => {
+            text::set_style(flags.outputs.style());
             let Some(analysis) = setup(&flags.policy) else {
                 return exit::INTERNAL;
             };
@@ -253,6 +282,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             policy,
             outputs,
         } => {
+            text::set_style(outputs.style());
             let Some(analysis) = setup(&policy) else {
                 return exit::INTERNAL;
             };

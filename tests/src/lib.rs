@@ -263,7 +263,24 @@ impl Watched {
         String::from_utf8_lossy(&self.out.stderr).into_owned()
     }
 
+    /// Every rule that matched: the findings', and their parts' (a rule matched on the same
+    /// event as a more severe one, or within its action, is a part of that finding).
     pub fn rules(&self) -> Vec<String> {
+        self.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|f| {
+                let parts = f["parts"].as_array().cloned().unwrap_or_default();
+                std::iter::once(f["rule"].clone())
+                    .chain(parts.into_iter().map(|p| p["rule"].clone()))
+            })
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The findings' rules alone.
+    pub fn finding_rules(&self) -> Vec<String> {
         self.report["findings"]
             .as_array()
             .unwrap()
@@ -281,10 +298,31 @@ impl Watched {
             .collect()
     }
 
+    /// The finding that `rule` matched: its own, or the one it is a part of.
+    pub fn finding_with(&self, rule: &str) -> &Value {
+        let all = self.report["findings"].as_array().unwrap();
+        all.iter()
+            .find(|f| {
+                f["rule"] == rule
+                    || f["parts"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["rule"] == rule))
+            })
+            .unwrap_or_else(|| panic!("no {rule} in {all:#?}\n{}", self.stderr()))
+    }
+
+    /// The finding of `rule`, or else the part of another finding it is (which has `rule`,
+    /// `severity`, `message`, `pid` and `count`).
     pub fn finding(&self, rule: &str) -> &Value {
         let all = self.report["findings"].as_array().unwrap();
         all.iter()
             .find(|f| f["rule"] == rule)
+            .or_else(|| {
+                all.iter()
+                    .filter_map(|f| f["parts"].as_array())
+                    .flatten()
+                    .find(|p| p["rule"] == rule)
+            })
             .unwrap_or_else(|| panic!("no {rule} finding in {all:#?}\n{}", self.stderr()))
     }
 }

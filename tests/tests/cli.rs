@@ -179,3 +179,100 @@ fn policy_mistakes_are_named_with_suggestions() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1.2.3"));
 }
+
+/// A recorded stream with one exec and a long, critical finding, and its run_end.
+fn long_stream(dir: &TempDir) -> std::path::PathBuf {
+    // A long executable path makes a long message.
+    let exe = format!("/opt/{}cat", "tool/".repeat(40));
+    let lines = [
+        serde_json::json!({"schema": 1, "seq": 1, "time": "2026-11-25T00:00:00.000000001Z",
+            "ts_ns": 1, "kind": "exec", "pid": 5, "tid": 5, "exec": {"syscall": "execve",
+            "filename": exe, "path": exe, "argv": ["cat", "x"],
+            "cwd": "/", "ret": 0}}),
+        serde_json::json!({"schema": 1, "seq": 2, "time": "2026-11-25T00:00:00.000000002Z",
+            "ts_ns": 2, "kind": "open", "pid": 5, "tid": 5, "open": {"path": "/proc/1/mem",
+            "syscall": "openat", "flags": ["read"], "flags_raw": 0, "ret": 3}}),
+        serde_json::json!({"schema": 1, "seq": 3, "time": "2026-11-25T00:00:01Z", "ts_ns": 3,
+            "kind": "run_end", "pid": 0, "tid": 0, "run_end": {"exit_code": 0, "code": 0}}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let path = dir.join("e.jsonl");
+    fs::write(&path, text.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Terminal output: every line fits 100 columns (the report keeps the whole message);
+/// colour only when asked for or on a terminal, never with NO_COLOR; -q is findings and the
+/// verdict; -v adds a line per exec.
+#[test]
+fn terminal_lines_fit_and_follow_colour_quiet_and_verbose() {
+    let dir = TempDir::new("cli-terminal");
+    let stream = long_stream(&dir);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(buildwatch_bin())
+            .current_dir(dir.path())
+            .arg("replay")
+            .arg(&stream)
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("GITHUB_ACTIONS")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(86));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain = run(&["--report", "r.json"], &[]);
+    for l in plain.lines() {
+        assert!(
+            l.chars().count() <= 100,
+            "{} columns: {l}",
+            l.chars().count()
+        );
+    }
+    assert!(
+        !plain.contains('\u{1b}'),
+        "no colour off a terminal: {plain}"
+    );
+    let r: Value = serde_json::from_slice(&fs::read(dir.join("r.json")).unwrap()).unwrap();
+    assert!(
+        r["findings"][0]["message"].as_str().unwrap().len() > 200,
+        "the report keeps it whole"
+    );
+
+    let coloured = run(&["--color", "always"], &[]);
+    assert!(
+        coloured.contains("\u{1b}[1;31m[CRITICAL]\u{1b}[0m"),
+        "{coloured}"
+    );
+    assert!(
+        coloured.contains("\u{1b}[1;31mpolicy: FAILED"),
+        "{coloured}"
+    );
+    // GitHub's log renders colour; NO_COLOR wins over the automatic choice.
+    assert!(run(&[], &[("GITHUB_ACTIONS", "true")]).contains('\u{1b}'));
+    assert!(!run(&[], &[("GITHUB_ACTIONS", "true"), ("NO_COLOR", "1")]).contains('\u{1b}'));
+
+    let quiet = run(&["-q"], &[]);
+    let q: Vec<&str> = quiet.lines().collect();
+    assert!(
+        q[0].starts_with("buildwatch: [CRITICAL] read-other-process-memory"),
+        "{quiet}"
+    );
+    assert!(
+        q.iter()
+            .any(|l| l.starts_with("buildwatch: policy: FAILED")),
+        "{quiet}"
+    );
+    assert!(
+        !quiet.contains("findings:") && !quiet.contains("SEVERITY"),
+        "{quiet}"
+    );
+
+    let verbose = run(&["-v"], &[]);
+    assert!(
+        verbose.contains("buildwatch: exec [pid 5] cat x"),
+        "{verbose}"
+    );
+    assert!(!plain.contains("exec [pid"), "{plain}");
+}

@@ -103,12 +103,31 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
         ancestry.iter().any(|e| e.ends_with("/sh")),
         "lifecycle shell in the ancestry: {ancestry:?}"
     );
+    // One action, one finding: the curl the piped command started is a part of it, not a
+    // finding of its own.
     let pipe = w.finding("download-piped-to-shell");
     assert_eq!(pipe["severity"], "critical");
     assert_eq!(pipe["package"]["name"], "evil-helper");
+    let parts: Vec<&str> = pipe["parts"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["rule"].as_str().unwrap()).collect())
+        .unwrap_or_default();
     assert!(
-        w.rules()
-            .contains(&"network-tool-in-install-script".to_owned())
+        parts.contains(&"network-tool-in-install-script"),
+        "{pipe:#}"
+    );
+    let rules = w.finding_rules();
+    assert!(
+        !rules.contains(&"network-tool-in-install-script".to_owned()),
+        "{rules:?}"
+    );
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| *r == "download-piped-to-shell")
+            .count(),
+        1,
+        "{rules:?}"
     );
     // Live lines name the package; the summary shows the verdict.
     let err = w.stderr();

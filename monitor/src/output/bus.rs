@@ -126,6 +126,7 @@ impl Bus {
     /// Whether any sink takes events (otherwise publishing them is skipped).
     pub fn wants_events(&self) -> bool {
         self.sinks.iter().any(|s| s.format == Format::JsonLines)
+            || crate::output::text::style().verbose
     }
 
     /// Hand a record to every open sink whose format encodes it. Never waits.

@@ -56,7 +56,11 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             Some(v.into())
         }
         (Format::Terminal, Record::Finding(f)) => Some(text::lines([text::live_line(f)]).into()),
+        (Format::Terminal, Record::Notice(_)) if text::style().quiet => None,
         (Format::Terminal, Record::Notice(n)) => Some(text::lines([&**n]).into()),
+        (Format::Terminal, Record::Event(ev)) if text::style().verbose => {
+            text::event_line(ev).map(|l| text::lines([l]).into())
+        }
         (Format::Terminal, Record::SinkError { sink, error }) => {
             Some(text::lines([format!("output {sink} failed: {error}")]).into())
         }

@@ -398,6 +398,8 @@ mod tests {
             first_seq: 1,
             tags: vec![],
             location: None,
+            parts: vec![],
+            parts_unlisted: 0,
         }
     }
 

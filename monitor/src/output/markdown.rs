@@ -43,7 +43,10 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         m,
         "\n{}\n",
-        md(&crate::output::text::policy_files_line(&r.policy_files))
+        md(&crate::output::text::policy_files_line(
+            &r.policy_files,
+            false
+        ))
     );
     if r.findings.is_empty() {
         let _ = writeln!(m, "No findings.");

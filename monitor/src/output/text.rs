@@ -3,19 +3,122 @@
 //! place: control characters from the watched build (paths, argv, package names, DNS names)
 //! never reach the terminal raw.
 
-use std::{borrow::Cow, fmt::Write as _};
+use std::{borrow::Cow, fmt::Write as _, sync::OnceLock};
 
-use crate::{detect::findings::Finding, event::Exit, output::report::Report};
+use crate::{
+    detect::findings::Finding,
+    event::{Detail, Event, Exit},
+    output::report::Report,
+};
 
-/// The lines as written to the terminal: prefixed, escaped, newline-terminated.
+/// Every terminal line fits this many columns, prefix included; the report and the event
+/// stream keep the whole text.
+pub const WIDTH: usize = 100;
+const PREFIX: &str = "buildwatch: ";
+
+/// How the terminal output looks, set once from the command line (`--color`, `-q`, `-v`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours on severity tags and the verdict.
+    pub color: bool,
+    /// Findings and the verdict only: no notices, no summary tables.
+    pub quiet: bool,
+    /// Also a line per exec, connection and DNS query as they happen.
+    pub verbose: bool,
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+
+/// Set the terminal style (first call wins; tests and library users get the default).
+pub fn set_style(s: Style) {
+    let _ = STYLE.set(s);
+}
+
+pub fn style() -> Style {
+    STYLE.get().copied().unwrap_or_default()
+}
+
+/// Colour by default: on a terminal, and in GitHub Actions' log (which renders ANSI), unless
+/// NO_COLOR is set (https://no-color.org) or TERM is dumb.
+pub fn color_auto(stderr_is_tty: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var("TERM").as_deref() == Ok("dumb");
+    let actions = std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true");
+    !no_color && (stderr_is_tty && !dumb || actions)
+}
+
+/// The lines as written to the terminal: prefixed, escaped, cut to [`WIDTH`] columns,
+/// coloured when the style says so, newline-terminated.
 pub fn lines<S: AsRef<str>>(lines: impl IntoIterator<Item = S>) -> String {
+    let color = style().color;
     let mut out = String::new();
     for l in lines {
-        out.push_str("buildwatch: ");
-        out.push_str(&term_safe(l.as_ref()));
+        let safe = term_safe(l.as_ref());
+        let fitted = shorten(&safe, WIDTH - PREFIX.len());
+        out.push_str(PREFIX);
+        if color {
+            out.push_str(&paint(&fitted));
+        } else {
+            out.push_str(&fitted);
+        }
         out.push('\n');
     }
     out
+}
+
+/// Colour the severity tag of a finding line and the verdict (the text is already escaped:
+/// these are the only escape sequences in it).
+fn paint(line: &str) -> String {
+    const RESET: &str = "\x1b[0m";
+    for (tag, code) in [
+        ("[CRITICAL]", "\x1b[1;31m"),
+        ("[HIGH]", "\x1b[31m"),
+        ("[MEDIUM]", "\x1b[33m"),
+        ("[LOW]", "\x1b[36m"),
+        ("policy: FAILED", "\x1b[1;31m"),
+        ("policy: passed", "\x1b[32m"),
+    ] {
+        if let Some(rest) = line.strip_prefix(tag) {
+            return format!("{code}{tag}{RESET}{rest}");
+        }
+    }
+    line.to_owned()
+}
+
+/// `-v`: one line for an exec, connection or DNS query, as it happens.
+pub fn event_line(ev: &Event) -> Option<String> {
+    let who = ev
+        .exe
+        .as_deref()
+        .map(|e| e.rsplit('/').next().unwrap_or(e))
+        .unwrap_or("?");
+    match &ev.detail {
+        Detail::Exec(x) if x.outcome.ret == 0 => {
+            Some(format!("exec [pid {}] {}", ev.pid, x.argv.join(" ")))
+        }
+        Detail::Connect(c) => Some(format!(
+            "connect [pid {} {who}] {}{}{}",
+            ev.pid,
+            c.dest
+                .address
+                .as_deref()
+                .or(c.dest.path.as_deref())
+                .unwrap_or("?"),
+            c.dest.port.map(|p| format!(":{p}")).unwrap_or_default(),
+            c.dest
+                .domain
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        )),
+        Detail::Dns(d) if d.direction == "query" => Some(format!(
+            "dns [pid {} {who}] {} {}",
+            ev.pid,
+            d.qname.as_deref().unwrap_or("?"),
+            d.qtype.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    }
 }
 
 /// Control characters shown as `\u{..}` so untrusted text cannot drive the terminal.
@@ -38,24 +141,28 @@ pub fn term_safe(s: &str) -> Cow<'_, str> {
 
 /// The line shown when a finding first appears (escaped by [`lines`] like every line).
 pub fn live_line(f: &Finding) -> String {
-    let mut line = format!(
-        "[{}] {}: {}",
-        f.severity.as_str().to_uppercase(),
-        f.rule,
-        f.message
-    );
+    let head = format!("[{}] {}: ", f.severity.as_str().to_uppercase(), f.rule);
+    let mut tail = String::new();
     if let Some(p) = &f.package {
-        let _ = write!(line, " (package {} {}", p.manager, p.name);
+        let _ = write!(tail, " (package {} {}", p.manager, p.name);
         if let Some(v) = &p.version {
-            let _ = write!(line, "@{v}");
+            let _ = write!(tail, "@{v}");
         }
-        line.push(')');
+        tail.push(')');
     }
     if let Some(q) = f.detail.get("qname").and_then(|q| q.as_str()) {
-        let _ = write!(line, " query {}", shorten(q, 72));
+        let _ = write!(tail, " query {}", shorten(q, 40));
     }
-    let _ = write!(line, " [pid {}]", f.process.pid);
-    line
+    if !f.parts.is_empty() {
+        let names: Vec<&str> = f.parts.iter().map(|p| p.rule.as_str()).collect();
+        let _ = write!(tail, " (also {})", shorten(&names.join(", "), 40));
+    }
+    let _ = write!(tail, " [pid {}]", f.process.pid);
+    // The message gives way first: the whole of it is in the report.
+    let room = (WIDTH - PREFIX.len())
+        .saturating_sub(head.chars().count() + tail.chars().count())
+        .max(24);
+    format!("{head}{}{tail}", shorten(&term_safe(&f.message), room))
 }
 
 /// At most `max` characters: the start and the end with `…` between (the end of a DNS name
@@ -74,6 +181,9 @@ pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
 /// problems and the verdict.
 pub fn terminal_summary(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
+    if style().quiet {
+        return verdict_lines(r);
+    }
     if let Some(end) = &r.run_end {
         let kinds: Vec<String> = r
             .events
@@ -81,12 +191,7 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             .iter()
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
-        let mut line = format!(
-            "{} events ({}); lost {}",
-            r.events.total,
-            kinds.join(", "),
-            r.events.lost
-        );
+        let mut line = format!("{} events; lost {}", r.events.total, r.events.lost);
         if let Some(p) = &end.pipeline {
             let unreadable = p.kernel.total("read_error");
             if unreadable > 0 {
@@ -95,6 +200,7 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         }
         let _ = write!(line, "; command {}", describe(&end.status));
         out.push(line);
+        out.push(format!("  by kind: {}", kinds.join(", ")));
         if let Some(p) = &end.pipeline {
             let kernel: Vec<String> = p
                 .kernel
@@ -155,12 +261,20 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             "SEVERITY", "RULE", "COUNT"
         ));
         for f in &r.findings {
+            let related = if f.parts.is_empty() {
+                String::new()
+            } else {
+                format!(" (+{} related)", f.parts.len())
+            };
+            let room = (WIDTH - PREFIX.len())
+                .saturating_sub(2 + 9 + w + 1 + 5 + 2 + related.len())
+                .max(24);
             out.push(format!(
-                "  {:<8} {:<w$} {:>5}  {}",
+                "  {:<8} {:<w$} {:>5}  {}{related}",
                 f.severity.as_str(),
                 f.rule,
                 f.count,
-                f.message
+                shorten(&term_safe(&f.message), room)
             ));
         }
     }
@@ -213,28 +327,75 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 .unwrap_or_default()
         ));
     }
-    out.push(policy_files_line(&r.policy_files));
-    let v = &r.verdict;
-    if v.failed {
+    if r.policy_files.is_empty() {
+        out.push(policy_files_line(&r.policy_files, true));
+    }
+    for f in &r.policy_files {
+        // One line each: a long path is cut in its middle, the checksum stays.
         out.push(format!(
-            "policy: FAILED ({}); exit status {}",
-            v.reasons.join("; "),
-            v.exit_status
+            "policy file: {} {} (sha256 {})",
+            f.kind,
+            f.path,
+            f.sha256.get(..12).unwrap_or(&f.sha256)
         ));
-    } else {
-        out.push(format!("policy: passed (fail_on {})", v.fail_on));
+    }
+    out.extend(verdict_lines(r));
+    out
+}
+
+/// The verdict, and each reason on a line of its own.
+fn verdict_lines(r: &Report) -> Vec<String> {
+    let v = &r.verdict;
+    if !v.failed {
+        return vec![format!("policy: passed (fail_on {})", v.fail_on)];
+    }
+    let mut out = vec![format!("policy: FAILED; exit status {}", v.exit_status)];
+    for why in &v.reasons {
+        // Wrapped, not cut: each reason is what a user has to act on.
+        for (i, l) in wrap(why, WIDTH - PREFIX.len() - 11).into_iter().enumerate() {
+            out.push(format!(
+                "{}{l}",
+                if i == 0 { "  because: " } else { "           " }
+            ));
+        }
     }
     out
 }
 
-/// Which policy judged the run: every file loaded, with its SHA-256.
-pub fn policy_files_line(files: &[crate::policy::Source]) -> String {
+/// `text` in lines of at most `width` characters, broken at spaces where it can be.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ') {
+        let n = cur.chars().count();
+        if n > 0 && n + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    out.push(cur);
+    out
+}
+
+/// Which policy judged the run: every file loaded, with its SHA-256 (`short`: its first 12
+/// hex digits, for the terminal; the report has them whole).
+pub fn policy_files_line(files: &[crate::policy::Source], short: bool) -> String {
     if files.is_empty() {
         return "policy files: none (built-in rules and default policy)".into();
     }
     let list: Vec<String> = files
         .iter()
-        .map(|f| format!("{} {} (sha256 {})", f.kind, f.path, f.sha256))
+        .map(|f| {
+            let sum = if short {
+                f.sha256.get(..12).unwrap_or(&f.sha256)
+            } else {
+                &f.sha256
+            };
+            format!("{} {} (sha256 {sum})", f.kind, f.path)
+        })
         .collect();
     format!("policy files: {}", list.join(", "))
 }
@@ -262,11 +423,11 @@ mod tests {
         assert_eq!(term_safe("a\x1b[31mb"), "a\\u{1b}[31mb");
         let out = lines([
             "ok",
-            "process 7 (evil\x1b]0;x\x07) outlived the command: killed",
+            "process 7 outlived the command: killed: evil\x1b]0;x\x07",
         ]);
         assert_eq!(
             out,
-            "buildwatch: ok\nbuildwatch: process 7 (evil\\u{1b}]0;x\\u{7}) outlived the command: killed\n"
+            "buildwatch: ok\nbuildwatch: process 7 outlived the command: killed: evil\\u{1b}]0;x\\u{7}\n"
         );
         assert_eq!(lines(["two\nlines"]), "buildwatch: two\\u{a}lines\n");
     }

@@ -177,8 +177,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         let mut escaped = Vec::new();
         let cmdline = child::cmdline(pid, &mut escaped);
         bus.publish(&Record::Notice(
+            // The command line last: a long one is cut in its middle, keeping its end.
             format!(
-                "process {pid} ({}) outlived the command: {action}",
+                "process {pid} outlived the command: {action}: {}",
                 cmdline.join(" ")
             )
             .into(),
