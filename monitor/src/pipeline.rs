@@ -63,6 +63,7 @@ pub enum Input {
 }
 
 /// A few per run, and boxed in `Input`.
+#[allow(clippy::large_enum_variant)] // a few per run, and the enum is boxed in `Input`
 pub enum ModeInput {
     /// The command the mode started (its fork happened outside the watched scope).
     Root { pid: u32, cwd: Vec<u8> },

@@ -265,7 +265,7 @@ fn the_github_action_watches_npm_ci_and_reports_where_code_scanning_can_show_it(
         .find(|l| l.starts_with(&want))
         .unwrap_or_else(|| panic!("no `{want}`: {why}"));
     assert!(
-        annotation.contains("(package npm evil-helper@1.0.1)"),
+        annotation.contains("(package npm evil-helper@1.0.1, postinstall)"),
         "{annotation}"
     );
     eprintln!("the step's output:\n{}\n{}", run.stdout, run.stderr);
@@ -391,7 +391,7 @@ fn the_github_action_locates_a_pip_package_in_requirements() {
     assert!(
         run.stdout.lines().any(|l| l.starts_with(
             "::error file=requirements.txt,line=2,title=buildwatch sensitive-file-read (high)::"
-        ) && l.contains("(package pip evil_py@1.0.0)")),
+        ) && l.contains("(package pip evil_py@1.0.0, build_wheel)")),
         "{why}"
     );
     let sarif_path = PathBuf::from(run.result["outputs"]["sarif"].as_str().unwrap());

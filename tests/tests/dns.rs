@@ -314,7 +314,10 @@ fn seed_exfiltration_through_dns_is_caught() {
     );
     // A finding of its own or a part of the query's: its message names the resolver.
     let rogue = w.finding("dns-unconfigured-resolver");
-    assert!(rogue["message"].as_str().unwrap().contains(ROGUE), "{rogue}");
+    assert!(
+        rogue["message"].as_str().unwrap().contains(ROGUE),
+        "{rogue}"
+    );
     assert!(w.rules().contains(&"sensitive-file-read".to_owned()));
     // Every chunk was seen: the encoded-label finding counts each query.
     assert!(enc["count"].as_u64().unwrap() >= 3, "{enc}");

@@ -88,9 +88,10 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
         read["detail"]["path"],
         home.join(".aws/credentials").display().to_string()
     );
+    // Named by npm's own variables in the lifecycle shell's environment, with the step.
     assert_eq!(
         read["package"],
-        json!({"manager": "npm", "name": "evil-helper", "version": "1.0.1"})
+        json!({"manager": "npm", "name": "evil-helper", "version": "1.0.1", "step": "postinstall"})
     );
     assert_eq!(read["process"]["argv"], json!(["node", "install.js"]));
     let ancestry: Vec<&str> = read["process"]["ancestry"]
@@ -133,7 +134,7 @@ fn npm_postinstall_that_steals_is_reported_with_its_package_and_fails() {
     let err = w.stderr();
     assert!(
         err.contains("[CRITICAL] download-piped-to-shell")
-            && err.contains("(package npm evil-helper@1.0.1)"),
+            && err.contains("  package npm evil-helper@1.0.1, postinstall"),
         "{err}"
     );
     assert!(err.contains("policy: FAILED"), "{err}");
@@ -175,9 +176,10 @@ fn pip_sdist_build_that_steals_is_reported_with_its_package() {
     assert_eq!(w.report["exit_code"], 0, "pip succeeded: {}", w.stderr());
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
     let read = w.finding("sensitive-file-read");
+    // The build phase is the PEP 517 hook pip ran.
     assert_eq!(
         read["package"],
-        json!({"manager": "pip", "name": "evilext", "version": "2.0.1"})
+        json!({"manager": "pip", "name": "evilext", "version": "2.0.1", "step": "build_wheel"})
     );
     assert_eq!(
         w.finding("download-piped-to-shell")["package"]["name"],
@@ -246,7 +248,8 @@ fn seed_scenario_backdoored_patch_release() {
     let w = npm_install(&tmp, &proj, &env, &tgz);
     collector.join().unwrap();
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
-    let pkg = json!({"manager": "npm", "name": "dormant-pad", "version": "1.4.1"});
+    let pkg =
+        json!({"manager": "npm", "name": "dormant-pad", "version": "1.4.1", "step": "install"});
     assert_eq!(w.finding("sensitive-file-read")["package"], pkg);
     let egress = w.finding("egress-unlisted");
     assert_eq!(egress["package"], pkg);
@@ -335,4 +338,34 @@ fn ordinary_native_builds_have_no_high_findings() {
         );
     }
     assert_replay_matches(&w, tmp2.path(), &[]);
+}
+
+/// `pip install ./project` of a local source tree (no PKG-INFO): the finding names the
+/// project from its pyproject.toml, and the build phase.
+#[test]
+fn pip_local_directory_build_is_attributed_to_the_project() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("pip-local");
+    let home = fake_home(&tmp);
+    let pre = "    open(os.path.expanduser('~/.aws/credentials')).read()\n";
+    // The unpacked sdist, turned into a plain source tree with its own [project] table.
+    sdist(&tmp, "localext", "0.9.0", pre);
+    let src = tmp.join("sdist/localext-0.9.0");
+    fs::remove_file(src.join("PKG-INFO")).unwrap();
+    let pyproject = fs::read_to_string(src.join("pyproject.toml")).unwrap();
+    fs::write(
+        src.join("pyproject.toml"),
+        format!("{pyproject}\n[project]\nname = \"localext\"\nversion = \"0.9.0\"\n"),
+    )
+    .unwrap();
+    let w = pip_install(&tmp, &home, &src);
+    assert_eq!(w.report["exit_code"], 0, "pip succeeded: {}", w.stderr());
+    assert_eq!(
+        w.finding("sensitive-file-read")["package"],
+        json!({"manager": "pip", "name": "localext", "version": "0.9.0", "step": "build_wheel"}),
+        "{}",
+        w.stderr()
+    );
 }

@@ -365,3 +365,47 @@ fn kernel_diagnostics_can_be_switched_on() {
         "{stderr}"
     );
 }
+
+/// On a terminal (a pty from util-linux's `script`, 24 rows), the bottom row shows the run is
+/// alive, the rows above are the build's (scroll region), and the terminal gets its whole
+/// screen back before the summary.
+#[test]
+fn a_terminal_gets_a_status_line_and_its_screen_back() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("status-line");
+    let typescript = tmp.join("typescript");
+    let inner = format!(
+        "stty rows 24 cols 100; {} -- sh -c 'for i in 1 2 3; do echo build line $i; sleep 1; done'",
+        buildwatch_bin().display()
+    );
+    let out = Command::new("script")
+        .args(["-qe", "-c", &inner])
+        .arg(&typescript)
+        .env_remove("SUDO_UID")
+        .output()
+        .expect("script (util-linux) is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8_lossy(&fs::read(&typescript).unwrap()).into_owned();
+    let region = t
+        .find("\x1b[1;23r")
+        .unwrap_or_else(|| panic!("no scroll region: {t:?}"));
+    let status = t
+        .find("\x1b[24;1H\x1b[2Kbuildwatch: watching ")
+        .expect("no status line");
+    let reset = t.rfind("\x1b[r").expect("the screen is not given back");
+    let build = t.find("build line 3").expect("the build's output");
+    let summary = t
+        .find("buildwatch: policy:")
+        .unwrap_or_else(|| t.find("policy: passed").expect("no verdict"));
+    assert!(
+        region < status && status < build && build < reset && reset < summary,
+        "{t:?}"
+    );
+    assert!(t.contains(" events ("), "{t:?}");
+}

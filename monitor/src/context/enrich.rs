@@ -3,12 +3,18 @@
 //! answer is written into the exec event (`exec.package`), and replays read it from there.
 //!
 //! - npm (also yarn, pnpm) runs each lifecycle script as `sh -c '<script>'` with the package's
-//!   directory as working directory: its `package.json` names the package.
+//!   directory as working directory, and with `npm_package_name`, `npm_package_version` and
+//!   `npm_lifecycle_event` in the script's environment: the environment names the package and
+//!   the step (read from /proc/PID/environ, after checking the process is the one that
+//!   exec'd); its `package.json` names the package when the process is already gone.
 //! - pip builds an sdist by running Python (`setup.py …`, or the PEP 517 hook runner
-//!   `_in_process.py`) in the unpacked source directory: its `PKG-INFO` names the package.
+//!   `_in_process.py HOOK …`) in the unpacked source directory: its `PKG-INFO` names the
+//!   package, or for a local directory (`pip install ./project`) its `pyproject.toml`
+//!   (`[project]`) or `setup.cfg` (`[metadata]`); the hook or `setup.py` command is the step.
 //!
-//! The files are written by the code being watched: they are read with O_NOFOLLOW, at most
-//! 1 MiB, and only the name and version strings are kept.
+//! The files and the environment come from the code being watched (the package's manifest,
+//! npm's variables derived from it): files are read with O_NOFOLLOW, at most 1 MiB each, and
+//! only short name, version and step strings are kept.
 
 use std::{fs, io::Read, os::unix::fs::OpenOptionsExt, path::Path};
 
@@ -42,7 +48,8 @@ pub fn package(ev: &mut Event, procs: &Processes) {
     let shell_c =
         matches!(name, "sh" | "bash" | "dash") && x.argv.get(1).is_some_and(|a| a == "-c");
     if shell_c && parent_tool.is_some_and(|t| NPM_TOOLS.contains(&t)) {
-        x.package = npm_package(Path::new(&x.cwd));
+        x.package =
+            npm_from_environ(ev.pid, ev.start_ns).or_else(|| npm_package(Path::new(&x.cwd)));
         return;
     }
     let (_, script) = tool_of(name, &x.argv);
@@ -58,8 +65,121 @@ pub fn package(ev: &mut Event, procs: &Processes) {
             .any(|p| PIP_TOOLS.contains(&p.tool.as_str()))
     });
     if name.starts_with("python") && builds && under_pip {
-        x.package = pip_package(Path::new(&x.cwd));
+        let dir = Path::new(&x.cwd);
+        x.package = pip_package(dir)
+            .or_else(|| source_tree_package(dir))
+            .map(|mut p| {
+                p.step = build_step(&x.argv);
+                p
+            });
     }
+}
+
+/// Longest environment read from /proc (a CI job's is a few KiB to tens of KiB).
+const MAX_ENVIRON: u64 = 1 << 20;
+
+/// npm's variables in the lifecycle shell's environment, if that process still runs the image
+/// that exec'd (its start time matches the event's: a reused pid does not).
+fn npm_from_environ(pid: u32, start_ns: u64) -> Option<Package> {
+    if start_ns == 0 || !same_process(pid, start_ns) {
+        return None;
+    }
+    let mut raw = Vec::new();
+    fs::File::open(format!("/proc/{pid}/environ"))
+        .ok()?
+        .take(MAX_ENVIRON)
+        .read_to_end(&mut raw)
+        .ok()?;
+    let var = |key: &str| {
+        raw.split(|&b| b == 0).find_map(|kv| {
+            let v = kv.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+            clean(&String::from_utf8_lossy(v))
+        })
+    };
+    let name = var("npm_package_name")?;
+    Some(Package {
+        manager: "npm".into(),
+        name,
+        version: var("npm_package_version"),
+        step: var("npm_lifecycle_event"),
+    })
+}
+
+/// Does /proc/PID belong to the process that started at `start_ns` (boot-clock ns)? Field 22
+/// of /proc/PID/stat is its start in clock ticks since boot.
+fn same_process(pid: u32, start_ns: u64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    let Some(ticks) = after
+        .split_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return false;
+    }
+    let tick_ns = 1_000_000_000 / hz as u64;
+    (ticks * tick_ns).abs_diff(start_ns) <= 2 * tick_ns
+}
+
+/// A local source tree's own metadata: `pyproject.toml`'s `[project]`, else `setup.cfg`'s
+/// `[metadata]` (`name`, `version`).
+fn source_tree_package(dir: &Path) -> Option<Package> {
+    let table = |text: &str, header: &str| -> (Option<String>, Option<String>) {
+        let mut inside = false;
+        let (mut name, mut version) = (None, None);
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                inside = line == header;
+                continue;
+            }
+            if !inside {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = clean(v.trim().trim_matches(['"', '\'']));
+            match k.trim() {
+                "name" => name = v,
+                "version" => version = v,
+                _ => {}
+            }
+        }
+        (name, version)
+    };
+    let (name, version) = read_small(&dir.join("pyproject.toml"))
+        .map(|t| table(&t, "[project]"))
+        .filter(|(n, _)| n.is_some())
+        .or_else(|| read_small(&dir.join("setup.cfg")).map(|t| table(&t, "[metadata]")))?;
+    Some(Package {
+        manager: "pip".into(),
+        name: name?,
+        version,
+        step: None,
+    })
+}
+
+/// pip's build phase from the build process's argv: the PEP 517 hook `_in_process.py` runs
+/// (its first argument), or the first command given to `setup.py`.
+fn build_step(argv: &[String]) -> Option<String> {
+    let at = argv.iter().position(|a| {
+        let b = basename(a);
+        b == "_in_process.py" || b == "setup.py"
+    })?;
+    argv[at + 1..]
+        .iter()
+        .find(|a| !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .and_then(|a| clean(a))
 }
 
 fn read_small(path: &Path) -> Option<String> {
@@ -88,6 +208,7 @@ fn npm_package(dir: &Path) -> Option<Package> {
         manager: "npm".into(),
         name: clean(v.get("name")?.as_str()?)?,
         version: v.get("version").and_then(|v| v.as_str()).and_then(clean),
+        step: None,
     })
 }
 
@@ -103,6 +224,7 @@ fn pip_package(dir: &Path) -> Option<Package> {
         manager: "pip".into(),
         name: field("Name:")?,
         version: field("Version:"),
+        step: None,
     })
 }
 
@@ -134,6 +256,52 @@ mod tests {
             (pip.name.as_str(), pip.version.as_deref()),
             ("cext", Some("0.3"))
         );
+        fs::write(
+            dir.join("pyproject.toml"),
+            "[build-system]\nrequires = []\n\n[project]\nname = \"local-proj\"\nversion = '2.1'\n[tool.x]\nname = \"no\"\n",
+        )
+        .unwrap();
+        let local = source_tree_package(&dir).unwrap();
+        assert_eq!(
+            (local.name.as_str(), local.version.as_deref()),
+            ("local-proj", Some("2.1"))
+        );
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            build_step(&argv(&[
+                "python3",
+                "/x/_in_process.py",
+                "build_wheel",
+                "/tmp/o"
+            ]))
+            .as_deref(),
+            Some("build_wheel")
+        );
+        assert_eq!(
+            build_step(&argv(&[
+                "python3",
+                "-c",
+                "…",
+                "setup.py",
+                "--no-user-cfg",
+                "egg_info"
+            ]))
+            .as_deref(),
+            Some("egg_info")
+        );
+        // This test's own process: its start time matches; another's does not.
+        let me = std::process::id();
+        let stat = fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        let ticks: u64 = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let start = ticks * (1_000_000_000 / hz);
+        assert!(same_process(me, start));
+        assert!(!same_process(me, start + 5_000_000_000));
         fs::remove_file(dir.join("package.json")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("package.json")).unwrap();
         assert_eq!(

@@ -183,6 +183,9 @@ impl Analyzer {
             }
             Detail::Lost(l) => {
                 self.totals.lost += l.count;
+                crate::output::status::PROGRESS
+                    .lost
+                    .fetch_add(l.count, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
             Detail::Exit(_) if !self.actions.is_empty() => {
@@ -193,6 +196,9 @@ impl Analyzer {
             _ => {}
         }
         self.totals.total += 1;
+        crate::output::status::PROGRESS
+            .events
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.totals.by_kind.get_mut(ev.kind.as_ref()) {
             Some(n) => *n += 1,
             None => {
@@ -265,6 +271,9 @@ impl Analyzer {
         let (index, new) = self.findings.add_indexed(main);
         if let Some(i) = index {
             if new && let Some(f) = self.findings.get(i) {
+                crate::output::status::PROGRESS
+                    .findings
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 on_new(f);
             }
             if starts_action

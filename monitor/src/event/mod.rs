@@ -481,6 +481,11 @@ pub struct Package {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The step: npm's lifecycle event (`preinstall`, `install`, `postinstall`, `prepare`…),
+    /// or pip's build phase (the PEP 517 hook: `build_wheel`, `prepare_metadata_for_build_wheel`…;
+    /// or the `setup.py` command: `egg_info`, `bdist_wheel`, `install`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// One resource record of a DNS answer.

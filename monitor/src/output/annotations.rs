@@ -35,11 +35,7 @@ pub fn annotations(r: &Report) -> String {
         ));
         let mut msg = f.message.clone();
         if let Some(p) = &f.package {
-            let _ = write!(msg, " (package {} {}", p.manager, p.name);
-            if let Some(v) = &p.version {
-                let _ = write!(msg, "@{v}");
-            }
-            msg.push(')');
+            let _ = write!(msg, " (package {})", crate::output::text::package_label(p));
         }
         if f.count > 1 {
             let _ = write!(msg, " ×{}", f.count);

@@ -26,11 +26,10 @@ pub fn codequality(r: &Report) -> Value {
                 .map_or((ci.as_str(), 1), |l| (l.path.as_str(), l.line));
             let mut description = format!("{}: {}", f.rule, f.message);
             if let Some(p) = &f.package {
-                description.push_str(&format!(" (package {} {}", p.manager, p.name));
-                if let Some(v) = &p.version {
-                    description.push_str(&format!("@{v}"));
-                }
-                description.push(')');
+                description.push_str(&format!(
+                    " (package {})",
+                    crate::output::text::package_label(p)
+                ));
             }
             json!({
                 "type": "issue",

@@ -55,7 +55,7 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             v.push(b'\n');
             Some(v.into())
         }
-        (Format::Terminal, Record::Finding(f)) => Some(text::lines([text::live_line(f)]).into()),
+        (Format::Terminal, Record::Finding(f)) => Some(text::lines(text::live_lines(f)).into()),
         (Format::Terminal, Record::Notice(_)) if text::style().quiet => None,
         (Format::Terminal, Record::Notice(n)) => Some(text::lines([&**n]).into()),
         (Format::Terminal, Record::Event(ev)) if text::style().verbose => {

@@ -391,6 +391,7 @@ mod tests {
                 manager: m.into(),
                 name: n.into(),
                 version: None,
+                step: None,
             }),
             detail: serde_json::json!({}),
             count: 1,

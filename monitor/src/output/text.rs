@@ -139,30 +139,47 @@ pub fn term_safe(s: &str) -> Cow<'_, str> {
     )
 }
 
-/// The line shown when a finding first appears (escaped by [`lines`] like every line).
-pub fn live_line(f: &Finding) -> String {
+/// The lines shown when a finding first appears (escaped by [`lines`] like every line): the
+/// severity, rule and message, then, indented, the package and step, the DNS name and the
+/// other rules the same action matched.
+pub fn live_lines(f: &Finding) -> Vec<String> {
     let head = format!("[{}] {}: ", f.severity.as_str().to_uppercase(), f.rule);
-    let mut tail = String::new();
+    let pid = format!(" [pid {}]", f.process.pid);
+    // The message gives way: the whole of it is in the report.
+    let room = (WIDTH - PREFIX.len())
+        .saturating_sub(head.chars().count() + pid.len())
+        .max(24);
+    let mut out = vec![format!(
+        "{head}{}{pid}",
+        shorten(&term_safe(&f.message), room)
+    )];
+    let mut more = Vec::new();
     if let Some(p) = &f.package {
-        let _ = write!(tail, " (package {} {}", p.manager, p.name);
-        if let Some(v) = &p.version {
-            let _ = write!(tail, "@{v}");
-        }
-        tail.push(')');
+        more.push(format!("package {}", package_label(p)));
     }
     if let Some(q) = f.detail.get("qname").and_then(|q| q.as_str()) {
-        let _ = write!(tail, " query {}", shorten(q, 40));
+        more.push(format!("query {}", shorten(q, 60)));
     }
     if !f.parts.is_empty() {
         let names: Vec<&str> = f.parts.iter().map(|p| p.rule.as_str()).collect();
-        let _ = write!(tail, " (also {})", shorten(&names.join(", "), 40));
+        more.push(format!("also {}", names.join(", ")));
     }
-    let _ = write!(tail, " [pid {}]", f.process.pid);
-    // The message gives way first: the whole of it is in the report.
-    let room = (WIDTH - PREFIX.len())
-        .saturating_sub(head.chars().count() + tail.chars().count())
-        .max(24);
-    format!("{head}{}{tail}", shorten(&term_safe(&f.message), room))
+    for m in more {
+        out.push(format!("  {m}"));
+    }
+    out
+}
+
+/// `npm name@version, step`: which package, and which of its steps.
+pub fn package_label(p: &crate::event::Package) -> String {
+    let mut s = format!("{} {}", p.manager, p.name);
+    if let Some(v) = &p.version {
+        let _ = write!(s, "@{v}");
+    }
+    if let Some(step) = &p.step {
+        let _ = write!(s, ", {step}");
+    }
+    s
 }
 
 /// At most `max` characters: the start and the end with `…` between (the end of a DNS name

@@ -190,6 +190,11 @@ pub fn main(args: &[OsString]) -> i32 {
         std::process::id()
     );
     let mut stderr = io::stderr();
+    // buildwatch may have died with its status line's scroll region set: give the terminal
+    // its whole screen back (harmless when none was set).
+    if std::io::IsTerminal::is_terminal(&stderr) {
+        let _ = stderr.write_all(crate::output::status::RESET);
+    }
     let _ = writeln!(stderr, "buildwatch-guardian: {reason}");
     if let Some(report) = report {
         let doc = serde_json::json!({

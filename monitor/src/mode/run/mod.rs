@@ -153,6 +153,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         escaped,
     });
     let reader = Reader::start(ring, counters, pipeline.downstream())?;
+    // On a terminal, the bottom row shows the run is alive (until the command is done).
+    let status_line = crate::output::status::StatusLine::start();
 
     let status: ExitStatus = loop {
         tokio::select! {
@@ -164,6 +166,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         }
     };
 
+    drop(status_line);
     // What the command did up to its exit, within the budget (a flooder it left behind is
     // still running: the budget bounds how long it can keep us).
     reader.drain(DRAIN_BUDGET);
