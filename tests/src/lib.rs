@@ -37,6 +37,21 @@ pub fn buildwatch_bin() -> PathBuf {
     bin
 }
 
+/// The release tarball `cargo xtask test` built and named in BUILDWATCH_DIST; None (the test
+/// is skipped) outside it, and a failure under CI=true.
+pub fn dist_tarball() -> Option<PathBuf> {
+    match std::env::var_os("BUILDWATCH_DIST") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but BUILDWATCH_DIST is not set: run the tests with `cargo xtask test`")
+        }
+        None => {
+            eprintln!("skipping: BUILDWATCH_DIST not set (run through `cargo xtask test`)");
+            None
+        }
+    }
+}
+
 /// Where scripts/setup.sh installs the validators the tests run on buildwatch's outputs
 /// (CycloneDX's library in `venv/`, the SARIF multitool in `npm/`): `$BUILDWATCH_TOOLS`, else
 /// /opt/buildwatch-tools.

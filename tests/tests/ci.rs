@@ -18,19 +18,6 @@ use std::{
 use buildwatch_tests::*;
 use serde_json::json;
 
-fn tarball() -> Option<PathBuf> {
-    match std::env::var_os("BUILDWATCH_DIST") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but BUILDWATCH_DIST is not set: run the tests with `cargo xtask test`")
-        }
-        None => {
-            eprintln!("skipping: BUILDWATCH_DIST not set (run through `cargo xtask test`)");
-            None
-        }
-    }
-}
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -225,7 +212,9 @@ fn run_action(tmp: &TempDir, user: &RunnerUser, ws: &Path, inputs: &[(&str, &str
 /// second run gives the same fingerprint; a clean project passes.
 #[test]
 fn the_github_action_watches_npm_ci_and_reports_where_code_scanning_can_show_it() {
-    let Some(tarball) = tarball() else { return };
+    let Some(tarball) = dist_tarball() else {
+        return;
+    };
     if !require_bpf() {
         return;
     }
@@ -354,7 +343,9 @@ fn the_github_action_watches_npm_ci_and_reports_where_code_scanning_can_show_it(
 /// credential is located at its line in requirements.txt.
 #[test]
 fn the_github_action_locates_a_pip_package_in_requirements() {
-    let Some(tarball) = tarball() else { return };
+    let Some(tarball) = dist_tarball() else {
+        return;
+    };
     if !require_bpf() {
         return;
     }
@@ -404,7 +395,9 @@ fn the_github_action_locates_a_pip_package_in_requirements() {
 /// fails by policy.
 #[test]
 fn the_gitlab_template_reports_code_quality_at_the_package_line() {
-    let Some(tarball) = tarball() else { return };
+    let Some(tarball) = dist_tarball() else {
+        return;
+    };
     if !require_bpf() {
         return;
     }

@@ -17,20 +17,6 @@ use std::{
 
 use buildwatch_tests::*;
 
-/// The tarball, or None (skipped) outside `cargo xtask test`; under CI=true its absence fails.
-fn tarball() -> Option<PathBuf> {
-    match std::env::var_os("BUILDWATCH_DIST") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but BUILDWATCH_DIST is not set: run the tests with `cargo xtask test`")
-        }
-        None => {
-            eprintln!("skipping: BUILDWATCH_DIST not set (run through `cargo xtask test`)");
-            None
-        }
-    }
-}
-
 const BASE_TOOLS: &[&str] = &[
     "sh",
     "env",
@@ -128,7 +114,9 @@ fn serve(dir: PathBuf, requests: usize) -> (u16, std::thread::JoinHandle<Vec<Str
 
 #[test]
 fn the_tarball_installs_and_watches_a_build_without_a_toolchain() {
-    let Some(tarball) = tarball() else { return };
+    let Some(tarball) = dist_tarball() else {
+        return;
+    };
     if !require_bpf() {
         return;
     }
@@ -293,7 +281,9 @@ fn the_tarball_installs_and_watches_a_build_without_a_toolchain() {
 /// the 1.5 schema.
 #[test]
 fn the_sbom_lists_the_dependency_tree() {
-    let Some(tarball) = tarball() else { return };
+    let Some(tarball) = dist_tarball() else {
+        return;
+    };
     let dir = TempDir::new("dist-sbom");
     let out = Command::new("tar")
         .arg("-xzf")

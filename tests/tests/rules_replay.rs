@@ -97,16 +97,21 @@ fn run_end(seq: usize) -> Value {
     })
 }
 
-/// Replay the events with extra arguments; the set of rules that fired.
-fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeSet<String> {
+/// Write short fixture events as a whole stream (completed, numbered, ended by run_end).
+fn write_stream(file: &std::path::Path, events: &[Value]) {
     let mut stream: Vec<String> = events
         .iter()
         .enumerate()
         .map(|(i, e)| complete(e.clone(), i + 1).to_string())
         .collect();
     stream.push(run_end(events.len() + 1).to_string());
+    fs::write(file, stream.join("\n") + "\n").unwrap();
+}
+
+/// Replay the events with extra arguments; the set of rules that fired.
+fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeSet<String> {
     let file = dir.join("events.jsonl");
-    fs::write(&file, stream.join("\n") + "\n").unwrap();
+    write_stream(&file, events);
     let report = dir.join("report.json");
     let out = Command::new(buildwatch_bin())
         .current_dir(dir.path())
@@ -227,13 +232,7 @@ fn one_curl_pipe_sh_is_one_finding_with_its_parts() {
             "cwd": "/w/node_modules/evil"}}),
         json!({"pid": 15, "open": {"path": "/home/ci/.aws/credentials", "flags": ["read"]}}),
     ];
-    let mut stream: Vec<String> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| complete(e.clone(), i + 1).to_string())
-        .collect();
-    stream.push(run_end(events.len() + 1).to_string());
-    fs::write(dir.join("e.jsonl"), stream.join("\n") + "\n").unwrap();
+    write_stream(&dir.join("e.jsonl"), &events);
     let out = Command::new(buildwatch_bin())
         .current_dir(dir.path())
         .args(["replay", "e.jsonl", "--report", "r.json"])

@@ -428,31 +428,13 @@ fn main() {
         // A TCP connect through io_uring (IORING_OP_CONNECT), no connect(2). Prints the
         // completion's result.
         "uring-connect" => unsafe {
-            let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
-            let port: u16 = a(2).parse().expect("PORT");
-            let to = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(ip.octets()),
-                },
-                sin_zero: [0; 8],
-            };
+            let to = sockaddr_v4(a(1), a(2));
             let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
             println!("uring-connect {}", uring_connect(s, &to));
         },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
-            let ip: std::net::Ipv4Addr = a(1).parse().expect("IP");
-            let port: u16 = a(2).parse().expect("PORT");
-            let to = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(ip.octets()),
-                },
-                sin_zero: [0; 8],
-            };
+            let to = sockaddr_v4(a(1), a(2));
             let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
             let n = libc::sendto(
                 s,
@@ -509,6 +491,20 @@ struct UringParams {
     resv: [u32; 3],
     sq_off: SqOffsets,
     cq_off: CqOffsets,
+}
+
+/// IP:PORT (from the command line) as a sockaddr_in.
+fn sockaddr_v4(ip: &str, port: &str) -> libc::sockaddr_in {
+    let ip: std::net::Ipv4Addr = ip.parse().expect("IP");
+    let port: u16 = port.parse().expect("PORT");
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// One IORING_OP_OPENAT of `path` (read-only) through a ring of our own; the completion's res.
