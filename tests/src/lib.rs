@@ -420,10 +420,11 @@ pub fn assert_replay_matches(w: &Watched, cwd: &Path, extra: &[&str]) {
 pub fn validate_sarif(sarif: &Path) -> (Vec<String>, Vec<String>) {
     let tool =
         tools_dir().join("npm/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool");
+    static N: AtomicU64 = AtomicU64::new(0);
     let out_dir = std::env::temp_dir().join(format!(
         "bw-sarif-validate-{}-{}",
         std::process::id(),
-        sarif.display().to_string().len()
+        N.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = fs::remove_dir_all(&out_dir);
     fs::create_dir_all(&out_dir).unwrap();

@@ -36,7 +36,10 @@ struct RunnerUser {
 
 impl RunnerUser {
     fn new(tmp: &TempDir) -> Self {
-        let name = format!("bwci{}", std::process::id() % 100_000);
+        // One user per test: the tests of this file run in parallel.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("bwci{}x{n}", std::process::id() % 100_000);
         let home = tmp.join("home");
         let _ = Command::new("userdel").arg(&name).output();
         let out = Command::new("useradd")
@@ -50,7 +53,7 @@ impl RunnerUser {
             "useradd: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let sudoers = PathBuf::from(format!("/etc/sudoers.d/bw-ci-{}", std::process::id()));
+        let sudoers = PathBuf::from(format!("/etc/sudoers.d/bw-ci-{name}"));
         fs::write(&sudoers, format!("{name} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         fs::set_permissions(&sudoers, fs::Permissions::from_mode(0o440)).unwrap();
