@@ -105,6 +105,10 @@ pub struct ScopeLevels {
     pub count: u32,
     /// The distinct levels the watched cgroups sit at.
     pub levels: [u32; SCOPE_MAX_LEVELS],
+    /// Nonzero: the tgid never in scope, whatever its cgroup (the agent itself: watching its
+    /// own reading of the ring would feed itself).
+    pub ignore_tgid: u32,
+    pub _pad: u32,
 }
 
 /// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).
@@ -335,7 +339,10 @@ pub struct EventHeader {
     pub tid: u32,
     /// Process id (tgid) of the current task.
     pub pid: u32,
-    pub _pad: u32,
+    /// The low 32 bits of the task's cgroup v2 id: the cgroup directory's inode number, which
+    /// the kernel allocates below 2^31 (the high half is a generation that changes only after
+    /// that range wrapped), so it names a live cgroup.
+    pub cgroup: u32,
     /// `bpf_ktime_get_boot_ns()` at the event.
     pub ts_ns: u64,
     /// Boot-clock start time of the current process (its thread-group leader), read from the
@@ -636,4 +643,4 @@ const _: () = assert!(size_of::<Escape>() == 40);
 const _: () = assert!(size_of::<SocketCall>() == 56);
 const _: () = assert!(size_of::<DnsPacket>() == 80);
 const _: () = assert!(size_of::<StashedArgs>() == 40);
-const _: () = assert!(size_of::<ScopeLevels>() == 40);
+const _: () = assert!(size_of::<ScopeLevels>() == 48);

@@ -170,6 +170,11 @@ fn in_watched_cgroup() -> bool {
     let Some(scope) = SCOPE_LEVELS.get(0) else {
         return false;
     };
+    if scope.ignore_tgid != 0
+        && (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32 == scope.ignore_tgid
+    {
+        return false;
+    }
     if scope.all != 0 {
         return true;
     }
@@ -230,7 +235,7 @@ pub fn cgroup_header(kind: EventKind, flags: u16) -> EventHeader {
         flags,
         tid: id as u32,
         pid: (id >> 32) as u32,
-        _pad: 0,
+        cgroup: unsafe { bpf_get_current_cgroup_id() } as u32,
         ts_ns: unsafe { bpf_ktime_get_boot_ns() },
         start_ns: 0,
     }

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use monitor::{
     exit,
     kernel::loader,
-    mode::{doctor, note, replay, rules_cmd, run},
+    mode::{self, doctor, note, replay, rules_cmd, run},
     output::{Outputs, text},
     policy::config::{self, PolicyArgs},
 };
@@ -159,6 +159,32 @@ enum Cmd {
     },
     /// Check that this machine can run buildwatch, and say what is missing.
     Doctor,
+    /// Watch the whole host (or the cgroups its configuration names) as a daemon.
+    Agent {
+        #[command(subcommand)]
+        command: Option<AgentCmd>,
+        /// The agent's configuration (docs/agent.md).
+        #[arg(long, global = true, value_name = "FILE", default_value = mode::agent::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Where the running agent writes its pid (for `agent reload`).
+        #[arg(long, global = true, value_name = "FILE", default_value = mode::agent::DEFAULT_PIDFILE)]
+        pidfile: PathBuf,
+        /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+        #[arg(long, value_name = "BYTES", default_value_t = loader::DEFAULT_RING_BYTES,
+              value_parser = parse_ring_size)]
+        ring_size: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Check a configuration (and the rules and policy it names) without starting.
+    Check {
+        /// The configuration (default: --config's).
+        file: Option<PathBuf>,
+    },
+    /// Make the running agent reload its configuration, rules and policy (SIGHUP).
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -299,6 +325,22 @@ fn dispatch(cmd: Cmd) -> i32 {
             RulesCmd::Fields => rules_cmd::fields(),
         },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
+        Cmd::Agent {
+            command,
+            config,
+            pidfile,
+            ring_size,
+        } => match command {
+            Some(AgentCmd::Check { file }) => {
+                mode::agent::check(file.as_deref().unwrap_or(&config))
+            }
+            Some(AgentCmd::Reload) => mode::agent::reload(&pidfile),
+            None => status_of(rt.block_on(mode::agent::agent(mode::agent::AgentOptions {
+                config,
+                pidfile,
+                ring_bytes: ring_size,
+            }))),
+        },
     }
 }
 

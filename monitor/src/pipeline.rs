@@ -25,7 +25,8 @@
 pub mod queue;
 
 use std::{
-    sync::Arc,
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
@@ -34,11 +35,15 @@ use bytes::Bytes;
 
 use crate::{
     context::{
+        cgroups::Cgroups,
         enrich,
         proctable::{LiveProc, ProcTable, boot_to_unix_offset},
     },
-    detect::analyzer::Analyzer,
-    event::{self, Detail, DrainStats, Event, Exit, KernelStats, MonitorUsage, PipelineStats},
+    detect::{analyzer::Analyzer, rules::RuleSet},
+    event::{
+        self, Detail, DrainStats, Event, Exit, KernelStats, MonitorUsage, PipelineStats,
+        QueueStats, SinkStats,
+    },
     ingest::{
         decode,
         reader::{self, Batch, Downstream},
@@ -60,6 +65,34 @@ pub enum Input {
     Recorded(Box<Event>),
     /// From the mode.
     Mode(Box<ModeInput>),
+    /// New rules and policy (the agent's reload), for the events from now on.
+    Reload(Box<(RuleSet, crate::policy::Policy)>),
+}
+
+/// What the agent adds to the stage: the host's cgroups, to name each event's; and a snapshot
+/// of the stage's counts for its metrics, refreshed every [`SNAPSHOT_EVERY`].
+#[derive(Clone)]
+pub struct AgentHooks {
+    pub cgroups: Cgroups,
+    pub snapshot: Arc<Mutex<Snapshot>>,
+}
+
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+/// The stage's counts, for /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub events_by_kind: BTreeMap<String, u64>,
+    /// (sensor, reason) → events lost.
+    pub lost: BTreeMap<(String, String), u64>,
+    /// (rule, severity) → occurrences.
+    pub findings: BTreeMap<(String, &'static str), u64>,
+    pub processes: usize,
+    pub queue: Option<QueueStats>,
+    pub sinks: Vec<SinkStats>,
+    pub reloads: u64,
+    /// When the stage took it (None: not yet).
+    pub taken: Option<Instant>,
 }
 
 /// A few per run, and boxed in `Input`.
@@ -95,6 +128,25 @@ impl Pipeline {
     /// Start the stage thread. `live`: events come from the kernel now (packages can be
     /// attributed by reading the build's files); otherwise from a recording.
     pub fn start(analyzer: Analyzer, bus: Arc<Bus>, live: bool) -> std::io::Result<Self> {
+        Self::start_with(analyzer, bus, live, None)
+    }
+
+    /// [`start`](Self::start) for the agent: events are named with their cgroup, and the
+    /// stage keeps a snapshot of its counts.
+    pub fn start_agent(
+        analyzer: Analyzer,
+        bus: Arc<Bus>,
+        hooks: AgentHooks,
+    ) -> std::io::Result<Self> {
+        Self::start_with(analyzer, bus, true, Some(hooks))
+    }
+
+    fn start_with(
+        analyzer: Analyzer,
+        bus: Arc<Bus>,
+        live: bool,
+        hooks: Option<AgentHooks>,
+    ) -> std::io::Result<Self> {
         let queue = Arc::new(Queue::new("ingest", "bytes", INGEST_QUEUE_BYTES));
         let thread = {
             let stage = Stage {
@@ -106,6 +158,9 @@ impl Pipeline {
                 decode_errors: 0,
                 dns_discarded_reported: 0,
                 ingest_end: None,
+                hooks,
+                lost_tally: BTreeMap::new(),
+                reloads: 0,
             };
             thread::Builder::new()
                 .name("stage".into())
@@ -122,6 +177,12 @@ impl Pipeline {
     /// A record from the mode (never refused).
     pub fn send(&self, m: ModeInput) {
         self.queue.push_control(Input::Mode(Box::new(m)));
+    }
+
+    /// New rules and policy for the events from now on (never refused).
+    pub fn reload(&self, rules: RuleSet, policy: crate::policy::Policy) {
+        self.queue
+            .push_control(Input::Reload(Box::new((rules, policy))));
     }
 
     /// A recorded event, waiting for room.
@@ -183,24 +244,53 @@ struct Stage {
     decode_errors: u64,
     dns_discarded_reported: u64,
     ingest_end: Option<(Option<DrainStats>, KernelStats)>,
+    hooks: Option<AgentHooks>,
+    /// (sensor, reason) → lost, for the agent's metrics.
+    lost_tally: BTreeMap<(String, String), u64>,
+    reloads: u64,
 }
 
 impl Stage {
     fn run(mut self) -> Analyzer {
         let mut next_check = Instant::now();
+        let mut next_snapshot = Instant::now();
         loop {
             match self.queue.pop(Duration::from_millis(100)) {
                 Pop::Item(input) => self.handle(input),
                 Pop::Empty => {}
                 Pop::Closed => break,
             }
-            if Instant::now() >= next_check {
+            let now = Instant::now();
+            if now >= next_check {
                 self.bus.announce_errors();
-                next_check = Instant::now() + Duration::from_millis(100);
+                next_check = now + Duration::from_millis(100);
+            }
+            if self.hooks.is_some() && now >= next_snapshot {
+                self.snapshot();
+                next_snapshot = now + SNAPSHOT_EVERY;
             }
         }
         self.bus.announce_errors();
+        if self.hooks.is_some() {
+            self.snapshot();
+        }
         self.analyzer
+    }
+
+    /// Refresh the agent's snapshot of the counts.
+    fn snapshot(&self) {
+        let Some(hooks) = &self.hooks else { return };
+        let s = Snapshot {
+            events_by_kind: self.analyzer.totals.by_kind.clone(),
+            lost: self.lost_tally.clone(),
+            findings: self.analyzer.findings.counts(),
+            processes: self.table.processes().len(),
+            queue: Some(self.queue.stats()),
+            sinks: self.bus.stats(),
+            reloads: self.reloads,
+            taken: Some(Instant::now()),
+        };
+        *hooks.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
     fn handle(&mut self, input: Input) {
@@ -210,8 +300,12 @@ impl Stage {
                 for rec in reader::records(&chunk) {
                     match decode::decode(rec) {
                         Ok(ev) => {
+                            let cgroup = ev.cgroup;
                             self.table.handle(ev, &mut events);
-                            for e in events.drain(..) {
+                            for mut e in events.drain(..) {
+                                if let Some(h) = &self.hooks {
+                                    e.cgroup = h.cgroups.info(cgroup);
+                                }
                                 self.emit(e);
                             }
                         }
@@ -234,6 +328,12 @@ impl Stage {
             }
             Input::Recorded(ev) => self.emit(*ev),
             Input::Mode(m) => self.mode(*m),
+            Input::Reload(new) => {
+                let (rules, policy) = *new;
+                self.analyzer.rules = rules;
+                self.analyzer.policy = policy;
+                self.reloads += 1;
+            }
         }
     }
 
@@ -292,6 +392,12 @@ impl Stage {
     }
 
     fn lost(&mut self, sensor: Option<&str>, reason: &str, count: u64) {
+        if self.hooks.is_some() {
+            *self
+                .lost_tally
+                .entry((sensor.unwrap_or("pipeline").to_owned(), reason.to_owned()))
+                .or_default() += count;
+        }
         let detail = Detail::Lost(event::Lost {
             count,
             sensor: sensor.map(Into::into),

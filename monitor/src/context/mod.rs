@@ -2,6 +2,7 @@
 //! (`proctable`: identity, exe, argv, cwd, fds), path resolution (`paths`), DNS parsing and TCP
 //! reassembly (`dns`), and package attribution (`enrich`).
 
+pub mod cgroups;
 pub mod dns;
 pub mod enrich;
 pub mod paths;

@@ -677,6 +677,7 @@ impl<S: ProcSource> ProcTable<S> {
             ppid,
             exe,
             ancestry,
+            cgroup: None,
             detail,
             escaped,
         }
@@ -1118,6 +1119,7 @@ mod tests {
             pid,
             ts_ns: 1,
             start_ns: 0,
+            cgroup: 0,
             flags: 0,
             body,
         }

@@ -420,6 +420,7 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
         message,
         process,
         package: s.proc.and_then(|p| p.package.clone()),
+        cgroup: s.ev.cgroup.clone(),
         detail: detail(s.ev),
         count: 1,
         first_seen: s.ev.time.clone(),

@@ -17,6 +17,9 @@ pub struct Finding {
     pub process: ProcessRef,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<Package>,
+    /// Where it happened, on a host (the agent): the cgroup and what it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<std::sync::Arc<crate::context::cgroups::CgroupInfo>>,
     pub detail: serde_json::Value,
     pub count: u64,
     /// Time of the first occurrence (RFC 3339).
@@ -99,7 +102,14 @@ impl Findings {
     /// Add one occurrence: where it is in the list (None when past [`MAX_PER_RULE`]), and
     /// whether it is new.
     pub fn add_indexed(&mut self, f: Finding) -> (Option<usize>, bool) {
-        let key = (f.rule.clone(), f.message.clone());
+        // On a host, the same message in two cgroups (two services, two containers) is two
+        // findings.
+        let mut message_key = f.message.clone();
+        if let Some(c) = &f.cgroup {
+            message_key.push('\0');
+            message_key.push_str(&c.path);
+        }
+        let key = (f.rule.clone(), message_key);
         if let Some(&i) = self.index.get(&key) {
             self.list[i].count += 1;
             let parts = f.parts;
@@ -144,6 +154,27 @@ impl Findings {
         } else {
             f.parts_unlisted += part.count;
         }
+    }
+
+    /// Occurrences per (rule, severity): listed findings, their parts, and those past the
+    /// per-rule list (counted at the rule's severity of its listed ones).
+    pub fn counts(&self) -> BTreeMap<(String, &'static str), u64> {
+        let mut m: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+        for f in &self.list {
+            *m.entry((f.rule.clone(), f.severity.as_str())).or_default() += f.count;
+            for p in &f.parts {
+                *m.entry((p.rule.clone(), p.severity.as_str())).or_default() += p.count;
+            }
+        }
+        for (rule, n) in &self.unlisted {
+            let sev = self
+                .list
+                .iter()
+                .find(|f| &f.rule == rule)
+                .map_or("unknown", |f| f.severity.as_str());
+            *m.entry((rule.clone(), sev)).or_default() += n;
+        }
+        m
     }
 
     pub fn get(&self, i: usize) -> Option<&Finding> {
@@ -213,6 +244,7 @@ mod tests {
                 ancestry: vec![],
             },
             package: None,
+            cgroup: None,
             detail: serde_json::Value::Null,
             count: 1,
             first_seen: String::new(),

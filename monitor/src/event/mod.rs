@@ -40,6 +40,10 @@ pub struct Event {
     /// Parent first, then its parent…, at most [`MAX_ANCESTRY`] entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestry: Vec<Ancestor>,
+    /// The cgroup the event happened in, and what it is (the agent names it; a run's events,
+    /// all in the run's own cgroup, leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<std::sync::Arc<crate::context::cgroups::CgroupInfo>>,
     #[serde(flatten)]
     pub detail: Detail,
     /// Fields written with `\xNN` / `\\` escaping (see module docs), e.g. `exec.argv`.
@@ -731,6 +735,7 @@ mod tests {
                 pid: 1,
                 exe: Some("/bin/sh".into()),
             }],
+            cgroup: None,
             detail: Detail::Open(Open {
                 syscall: "openat".into(),
                 path: "/etc/passwd".into(),

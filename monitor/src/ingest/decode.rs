@@ -15,6 +15,8 @@ pub struct KernelEvent {
     pub ts_ns: u64,
     /// The process's start time (boot clock), 0 when the kernel side could not tell.
     pub start_ns: u64,
+    /// The low 32 bits of the task's cgroup id (its directory's inode number).
+    pub cgroup: u32,
     pub flags: u16,
     pub body: Body,
 }
@@ -477,6 +479,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         pid: h.pid,
         ts_ns: h.ts_ns,
         start_ns: h.start_ns,
+        cgroup: h.cgroup,
         flags: h.flags,
         body,
     })
@@ -568,7 +571,7 @@ mod tests {
             flags,
             tid: 11,
             pid: 10,
-            _pad: 0,
+            cgroup: 0,
             ts_ns: 99,
             start_ns: 77,
         }

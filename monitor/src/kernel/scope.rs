@@ -41,6 +41,7 @@ pub struct ScopeMap {
     watched: BTreeMap<u64, u32>,
     per_level: BTreeMap<u32, u32>,
     all: bool,
+    ignore_tgid: u32,
 }
 
 impl ScopeMap {
@@ -56,6 +57,7 @@ impl ScopeMap {
             watched: BTreeMap::new(),
             per_level: BTreeMap::new(),
             all: false,
+            ignore_tgid: 0,
         })
     }
 
@@ -99,6 +101,12 @@ impl ScopeMap {
         self.publish_levels()
     }
 
+    /// Never watch process `tgid` (the agent itself), whatever its cgroup.
+    pub fn ignore(&mut self, tgid: u32) -> Result<(), ScopeError> {
+        self.ignore_tgid = tgid;
+        self.publish_levels()
+    }
+
     /// The watched cgroup ids.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.watched.keys().copied()
@@ -109,6 +117,8 @@ impl ScopeMap {
             all: u32::from(self.all),
             count: self.per_level.len() as u32,
             levels: [0; SCOPE_MAX_LEVELS],
+            ignore_tgid: self.ignore_tgid,
+            _pad: 0,
         };
         for (slot, level) in v.levels.iter_mut().zip(self.per_level.keys()) {
             *slot = *level;

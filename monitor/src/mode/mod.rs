@@ -2,6 +2,7 @@
 //! `replay` (a recorded stream, no root), `doctor` (can this machine run buildwatch?) and
 //! `rules_cmd` (check and list rules).
 
+pub mod agent;
 pub mod doctor;
 pub mod outputs;
 pub mod replay;

@@ -74,9 +74,13 @@ struct Status {
     done: Mutex<bool>,
 }
 
+/// Which records a sink takes (the agent's outputs filter kinds and severities).
+pub type Filter = Box<dyn Fn(&Record) -> bool + Send + Sync>;
+
 struct Sink {
     name: String,
     format: Format,
+    filter: Option<Filter>,
     queue: Arc<Queue<Bytes>>,
     status: Arc<Status>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
@@ -100,6 +104,17 @@ impl Bus {
     /// Subscribe a sink: `writer` runs on a thread of its own and gets `format`'s encoding of
     /// every record that format has one for.
     pub fn add(&mut self, name: &str, format: Format, writer: Box<dyn Writer>) {
+        self.add_filtered(name, format, writer, None);
+    }
+
+    /// [`add`](Self::add), taking only the records `filter` accepts.
+    pub fn add_filtered(
+        &mut self,
+        name: &str,
+        format: Format,
+        writer: Box<dyn Writer>,
+        filter: Option<Filter>,
+    ) {
         let queue = Arc::new(Queue::new(name, "records", SINK_QUEUE_RECORDS));
         let status = Arc::new(Status::default());
         let thread = {
@@ -116,6 +131,7 @@ impl Bus {
         self.sinks.push(Sink {
             name: name.into(),
             format,
+            filter,
             queue,
             status,
             thread: Mutex::new(thread),
@@ -125,7 +141,9 @@ impl Bus {
 
     /// Whether any sink takes events (otherwise publishing them is skipped).
     pub fn wants_events(&self) -> bool {
-        self.sinks.iter().any(|s| s.format == Format::JsonLines)
+        self.sinks
+            .iter()
+            .any(|s| matches!(s.format, Format::JsonLines | Format::Agent))
             || crate::output::text::style().verbose
     }
 
@@ -133,11 +151,9 @@ impl Bus {
     pub fn publish(&self, rec: &Record) {
         let mut cache: [Option<Option<Bytes>>; Format::COUNT] = Default::default();
         let control = rec.is_control();
-        for s in self
-            .sinks
-            .iter()
-            .filter(|s| !s.closed.load(Ordering::Relaxed))
-        {
+        for s in self.sinks.iter().filter(|s| {
+            !s.closed.load(Ordering::Relaxed) && s.filter.as_ref().is_none_or(|f| f(rec))
+        }) {
             let slot = &mut cache[s.format as usize];
             let Some(bytes) = slot.get_or_insert_with(|| encode::encode(s.format, rec)) else {
                 continue;

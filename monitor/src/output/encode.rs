@@ -22,10 +22,13 @@ pub enum Format {
     Annotations = 5,
     /// GitLab's Code Quality report.
     CodeQuality = 6,
+    /// The agent's stream: events as in [`Format::JsonLines`], and findings as lines of kind
+    /// `finding`, as they are found.
+    Agent = 7,
 }
 
 impl Format {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl Format {
             Format::Markdown => "markdown",
             Format::Annotations => "annotations",
             Format::CodeQuality => "codequality",
+            Format::Agent => "agent",
         }
     }
 
@@ -50,8 +54,19 @@ impl Format {
 
 pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
     match (format, rec) {
-        (Format::JsonLines, Record::Event(ev)) => {
+        (Format::JsonLines | Format::Agent, Record::Event(ev)) => {
             let mut v = serde_json::to_vec(&**ev).ok()?;
+            v.push(b'\n');
+            Some(v.into())
+        }
+        (Format::Agent, Record::Finding(f)) => {
+            let mut v = serde_json::to_vec(&serde_json::json!({
+                "schema": crate::event::SCHEMA,
+                "kind": "finding",
+                "time": f.first_seen,
+                "finding": &**f,
+            }))
+            .ok()?;
             v.push(b'\n');
             Some(v.into())
         }

@@ -393,6 +393,7 @@ mod tests {
                 version: None,
                 step: None,
             }),
+            cgroup: None,
             detail: serde_json::json!({}),
             count: 1,
             first_seen: String::new(),

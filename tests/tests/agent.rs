@@ -1,0 +1,569 @@
+//! `buildwatch agent` under real BPF: cgroups the test creates stand in for a systemd service
+//! and a container; the agent watches the ones its configuration names, follows new ones,
+//! reloads, serves metrics (scraped with real curl), rotates its file without losing a line,
+//! and flushes on SIGTERM. Network: loopback only.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use buildwatch_tests::*;
+
+/// A cgroup below the v2 root, removed (after its processes are gone) on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(rel: &str) -> Self {
+        let p = cgroup2_root().expect("a cgroup v2 mount").join(rel);
+        fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    /// Run `script` with sh inside this cgroup; wait for it.
+    fn run(&self, script: &str) {
+        let procs = self.0.join("cgroup.procs");
+        let full = format!("echo $$ > {}; {script}", procs.display());
+        let st = Command::new("sh").args(["-c", &full]).status().unwrap();
+        assert!(st.success(), "{script}");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Children first.
+        let mut dirs: Vec<PathBuf> = walk(&self.0);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// A running agent: its stderr lines arrive on a channel; stopped (SIGTERM) on drop.
+struct Agent {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    pidfile: PathBuf,
+    pub metrics_url: String,
+}
+
+impl Agent {
+    fn start(dir: &TempDir, config: &str) -> Self {
+        let cfg = dir.join("agent.yaml");
+        fs::write(&cfg, config).unwrap();
+        let pidfile = dir.join("agent.pid");
+        let mut child = Command::new(buildwatch_bin())
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut a = Self {
+            child: Some(child),
+            lines: rx,
+            seen: Vec::new(),
+            pidfile,
+            metrics_url: String::new(),
+        };
+        let serving = a.wait_line("serving /healthz and /metrics on ");
+        a.metrics_url = serving.split("on ").nth(1).unwrap().trim().to_owned();
+        a.wait_line("agent ");
+        a
+    }
+
+    /// The first stderr line (from now, or already seen) containing `needle`, within 10 s.
+    fn wait_line(&mut self, needle: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no `{needle}` from the agent: {:#?}", self.seen);
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.try_recv() {
+                    self.seen.push(l);
+                }
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not stop: {:#?}",
+                self.seen
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn scrape(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5"])
+            .arg(format!("{}/metrics", self.metrics_url))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl");
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A metric's value in a scrape (the first sample whose line starts with `prefix`).
+fn metric(scrape: &str, prefix: &str) -> f64 {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The agent's rotated copies of `path` (PATH.N, oldest first).
+fn rotated(path: &Path) -> Vec<PathBuf> {
+    (1..10_000)
+        .map(|n| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        })
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// The JSON lines of the agent's file and its rotated copies.
+fn lines_of(path: &Path) -> Vec<Value> {
+    let mut files = rotated(path);
+    files.push(path.to_owned());
+    files
+        .iter()
+        .flat_map(|f| {
+            fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("a broken line ({e}): {l}")))
+        .collect()
+}
+
+fn findings(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "finding")
+        .map(|l| &l["finding"])
+        .collect()
+}
+
+fn credentials(dir: &TempDir) -> PathBuf {
+    let c = dir.join("home/.aws/credentials");
+    fs::create_dir_all(c.parent().unwrap()).unwrap();
+    fs::write(&c, "[default]\n").unwrap();
+    c
+}
+
+/// Wait until `f` holds (or 10 s pass).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watched_cgroups_are_named_and_others_never_appear() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-scope");
+    let base = format!("bw-agent-{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/watched.slice/app.service"));
+    let ctr_id = "c0ffee".repeat(10) + "abcd";
+    let ctr = TestCgroup::new(&format!("{base}/watched.slice/docker-{ctr_id}.scope"));
+    let other = TestCgroup::new(&format!("{base}/other.slice/busy.service"));
+    let creds = credentials(&dir);
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/watched.slice/*\"\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n",
+            out.display()
+        ),
+    );
+    let before = agent.scrape();
+    svc.run(&format!("cat {} > /dev/null", creds.display()));
+    ctr.run(&format!("cat {} > /dev/null; true", creds.display()));
+    // Busy and stealing, but in a cgroup the configuration does not name.
+    other.run(&format!(
+        "i=0; while [ $i -lt 200 ]; do cat {} > /dev/null; i=$((i+1)); done",
+        creds.display()
+    ));
+    // A matching cgroup made after the agent started is watched within a second.
+    let late = TestCgroup::new(&format!("{base}/watched.slice/late.service"));
+    std::thread::sleep(Duration::from_millis(1200));
+    late.run(&format!("cat {} > /dev/null", creds.display()));
+    eventually("three findings", || findings(&lines_of(&out)).len() >= 3);
+    // The metrics follow within a snapshot's second.
+    let mut after = String::new();
+    eventually("the findings in the metrics", || {
+        after = agent.scrape();
+        metric(
+            &after,
+            "buildwatch_findings_total{rule=\"sensitive-file-read\",severity=\"high\"}",
+        ) >= 3.0
+    });
+    assert_eq!(agent.stop(), Some(0), "{:#?}", agent.seen);
+
+    let lines = lines_of(&out);
+    let found = findings(&lines);
+    let by_path = |p: &str| {
+        found
+            .iter()
+            .find(|f| f["cgroup"]["path"].as_str().is_some_and(|c| c.ends_with(p)))
+            .unwrap_or_else(|| panic!("no finding in {p}: {found:#?}"))
+    };
+    let s = by_path("/watched.slice/app.service");
+    assert_eq!(s["rule"], "sensitive-file-read");
+    assert_eq!(s["cgroup"]["kind"], "systemd-unit");
+    assert_eq!(s["cgroup"]["id"], "app.service");
+    let c = by_path(&format!("/docker-{ctr_id}.scope"));
+    assert_eq!(c["cgroup"]["kind"], "container");
+    assert_eq!(c["cgroup"]["id"], ctr_id.as_str());
+    by_path("/watched.slice/late.service");
+    // Nothing from the unwatched cgroup: no finding, no event.
+    assert!(
+        !lines.iter().any(|l| l["cgroup"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("other.slice"))
+            || l["finding"]["cgroup"]["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("other.slice"))),
+        "the unwatched cgroup appeared"
+    );
+    // The counters moved with what the test drove.
+    assert!(
+        metric(
+            &after,
+            "buildwatch_events_total{sensor=\"file\",kind=\"open\"}"
+        ) > metric(
+            &before,
+            "buildwatch_events_total{sensor=\"file\",kind=\"open\"}"
+        )
+    );
+    assert!(
+        metric(
+            &after,
+            "buildwatch_findings_total{rule=\"sensitive-file-read\",severity=\"high\"}"
+        ) >= 3.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "buildwatch_cgroups_watched") >= 3.0,
+        "{after}"
+    );
+    assert!(after.contains("process_start_time_seconds "), "{after}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn reload_applies_a_good_config_and_refuses_a_bad_one() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-reload");
+    let base = format!("bw-agent-r{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/app.service"));
+    let creds = credentials(&dir);
+    let out = dir.join("agent.jsonl");
+    let config = |extra: &str| {
+        format!(
+            "scope:\n  - \"{base}/*\"\nlisten: 127.0.0.1:0\n{extra}outputs:\n  - type: file\n    path: {}\n    records: [findings]\n",
+            out.display()
+        )
+    };
+    let mut agent = Agent::start(&dir, &config(""));
+    let read = |svc: &TestCgroup| svc.run(&format!("cat {} > /dev/null", creds.display()));
+    read(&svc);
+    eventually("the first finding", || findings(&lines_of(&out)).len() == 1);
+
+    // A good reload: a policy that accepts this read.
+    let policy = dir.join("policy.yaml");
+    fs::write(
+        &policy,
+        format!(
+            "exceptions:\n  - rule: sensitive-file-read\n    name: test_reader\n    fields: [file.path]\n    comps: [=]\n    values: [[\"{}\"]]\n",
+            creds.display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("agent.yaml"),
+        config(&format!("policy: {}\n", policy.display())),
+    )
+    .unwrap();
+    let reload = Command::new(buildwatch_bin())
+        .args(["agent", "reload", "--pidfile"])
+        .arg(&agent.pidfile)
+        .status()
+        .unwrap();
+    assert!(reload.success());
+    agent.wait_line("reloaded");
+    std::thread::sleep(Duration::from_millis(300));
+    read(&svc);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        findings(&lines_of(&out)).len(),
+        1,
+        "the reloaded policy accepts the read"
+    );
+
+    // A bad reload: refused with its position; the running config stays.
+    fs::write(dir.join("agent.yaml"), config("scop: host\n")).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_line("reload refused");
+    agent.wait_line("agent.yaml:4:1: error: unknown key `scop`");
+    let m = agent.scrape();
+    assert_eq!(
+        metric(&m, "buildwatch_config_reload_failures_total"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "buildwatch_config_reloads_total"), 1.0, "{m}");
+    // Still the reloaded policy: accepted; and still watching: another path fires.
+    read(&svc);
+    let other = dir.join("home/.ssh/id_ed25519");
+    fs::create_dir_all(other.parent().unwrap()).unwrap();
+    fs::write(&other, "key").unwrap();
+    svc.run(&format!("cat {} > /dev/null", other.display()));
+    eventually("the ssh key finding", || {
+        findings(&lines_of(&out)).len() == 2
+    });
+    assert_eq!(agent.stop(), Some(0));
+}
+
+#[test]
+fn rotation_under_load_loses_no_line_and_sigterm_flushes() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-rotate");
+    let base = format!("bw-agent-o{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/load.service"));
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/*\"\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n    records: [events]\n    max_bytes: 1048576\n    keep: 1000\n",
+            out.display()
+        ),
+    );
+    // About 25,000 events (300 cats and the libraries they open): several rotations of a 1 MiB file.
+    svc.run("i=0; while [ $i -lt 300 ]; do cat /etc/hostname /etc/hostname /etc/hostname > /dev/null; i=$((i+1)); done");
+    // Every event the agent judged is a line: once the counts settle, they are the lines'.
+    let total = |m: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with("buildwatch_events_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let mut m = agent.scrape();
+    eventually("the counts to settle", || {
+        std::thread::sleep(Duration::from_millis(1100));
+        let next = agent.scrape();
+        let settled = total(&next) == total(&m);
+        m = next;
+        settled
+    });
+    let judged = total(&m) as usize;
+    assert_eq!(lines_of(&out).len(), judged, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            &format!(
+                "buildwatch_sink_records_total{{sink=\"{}\",outcome=\"dropped\"}}",
+                out.display()
+            )
+        ),
+        0.0,
+        "{m}"
+    );
+    // The last thing the service does, just before SIGTERM: it must be in the file.
+    svc.run("cat /etc/hostname > /dev/null; /bin/true bw-marker-last");
+    assert_eq!(agent.stop(), Some(0), "{:#?}", agent.seen);
+    let lines = lines_of(&out);
+    let rotated = rotated(&out).len();
+    assert!(rotated >= 3, "{rotated} rotations");
+    assert!(lines.len() > 10_000, "{} lines", lines.len());
+    // Every event written is there once: sequence numbers have no gap and no repeat.
+    let mut seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    seqs.sort_unstable();
+    let n = seqs.len() as u64;
+    seqs.dedup();
+    assert_eq!(seqs.len() as u64, n, "a line written twice");
+    let execs: Vec<String> = lines
+        .iter()
+        .filter(|l| l["kind"] == "exec")
+        .map(|l| l["exec"]["argv"].to_string())
+        .collect();
+    assert!(
+        execs.iter().any(|a| a.contains("bw-marker-last")),
+        "SIGTERM did not flush the last events: {} lines, last execs {:?}; {m}",
+        lines.len(),
+        &execs[execs.len().saturating_sub(5)..]
+    );
+    assert_eq!(metric(&m, "buildwatch_queue_dropped_total"), 0.0);
+    assert!(
+        lines.iter().all(|l| l["cgroup"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains(&base))),
+        "every event names its cgroup"
+    );
+}
+
+#[test]
+fn config_check_positions_errors() {
+    let dir = TempDir::new("agent-check");
+    let cfg = dir.join("agent.yaml");
+    fs::write(
+        &cfg,
+        "scope: [\"a/*\"]\noutputs:\n  - type: file\n    path: x.jsonl\n    records: [findngs]\n",
+    )
+    .unwrap();
+    let out = Command::new(buildwatch_bin())
+        .args(["agent", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("agent.yaml:5:15: error: `records` lists `findings` and/or `events`"),
+        "{text}"
+    );
+    // The example the docs point at is valid.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agent/agent.yaml");
+    let out = Command::new(buildwatch_bin())
+        .args(["agent", "check"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    fs::write(&cfg, "scope: host\noutputs:\n  - type: stdout\n").unwrap();
+    let out = Command::new(buildwatch_bin())
+        .args(["agent", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The unit file passes systemd's own check where systemd-analyze exists; where it does not,
+/// the test says so and checks what it can.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/systemd/buildwatch-agent.service");
+    let text = fs::read_to_string(&unit).unwrap();
+    for want in [
+        "Restart=on-failure",
+        "ExecReload=",
+        "CapabilityBoundingSet=CAP_BPF",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(text.contains(want), "{want}");
+    }
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Ok(o) if o.status.success() => {
+            let out = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&unit)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            // The ExecStart binary need not be installed on the test machine.
+            let real: Vec<&str> = err
+                .lines()
+                .filter(|l| !l.contains("/usr/local/bin/buildwatch") && !l.trim().is_empty())
+                .collect();
+            assert!(real.is_empty(), "systemd-analyze verify: {err}");
+        }
+        _ => eprintln!(
+            "systemd-analyze is not installed here: the unit file was checked for its key settings only"
+        ),
+    }
+}
