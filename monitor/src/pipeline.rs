@@ -75,6 +75,9 @@ pub enum Input {
 pub struct AgentHooks {
     pub cgroups: Cgroups,
     pub snapshot: Arc<Mutex<Snapshot>>,
+    /// Findings are merged over this window; at its end each one seen again is rolled up
+    /// (with its count) and the table starts afresh.
+    pub window: Duration,
 }
 
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -161,6 +164,7 @@ impl Pipeline {
                 hooks,
                 lost_tally: BTreeMap::new(),
                 reloads: 0,
+                findings_before: BTreeMap::new(),
             };
             thread::Builder::new()
                 .name("stage".into())
@@ -248,12 +252,16 @@ struct Stage {
     /// (sensor, reason) → lost, for the agent's metrics.
     lost_tally: BTreeMap<(String, String), u64>,
     reloads: u64,
+    /// (rule, severity) → occurrences in the windows already rolled up (the metrics count on).
+    findings_before: BTreeMap<(String, &'static str), u64>,
 }
 
 impl Stage {
     fn run(mut self) -> Analyzer {
         let mut next_check = Instant::now();
         let mut next_snapshot = Instant::now();
+        let window = self.hooks.as_ref().map(|h| h.window);
+        let mut next_window = window.map(|w| Instant::now() + w);
         loop {
             match self.queue.pop(Duration::from_millis(100)) {
                 Pop::Item(input) => self.handle(input),
@@ -269,12 +277,60 @@ impl Stage {
                 self.snapshot();
                 next_snapshot = now + SNAPSHOT_EVERY;
             }
+            if let (Some(w), Some(at)) = (window, next_window)
+                && now >= at
+            {
+                self.roll_window(w);
+                next_window = Some(now + w);
+            }
         }
         self.bus.announce_errors();
+        if let Some(w) = window {
+            self.roll_window(w);
+        }
         if self.hooks.is_some() {
             self.snapshot();
         }
         self.analyzer
+    }
+
+    /// The end of a findings window: roll up each finding seen again in it (its count in
+    /// the window) and what the per-rule cap only counted, then start afresh.
+    fn roll_window(&mut self, window: Duration) {
+        for (k, n) in self.analyzer.findings.counts() {
+            *self.findings_before.entry(k).or_default() += n;
+        }
+        let w = self.analyzer.findings.take_window();
+        let time = self.table.unix_time(boot_now());
+        for f in w.repeated {
+            let v = serde_json::json!({
+                "schema": event::SCHEMA,
+                "kind": "finding_rollup",
+                "time": time,
+                "window_secs": window.as_secs(),
+                "rule": f.rule,
+                "severity": f.severity,
+                "message": f.message,
+                "cgroup": f.cgroup,
+                "package": f.package,
+                "first_seen": f.first_seen,
+                "count": f.count,
+            });
+            self.bus.publish(&Record::Rollup(Arc::new(v)));
+        }
+        for (key, n) in w.unlisted {
+            let (rule, cgroup) = key.split_once(' ').unwrap_or((&key, ""));
+            let v = serde_json::json!({
+                "schema": event::SCHEMA,
+                "kind": "finding_rollup",
+                "time": time,
+                "window_secs": window.as_secs(),
+                "rule": rule,
+                "cgroup_path": (!cgroup.is_empty()).then_some(cgroup),
+                "not_listed": n,
+            });
+            self.bus.publish(&Record::Rollup(Arc::new(v)));
+        }
     }
 
     /// Refresh the agent's snapshot of the counts.
@@ -283,7 +339,13 @@ impl Stage {
         let s = Snapshot {
             events_by_kind: self.analyzer.totals.by_kind.clone(),
             lost: self.lost_tally.clone(),
-            findings: self.analyzer.findings.counts(),
+            findings: {
+                let mut all = self.findings_before.clone();
+                for (k, n) in self.analyzer.findings.counts() {
+                    *all.entry(k).or_default() += n;
+                }
+                all
+            },
             processes: self.table.processes().len(),
             queue: Some(self.queue.stats()),
             sinks: self.bus.stats(),

@@ -567,3 +567,88 @@ fn the_systemd_unit_verifies() {
         ),
     }
 }
+
+/// Findings are merged over a window and capped per rule and cgroup; at the window's end each
+/// one seen again is rolled up with its count and what the cap kept from the file is counted,
+/// and the next window starts afresh (nothing goes silent after the cap); the metrics count
+/// every occurrence throughout.
+#[test]
+fn findings_are_windowed_and_rate_limited_without_going_silent() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-window");
+    let base = format!("bw-agent-w{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/noisy.service"));
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/*\"\nlisten: 127.0.0.1:0\nfindings:\n  window_secs: 2\n  max_per_rule: 3\noutputs:\n  - type: file\n    path: {}\n    records: [findings]\n",
+            out.display()
+        ),
+    );
+    let mut paths = Vec::new();
+    for i in 0..8 {
+        let c = dir.join(&format!("home{i}/.aws/credentials"));
+        fs::create_dir_all(c.parent().unwrap()).unwrap();
+        fs::write(&c, "x").unwrap();
+        paths.push(c.display().to_string());
+    }
+    // One credential five times, then seven others once: 12 occurrences, 8 distinct.
+    let first = &paths[0];
+    svc.run(&format!(
+        "for i in 1 2 3 4 5; do cat {first} > /dev/null; done; cat {} > /dev/null",
+        paths[1..].join(" ")
+    ));
+    eventually("the window's roll-up", || {
+        lines_of(&out)
+            .iter()
+            .any(|l| l["kind"] == "finding_rollup" && l["not_listed"].is_u64())
+    });
+    let lines = lines_of(&out);
+    let new: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "finding").collect();
+    assert_eq!(new.len(), 3, "the cap: {lines:#?}");
+    let repeated = lines
+        .iter()
+        .find(|l| l["kind"] == "finding_rollup" && l["count"].is_u64())
+        .unwrap_or_else(|| panic!("no repeat roll-up: {lines:#?}"));
+    assert_eq!(repeated["count"], 5, "{repeated}");
+    assert!(
+        repeated["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(first.as_str())
+    );
+    let capped = lines
+        .iter()
+        .find(|l| l["kind"] == "finding_rollup" && l["not_listed"].is_u64())
+        .unwrap();
+    // The cat reads seven files in one process: one finding per file, three listed in all.
+    assert_eq!(capped["not_listed"], 5, "{capped}");
+    assert_eq!(capped["rule"], "sensitive-file-read");
+    assert!(
+        capped["cgroup_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/noisy.service")
+    );
+    // The next window: the same read is a new finding again.
+    svc.run(&format!("cat {first} > /dev/null"));
+    eventually("a new finding in the next window", || {
+        lines_of(&out)
+            .iter()
+            .filter(|l| l["kind"] == "finding")
+            .count()
+            == 4
+    });
+    let mut m = String::new();
+    eventually("every occurrence in the metrics", || {
+        m = agent.scrape();
+        metric(
+            &m,
+            "buildwatch_findings_total{rule=\"sensitive-file-read\",severity=\"high\"}",
+        ) >= 13.0
+    });
+    assert_eq!(agent.stop(), Some(0));
+}

@@ -275,6 +275,11 @@ impl<S: ProcSource> ProcTable<S> {
         out
     }
 
+    /// A boot-clock time as the stream writes times (RFC 3339, UTC).
+    pub fn unix_time(&mut self, boot_ns: u64) -> String {
+        self.time(boot_ns as i128 + self.boot_to_unix_ns)
+    }
+
     /// Register the run's root process (started by buildwatch, so its fork is not seen).
     /// What the stream says about it comes from its first event, as in a replay.
     pub fn add_root(&mut self, pid: u32, cwd: &[u8]) {

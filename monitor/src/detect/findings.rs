@@ -85,15 +85,52 @@ pub struct AncestorRef {
 /// rule's first findings are always kept, so its severity still counts for the verdict.
 pub const MAX_PER_RULE: usize = 1000;
 
-#[derive(Default)]
 pub struct Findings {
     list: Vec<Finding>,
     index: HashMap<(String, String), usize>,
+    /// Distinct findings listed per rule (per rule and cgroup on a host).
     per_rule: HashMap<String, usize>,
     unlisted: BTreeMap<String, u64>,
+    /// Distinct findings listed per rule (and cgroup) before further ones are only counted.
+    cap: usize,
+}
+
+impl Default for Findings {
+    fn default() -> Self {
+        Self::with_cap(MAX_PER_RULE)
+    }
+}
+
+/// What a window of findings came to, at its end (the agent's roll-up): every finding seen
+/// more than once in it, with its count, and what the per-rule cap kept from being listed.
+pub struct Window {
+    pub repeated: Vec<Finding>,
+    /// Rule (and cgroup path, when there is one) → occurrences not listed.
+    pub unlisted: BTreeMap<String, u64>,
 }
 
 impl Findings {
+    /// At most `cap` distinct findings listed per rule (per rule and cgroup on a host).
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            list: Vec::new(),
+            index: HashMap::new(),
+            per_rule: HashMap::new(),
+            unlisted: BTreeMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// End the window: what it came to, and a fresh start (the agent's memory stays bounded
+    /// however long it runs; counts go on in the roll-ups and the metrics).
+    pub fn take_window(&mut self) -> Window {
+        let old = std::mem::replace(self, Self::with_cap(self.cap));
+        Window {
+            repeated: old.list.into_iter().filter(|f| f.count > 1).collect(),
+            unlisted: old.unlisted,
+        }
+    }
+
     /// Add one occurrence; returns the finding when it is new (for the live line).
     pub fn add(&mut self, f: Finding) -> Option<&Finding> {
         self.add_indexed(f).1.then(|| self.list.last()).flatten()
@@ -118,14 +155,19 @@ impl Findings {
             }
             return (Some(i), false);
         }
-        let kept = self.per_rule.entry(f.rule.clone()).or_default();
-        if *kept >= MAX_PER_RULE {
-            let n = self.unlisted.entry(f.rule).or_default();
+        let limit_key = match &f.cgroup {
+            Some(c) => format!("{} {}", f.rule, c.path),
+            None => f.rule.clone(),
+        };
+        let kept = self.per_rule.entry(limit_key.clone()).or_default();
+        if *kept >= self.cap {
+            let n = self.unlisted.entry(limit_key).or_default();
             if *n == 0 {
-                tracing::warn!(
-                    "rule {}: more than {MAX_PER_RULE} distinct findings; further ones are \
-                     counted in the report, not listed",
-                    key.0
+                tracing::debug!(
+                    "rule {}: more than {} distinct findings; further ones are counted, not \
+                     listed",
+                    key.0,
+                    self.cap
                 );
             }
             *n += 1;
@@ -166,13 +208,14 @@ impl Findings {
                 *m.entry((p.rule.clone(), p.severity.as_str())).or_default() += p.count;
             }
         }
-        for (rule, n) in &self.unlisted {
+        for (key, n) in &self.unlisted {
+            let rule = key.split(' ').next().unwrap_or(key);
             let sev = self
                 .list
                 .iter()
-                .find(|f| &f.rule == rule)
+                .find(|f| f.rule == rule)
                 .map_or("unknown", |f| f.severity.as_str());
-            *m.entry((rule.clone(), sev)).or_default() += n;
+            *m.entry((rule.to_owned(), sev)).or_default() += n;
         }
         m
     }

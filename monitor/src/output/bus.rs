@@ -46,6 +46,9 @@ pub enum Record {
     },
     /// The verdict and everything it rests on, once, at the end.
     Report(Arc<crate::output::report::Final>),
+    /// The agent's roll-up of a findings window: a finding seen again (with its count in the
+    /// window), or the occurrences a rule's cap kept from being listed.
+    Rollup(Arc<serde_json::Value>),
 }
 
 impl Record {
@@ -54,7 +57,10 @@ impl Record {
         match self {
             Record::Event(e) => matches!(e.kind.as_ref(), "run" | "run_end" | "lost" | "straggler"),
             Record::Finding(_) => false,
-            Record::Notice(_) | Record::SinkError { .. } | Record::Report(_) => true,
+            Record::Notice(_)
+            | Record::SinkError { .. }
+            | Record::Report(_)
+            | Record::Rollup(_) => true,
         }
     }
 }

@@ -59,6 +59,11 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             v.push(b'\n');
             Some(v.into())
         }
+        (Format::Agent, Record::Rollup(v)) => {
+            let mut v = serde_json::to_vec(&**v).ok()?;
+            v.push(b'\n');
+            Some(v.into())
+        }
         (Format::Agent, Record::Finding(f)) => {
             let mut v = serde_json::to_vec(&serde_json::json!({
                 "schema": crate::event::SCHEMA,

@@ -33,7 +33,8 @@ use crate::detect::rules::{
 
 pub const DEFAULT_PATH: &str = "/etc/buildwatch/agent.yaml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-const KEYS: &[&str] = &["scope", "policy", "rules", "listen", "outputs"];
+const KEYS: &[&str] = &["scope", "policy", "rules", "listen", "outputs", "findings"];
+const FINDINGS_KEYS: &[&str] = &["window_secs", "max_per_rule"];
 const OUTPUT_KEYS: &[&str] = &[
     "type",
     "path",
@@ -92,6 +93,11 @@ pub struct AgentConfig {
     pub rules: Vec<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub outputs: Vec<OutputConfig>,
+    /// Findings are merged over this many seconds, then rolled up and started afresh.
+    pub window_secs: u64,
+    /// Distinct findings written per rule and cgroup in a window; more are counted in the
+    /// window's roll-up.
+    pub max_per_rule: usize,
 }
 
 /// Read and check a configuration; all its errors at once, positioned.
@@ -137,6 +143,8 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
         rules: Vec::new(),
         listen: DEFAULT_LISTEN.parse().ok(),
         outputs: Vec::new(),
+        window_secs: 300,
+        max_per_rule: 100,
     };
     let mut seen: Vec<&str> = Vec::new();
     for (k, v) in entries {
@@ -234,6 +242,37 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
                 for item in seq(v, "outputs", &mut errs) {
                     if let Some(o) = output(item, &rel, &mut errs) {
                         cfg.outputs.push(o);
+                    }
+                }
+            }
+            "findings" => {
+                let Value::Map(fields) = &v.value else {
+                    errs.push(Diagnostic::error(
+                        v.pos.clone(),
+                        "`findings` is a mapping (window_secs:, max_per_rule:)",
+                    ));
+                    continue;
+                };
+                for (fk, fv) in fields {
+                    match fk.as_str().unwrap_or_default() {
+                        "window_secs" => {
+                            if let Some(n) = number(fv, "window_secs", &mut errs) {
+                                cfg.window_secs = n.max(1);
+                            }
+                        }
+                        "max_per_rule" => {
+                            if let Some(n) = number(fv, "max_per_rule", &mut errs) {
+                                cfg.max_per_rule = usize::try_from(n).unwrap_or(usize::MAX).max(1);
+                            }
+                        }
+                        other => errs.push(Diagnostic::error(
+                            fk.pos.clone(),
+                            format!(
+                                "unknown `findings` key `{other}`{} (expected one of: {})",
+                                did_you_mean(other, FINDINGS_KEYS.iter().copied()),
+                                FINDINGS_KEYS.join(", ")
+                            ),
+                        )),
                     }
                 }
             }

@@ -150,6 +150,13 @@ fn filter(o: &config::OutputConfig) -> Filter {
                 && (o.kinds.is_empty() || o.kinds.iter().any(|k| k == ev.kind.as_ref()))
         }
         Record::Finding(f) => o.findings && f.severity >= o.min_severity,
+        Record::Rollup(v) => {
+            o.findings
+                && v["severity"]
+                    .as_str()
+                    .and_then(crate::detect::rules::Severity::parse)
+                    .is_none_or(|s| s >= o.min_severity)
+        }
         _ => false,
     })
 }
@@ -246,9 +253,11 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
     let hooks = AgentHooks {
         cgroups: scanner.known.clone(),
         snapshot: snapshot.clone(),
+        window: Duration::from_secs(cfg.window_secs),
     };
-    let pipeline =
-        Pipeline::start_agent(Analyzer::new(setup.rules, setup.policy), bus.clone(), hooks)?;
+    let mut analyzer = Analyzer::new(setup.rules, setup.policy);
+    analyzer.findings = crate::detect::findings::Findings::with_cap(cfg.max_per_rule);
+    let pipeline = Pipeline::start_agent(analyzer, bus.clone(), hooks)?;
     let reader = Reader::start(ring, counters, pipeline.downstream())?;
     let health = Arc::new(Health {
         snapshot,
