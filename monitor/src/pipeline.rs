@@ -65,8 +65,17 @@ pub enum Input {
     Recorded(Box<Event>),
     /// From the mode.
     Mode(Box<ModeInput>),
-    /// New rules and policy (the agent's reload), for the events from now on.
-    Reload(Box<(RuleSet, crate::policy::Policy)>),
+    /// New rules and policy (the agent's reload), for the events from now on: the default
+    /// pair, then one per scope entry that has its own (in the order of `Scoped`).
+    Reload(Box<Vec<(RuleSet, crate::policy::Policy)>>),
+}
+
+/// A scope entry with its own rules and policy: events from a cgroup whose path (or an
+/// ancestor's) matches `glob` are judged by `analyzer`, which drops findings below
+/// `analyzer.min_severity`.
+pub struct Scoped {
+    pub glob: globset::GlobMatcher,
+    pub analyzer: Analyzer,
 }
 
 /// What the agent adds to the stage: the host's cgroups, to name each event's; and a snapshot
@@ -131,17 +140,18 @@ impl Pipeline {
     /// Start the stage thread. `live`: events come from the kernel now (packages can be
     /// attributed by reading the build's files); otherwise from a recording.
     pub fn start(analyzer: Analyzer, bus: Arc<Bus>, live: bool) -> std::io::Result<Self> {
-        Self::start_with(analyzer, bus, live, None)
+        Self::start_with(analyzer, bus, live, None, Vec::new())
     }
 
     /// [`start`](Self::start) for the agent: events are named with their cgroup, and the
     /// stage keeps a snapshot of its counts.
     pub fn start_agent(
         analyzer: Analyzer,
+        scoped: Vec<Scoped>,
         bus: Arc<Bus>,
         hooks: AgentHooks,
     ) -> std::io::Result<Self> {
-        Self::start_with(analyzer, bus, true, Some(hooks))
+        Self::start_with(analyzer, bus, true, Some(hooks), scoped)
     }
 
     fn start_with(
@@ -149,6 +159,7 @@ impl Pipeline {
         bus: Arc<Bus>,
         live: bool,
         hooks: Option<AgentHooks>,
+        scoped: Vec<Scoped>,
     ) -> std::io::Result<Self> {
         let queue = Arc::new(Queue::new("ingest", "bytes", INGEST_QUEUE_BYTES));
         let thread = {
@@ -165,6 +176,7 @@ impl Pipeline {
                 lost_tally: BTreeMap::new(),
                 reloads: 0,
                 findings_before: BTreeMap::new(),
+                scoped,
             };
             thread::Builder::new()
                 .name("stage".into())
@@ -183,10 +195,10 @@ impl Pipeline {
         self.queue.push_control(Input::Mode(Box::new(m)));
     }
 
-    /// New rules and policy for the events from now on (never refused).
-    pub fn reload(&self, rules: RuleSet, policy: crate::policy::Policy) {
-        self.queue
-            .push_control(Input::Reload(Box::new((rules, policy))));
+    /// New rules and policies for the events from now on (never refused): the default pair,
+    /// then one per scoped analyzer, in order.
+    pub fn reload(&self, sets: Vec<(RuleSet, crate::policy::Policy)>) {
+        self.queue.push_control(Input::Reload(Box::new(sets)));
     }
 
     /// A recorded event, waiting for room.
@@ -254,6 +266,8 @@ struct Stage {
     reloads: u64,
     /// (rule, severity) → occurrences in the windows already rolled up (the metrics count on).
     findings_before: BTreeMap<(String, &'static str), u64>,
+    /// Scope entries with their own rules and policy (the agent's).
+    scoped: Vec<Scoped>,
 }
 
 impl Stage {
@@ -297,11 +311,22 @@ impl Stage {
     /// The end of a findings window: roll up each finding seen again in it (its count in
     /// the window) and what the per-rule cap only counted, then start afresh.
     fn roll_window(&mut self, window: Duration) {
-        for (k, n) in self.analyzer.findings.counts() {
-            *self.findings_before.entry(k).or_default() += n;
-        }
-        let w = self.analyzer.findings.take_window();
         let time = self.table.unix_time(boot_now());
+        let mut windows = Vec::new();
+        for a in std::iter::once(&mut self.analyzer)
+            .chain(self.scoped.iter_mut().map(|s| &mut s.analyzer))
+        {
+            for (k, n) in a.findings.counts() {
+                *self.findings_before.entry(k).or_default() += n;
+            }
+            windows.push(a.findings.take_window());
+        }
+        for w in windows {
+            self.publish_window(w, window, &time);
+        }
+    }
+
+    fn publish_window(&self, w: crate::detect::findings::Window, window: Duration, time: &str) {
         for f in w.repeated {
             let v = serde_json::json!({
                 "schema": event::SCHEMA,
@@ -333,16 +358,30 @@ impl Stage {
         }
     }
 
+    fn analyzers(&self) -> impl Iterator<Item = &Analyzer> {
+        std::iter::once(&self.analyzer).chain(self.scoped.iter().map(|s| &s.analyzer))
+    }
+
     /// Refresh the agent's snapshot of the counts.
     fn snapshot(&self) {
         let Some(hooks) = &self.hooks else { return };
         let s = Snapshot {
-            events_by_kind: self.analyzer.totals.by_kind.clone(),
+            events_by_kind: {
+                let mut all = BTreeMap::new();
+                for a in self.analyzers() {
+                    for (k, n) in &a.totals.by_kind {
+                        *all.entry(k.clone()).or_default() += n;
+                    }
+                }
+                all
+            },
             lost: self.lost_tally.clone(),
             findings: {
                 let mut all = self.findings_before.clone();
-                for (k, n) in self.analyzer.findings.counts() {
-                    *all.entry(k).or_default() += n;
+                for a in self.analyzers() {
+                    for (k, n) in a.findings.counts() {
+                        *all.entry(k).or_default() += n;
+                    }
                 }
                 all
             },
@@ -390,10 +429,16 @@ impl Stage {
             }
             Input::Recorded(ev) => self.emit(*ev),
             Input::Mode(m) => self.mode(*m),
-            Input::Reload(new) => {
-                let (rules, policy) = *new;
-                self.analyzer.rules = rules;
-                self.analyzer.policy = policy;
+            Input::Reload(sets) => {
+                let mut sets = sets.into_iter();
+                for a in std::iter::once(&mut self.analyzer)
+                    .chain(self.scoped.iter_mut().map(|s| &mut s.analyzer))
+                {
+                    if let Some((rules, policy)) = sets.next() {
+                        a.rules = rules;
+                        a.policy = policy;
+                    }
+                }
                 self.reloads += 1;
             }
         }
@@ -477,7 +522,23 @@ impl Stage {
         }
         procs.apply(&ev);
         let bus = &self.bus;
-        self.analyzer.observe(&ev, procs, &mut |f| {
+        // The scope entry the event's cgroup (or an ancestor) matches judges it; otherwise
+        // the default rules and policy.
+        let analyzer = match (&ev.cgroup, self.scoped.is_empty()) {
+            (Some(c), false) => {
+                let path = c.path.trim_start_matches('/');
+                let hit = self.scoped.iter().position(|s| {
+                    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(a, _)| a))
+                        .any(|p| s.glob.is_match(p))
+                });
+                match hit {
+                    Some(i) => &mut self.scoped[i].analyzer,
+                    None => &mut self.analyzer,
+                }
+            }
+            _ => &mut self.analyzer,
+        };
+        analyzer.observe(&ev, procs, &mut |f| {
             bus.publish(&Record::Finding(Arc::new(f.clone())));
         });
         procs.retire(&ev);

@@ -652,3 +652,70 @@ fn findings_are_windowed_and_rate_limited_without_going_silent() {
     });
     assert_eq!(agent.stop(), Some(0));
 }
+
+/// A scope entry can bring its own policy and severity floor: the same credential read is a
+/// finding in one service and accepted (by that entry's exception) in the other; a floor of
+/// critical drops a high finding in a third.
+#[test]
+fn scope_entries_judge_by_their_own_policy() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-perscope");
+    let base = format!("bw-agent-p{}", std::process::id());
+    let strict = TestCgroup::new(&format!("{base}/strict.service"));
+    let lenient = TestCgroup::new(&format!("{base}/deploy.service"));
+    let quiet = TestCgroup::new(&format!("{base}/batch.service"));
+    let creds = credentials(&dir);
+    let accept = dir.join("deploy-policy.yaml");
+    fs::write(
+        &accept,
+        format!(
+            "exceptions:\n  - rule: sensitive-file-read\n    name: deploy_reads_its_key\n    fields: [file.path]\n    comps: [=]\n    values: [[\"{}\"]]\n",
+            creds.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/strict.service\"\n  - cgroups: \"{base}/deploy.service\"\n    policy: {}\n  - cgroups: \"{base}/batch.service\"\n    min_severity: critical\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n    records: [findings]\n",
+            accept.display(),
+            out.display()
+        ),
+    );
+    for c in [&strict, &lenient, &quiet] {
+        c.run(&format!("cat {} > /dev/null", creds.display()));
+    }
+    // A marker after them, in the strict service: once it is written, so is everything before.
+    let key = dir.join("home/.ssh/id_rsa");
+    fs::create_dir_all(key.parent().unwrap()).unwrap();
+    fs::write(&key, "k").unwrap();
+    strict.run(&format!("cat {} > /dev/null", key.display()));
+    eventually("the marker finding", || {
+        findings(&lines_of(&out))
+            .iter()
+            .any(|f| f["message"].as_str().unwrap().ends_with("id_rsa"))
+    });
+    assert_eq!(agent.stop(), Some(0));
+    let lines = lines_of(&out);
+    let found = findings(&lines);
+    let in_cgroup = |name: &str| {
+        found
+            .iter()
+            .filter(|f| f["cgroup"]["path"].as_str().unwrap().ends_with(name))
+            .count()
+    };
+    assert_eq!(in_cgroup("/strict.service"), 2, "{found:#?}");
+    assert_eq!(
+        in_cgroup("/deploy.service"),
+        0,
+        "the entry's own exception: {found:#?}"
+    );
+    assert_eq!(
+        in_cgroup("/batch.service"),
+        0,
+        "the entry's floor: {found:#?}"
+    );
+}

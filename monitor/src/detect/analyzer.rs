@@ -116,6 +116,8 @@ pub struct Analyzer {
     /// and severity. What they and their descendants do next in [`GROUPED_CATEGORIES`], no
     /// more severe, is a part of it.
     actions: HashMap<(u32, u64), (usize, Severity)>,
+    /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
+    pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
     /// stream), beyond what its `run_end` says. Each is a reason the verdict fails.
     pub unverified: Vec<String>,
@@ -145,6 +147,7 @@ impl Analyzer {
             command: Vec::new(),
             run_end: None,
             unverified: Vec::new(),
+            min_severity: Severity::Low,
             actions: HashMap::new(),
             cwd: String::new(),
             resolvers: Vec::new(),
@@ -243,6 +246,7 @@ impl Analyzer {
             .matching(&subject)
             .map(|rule| finding(rule, &subject))
             .collect();
+        found.retain(|f| f.severity >= self.min_severity);
         if found.is_empty() {
             return;
         }

@@ -52,7 +52,22 @@ pub enum Scope {
     /// Every process on the host (but the agent).
     Host,
     /// The cgroups whose path below the v2 root matches one of the globs, and their children.
-    Globs { patterns: Vec<String>, set: GlobSet },
+    Globs {
+        patterns: Vec<String>,
+        set: GlobSet,
+        /// The entries that bring their own policy, rules or severity floor, in order.
+        own: Vec<ScopeEntry>,
+    },
+}
+
+/// A scope entry with its own judgement: `- cgroups: GLOB` with `policy:`, `rules:` and/or
+/// `min_severity:`.
+#[derive(Clone, Debug)]
+pub struct ScopeEntry {
+    pub pattern: String,
+    pub policy: Option<PathBuf>,
+    pub rules: Vec<PathBuf>,
+    pub min_severity: Severity,
 }
 
 impl Scope {
@@ -174,14 +189,29 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
                     (_, Some("host")) => cfg.scope = Scope::Host,
                     (Value::Seq(items), _) => {
                         let mut patterns = Vec::new();
+                        let mut own = Vec::new();
                         let mut builder = GlobSetBuilder::new();
                         for item in items {
-                            let Some(p) = item.as_str() else {
-                                errs.push(Diagnostic::error(
-                                    item.pos.clone(),
-                                    "a scope entry is a cgroup path glob",
-                                ));
-                                continue;
+                            let p = match &item.value {
+                                Value::Map(_) => match scope_entry(item, &rel, &mut errs) {
+                                    Some(e) => {
+                                        let p = e.pattern.clone();
+                                        own.push(e);
+                                        p
+                                    }
+                                    None => continue,
+                                },
+                                _ => match item.as_str() {
+                                    Some(p) => p.to_owned(),
+                                    None => {
+                                        errs.push(Diagnostic::error(
+                                            item.pos.clone(),
+                                            "a scope entry is a cgroup path glob, or a mapping \
+                                             with `cgroups:`",
+                                        ));
+                                        continue;
+                                    }
+                                },
                             };
                             let p = p.trim_start_matches('/');
                             match Glob::new(p) {
@@ -199,7 +229,7 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
                             errs.push(Diagnostic::error(v.pos.clone(), "`scope` lists no cgroup globs (use `scope: host` for the whole host)"));
                         }
                         match builder.build() {
-                            Ok(set) => cfg.scope = Scope::Globs { patterns, set },
+                            Ok(set) => cfg.scope = Scope::Globs { patterns, set, own },
                             Err(e) => errs
                                 .push(Diagnostic::error(v.pos.clone(), format!("bad globs: {e}"))),
                         }
@@ -286,6 +316,72 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
         ));
     }
     if errs.is_empty() { Ok(cfg) } else { Err(errs) }
+}
+
+/// `- cgroups: GLOB` with its own `policy:`, `rules:`, `min_severity:`.
+fn scope_entry(
+    node: &Node,
+    rel: &dyn Fn(&str) -> PathBuf,
+    errs: &mut Vec<Diagnostic>,
+) -> Option<ScopeEntry> {
+    const ENTRY_KEYS: &[&str] = &["cgroups", "policy", "rules", "min_severity"];
+    let Value::Map(entries) = &node.value else {
+        return None;
+    };
+    let before = errs.len();
+    let mut e = ScopeEntry {
+        pattern: String::new(),
+        policy: None,
+        rules: Vec::new(),
+        min_severity: Severity::Low,
+    };
+    for (k, v) in entries {
+        match k.as_str().unwrap_or_default() {
+            "cgroups" => match v.as_str() {
+                Some(p) => e.pattern = p.trim_start_matches('/').to_owned(),
+                None => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`cgroups` is a cgroup path glob",
+                )),
+            },
+            "policy" => match v.as_str() {
+                Some(p) => e.policy = Some(rel(p)),
+                None => errs.push(Diagnostic::error(v.pos.clone(), "`policy` is a file path")),
+            },
+            "rules" => {
+                for item in seq(v, "rules", errs) {
+                    match item.as_str() {
+                        Some(p) => e.rules.push(rel(p)),
+                        None => {
+                            errs.push(Diagnostic::error(item.pos.clone(), "a rule file is a path"))
+                        }
+                    }
+                }
+            }
+            "min_severity" => match v.as_str().and_then(Severity::parse) {
+                Some(s) => e.min_severity = s,
+                None => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`min_severity` is low, medium, high or critical",
+                )),
+            },
+            other => errs.push(Diagnostic::error(
+                k.pos.clone(),
+                format!(
+                    "unknown scope entry key `{other}`{} (expected one of: {})",
+                    did_you_mean(other, ENTRY_KEYS.iter().copied()),
+                    ENTRY_KEYS.join(", ")
+                ),
+            )),
+        }
+    }
+    if e.pattern.is_empty() && errs.len() == before {
+        errs.push(Diagnostic::error(
+            node.pos.clone(),
+            "a scope entry with its own policy needs `cgroups:`",
+        ));
+    }
+    (errs.len() == before).then_some(e)
 }
 
 fn seq<'n>(v: &'n Node, what: &str, errs: &mut Vec<Diagnostic>) -> &'n [Node] {

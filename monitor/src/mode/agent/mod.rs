@@ -64,8 +64,13 @@ pub struct AgentOptions {
 /// `buildwatch agent check CONFIG`: the configuration and the rules and policy it names.
 pub fn check(path: &Path) -> i32 {
     match load(path) {
-        Ok((cfg, setup)) => {
-            for w in &setup.warnings {
+        Ok((cfg, j)) => {
+            let setup = &j.default;
+            for w in setup
+                .warnings
+                .iter()
+                .chain(j.own.iter().flat_map(|(s, _)| &s.warnings))
+            {
                 crate::outln!("buildwatch: {w}");
             }
             crate::outln!(
@@ -122,7 +127,14 @@ pub fn reload(pidfile: &Path) -> i32 {
 }
 
 /// The configuration, and the rules and policy it names; every error, positioned.
-fn load(path: &Path) -> Result<(AgentConfig, Setup), String> {
+/// The judgement of each scope entry that brings its own (after the default one).
+struct Judgements {
+    default: Setup,
+    /// Per entry with its own policy, rules or floor, in order: its setup and floor.
+    own: Vec<(Setup, crate::detect::rules::Severity)>,
+}
+
+fn load(path: &Path) -> Result<(AgentConfig, Judgements), String> {
     let cfg = config::load(path).map_err(|ds| {
         let n = ds.len();
         let text: Vec<String> = ds.iter().map(|d| format!("buildwatch: {d}")).collect();
@@ -136,8 +148,44 @@ fn load(path: &Path) -> Result<(AgentConfig, Setup), String> {
         rule_files: cfg.rules.clone(),
         ..Default::default()
     };
-    let setup = setup_in(&args, None)?;
-    Ok((cfg, setup))
+    let default = setup_in(&args, None)?;
+    let mut own = Vec::new();
+    if let Scope::Globs { own: entries, .. } = &cfg.scope {
+        for e in entries {
+            // The entry's policy replaces the top-level one; its rule files add to the
+            // top-level ones.
+            let args = PolicyArgs {
+                policy: e.policy.clone().or_else(|| cfg.policy.clone()),
+                rule_files: cfg.rules.iter().chain(&e.rules).cloned().collect(),
+                ..Default::default()
+            };
+            let s = setup_in(&args, None)
+                .map_err(|err| format!("{err}\nbuildwatch: in scope entry `{}`", e.pattern))?;
+            own.push((s, e.min_severity));
+        }
+    }
+    Ok((cfg, Judgements { default, own }))
+}
+
+/// The analyzers of the scope entries with their own judgement.
+fn scoped(
+    cfg: &AgentConfig,
+    own: Vec<(Setup, crate::detect::rules::Severity)>,
+) -> Vec<crate::pipeline::Scoped> {
+    let Scope::Globs { own: entries, .. } = &cfg.scope else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .zip(own)
+        .filter_map(|(e, (setup, floor))| {
+            let glob = globset::Glob::new(&e.pattern).ok()?.compile_matcher();
+            let mut analyzer = Analyzer::new(setup.rules, setup.policy);
+            analyzer.min_severity = floor;
+            analyzer.findings = crate::detect::findings::Findings::with_cap(cfg.max_per_rule);
+            Some(crate::pipeline::Scoped { glob, analyzer })
+        })
+        .collect()
 }
 
 /// Which records an output takes.
@@ -221,8 +269,16 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
             "the kernel's BTF is needed ({e}); `buildwatch doctor` says what is missing"
         )
     })?;
-    let (mut cfg, setup) = load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for w in &setup.warnings {
+    let (mut cfg, judgements) = load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Judgements {
+        default: setup,
+        own,
+    } = judgements;
+    for w in setup
+        .warnings
+        .iter()
+        .chain(own.iter().flat_map(|(s, _)| &s.warnings))
+    {
         note(&w.to_string());
     }
     let mount = cgroup::v2_mount().context("finding the cgroup v2 hierarchy")?;
@@ -257,7 +313,8 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
     };
     let mut analyzer = Analyzer::new(setup.rules, setup.policy);
     analyzer.findings = crate::detect::findings::Findings::with_cap(cfg.max_per_rule);
-    let pipeline = Pipeline::start_agent(analyzer, bus.clone(), hooks)?;
+    let scoped = scoped(&cfg, own);
+    let pipeline = Pipeline::start_agent(analyzer, scoped, bus.clone(), hooks)?;
     let reader = Reader::start(ring, counters, pipeline.downstream())?;
     let health = Arc::new(Health {
         snapshot,
@@ -307,17 +364,31 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
             }
             _ = hup.recv() => {
                 match load(&opts.config) {
-                    Ok((new, setup)) => {
-                        for w in &setup.warnings {
+                    Ok((new, j)) => {
+                        for w in j.default.warnings.iter().chain(j.own.iter().flat_map(|(s, _)| &s.warnings)) {
                             note(&w.to_string());
                         }
-                        pipeline.reload(setup.rules, setup.policy);
-                        if new.outputs.len() != cfg.outputs.len() || new.listen != cfg.listen {
-                            note("reloaded; outputs and `listen` take effect at the next start");
+                        let own_before = own_entries(&cfg.scope);
+                        let own_now = own_entries(&new.scope);
+                        let mut sets = vec![(j.default.rules, j.default.policy)];
+                        // Scoped analyzers are matched to entries by position: only when
+                        // the entries are the same ones.
+                        if own_before == own_now {
+                            sets.extend(j.own.into_iter().map(|(s, _)| (s.rules, s.policy)));
+                        }
+                        pipeline.reload(sets);
+                        if new.outputs.len() != cfg.outputs.len()
+                            || new.listen != cfg.listen
+                            || own_before != own_now
+                        {
+                            note("reloaded; outputs, `listen` and which scope entries have their \
+                                  own policy take effect at the next start");
                         } else {
                             note("reloaded");
                         }
-                        cfg.scope = new.scope;
+                        if own_before == own_now {
+                            cfg.scope = new.scope;
+                        }
                         let n = apply_scope(&cfg.scope, &mut scope, &mut scanner);
                         health.watched.store(n, Ordering::Relaxed);
                     }
@@ -346,6 +417,14 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
     kernel.detach_in_background();
     let _ = std::fs::remove_file(&opts.pidfile);
     Ok(0)
+}
+
+/// The patterns of the scope entries with their own judgement, in order.
+fn own_entries(scope: &Scope) -> Vec<String> {
+    match scope {
+        Scope::Globs { own, .. } => own.iter().map(|e| e.pattern.clone()).collect(),
+        Scope::Host => Vec::new(),
+    }
 }
 
 fn pipeline_rules(cfg: &AgentConfig) -> String {
