@@ -90,6 +90,8 @@ pub struct AgentHooks {
 }
 
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// How often the agent's process table is checked against /proc.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// The stage's counts, for /metrics.
 #[derive(Clone, Debug, Default)]
@@ -276,6 +278,7 @@ impl Stage {
         let mut next_snapshot = Instant::now();
         let window = self.hooks.as_ref().map(|h| h.window);
         let mut next_window = window.map(|w| Instant::now() + w);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             match self.queue.pop(Duration::from_millis(100)) {
                 Pop::Item(input) => self.handle(input),
@@ -296,6 +299,13 @@ impl Stage {
             {
                 self.roll_window(w);
                 next_window = Some(now + w);
+            }
+            if self.hooks.is_some() && now >= next_sweep {
+                // Processes whose exit was never seen (lost, or left the scope) go.
+                self.table
+                    .processes_mut()
+                    .sweep(crate::context::enrich::running);
+                next_sweep = now + SWEEP_EVERY;
             }
         }
         self.bus.announce_errors();

@@ -105,6 +105,14 @@ fn npm_from_environ(pid: u32, start_ns: u64) -> Option<Package> {
     })
 }
 
+/// Is the process (pid, start) still running? A start of 0 (unknown) asks about the pid.
+pub fn running(pid: u32, start_ns: u64) -> bool {
+    if start_ns == 0 {
+        return std::path::Path::new(&format!("/proc/{pid}")).exists();
+    }
+    same_process(pid, start_ns)
+}
+
 /// Does /proc/PID belong to the process that started at `start_ns` (boot-clock ns)? Field 22
 /// of /proc/PID/stat is its start in clock ticks since boot.
 fn same_process(pid: u32, start_ns: u64) -> bool {

@@ -383,6 +383,29 @@ impl Processes {
         id
     }
 
+    /// Mark as exited every process `alive` says is gone (its exit event was lost, or it
+    /// left the watched scope), and drop those with no children left: on a host watched for
+    /// weeks, the table holds only what still runs and what it descends from. Returns how
+    /// many entries went.
+    pub fn sweep(&mut self, alive: impl Fn(u32, u64) -> bool) -> usize {
+        let before = self.entries.len();
+        let gone: Vec<Id> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.exited && !alive(e.info.pid, e.info.start_ns))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            if let Some(e) = self.entries.get_mut(id) {
+                e.exited = true;
+            }
+        }
+        for id in gone {
+            self.collect(id);
+        }
+        before - self.entries.len()
+    }
+
     /// Drop `id` if it exited and has no children left, then its ancestors on the same terms.
     fn collect(&mut self, mut id: Id) {
         loop {
@@ -540,5 +563,49 @@ mod tests {
         assert!(t.info(b).exe.is_none() && t.info(b).argv.is_empty() && t.info(b).cwd.is_none());
         // The old one was gone (its pid reused) and nothing needed it: dropped.
         assert_eq!(t.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn gone_processes_are_swept_with_their_childless_ancestors() {
+        let mut p = Processes::default();
+        let parent = p.insert(
+            ProcInfo {
+                pid: 10,
+                start_ns: 1,
+                ..ProcInfo::default()
+            },
+            Live::default(),
+            None,
+            true,
+        );
+        let _child = p.insert(
+            ProcInfo {
+                pid: 11,
+                start_ns: 2,
+                ..ProcInfo::default()
+            },
+            Live::default(),
+            Some(parent),
+            true,
+        );
+        let _alive = p.insert(
+            ProcInfo {
+                pid: 12,
+                start_ns: 3,
+                ..ProcInfo::default()
+            },
+            Live::default(),
+            None,
+            true,
+        );
+        // 10 and 11 are gone; 12 runs.
+        assert_eq!(p.sweep(|pid, _| pid == 12), 2);
+        assert_eq!(p.len(), 1);
+        assert!(p.find(12, 3).is_some());
     }
 }

@@ -97,7 +97,7 @@ pub struct MicroResult {
     pub lost: Option<u64>,
 }
 
-fn parse_loop(stdout: &str) -> Option<(u64, u64, Option<u64>)> {
+pub fn parse_loop(stdout: &str) -> Option<(u64, u64, Option<u64>)> {
     let line = stdout.lines().rev().find(|l| l.starts_with("{\"ops\""))?;
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     Some((

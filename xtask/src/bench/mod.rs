@@ -5,6 +5,7 @@
 //! docs/benchmarks.md and docs/benchmarks.json. Needs root. Traffic stays on loopback: the
 //! builds are generated locally and their packages served from 127.0.0.1.
 
+mod agent;
 mod micro;
 mod monitors;
 mod proc;
@@ -31,7 +32,7 @@ pub struct Ctx {
     pub true_bin: PathBuf,
 }
 
-const SECTIONS: [&str; 5] = ["startup", "micro", "capacity", "latency", "builds"];
+const SECTIONS: [&str; 6] = ["startup", "micro", "capacity", "latency", "builds", "agent"];
 
 struct Options {
     quick: bool,
@@ -139,6 +140,10 @@ pub struct Results {
     capacity: Option<micro::Capacity>,
     latency: Vec<micro::Latency>,
     builds: Vec<BuildResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_soak: Option<agent::Soak>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    agent_host_cost: Vec<agent::HostCost>,
     targets: Vec<render::Target>,
     errors: Vec<String>,
 }
@@ -338,6 +343,21 @@ fn bench(opts: &Options) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let agent_soak = if wants("agent") {
+        agent::soak(&ctx)
+            .map_err(|e| errors.push(format!("agent soak: {e}")))
+            .ok()
+    } else {
+        None
+    };
+    let agent_host_cost = if wants("agent") {
+        agent::host_cost(&ctx).unwrap_or_else(|e| {
+            errors.push(format!("agent host-wide cost: {e}"));
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
     let _ = fs::remove_dir(&ctx.env.cgroup);
 
     let mut results = Results {
@@ -351,6 +371,8 @@ fn bench(opts: &Options) -> Result<(), String> {
         capacity,
         latency,
         builds,
+        agent_soak,
+        agent_host_cost,
         targets: Vec::new(),
         errors,
     };

@@ -103,6 +103,26 @@ pub fn targets(r: &Results) -> Vec<Target> {
         measured: st.map_or("not measured".into(), |ms| format!("{ms:.1} ms")),
         met: st.map(|ms| ms <= 60.0),
     });
+    if let Some(a) = &r.agent_soak {
+        t.push(Target {
+            name: "agent RSS after warm-up, (max - min) / min",
+            goal: "≤ 10%",
+            measured: format!(
+                "{:.1}% ({:.1}–{:.1} MB over {} events)",
+                a.warm_spread_pct,
+                a.warm_min_mb,
+                a.warm_max_mb,
+                thousands(a.events as f64)
+            ),
+            met: Some(a.warm_spread_pct <= 10.0),
+        });
+        t.push(Target {
+            name: "agent soak, events through the default rules",
+            goal: "≥ 30,000,000",
+            measured: format!("{} ({} lost)", thousands(a.events as f64), a.lost),
+            met: Some(a.events >= 30_000_000),
+        });
+    }
     t
 }
 
@@ -282,6 +302,58 @@ pub fn markdown(r: &Results) -> String {
                 l.p50_ms,
                 l.p99_ms,
                 l.max_ms
+            );
+        }
+    }
+    if let Some(a) = &r.agent_soak {
+        let _ = writeln!(
+            s,
+            "\n### Agent soak\n\n`buildwatch agent` watching one cgroup: two producers opening a \
+             missing file at {}/s for {} s, beside a loop starting a process and reading a fake \
+             credential under a new name about 50 times a second. {} events judged, {} lost, {} \
+             findings counted; the agent used {:.1} s of CPU ({:.2} µs per event). RSS after \
+             warm-up (the first fifth): {:.1}–{:.1} MB, a spread of {:.1}%.\n\n\
+             | t (s) | RSS (MB) |\n|---|---|",
+            thousands(a.rate_per_s as f64),
+            a.seconds,
+            thousands(a.events as f64),
+            a.lost,
+            thousands(a.findings as f64),
+            a.agent_cpu_s,
+            if a.events > 0 {
+                a.agent_cpu_s * 1e6 / a.events as f64
+            } else {
+                0.0
+            },
+            a.warm_min_mb,
+            a.warm_max_mb,
+            a.warm_spread_pct
+        );
+        let step = (a.rss.len() / 15).max(1);
+        for p in a.rss.iter().step_by(step) {
+            let _ = writeln!(s, "| {} | {:.1} |", p.t_s, p.rss_mb);
+        }
+    }
+    if !r.agent_host_cost.is_empty() {
+        s.push_str(
+            "\n### Agent, host-wide: cost for a process the rules do not care about\n\n\
+             The agent watching the whole host against no agent, tight loops; each repetition \
+             pairs a run under the agent with its own bare run. ns per operation, median \
+             (min–max).\n\n| operation | bare ns/op | agent ns/op | + ns | × bare |\n|---|---|---|---|---|\n",
+        );
+        for c in &r.agent_host_cost {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} ({:.0}–{:.0}) | {:.0} ({:.0}–{:.0}) | {:+.0} | {} |",
+                c.op,
+                c.bare_ns.median,
+                c.bare_ns.min,
+                c.bare_ns.max,
+                c.agent_ns.median,
+                c.agent_ns.min,
+                c.agent_ns.max,
+                c.agent_ns.median - c.bare_ns.median,
+                ratio(Some(c.ratio.median), &c.ratio)
             );
         }
     }
