@@ -719,3 +719,56 @@ fn scope_entries_judge_by_their_own_policy() {
         "the entry's floor: {found:#?}"
     );
 }
+
+/// Host-wide, the agent never reports itself (its own /proc reads while serving metrics are
+/// not events), and serving scrapes does not grow its file descriptors or threads.
+#[test]
+fn host_wide_the_agent_never_watches_itself_and_does_not_grow() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-host");
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope: host\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n    records: [events]\n    events: [open]\n",
+            out.display()
+        ),
+    );
+    let me = agent.pid();
+    let count = |what: &str| fs::read_dir(format!("/proc/{me}/{what}")).unwrap().count();
+    let _ = agent.scrape();
+    let (fds, threads) = (count("fd"), count("task"));
+    for _ in 0..30 {
+        let m = agent.scrape();
+        assert!(m.contains("buildwatch_host_wide 1"), "{m}");
+    }
+    // Something of the host's is seen meanwhile: this test's own reads.
+    let marker = dir.join("host-marker");
+    fs::write(&marker, "x").unwrap();
+    let _ = fs::read(&marker).unwrap();
+    eventually("the host's own opens", || {
+        lines_of(&out).iter().any(|l| {
+            l["open"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("host-marker"))
+        })
+    });
+    assert!(count("fd") <= fds + 2, "fds {fds} → {}", count("fd"));
+    assert!(
+        count("task") <= threads,
+        "threads {threads} → {}",
+        count("task")
+    );
+    assert_eq!(agent.stop(), Some(0));
+    let mine: Vec<Value> = lines_of(&out)
+        .into_iter()
+        .filter(|l| l["pid"].as_i64() == Some(me as i64))
+        .collect();
+    assert!(
+        mine.is_empty(),
+        "the agent reported itself: {:#?}",
+        &mine[..mine.len().min(3)]
+    );
+}
