@@ -772,3 +772,62 @@ fn host_wide_the_agent_never_watches_itself_and_does_not_grow() {
         &mine[..mine.len().min(3)]
     );
 }
+
+/// The host defaults: a service connecting to an address outside the allowlist is ordinary
+/// on a host, so the egress rules apply only where a package manager runs (here a shell
+/// installed as `npm`). The connects are UDP: connect(2) sends nothing.
+#[test]
+fn on_a_host_egress_rules_judge_install_scripts_only() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-hostdefaults");
+    let base = format!("bw-agent-h{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/web.service"));
+    let npm = dir.join("npm");
+    fs::copy("/bin/sh", &npm).unwrap();
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/*\"\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n",
+            out.display()
+        ),
+    );
+    let udp = |port: u16| {
+        format!(
+            "python3 -c \"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect(('10.200.0.9', {port}))\""
+        )
+    };
+    svc.run(&udp(9));
+    svc.run(&format!(
+        "{} -c \"{}\"",
+        npm.display(),
+        udp(10).replace('"', "\\\"")
+    ));
+    eventually("both connects", || {
+        lines_of(&out)
+            .iter()
+            .filter(|l| l["kind"] == "connect" && l["connect"]["address"] == "10.200.0.9")
+            .count()
+            >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(agent.stop(), Some(0));
+    let lines = lines_of(&out);
+    let egress: Vec<&Value> = findings(&lines)
+        .into_iter()
+        .filter(|f| f["rule"] == "egress-unlisted")
+        .collect();
+    assert_eq!(egress.len(), 1, "{egress:#?}");
+    assert!(
+        egress[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10.200.0.9")
+    );
+    assert_eq!(
+        egress[0]["detail"]["port"], 10,
+        "the install script's, not the service's"
+    );
+}

@@ -44,13 +44,17 @@ pub struct Setup {
 
 /// Load everything; on error, every diagnostic rendered, one per paragraph.
 pub fn setup(args: &PolicyArgs, cwd: &Path) -> Result<Setup, String> {
-    setup_in(args, Some(cwd))
+    setup_in(args, Some(cwd), false)
 }
 
 /// [`setup`], with the default policy file looked for in `cwd` only when there is one (the
-/// agent names its policy explicitly, or has none).
-pub fn setup_in(args: &PolicyArgs, cwd: Option<&Path>) -> Result<Setup, String> {
+/// agent names its policy explicitly, or has none); `host`: the agent's host defaults
+/// (rules/host.yaml) on top of the default rules.
+pub fn setup_in(args: &PolicyArgs, cwd: Option<&Path>, host: bool) -> Result<Setup, String> {
     let mut docs = rules::default_docs();
+    if host {
+        docs.extend(rules::host_docs());
+    }
     let policy_file = match (&args.policy, cwd) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(cwd)) => Some(cwd.join(policy::DEFAULT_FILE)).filter(|p| p.exists()),

@@ -251,6 +251,17 @@ pub fn parse_doc(file: &str, src: &str) -> Result<Doc, Diagnostic> {
 }
 
 /// The embedded default rule files as documents.
+/// The agent's host defaults (rules/host.yaml), loaded after [`default_docs`].
+pub fn host_docs() -> Vec<Doc> {
+    vec![
+        parse_doc(
+            "rules/host.yaml",
+            include_str!("../../../../rules/host.yaml"),
+        )
+        .expect("host defaults parse (checked by tests)"),
+    ]
+}
+
 pub fn default_docs() -> Vec<Doc> {
     DEFAULT_FILES
         .iter()

@@ -404,3 +404,24 @@ fn outputs_check_their_fields() {
     assert_eq!((l, c), (4, 30), "{m}");
     assert!(m.contains("%file.paht"));
 }
+
+#[test]
+fn host_defaults_load_and_narrow_the_build_rules() {
+    let mut docs = default_docs();
+    docs.extend(host_docs());
+    let (set, diags) = load(&docs);
+    let set = set.unwrap_or_else(|| panic!("{diags:?}"));
+    for name in [
+        "egress-unlisted",
+        "egress-unresolved-address",
+        "bpf-call-in-build",
+        "privilege-tool-in-build",
+    ] {
+        let r = set.rules.iter().find(|r| r.name == name).unwrap();
+        assert!(
+            r.condition().ends_with("and in_install_script"),
+            "{name}: {}",
+            r.condition()
+        );
+    }
+}

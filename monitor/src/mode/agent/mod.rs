@@ -148,7 +148,7 @@ fn load(path: &Path) -> Result<(AgentConfig, Judgements), String> {
         rule_files: cfg.rules.clone(),
         ..Default::default()
     };
-    let default = setup_in(&args, None)?;
+    let default = setup_in(&args, None, true)?;
     let mut own = Vec::new();
     if let Scope::Globs { own: entries, .. } = &cfg.scope {
         for e in entries {
@@ -159,7 +159,7 @@ fn load(path: &Path) -> Result<(AgentConfig, Judgements), String> {
                 rule_files: cfg.rules.iter().chain(&e.rules).cloned().collect(),
                 ..Default::default()
             };
-            let s = setup_in(&args, None)
+            let s = setup_in(&args, None, true)
                 .map_err(|err| format!("{err}\nbuildwatch: in scope entry `{}`", e.pattern))?;
             own.push((s, e.min_severity));
         }
