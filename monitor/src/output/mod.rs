@@ -12,6 +12,7 @@ pub mod markdown;
 pub mod report;
 pub mod sarif;
 pub mod sink;
+pub mod spool;
 pub mod status;
 pub mod text;
 

@@ -1,0 +1,461 @@
+//! The disk spool of one forwarding output: nothing is lost when the receiver is down. Records
+//! wait in an append-only log on disk until the receiver acknowledges them (Vector's disk
+//! buffer, in small):
+//!
+//! ```text
+//! DIR/ledger             acked id, next id, spool id (random, once), CRC-32; replaced atomically
+//! DIR/seg-<first id>     [len u32][crc32 u32][id u64][payload]… (CRC-32 over id and payload)
+//! ```
+//!
+//! - Appends go to the newest segment; a segment is closed at [`SEGMENT_BYTES`].
+//! - Data reaches the disk at most [`Spool::fsync_every`] after it was appended (a bounded
+//!   fsync interval), and always before an acknowledgement is recorded.
+//! - A segment is deleted only when every record in it was acknowledged.
+//! - On open, every segment is read again from the ledger's acked id on: delivery resumes
+//!   after a restart or a crash. A record cut short by a crash (its length past the end, or a
+//!   checksum that does not match) ends its segment; it is counted, never delivered half.
+//! - Bounded: when the spool holds `max_bytes`, new records are refused (the caller drops the
+//!   newest or waits, as configured) and counted; the next record that fits is preceded by a
+//!   gap record saying how many went missing, so a receiver sees the hole.
+//! - Each record's id is stable across restarts and redeliveries: `<spool id>-<id>` lets a
+//!   receiver remove the duplicates that at-least-once delivery may bring.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufReader, Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// A segment is closed once it holds this much.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+const HEADER: usize = 16;
+/// Longest record accepted (a finding or event line is a few KiB).
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// A record read back for delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spooled {
+    pub id: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What the spool has seen, for metrics and the run summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpoolStats {
+    pub bytes: u64,
+    pub records: u64,
+    /// Appended, acknowledged, refused for want of room.
+    pub appended: u64,
+    pub acked: u64,
+    pub refused: u64,
+    /// Records found cut short or corrupt on reading (a crash mid-write).
+    pub corrupt: u64,
+    /// Seconds the oldest unacknowledged record has waited (0 when none).
+    pub oldest_age_s: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    pub fsync_every: Duration,
+    /// A random id, chosen when the spool was created: record ids are `<this>-<n>`.
+    pub spool_id: u64,
+    next_id: u64,
+    acked: u64,
+    /// Segments in order: (first id, path, bytes).
+    segments: Vec<(u64, PathBuf, u64)>,
+    writer: Option<File>,
+    dirty_since: Option<Instant>,
+    /// Refused since the last record that fitted (becomes a gap record).
+    pending_gap: u64,
+    stats: SpoolStats,
+    /// When each unacknowledged record arrived, roughly (per segment: its first append).
+    oldest_at: Option<Instant>,
+}
+
+fn crc(id: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&id.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+impl Spool {
+    /// Open (or create) the spool in `dir`, holding at most `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64, fsync_every: Duration) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        let (acked, next_id, spool_id) = match read_ledger(&dir.join("ledger")) {
+            Some(l) => l,
+            None => (0, 1, random_id()),
+        };
+        let mut segments: Vec<(u64, PathBuf, u64)> = fs::read_dir(dir)?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let first: u64 = name.strip_prefix("seg-")?.parse().ok()?;
+                let len = e.metadata().ok()?.len();
+                Some((first, e.path(), len))
+            })
+            .collect();
+        segments.sort_by_key(|s| s.0);
+        // A crash may have cut the newest segment's last record: keep what is whole, so new
+        // records do not land behind a torn one.
+        let mut corrupt = 0;
+        if let Some(last) = segments.last_mut() {
+            let good = whole_length(&last.1)?;
+            if good < last.2 {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&last.1)?
+                    .set_len(good)?;
+                last.2 = good;
+                corrupt += 1;
+            }
+        }
+        let mut s = Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            fsync_every,
+            spool_id,
+            next_id,
+            acked,
+            segments,
+            writer: None,
+            dirty_since: None,
+            pending_gap: 0,
+            stats: SpoolStats {
+                corrupt,
+                ..SpoolStats::default()
+            },
+            oldest_at: None,
+        };
+        // The next id: past everything on disk (the ledger may lag the segments).
+        let on_disk = s.read_from(0, usize::MAX)?;
+        if let Some(last) = on_disk.last() {
+            s.next_id = s.next_id.max(last.id + 1);
+        }
+        s.stats.records = on_disk.iter().filter(|r| r.id > s.acked).count() as u64;
+        if s.stats.records > 0 {
+            s.oldest_at = Some(Instant::now());
+        }
+        s.drop_acked_segments()?;
+        s.write_ledger()?;
+        Ok(s)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.2).sum()
+    }
+
+    /// Append one record. `Ok(None)` when the spool is full (refused and counted; the caller
+    /// drops it or waits).
+    pub fn append(&mut self, payload: &[u8]) -> io::Result<Option<u64>> {
+        if payload.len() > MAX_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "record too long",
+            ));
+        }
+        let need = (HEADER + payload.len()) as u64;
+        let gap = self.pending_gap;
+        let gap_line = (gap > 0).then(|| {
+            format!("{{\"schema\":1,\"kind\":\"gap\",\"dropped\":{gap},\"reason\":\"spool full\"}}")
+        });
+        let gap_need = gap_line.as_ref().map_or(0, |g| (HEADER + g.len()) as u64);
+        if self.bytes() + need + gap_need > self.max_bytes {
+            self.pending_gap += 1;
+            self.stats.refused += 1;
+            return Ok(None);
+        }
+        if let Some(g) = gap_line {
+            self.pending_gap = 0;
+            self.write_record(g.as_bytes())?;
+        }
+        self.write_record(payload).map(Some)
+    }
+
+    fn write_record(&mut self, payload: &[u8]) -> io::Result<u64> {
+        let id = self.next_id;
+        let roll = self.segments.last().is_none_or(|s| s.2 >= SEGMENT_BYTES);
+        if roll || self.writer.is_none() {
+            if roll {
+                let path = self.dir.join(format!("seg-{id:020}"));
+                self.segments.push((id, path, 0));
+            }
+            let path = self.segments.last().expect("pushed above").1.clone();
+            self.writer = Some(OpenOptions::new().create(true).append(true).open(path)?);
+        }
+        let mut rec = Vec::with_capacity(HEADER + payload.len());
+        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc(id, payload).to_le_bytes());
+        rec.extend_from_slice(&id.to_le_bytes());
+        rec.extend_from_slice(payload);
+        self.writer
+            .as_mut()
+            .expect("opened above")
+            .write_all(&rec)?;
+        if let Some(last) = self.segments.last_mut() {
+            last.2 += rec.len() as u64;
+        }
+        self.next_id += 1;
+        self.stats.appended += 1;
+        self.stats.records += 1;
+        self.oldest_at.get_or_insert_with(Instant::now);
+        self.dirty_since.get_or_insert_with(Instant::now);
+        Ok(id)
+    }
+
+    /// fsync what was appended, if it is due (or `force`).
+    pub fn sync(&mut self, force: bool) -> io::Result<()> {
+        if let Some(t) = self.dirty_since
+            && (force || t.elapsed() >= self.fsync_every)
+        {
+            if let Some(w) = &self.writer {
+                w.sync_data()?;
+            }
+            self.dirty_since = None;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` unacknowledged records after `after`, oldest first.
+    pub fn read_from(&self, after: u64, max: usize) -> io::Result<Vec<Spooled>> {
+        let from = after.max(self.acked);
+        let mut out = Vec::new();
+        for (i, (_, path, _)) in self.segments.iter().enumerate() {
+            // Skip segments that end before `from`.
+            if let Some((next_first, ..)) = self.segments.get(i + 1)
+                && *next_first <= from + 1
+            {
+                continue;
+            }
+            let Ok(f) = File::open(path) else { continue };
+            let mut r = BufReader::new(f);
+            loop {
+                let mut h = [0u8; HEADER];
+                if r.read_exact(&mut h).is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+                let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+                let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                if len > MAX_RECORD {
+                    break;
+                }
+                let mut payload = vec![0u8; len];
+                if r.read_exact(&mut payload).is_err() || crc(id, &payload) != sum {
+                    // Cut short or corrupt: the rest of this segment is not trusted.
+                    break;
+                }
+                if id > from {
+                    out.push(Spooled { id, payload });
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The receiver has everything up to `id`: record it (after the data is on disk) and
+    /// delete the segments that hold nothing newer.
+    pub fn ack(&mut self, id: u64) -> io::Result<()> {
+        if id <= self.acked {
+            return Ok(());
+        }
+        self.sync(true)?;
+        let n = id.min(self.next_id - 1) - self.acked;
+        self.acked = id.min(self.next_id - 1);
+        self.stats.acked += n;
+        self.stats.records = self.stats.records.saturating_sub(n);
+        if self.stats.records == 0 {
+            self.oldest_at = None;
+        }
+        self.write_ledger()?;
+        self.drop_acked_segments()
+    }
+
+    fn drop_acked_segments(&mut self) -> io::Result<()> {
+        // A segment can go when the next one starts at or below acked + 1 (all of it acked);
+        // the newest stays (it is being written) unless everything in it is acked.
+        while self.segments.len() > 1 && self.segments[1].0 <= self.acked + 1 {
+            let (_, path, _) = self.segments.remove(0);
+            let _ = fs::remove_file(path);
+        }
+        if self.segments.len() == 1 && self.acked + 1 >= self.next_id && self.segments[0].2 > 0 {
+            let (_, path, _) = self.segments.remove(0);
+            self.writer = None;
+            let _ = fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    fn write_ledger(&self) -> io::Result<()> {
+        let mut b = Vec::with_capacity(28);
+        b.extend_from_slice(&self.acked.to_le_bytes());
+        b.extend_from_slice(&self.next_id.to_le_bytes());
+        b.extend_from_slice(&self.spool_id.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&b);
+        b.extend_from_slice(&h.finalize().to_le_bytes());
+        let tmp = self.dir.join("ledger.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&b)?;
+            f.sync_data()?;
+        }
+        fs::rename(tmp, self.dir.join("ledger"))
+    }
+
+    pub fn stats(&self) -> SpoolStats {
+        SpoolStats {
+            bytes: self.bytes(),
+            oldest_age_s: self.oldest_at.map_or(0, |t| t.elapsed().as_secs()),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The stable id of record `id`, for the receiver to remove duplicates with.
+    pub fn event_id(&self, id: u64) -> String {
+        format!("{:016x}-{id}", self.spool_id)
+    }
+
+    /// The last id handed out (0: none yet).
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+}
+
+/// The length of the whole records at the start of a segment.
+fn whole_length(path: &Path) -> io::Result<u64> {
+    let mut r = BufReader::new(File::open(path)?);
+    let mut good = 0u64;
+    loop {
+        let mut h = [0u8; HEADER];
+        if r.read_exact(&mut h).is_err() {
+            return Ok(good);
+        }
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        if len > MAX_RECORD {
+            return Ok(good);
+        }
+        let mut payload = vec![0u8; len];
+        if r.read_exact(&mut payload).is_err() || crc(id, &payload) != sum {
+            return Ok(good);
+        }
+        good += (HEADER + len) as u64;
+    }
+}
+
+fn read_ledger(path: &Path) -> Option<(u64, u64, u64)> {
+    let mut f = File::open(path).ok()?;
+    let mut b = [0u8; 28];
+    f.seek(SeekFrom::Start(0)).ok()?;
+    f.read_exact(&mut b).ok()?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[..24]);
+    if h.finalize() != u32::from_le_bytes(b[24..28].try_into().ok()?) {
+        return None;
+    }
+    let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    Some((u(0), u(8).max(1), u(16)))
+}
+
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bw-spool-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn records_survive_a_restart_until_acknowledged() {
+        let d = dir("restart");
+        let mut s = Spool::open(&d, 1 << 20, Duration::from_millis(10)).unwrap();
+        for i in 0..10 {
+            s.append(format!("r{i}").as_bytes()).unwrap().unwrap();
+        }
+        s.ack(4).unwrap();
+        let sid = s.spool_id;
+        drop(s);
+        let s = Spool::open(&d, 1 << 20, Duration::from_millis(10)).unwrap();
+        assert_eq!(s.spool_id, sid, "ids stay stable");
+        let rest = s.read_from(0, 100).unwrap();
+        assert_eq!(rest.len(), 6);
+        assert_eq!(rest[0].payload, b"r4");
+        assert_eq!(s.event_id(rest[0].id), format!("{sid:016x}-5"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_is_not_delivered_and_a_full_spool_leaves_a_gap() {
+        let d = dir("torn");
+        let mut s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
+        assert!(s.append(b"one").unwrap().is_some());
+        assert!(s.append(b"two").unwrap().is_some());
+        drop(s);
+        // A crash mid-write: half a header and payload at the end.
+        let seg = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+            .unwrap()
+            .path();
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+        let mut s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
+        assert_eq!(s.stats().corrupt, 1, "the torn record is cut off");
+        let got: Vec<Vec<u8>> = s
+            .read_from(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.payload)
+            .collect();
+        assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
+        // Fill it: refused records are counted, and the next that fits follows a gap record.
+        let big = vec![b'x'; 200];
+        let mut refused = 0;
+        while s.append(&big).unwrap().is_some() {}
+        refused += 1;
+        assert!(s.append(&big).unwrap().is_none());
+        refused += 1;
+        assert_eq!(s.stats().refused, refused);
+        let last = s.last_id();
+        s.ack(last).unwrap();
+        assert!(s.append(b"after").unwrap().is_some());
+        let got = s.read_from(0, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(
+            String::from_utf8_lossy(&got[0].payload).contains("\"kind\":\"gap\",\"dropped\":2")
+        );
+        assert_eq!(got[1].payload, b"after");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
