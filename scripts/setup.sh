@@ -38,6 +38,16 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # `sudo buildwatch -- …` is tested with a real sudo, run by an ordinary user.
 command -v sudo >/dev/null 2>&1 || missing+=(sudo)
+# Forwarding is tested against a real rsyslog receiving RFC 5425 syslog over TLS (gnutls); the
+# test starts its own rsyslogd on loopback, and the package's service must not start.
+[ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || missing+=(rsyslog-gnutls)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [[ " ${missing[*]} " == *" rsyslog "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 if [ "${1:-}" = --bench ]; then
     command -v strace >/dev/null 2>&1 || missing+=(strace)
     command -v bpftrace >/dev/null 2>&1 || missing+=(bpftrace)

@@ -14,6 +14,8 @@ use std::{
     thread,
 };
 
+pub mod agent_support;
+
 pub use serde_json::Value;
 use serde_json::json;
 

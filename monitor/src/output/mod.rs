@@ -14,6 +14,7 @@ pub mod sarif;
 pub mod sink;
 pub mod spool;
 pub mod status;
+pub mod syslog;
 pub mod text;
 
 /// Where the report's encodings go (files written once, at the end).

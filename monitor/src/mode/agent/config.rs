@@ -38,6 +38,13 @@ const FINDINGS_KEYS: &[&str] = &["window_secs", "max_per_rule"];
 const OUTPUT_KEYS: &[&str] = &[
     "type",
     "path",
+    "address",
+    "server_name",
+    "ca",
+    "client_cert",
+    "client_key",
+    "spool",
+    "spool_max_bytes",
     "records",
     "events",
     "min_severity",
@@ -84,6 +91,15 @@ impl Scope {
 pub enum Destination {
     File(PathBuf),
     Stdout,
+    /// RFC 5425 syslog over TLS, through a disk spool.
+    Syslog {
+        address: String,
+        server_name: String,
+        ca: PathBuf,
+        client: Option<(PathBuf, PathBuf)>,
+        spool: PathBuf,
+        spool_max_bytes: u64,
+    },
 }
 
 /// One output: where, which records, and the file's rotation.
@@ -447,6 +463,63 @@ fn output(
     }
     let to = match get("type").and_then(Node::as_str) {
         Some("stdout") => Destination::Stdout,
+        Some("syslog") => {
+            let need = |k: &str, errs: &mut Vec<Diagnostic>| match get(k).and_then(Node::as_str) {
+                Some(v) => Some(v.to_owned()),
+                None => {
+                    errs.push(Diagnostic::error(
+                        node.pos.clone(),
+                        format!("a syslog output needs `{k}:`"),
+                    ));
+                    None
+                }
+            };
+            let (Some(address), Some(ca)) = (need("address", errs), need("ca", errs)) else {
+                return None;
+            };
+            let server_name = get("server_name")
+                .and_then(Node::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    address
+                        .rsplit_once(':')
+                        .map_or(address.clone(), |(h, _)| h.to_owned())
+                });
+            let client = match (
+                get("client_cert").and_then(Node::as_str),
+                get("client_key").and_then(Node::as_str),
+            ) {
+                (Some(c), Some(k)) => Some((rel(c), rel(k))),
+                (None, None) => None,
+                _ => {
+                    errs.push(Diagnostic::error(
+                        node.pos.clone(),
+                        "`client_cert` and `client_key` come together",
+                    ));
+                    return None;
+                }
+            };
+            let spool = get("spool").and_then(Node::as_str).map_or_else(
+                || {
+                    PathBuf::from(format!(
+                        "/var/lib/buildwatch/spool/syslog-{}",
+                        address.replace([':', '/'], "_")
+                    ))
+                },
+                rel,
+            );
+            let spool_max_bytes = get("spool_max_bytes")
+                .and_then(|v| number(v, "spool_max_bytes", errs))
+                .unwrap_or(1 << 30);
+            Destination::Syslog {
+                address,
+                server_name,
+                ca: rel(&ca),
+                client,
+                spool,
+                spool_max_bytes,
+            }
+        }
         Some("file") => match get("path").and_then(Node::as_str) {
             Some(p) => Destination::File(rel(p)),
             None => {
@@ -460,7 +533,7 @@ fn output(
         _ => {
             errs.push(Diagnostic::error(
                 get("type").map_or(node.pos.clone(), |t| t.pos.clone()),
-                "`type` is `file` or `stdout`",
+                "`type` is `file`, `stdout` or `syslog`",
             ));
             return None;
         }

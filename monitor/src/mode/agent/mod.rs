@@ -209,7 +209,7 @@ fn filter(o: &config::OutputConfig) -> Filter {
     })
 }
 
-fn bus(cfg: &AgentConfig) -> Bus {
+fn bus(cfg: &AgentConfig) -> anyhow::Result<Bus> {
     let mut bus = Bus::new();
     // The agent's own messages (notices, a failing output) go to stderr: the journal.
     bus.add_filtered(
@@ -235,10 +235,39 @@ fn bus(cfg: &AgentConfig) -> Bus {
                     o.keep,
                 )),
             ),
+            Destination::Syslog {
+                address,
+                server_name,
+                ca,
+                client,
+                spool,
+                spool_max_bytes,
+            } => {
+                let spool_dir = spool;
+                let spool = crate::output::spool::Spool::open(
+                    spool_dir,
+                    *spool_max_bytes,
+                    Duration::from_millis(200),
+                )
+                .with_context(|| format!("opening the spool {}", spool_dir.display()))?;
+                let sink = crate::output::syslog::SyslogSink::start(
+                    crate::output::syslog::SyslogConfig {
+                        address: address.clone(),
+                        server_name: server_name.clone(),
+                        ca_file: ca.clone(),
+                        client: client.clone(),
+                        hostname: crate::output::syslog::hostname(),
+                    },
+                    spool,
+                    FLUSH,
+                )
+                .map_err(|e| anyhow::anyhow!("syslog output {address}: {e}"))?;
+                (format!("syslog {address}"), Box::new(sink))
+            }
         };
         bus.add_filtered(&name, Format::Agent, writer, Some(filter(o)));
     }
-    bus
+    Ok(bus)
 }
 
 /// Put the configured scope into the kernel's map: the whole host, or the cgroups a walk
@@ -304,7 +333,7 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
         .context("attaching the kernel sensors (try `buildwatch doctor`)")?;
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
-    let bus = Arc::new(bus(&cfg));
+    let bus = Arc::new(bus(&cfg)?);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let hooks = AgentHooks {
         cgroups: scanner.known.clone(),
