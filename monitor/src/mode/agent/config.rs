@@ -641,7 +641,7 @@ mod tests {
             "{e:?}"
         );
         assert!(
-            e[1].contains("agent.yaml:3:11: error: `type` is `file` or `stdout`"),
+            e[1].contains("agent.yaml:3:11: error: `type` is `file`, `stdout` or `syslog`"),
             "{e:?}"
         );
         let e =
