@@ -126,6 +126,14 @@ impl Agent {
         unsafe { libc::kill(self.pid(), sig) };
     }
 
+    /// SIGKILL (no flushing, no clean close), and wait for it to be gone.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);

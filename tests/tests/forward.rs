@@ -295,3 +295,46 @@ fn a_wrong_certificate_sends_nothing_and_says_why() {
         .sum();
     assert!(spooled > 0);
 }
+
+/// The receiver is down; the agent spools, and is SIGKILLed (no flush, no clean close). Started
+/// again with the receiver up, it delivers everything the first run spooled.
+#[test]
+fn a_killed_agent_delivers_its_spool_when_started_again() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("fwd-crash");
+    let ca = make_ca(&dir.join("ca"), "good");
+    let port = free_port();
+    let received = dir.join("received.log");
+    let base = format!("bw-fwd-k{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/app.service"));
+    let copy = dir.join("copy.jsonl");
+    let config = format!(
+        "scope:\n  - \"{base}/*\"\nlisten: 127.0.0.1:0\noutputs:\n  - type: syslog\n    address: 127.0.0.1:{port}\n    server_name: localhost\n    ca: {}\n    spool: {}\n    records: [events]\n    events: [exec]\n  - type: file\n    path: {}\n    records: [events]\n    events: [exec]\n",
+        ca.display(),
+        dir.join("spool").display(),
+        copy.display()
+    );
+    let mut agent = Agent::start(&dir, &config);
+    svc.run("i=0; while [ $i -lt 100 ]; do /bin/true bw-crash-$i; i=$((i+1)); done");
+    eventually("the records written", || {
+        fs::read_to_string(&copy)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 100
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    agent.kill();
+    let written = fs::read_to_string(&copy).unwrap().lines().count();
+    assert!(received_ids(&received).is_empty(), "the receiver was down");
+
+    let _rsyslog = Rsyslog::start(dir.path(), &dir.join("ca"), port, &received);
+    let mut again = Agent::start(&dir, &config);
+    eventually("everything delivered", || {
+        received_ids(&received).len() >= written
+    });
+    assert_eq!(again.stop(), Some(0));
+    assert_eq!(received_ids(&received).len(), written);
+}
