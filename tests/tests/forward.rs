@@ -174,6 +174,16 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Bytes in a spool's segments (0: everything acknowledged).
+fn spooled_bytes(spool: &Path) -> u64 {
+    fs::read_dir(spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 /// Record id → how often it arrived.
 fn received_ids(out: &Path) -> BTreeMap<String, u32> {
     let mut ids = BTreeMap::new();
@@ -246,13 +256,7 @@ fn syslog_over_tls_delivers_everything_across_a_receiver_restart() {
     );
     assert!((dups as usize) < sent, "{dups} duplicates of {sent}");
     // The spool is empty: everything was acknowledged.
-    let spool_bytes: u64 = fs::read_dir(dir.join("spool"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
-    assert_eq!(spool_bytes, 0);
+    assert_eq!(spooled_bytes(&dir.join("spool")), 0);
 }
 
 #[test]
@@ -287,13 +291,7 @@ fn a_wrong_certificate_sends_nothing_and_says_why() {
     );
     assert!(received_ids(&received).is_empty());
     // Kept for a later delivery.
-    let spooled: u64 = fs::read_dir(dir.join("spool"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
-    assert!(spooled > 0);
+    assert!(spooled_bytes(&dir.join("spool")) > 0);
 }
 
 /// The receiver is down; the agent spools, and is SIGKILLed (no flush, no clean close). Started

@@ -34,7 +34,7 @@ use ipnet::IpNet;
 use crate::detect::rules::{
     self, Diagnostic, Doc, Severity,
     compile::parse_net,
-    diag::did_you_mean,
+    diag::{did_you_mean, top_key},
     yaml::{self, Node, Style, Value},
 };
 
@@ -415,26 +415,9 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
     let mut items: Vec<Node> = Vec::new();
     let mut seen = Vec::new();
     for (k, v) in entries {
-        let key = k.as_str().unwrap_or_default();
-        if !KEYS.contains(&key) {
-            errs.push(Diagnostic::error(
-                k.pos.clone(),
-                format!(
-                    "unknown policy key `{key}`{} (expected one of: {})",
-                    did_you_mean(key, KEYS.iter().copied()),
-                    KEYS.join(", ")
-                ),
-            ));
+        let Some(key) = top_key(k, KEYS, "policy key", &mut seen, &mut errs) else {
             continue;
-        }
-        if seen.contains(&key) {
-            errs.push(Diagnostic::error(
-                k.pos.clone(),
-                format!("`{key}` given twice"),
-            ));
-            continue;
-        }
-        seen.push(key);
+        };
         let mut bool_of = |v: &Node| match v.as_str() {
             Some("true") => Some(true),
             Some("false") => Some(false),

@@ -117,6 +117,39 @@ mod tests {
     }
 }
 
+/// A top-level key of a configuration mapping, checked: known (else an error naming the near
+/// miss and the known keys, `what` saying whose key it is) and not given before. `None` when
+/// the entry is to be skipped.
+pub fn top_key<'n>(
+    k: &'n crate::detect::rules::yaml::Node,
+    known: &[&str],
+    what: &str,
+    seen: &mut Vec<&'n str>,
+    errs: &mut Vec<Diagnostic>,
+) -> Option<&'n str> {
+    let key = k.as_str().unwrap_or_default();
+    if !known.contains(&key) {
+        errs.push(Diagnostic::error(
+            k.pos.clone(),
+            format!(
+                "unknown {what} `{key}`{} (expected one of: {})",
+                did_you_mean(key, known.iter().copied()),
+                known.join(", ")
+            ),
+        ));
+        return None;
+    }
+    if seen.contains(&key) {
+        errs.push(Diagnostic::error(
+            k.pos.clone(),
+            format!("`{key}` given twice"),
+        ));
+        return None;
+    }
+    seen.push(key);
+    Some(key)
+}
+
 /// ` (did you mean `x`?)` when one of `candidates` is close to `word` (a typo: the edit
 /// distance is small next to the word's length), otherwise empty.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {

@@ -26,7 +26,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::detect::rules::{
     Diagnostic, Pos, Severity,
-    diag::did_you_mean,
+    diag::{did_you_mean, top_key},
     fields::KIND_NAMES,
     yaml::{self, Node, Value},
 };
@@ -179,26 +179,9 @@ fn parse(name: &str, src: &str, path: &std::path::Path) -> Result<AgentConfig, V
     };
     let mut seen: Vec<&str> = Vec::new();
     for (k, v) in entries {
-        let key = k.as_str().unwrap_or_default();
-        if !KEYS.contains(&key) {
-            errs.push(Diagnostic::error(
-                k.pos.clone(),
-                format!(
-                    "unknown key `{key}`{} (expected one of: {})",
-                    did_you_mean(key, KEYS.iter().copied()),
-                    KEYS.join(", ")
-                ),
-            ));
+        let Some(key) = top_key(k, KEYS, "key", &mut seen, &mut errs) else {
             continue;
-        }
-        if seen.contains(&key) {
-            errs.push(Diagnostic::error(
-                k.pos.clone(),
-                format!("`{key}` given twice"),
-            ));
-            continue;
-        }
-        seen.push(key);
+        };
         match key {
             "scope" => {
                 match (&v.value, v.as_str()) {
