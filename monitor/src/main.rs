@@ -85,6 +85,15 @@ struct OutputArgs {
     #[arg(long, value_name = "WHEN", default_value = "auto",
           value_parser = ["auto", "always", "never"])]
     color: String,
+    /// Forward findings and the run's summary to the outputs in FILE (YAML: an `outputs:`
+    /// list as in the agent's configuration; docs/outputs.md), besides the policy's
+    /// `outputs:`. Repeatable.
+    #[arg(long = "output", value_name = "FILE")]
+    forward: Vec<PathBuf>,
+    /// Seconds the run waits at its end for its forwarding outputs to deliver (default 10,
+    /// or the policy's `forward_wait_secs`); what is left waits in their spools.
+    #[arg(long, value_name = "SECS")]
+    forward_wait: Option<u64>,
     /// Findings and the verdict only (no notices, no summary tables).
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -108,8 +117,16 @@ impl OutputArgs {
         }
     }
 
-    fn outputs(self) -> Outputs {
-        Outputs {
+    /// The outputs asked for; an `--output` file that does not parse is an error with its
+    /// positions.
+    fn outputs(self) -> Result<Outputs, String> {
+        let mut forward = Vec::new();
+        for f in &self.forward {
+            forward.extend(monitor::output::forward::config::load_file(f)?);
+        }
+        Ok(Outputs {
+            forward,
+            forward_wait: self.forward_wait.map(std::time::Duration::from_secs),
             report: self.report,
             sarif: self.sarif,
             summary_md: self.summary_md.or_else(|| {
@@ -124,7 +141,7 @@ impl OutputArgs {
                 "never" => false,
                 _ => std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true"),
             },
-        }
+        })
     }
 }
 
@@ -292,6 +309,20 @@ fn dispatch(cmd: Cmd) -> i32 {
             let Some(analysis) = setup(&flags.policy) else {
                 return exit::INTERNAL;
             };
+            let mut outputs = match flags.outputs.outputs() {
+                Ok(o) => o,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "{e}");
+                    return exit::INTERNAL;
+                }
+            };
+            // The policy's outputs too (a replay forwards only what `--output` names).
+            outputs
+                .forward
+                .extend(analysis.policy.outputs.iter().cloned());
+            if outputs.forward_wait.is_none() {
+                outputs.forward_wait = analysis.policy.forward_wait;
+            }
             let opts = run::RunOptions {
                 events: flags.events,
                 keep_stragglers: flags.keep_stragglers,
@@ -299,7 +330,7 @@ fn dispatch(cmd: Cmd) -> i32 {
                 user: flags.user,
                 command,
                 analysis,
-                outputs: flags.outputs.outputs(),
+                outputs,
             };
             status_of(rt.block_on(run::run(opts)))
         }
@@ -312,7 +343,13 @@ fn dispatch(cmd: Cmd) -> i32 {
             let Some(analysis) = setup(&policy) else {
                 return exit::INTERNAL;
             };
-            status_of(replay::replay(&events, analysis, &outputs.outputs()))
+            match outputs.outputs() {
+                Ok(o) => status_of(replay::replay(&events, analysis, &o)),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "{e}");
+                    exit::INTERNAL
+                }
+            }
         }
         Cmd::Rules { command } => match command {
             RulesCmd::Check { files, policy } => {

@@ -22,6 +22,9 @@ use crate::{
     },
 };
 
+/// How long a run's forwarding outputs get, at its end, to deliver (`forward_wait_secs`).
+pub const FORWARD_WAIT: Duration = Duration::from_secs(10);
+
 /// How long the sinks get, at the end, to write what they have queued. A sink still busy then
 /// (a FIFO nobody reads, a hung network filesystem) is abandoned and reported as stalled.
 pub const SINK_DEADLINE: Duration = Duration::from_secs(5);
@@ -110,6 +113,19 @@ pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
         };
         bus.add("annotations", Format::Annotations, stream);
     }
+    let wait = outputs.forward_wait.unwrap_or(FORWARD_WAIT);
+    for o in &outputs.forward {
+        let (name, writer, status) = crate::output::forward::open(o, wait, true)?;
+        if let Some(s) = status {
+            bus.forwards.push(s);
+        }
+        bus.add_filtered(
+            &name,
+            Format::Agent,
+            writer,
+            Some(crate::output::forward::filter(o)),
+        );
+    }
     for (path, format, append) in [
         (&outputs.report, Format::ReportJson, false),
         (&outputs.sarif, Format::Sarif, false),
@@ -132,7 +148,20 @@ pub fn bus(events: Option<&Path>, outputs: &Outputs) -> anyhow::Result<Bus> {
 pub fn conclude(bus: &Bus, analyzer: Analyzer, outputs: &Outputs) -> anyhow::Result<Report> {
     bus.close(|f| f == Format::JsonLines, Instant::now() + SINK_DEADLINE);
     bus.announce_errors();
-    let report = Report::new(&analyzer, &bus.stats());
+    let mut report = Report::new(&analyzer, &bus.stats());
+    if bus.wants(Format::Agent) {
+        // The forwarding outputs get the run's summary, then deliver what they can within
+        // the wait; what is left stays in their spools. The report then says which.
+        bus.publish(&Record::Summary(Arc::new(run_summary(&report))));
+        let wait = outputs.forward_wait.unwrap_or(FORWARD_WAIT);
+        bus.close(
+            |f| f == Format::Agent,
+            Instant::now() + wait + SINK_DEADLINE,
+        );
+        bus.announce_errors();
+        report.output = bus.stats().into_iter().filter(|s| !s.complete()).collect();
+        report.forwarding = bus.forwards.iter().map(|s| s.stats()).collect();
+    }
     bus.publish(&Record::Report(Arc::new(Final {
         report: report.clone(),
         rules: analyzer.rules,
@@ -160,4 +189,26 @@ pub fn conclude(bus: &Bus, analyzer: Analyzer, outputs: &Outputs) -> anyhow::Res
         anyhow::bail!("writing the report: {}", failed.join("; "));
     }
     Ok(report)
+}
+
+/// The line a run sends its forwarding outputs last: what ran, the verdict and the counts.
+fn run_summary(r: &Report) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i128;
+    serde_json::json!({
+        "schema": crate::event::SCHEMA,
+        "kind": "run_summary",
+        "time": crate::context::proctable::format_time(now),
+        "run_summary": {
+            "command": r.command,
+            "exit_code": r.exit_code,
+            "verdict": r.verdict,
+            "findings": r.findings.len(),
+            "by_severity": r.summary.by_severity,
+            "events": r.events,
+            "policy_files": r.policy_files,
+        },
+    })
 }

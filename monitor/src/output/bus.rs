@@ -49,6 +49,8 @@ pub enum Record {
     /// The agent's roll-up of a findings window: a finding seen again (with its count in the
     /// window), or the occurrences a rule's cap kept from being listed.
     Rollup(Arc<serde_json::Value>),
+    /// A run's summary line (verdict, counts) for the forwarding outputs, before they close.
+    Summary(Arc<serde_json::Value>),
 }
 
 impl Record {
@@ -60,7 +62,8 @@ impl Record {
             Record::Notice(_)
             | Record::SinkError { .. }
             | Record::Report(_)
-            | Record::Rollup(_) => true,
+            | Record::Rollup(_)
+            | Record::Summary(_) => true,
         }
     }
 }
@@ -100,6 +103,8 @@ pub const SINK_QUEUE_RECORDS: u64 = 16_384;
 #[derive(Default)]
 pub struct Bus {
     sinks: Vec<Sink>,
+    /// The forwarding outputs' state (their sinks are among `sinks`, in format Agent).
+    pub forwards: Vec<Arc<crate::output::forward::Status>>,
 }
 
 impl Bus {
@@ -143,6 +148,13 @@ impl Bus {
             thread: Mutex::new(thread),
             closed: AtomicBool::new(false),
         });
+    }
+
+    /// Whether any open sink has this format.
+    pub fn wants(&self, format: Format) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| s.format == format && !s.closed.load(Ordering::Relaxed))
     }
 
     /// Whether any sink takes events (otherwise publishing them is skipped).

@@ -59,7 +59,7 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             v.push(b'\n');
             Some(v.into())
         }
-        (Format::Agent, Record::Rollup(v)) => {
+        (Format::Agent, Record::Rollup(v) | Record::Summary(v)) => {
             let mut v = serde_json::to_vec(&**v).ok()?;
             v.push(b'\n');
             Some(v.into())

@@ -7,6 +7,7 @@ pub mod annotations;
 pub mod bus;
 pub mod codequality;
 pub mod encode;
+pub mod forward;
 pub mod location;
 pub mod markdown;
 pub mod report;
@@ -14,7 +15,6 @@ pub mod sarif;
 pub mod sink;
 pub mod spool;
 pub mod status;
-pub mod syslog;
 pub mod text;
 
 /// Where the report's encodings go (files written once, at the end).
@@ -30,4 +30,9 @@ pub struct Outputs {
     /// GitHub workflow commands (`::error file=…,line=…::…`) for each finding, on standard
     /// output (standard error when the event stream is there): on when GITHUB_ACTIONS=true.
     pub annotations: bool,
+    /// Forwarding outputs (the policy's `outputs:` and `--output` files): findings and the
+    /// run's summary go to SIEMs through their spools.
+    pub forward: Vec<forward::config::OutputConfig>,
+    /// How long a run waits, at its end, for its forwarding outputs to deliver.
+    pub forward_wait: Option<std::time::Duration>,
 }

@@ -69,6 +69,10 @@ pub struct Report {
     /// Outputs of this buildwatch that did not get every record (dropped, failed, stalled).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<SinkStats>,
+    /// What each forwarding output delivered before the run ended, and what waits in its
+    /// spool for the next run or the agent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forwarding: Vec<crate::output::forward::ForwardStats>,
     /// The stream's `run_end` (for the terminal summary).
     #[serde(skip)]
     pub run_end: Option<RunEnd>,
@@ -154,6 +158,7 @@ impl Report {
             monitor: a.run_end.as_ref().and_then(|e| e.monitor),
             pipeline: a.run_end.as_ref().and_then(|e| e.pipeline.clone()),
             output,
+            forwarding: Vec::new(),
             run_end: a.run_end.clone(),
             repository_root,
         }

@@ -72,6 +72,8 @@ pub struct Spool {
     stats: SpoolStats,
     /// When each unacknowledged record arrived, roughly (per segment: its first append).
     oldest_at: Option<Instant>,
+    /// An exclusive lock on DIR/lock: one buildwatch per spool.
+    _lock: nix::fcntl::Flock<File>,
 }
 
 fn crc(id: u64, payload: &[u8]) -> u32 {
@@ -90,6 +92,18 @@ impl Spool {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
         }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{}: in use by another buildwatch ({e})", dir.display()),
+                )
+            })?;
         let (acked, next_id, spool_id) = match read_ledger(&dir.join("ledger")) {
             Some(l) => l,
             None => (0, 1, random_id()),
@@ -134,6 +148,7 @@ impl Spool {
                 ..SpoolStats::default()
             },
             oldest_at: None,
+            _lock: lock,
         };
         // The next id: past everything on disk (the ledger may lag the segments).
         let on_disk = s.read_from(0, usize::MAX)?;
@@ -147,6 +162,15 @@ impl Spool {
         s.drop_acked_segments()?;
         s.write_ledger()?;
         Ok(s)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Would a record of `len` bytes fit now?
+    pub fn has_room(&self, len: usize) -> bool {
+        self.bytes() + (2 * HEADER + len + 80) as u64 <= self.max_bytes
     }
 
     fn bytes(&self) -> u64 {
@@ -163,10 +187,7 @@ impl Spool {
             ));
         }
         let need = (HEADER + payload.len()) as u64;
-        let gap = self.pending_gap;
-        let gap_line = (gap > 0).then(|| {
-            format!("{{\"schema\":1,\"kind\":\"gap\",\"dropped\":{gap},\"reason\":\"spool full\"}}")
-        });
+        let gap_line = self.gap_line();
         let gap_need = gap_line.as_ref().map_or(0, |g| (HEADER + g.len()) as u64);
         if self.bytes() + need + gap_need > self.max_bytes {
             self.pending_gap += 1;
@@ -209,6 +230,24 @@ impl Spool {
         self.oldest_at.get_or_insert_with(Instant::now);
         self.dirty_since.get_or_insert_with(Instant::now);
         Ok(id)
+    }
+
+    /// The gap record for what was refused since the last record that fitted.
+    fn gap_line(&self) -> Option<String> {
+        let gap = self.pending_gap;
+        (gap > 0).then(|| {
+            format!("{{\"schema\":1,\"kind\":\"gap\",\"dropped\":{gap},\"reason\":\"spool full\"}}")
+        })
+    }
+
+    /// Closing: a hole not yet announced gets its gap record now (past the size bound by one
+    /// small record), so the receiver hears of it after a restart; then everything is synced.
+    pub fn close(&mut self) -> io::Result<()> {
+        if let Some(g) = self.gap_line() {
+            self.write_record(g.as_bytes())?;
+            self.pending_gap = 0;
+        }
+        self.sync(true)
     }
 
     /// fsync what was appended, if it is due (or `force`).
@@ -370,7 +409,7 @@ fn read_ledger(path: &Path) -> Option<(u64, u64, u64)> {
     Some((u(0), u(8).max(1), u(16)))
 }
 
-fn random_id() -> u64 {
+pub(crate) fn random_id() -> u64 {
     let mut b = [0u8; 8];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -456,6 +495,32 @@ mod tests {
             String::from_utf8_lossy(&got[0].payload).contains("\"kind\":\"gap\",\"dropped\":2")
         );
         assert_eq!(got[1].payload, b"after");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_hole_is_announced_even_when_the_spool_closes_full_and_one_spool_has_one_owner() {
+        let d = dir("closefull");
+        let mut s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
+        let big = vec![b'x'; 200];
+        assert!(s.append(&big).unwrap().is_some());
+        assert!(s.append(&big).unwrap().is_none());
+        assert!(s.append(&big).unwrap().is_none());
+        // A second opener is refused while the first holds it.
+        let e = Spool::open(&d, 300, Duration::from_millis(10))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        s.close().unwrap();
+        drop(s);
+        let s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
+        let got = s.read_from(0, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(
+            String::from_utf8_lossy(&got[1].payload).contains("\"kind\":\"gap\",\"dropped\":2"),
+            "{:?}",
+            String::from_utf8_lossy(&got[1].payload)
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -344,6 +344,24 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 .unwrap_or_default()
         ));
     }
+    for f in &r.forwarding {
+        let mut line = format!(
+            "forwarded to {}: {} delivered, {} waiting in the spool",
+            f.name, f.delivered, f.pending
+        );
+        if f.rejected > 0 {
+            line.push_str(&format!(", {} refused by the receiver", f.rejected));
+        }
+        if f.dropped_full > 0 {
+            line.push_str(&format!(", {} dropped (spool full)", f.dropped_full));
+        }
+        if f.pending > 0
+            && let Some(e) = &f.last_error
+        {
+            line.push_str(&format!(" ({e})"));
+        }
+        out.push(line);
+    }
     if r.policy_files.is_empty() {
         out.push(policy_files_line(&r.policy_files, true));
     }

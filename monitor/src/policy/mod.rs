@@ -228,6 +228,10 @@ pub struct Policy {
     pub file: Option<PathBuf>,
     /// Every policy and rule file loaded (besides the built-in rules), with its digest.
     pub sources: Vec<Source>,
+    /// Forwarding outputs a run sends its findings and summary to (`outputs:`).
+    pub outputs: Vec<crate::output::forward::config::OutputConfig>,
+    /// How long a run waits for them at its end (`forward_wait_secs`).
+    pub forward_wait: Option<std::time::Duration>,
 }
 
 impl Default for Policy {
@@ -243,6 +247,8 @@ impl Default for Policy {
             resolvers: Vec::new(),
             file: None,
             sources: Vec::new(),
+            outputs: Vec::new(),
+            forward_wait: None,
         }
     }
 }
@@ -293,6 +299,8 @@ impl Source {
 }
 
 const KEYS: &[&str] = &[
+    "outputs",
+    "forward_wait_secs",
     "fail_on",
     "fail_on_lost",
     "allow_loopback",
@@ -452,6 +460,27 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                 }
             }
             "dns" => load_dns(v, &mut policy, &mut errs),
+            "outputs" => {
+                // Relative paths (CA files, spools) are relative to the policy file.
+                let base = Path::new(file).parent().map(Path::to_path_buf);
+                let rel = |p: &str| {
+                    let p = std::path::PathBuf::from(p);
+                    match &base {
+                        Some(b) if !p.is_absolute() => b.join(p),
+                        _ => p,
+                    }
+                };
+                for o in crate::output::forward::config::seq(v, key, &mut errs) {
+                    if let Some(o) = crate::output::forward::config::output(o, &rel, &mut errs) {
+                        policy.outputs.push(o);
+                    }
+                }
+            }
+            "forward_wait_secs" => {
+                if let Some(n) = crate::output::forward::config::number(v, key, &mut errs) {
+                    policy.forward_wait = Some(std::time::Duration::from_secs(n.min(3600)));
+                }
+            }
             "sensitive_paths" => {
                 // Becomes `- list: sensitive_file_globs, items: [...], override: {items: append}`.
                 let globs = seq(v, key, &mut errs).to_vec();

@@ -24,34 +24,20 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::detect::rules::{
-    Diagnostic, Pos, Severity,
-    diag::{did_you_mean, top_key},
-    fields::KIND_NAMES,
-    yaml::{self, Node, Value},
+pub use crate::output::forward::config::{Destination, OutputConfig};
+use crate::{
+    detect::rules::{
+        Diagnostic, Pos, Severity,
+        diag::{did_you_mean, top_key},
+        yaml::{self, Node, Value},
+    },
+    output::forward::config::{number, output, seq},
 };
 
 pub const DEFAULT_PATH: &str = "/etc/buildwatch/agent.yaml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const KEYS: &[&str] = &["scope", "policy", "rules", "listen", "outputs", "findings"];
 const FINDINGS_KEYS: &[&str] = &["window_secs", "max_per_rule"];
-const OUTPUT_KEYS: &[&str] = &[
-    "type",
-    "path",
-    "address",
-    "server_name",
-    "ca",
-    "client_cert",
-    "client_key",
-    "spool",
-    "spool_max_bytes",
-    "records",
-    "events",
-    "min_severity",
-    "max_bytes",
-    "max_age_secs",
-    "keep",
-];
 
 /// What the agent watches.
 #[derive(Clone, Debug)]
@@ -85,35 +71,6 @@ impl Scope {
             Scope::Globs { set, .. } => set.is_match(path),
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
-    File(PathBuf),
-    Stdout,
-    /// RFC 5425 syslog over TLS, through a disk spool.
-    Syslog {
-        address: String,
-        server_name: String,
-        ca: PathBuf,
-        client: Option<(PathBuf, PathBuf)>,
-        spool: PathBuf,
-        spool_max_bytes: u64,
-    },
-}
-
-/// One output: where, which records, and the file's rotation.
-#[derive(Clone, Debug)]
-pub struct OutputConfig {
-    pub to: Destination,
-    pub findings: bool,
-    pub events: bool,
-    /// Event kinds written; empty: all.
-    pub kinds: Vec<String>,
-    pub min_severity: Severity,
-    pub max_bytes: u64,
-    pub max_age_secs: u64,
-    pub keep: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -383,207 +340,6 @@ fn scope_entry(
     (errs.len() == before).then_some(e)
 }
 
-fn seq<'n>(v: &'n Node, what: &str, errs: &mut Vec<Diagnostic>) -> &'n [Node] {
-    match &v.value {
-        Value::Seq(items) => items,
-        _ => {
-            errs.push(Diagnostic::error(
-                v.pos.clone(),
-                format!("`{what}` is a list"),
-            ));
-            &[]
-        }
-    }
-}
-
-fn number(v: &Node, what: &str, errs: &mut Vec<Diagnostic>) -> Option<u64> {
-    match v
-        .as_str()
-        .and_then(|s| s.replace('_', "").parse::<u64>().ok())
-    {
-        Some(n) => Some(n),
-        None => {
-            errs.push(Diagnostic::error(
-                v.pos.clone(),
-                format!("`{what}` is a whole number"),
-            ));
-            None
-        }
-    }
-}
-
-fn output(
-    node: &Node,
-    rel: &dyn Fn(&str) -> PathBuf,
-    errs: &mut Vec<Diagnostic>,
-) -> Option<OutputConfig> {
-    let Value::Map(entries) = &node.value else {
-        errs.push(Diagnostic::error(
-            node.pos.clone(),
-            "an output is a mapping (type:, path:, …)",
-        ));
-        return None;
-    };
-    let before = errs.len();
-    let get = |k: &str| {
-        entries
-            .iter()
-            .find(|(key, _)| key.as_str() == Some(k))
-            .map(|(_, v)| v)
-    };
-    for (k, _) in entries {
-        let key = k.as_str().unwrap_or_default();
-        if !OUTPUT_KEYS.contains(&key) {
-            errs.push(Diagnostic::error(
-                k.pos.clone(),
-                format!(
-                    "unknown output key `{key}`{} (expected one of: {})",
-                    did_you_mean(key, OUTPUT_KEYS.iter().copied()),
-                    OUTPUT_KEYS.join(", ")
-                ),
-            ));
-        }
-    }
-    let to = match get("type").and_then(Node::as_str) {
-        Some("stdout") => Destination::Stdout,
-        Some("syslog") => {
-            let need = |k: &str, errs: &mut Vec<Diagnostic>| match get(k).and_then(Node::as_str) {
-                Some(v) => Some(v.to_owned()),
-                None => {
-                    errs.push(Diagnostic::error(
-                        node.pos.clone(),
-                        format!("a syslog output needs `{k}:`"),
-                    ));
-                    None
-                }
-            };
-            let (Some(address), Some(ca)) = (need("address", errs), need("ca", errs)) else {
-                return None;
-            };
-            let server_name = get("server_name")
-                .and_then(Node::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| {
-                    address
-                        .rsplit_once(':')
-                        .map_or(address.clone(), |(h, _)| h.to_owned())
-                });
-            let client = match (
-                get("client_cert").and_then(Node::as_str),
-                get("client_key").and_then(Node::as_str),
-            ) {
-                (Some(c), Some(k)) => Some((rel(c), rel(k))),
-                (None, None) => None,
-                _ => {
-                    errs.push(Diagnostic::error(
-                        node.pos.clone(),
-                        "`client_cert` and `client_key` come together",
-                    ));
-                    return None;
-                }
-            };
-            let spool = get("spool").and_then(Node::as_str).map_or_else(
-                || {
-                    PathBuf::from(format!(
-                        "/var/lib/buildwatch/spool/syslog-{}",
-                        address.replace([':', '/'], "_")
-                    ))
-                },
-                rel,
-            );
-            let spool_max_bytes = get("spool_max_bytes")
-                .and_then(|v| number(v, "spool_max_bytes", errs))
-                .unwrap_or(1 << 30);
-            Destination::Syslog {
-                address,
-                server_name,
-                ca: rel(&ca),
-                client,
-                spool,
-                spool_max_bytes,
-            }
-        }
-        Some("file") => match get("path").and_then(Node::as_str) {
-            Some(p) => Destination::File(rel(p)),
-            None => {
-                errs.push(Diagnostic::error(
-                    node.pos.clone(),
-                    "a file output needs `path:`",
-                ));
-                return None;
-            }
-        },
-        _ => {
-            errs.push(Diagnostic::error(
-                get("type").map_or(node.pos.clone(), |t| t.pos.clone()),
-                "`type` is `file`, `stdout` or `syslog`",
-            ));
-            return None;
-        }
-    };
-    let mut out = OutputConfig {
-        to,
-        findings: true,
-        events: true,
-        kinds: Vec::new(),
-        min_severity: Severity::Low,
-        max_bytes: 100 << 20,
-        max_age_secs: 24 * 3600,
-        keep: 7,
-    };
-    if let Some(r) = get("records") {
-        out.findings = false;
-        out.events = false;
-        for item in seq(r, "records", errs) {
-            match item.as_str() {
-                Some("findings") => out.findings = true,
-                Some("events") => out.events = true,
-                _ => errs.push(Diagnostic::error(
-                    item.pos.clone(),
-                    "`records` lists `findings` and/or `events`",
-                )),
-            }
-        }
-    }
-    if let Some(k) = get("events") {
-        for item in seq(k, "events", errs) {
-            match item.as_str() {
-                Some(kind) if KIND_NAMES.contains(&kind) => out.kinds.push(kind.to_owned()),
-                other => {
-                    let w = other.unwrap_or_default();
-                    errs.push(Diagnostic::error(
-                        item.pos.clone(),
-                        format!(
-                            "unknown event kind `{w}`{} (one of: {})",
-                            did_you_mean(w, KIND_NAMES.iter().copied()),
-                            KIND_NAMES.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(s) = get("min_severity") {
-        match s.as_str().and_then(Severity::parse) {
-            Some(sev) => out.min_severity = sev,
-            None => errs.push(Diagnostic::error(
-                s.pos.clone(),
-                "`min_severity` is low, medium, high or critical",
-            )),
-        }
-    }
-    if let Some(n) = get("max_bytes").and_then(|v| number(v, "max_bytes", errs)) {
-        out.max_bytes = n.max(4096);
-    }
-    if let Some(n) = get("max_age_secs").and_then(|v| number(v, "max_age_secs", errs)) {
-        out.max_age_secs = n;
-    }
-    if let Some(n) = get("keep").and_then(|v| number(v, "keep", errs)) {
-        out.keep = u32::try_from(n).unwrap_or(u32::MAX);
-    }
-    (errs.len() == before).then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,7 +380,9 @@ mod tests {
             "{e:?}"
         );
         assert!(
-            e[1].contains("agent.yaml:3:11: error: `type` is `file`, `stdout` or `syslog`"),
+            e[1].contains(
+                "agent.yaml:3:11: error: `type` is `file`, `stdout`, `syslog`, `elastic`"
+            ),
             "{e:?}"
         );
         let e =

@@ -42,6 +42,8 @@ pub struct Health {
     pub watched: AtomicUsize,
     pub host_wide: bool,
     pub reload_failures: AtomicU64,
+    /// The forwarding outputs' state (spool size, oldest record, delivered, rejected).
+    pub forwards: Vec<Arc<crate::output::forward::Status>>,
     pub started: SystemTime,
 }
 
@@ -202,6 +204,59 @@ pub fn metrics(h: &Health) -> String {
             "buildwatch_findings_total{{rule=\"{}\",severity=\"{sev}\"}} {n}",
             label(rule)
         );
+    }
+    let fwd: Vec<_> = h.forwards.iter().map(|f| f.stats()).collect();
+    for (name, kind, help, get) in [
+        (
+            "buildwatch_forward_delivered_total",
+            "counter",
+            "Records a forwarding output's receiver acknowledged.",
+            (|f: &crate::output::forward::ForwardStats| f.delivered) as fn(&_) -> u64,
+        ),
+        (
+            "buildwatch_forward_rejected_total",
+            "counter",
+            "Records a receiver refused for good (kept in the spool's rejected.jsonl).",
+            |f| f.rejected,
+        ),
+        (
+            "buildwatch_forward_dropped_total",
+            "counter",
+            "Records a full spool refused (a gap record marks each hole).",
+            |f| f.dropped_full,
+        ),
+        (
+            "buildwatch_forward_retries_total",
+            "counter",
+            "Sends that failed and were retried.",
+            |f| f.retries,
+        ),
+        (
+            "buildwatch_spool_records",
+            "gauge",
+            "Records waiting in a forwarding output's spool.",
+            |f| f.pending,
+        ),
+        (
+            "buildwatch_spool_bytes",
+            "gauge",
+            "Bytes of a forwarding output's spool on disk.",
+            |f| f.spool_bytes,
+        ),
+        (
+            "buildwatch_spool_oldest_age_seconds",
+            "gauge",
+            "How long the oldest waiting record has waited.",
+            |f| f.oldest_pending_s,
+        ),
+    ] {
+        if fwd.is_empty() {
+            break;
+        }
+        head(&mut m, name, kind, help);
+        for f in &fwd {
+            let _ = writeln!(m, "{name}{{output=\"{}\"}} {}", label(&f.name), get(f));
+        }
     }
     if let Some(q) = &s.queue {
         let name = label(&q.name);
@@ -395,6 +450,7 @@ mod tests {
             watched: AtomicUsize::new(2),
             host_wide: false,
             reload_failures: AtomicU64::new(0),
+            forwards: Vec::new(),
             started: SystemTime::now(),
         };
         let m = metrics(&h);

@@ -29,7 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use self::{
     cgroups::Scanner,
-    config::{AgentConfig, Destination, Scope},
+    config::{AgentConfig, Scope},
     health::Health,
 };
 use crate::{
@@ -38,9 +38,9 @@ use crate::{
     kernel::{cgroup, kbtf, loader::Kernel, scope::ScopeMap},
     mode::note,
     output::{
-        bus::{Bus, Filter, Record},
+        bus::{Bus, Record},
         encode::Format,
-        sink::{RotatingFile, Stream},
+        sink::Stream,
     },
     pipeline::{AgentHooks, Pipeline, Snapshot},
     policy::config::{PolicyArgs, Setup, setup_in},
@@ -188,28 +188,11 @@ fn scoped(
         .collect()
 }
 
-/// Which records an output takes.
-fn filter(o: &config::OutputConfig) -> Filter {
-    let o = o.clone();
-    Box::new(move |r: &Record| match r {
-        Record::Event(ev) => {
-            o.events
-                && !matches!(ev.kind.as_ref(), "run" | "run_end")
-                && (o.kinds.is_empty() || o.kinds.iter().any(|k| k == ev.kind.as_ref()))
-        }
-        Record::Finding(f) => o.findings && f.severity >= o.min_severity,
-        Record::Rollup(v) => {
-            o.findings
-                && v["severity"]
-                    .as_str()
-                    .and_then(crate::detect::rules::Severity::parse)
-                    .is_none_or(|s| s >= o.min_severity)
-        }
-        _ => false,
-    })
-}
-
-fn bus(cfg: &AgentConfig) -> anyhow::Result<Bus> {
+/// The agent's bus, and the state of its forwarding outputs (for /metrics).
+fn bus(
+    cfg: &AgentConfig,
+    forwards: &mut Vec<Arc<crate::output::forward::Status>>,
+) -> anyhow::Result<Bus> {
     let mut bus = Bus::new();
     // The agent's own messages (notices, a failing output) go to stderr: the journal.
     bus.add_filtered(
@@ -220,52 +203,17 @@ fn bus(cfg: &AgentConfig) -> anyhow::Result<Bus> {
             matches!(r, Record::Notice(_) | Record::SinkError { .. })
         })),
     );
-    for (i, o) in cfg.outputs.iter().enumerate() {
-        let (name, writer): (String, Box<dyn crate::output::sink::Writer>) = match &o.to {
-            Destination::Stdout => (
-                format!("stdout-{i}"),
-                Box::new(Stream::new(std::io::stdout(), "stdout")),
-            ),
-            Destination::File(p) => (
-                p.display().to_string(),
-                Box::new(RotatingFile::new(
-                    p.clone(),
-                    o.max_bytes,
-                    Duration::from_secs(o.max_age_secs.max(1)),
-                    o.keep,
-                )),
-            ),
-            Destination::Syslog {
-                address,
-                server_name,
-                ca,
-                client,
-                spool,
-                spool_max_bytes,
-            } => {
-                let spool_dir = spool;
-                let spool = crate::output::spool::Spool::open(
-                    spool_dir,
-                    *spool_max_bytes,
-                    Duration::from_millis(200),
-                )
-                .with_context(|| format!("opening the spool {}", spool_dir.display()))?;
-                let sink = crate::output::syslog::SyslogSink::start(
-                    crate::output::syslog::SyslogConfig {
-                        address: address.clone(),
-                        server_name: server_name.clone(),
-                        ca_file: ca.clone(),
-                        client: client.clone(),
-                        hostname: crate::output::syslog::hostname(),
-                    },
-                    spool,
-                    FLUSH,
-                )
-                .map_err(|e| anyhow::anyhow!("syslog output {address}: {e}"))?;
-                (format!("syslog {address}"), Box::new(sink))
-            }
-        };
-        bus.add_filtered(&name, Format::Agent, writer, Some(filter(o)));
+    for o in &cfg.outputs {
+        let (name, writer, status) = crate::output::forward::open(o, FLUSH, false)?;
+        if let Some(s) = status {
+            forwards.push(s);
+        }
+        bus.add_filtered(
+            &name,
+            Format::Agent,
+            writer,
+            Some(crate::output::forward::filter(o)),
+        );
     }
     Ok(bus)
 }
@@ -333,7 +281,8 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
         .context("attaching the kernel sensors (try `buildwatch doctor`)")?;
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
-    let bus = Arc::new(bus(&cfg)?);
+    let mut forwards = Vec::new();
+    let bus = Arc::new(bus(&cfg, &mut forwards)?);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let hooks = AgentHooks {
         cgroups: scanner.known.clone(),
@@ -351,6 +300,7 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
         watched: AtomicUsize::new(watched),
         host_wide: matches!(cfg.scope, Scope::Host),
         reload_failures: AtomicU64::new(0),
+        forwards,
         started: SystemTime::now(),
     });
     let server = match cfg.listen {

@@ -19,14 +19,10 @@
 
 use std::{
     collections::VecDeque,
-    io::{self, Read, Write},
+    io::{Read, Write},
     net::{TcpStream, ToSocketAddrs},
-    path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
+    path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -35,41 +31,42 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
 };
 
-use crate::output::{
-    sink::Writer,
-    spool::{Spool, Spooled},
+use super::{
+    Ctx, ForwardSink, Status,
+    config::{OnFull, Schema, Tls},
+    render,
 };
+use crate::output::spool::Spooled;
 
 /// How long a sent record waits, with the connection up, before it counts as delivered.
 pub const SETTLE: Duration = Duration::from_secs(2);
 const BATCH: usize = 512;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The CA bundle used when an output names none (Debian's and Ubuntu's).
+pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 #[derive(Clone, Debug)]
 pub struct SyslogConfig {
     /// HOST:PORT of the receiver.
     pub address: String,
-    /// The name the server's certificate must carry.
-    pub server_name: String,
-    pub ca_file: PathBuf,
-    /// A client certificate and its key (PEM), when the receiver asks for one.
-    pub client: Option<(PathBuf, PathBuf)>,
+    pub tls: Tls,
+    pub schema: Schema,
     pub hostname: String,
 }
 
 /// The TLS client configuration, from the files; every problem named with its file.
-pub fn tls_config(c: &SyslogConfig) -> Result<Arc<ClientConfig>, String> {
+pub fn tls_config(c: &Tls) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&c.ca_file)
-        .map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
+    let ca = c.ca.as_deref().unwrap_or(Path::new(SYSTEM_CA));
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
     for cert in certs {
-        let cert = cert.map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
         roots
             .add(cert)
-            .map_err(|e| format!("{}: {e}", c.ca_file.display()))?;
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
     }
     if roots.is_empty() {
-        return Err(format!("{}: no CA certificate in it", c.ca_file.display()));
+        return Err(format!("{}: no CA certificate in it", ca.display()));
     }
     let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -90,81 +87,29 @@ pub fn tls_config(c: &SyslogConfig) -> Result<Arc<ClientConfig>, String> {
                 .map_err(|e| format!("client certificate: {e}"))?
         }
     };
-    ServerName::try_from(c.server_name.clone())
-        .map_err(|e| format!("server name `{}`: {e}", c.server_name))?;
+    let name = c.server_name.clone().unwrap_or_default();
+    ServerName::try_from(name.clone()).map_err(|e| format!("server name `{name}`: {e}"))?;
     Ok(Arc::new(config))
 }
 
-/// The sink side: records go into the spool (fast, on the sink's thread); a delivery thread
-/// sends them on.
-pub struct SyslogSink {
-    spool: Arc<Mutex<Spool>>,
-    name: String,
-    delivery: Option<Delivery>,
+/// Start the output: its TLS configuration is checked now (a missing CA file fails the
+/// start); connecting is the delivery thread's business, retried while records wait.
+pub fn start(
+    config: SyslogConfig,
+    status: Arc<Status>,
+    on_full: OnFull,
+    flush: Duration,
+) -> Result<ForwardSink, String> {
+    let tls = tls_config(&config.tls)?;
+    ForwardSink::start(status, on_full, flush, "syslog", move |ctx| {
+        deliver(&config, &tls, ctx);
+    })
+    .map_err(|e| e.to_string())
 }
 
-struct Delivery {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
+type Stream = StreamOwned<ClientConnection, TcpStream>;
 
-impl SyslogSink {
-    pub fn start(config: SyslogConfig, spool: Spool, flush: Duration) -> Result<Self, String> {
-        let tls = tls_config(&config)?;
-        let spool = Arc::new(Mutex::new(spool));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (spool, stop, config) = (spool.clone(), stop.clone(), config.clone());
-            std::thread::Builder::new()
-                .name("syslog".into())
-                .spawn(move || deliver(&config, &tls, &spool, &stop, flush))
-                .map_err(|e| e.to_string())?
-        };
-        Ok(Self {
-            spool,
-            name: format!("syslog {}", config.address),
-            delivery: Some(Delivery { stop, thread }),
-        })
-    }
-}
-
-impl Writer for SyslogSink {
-    /// A batch of JSON lines into the spool; a full spool drops the newest (counted, and a
-    /// gap record follows).
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            spool.append(line)?;
-        }
-        spool.sync(false)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn describe(&self, e: &io::Error) -> String {
-        format!("{}: {e}", self.name)
-    }
-}
-
-impl Drop for SyslogSink {
-    /// Closing: the delivery thread sends what it can within its flush time, then stops; the
-    /// rest stays in the spool for the next start.
-    fn drop(&mut self) {
-        if let Some(d) = self.delivery.take() {
-            d.stop.store(true, Ordering::Relaxed);
-            let _ = d.thread.join();
-        }
-        let _ = self
-            .spool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sync(true);
-    }
-}
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-fn connect(c: &SyslogConfig, tls: &Arc<ClientConfig>) -> Result<Tls, String> {
+fn connect(c: &SyslogConfig, tls: &Arc<ClientConfig>) -> Result<Stream, String> {
     let addr = c
         .address
         .to_socket_addrs()
@@ -175,39 +120,27 @@ fn connect(c: &SyslogConfig, tls: &Arc<ClientConfig>) -> Result<Tls, String> {
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     let _ = sock.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
-    let name = ServerName::try_from(c.server_name.clone()).map_err(|e| e.to_string())?;
+    let server = c.tls.server_name.clone().unwrap_or_default();
+    let name = ServerName::try_from(server.clone()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(tls.clone(), name).map_err(|e| e.to_string())?;
     let mut s = StreamOwned::new(conn, sock);
     // The handshake now: a certificate that does not check out fails here, before any data.
     while s.conn.is_handshaking() {
         s.conn
             .complete_io(&mut s.sock)
-            .map_err(|e| format!("TLS handshake with {addr} ({}): {e}", c.server_name))?;
+            .map_err(|e| format!("TLS handshake with {addr} ({server}): {e}"))?;
     }
     Ok(s)
 }
 
 /// The delivery loop: send what the spool holds, settle it, reconnect with backoff.
-fn deliver(
-    c: &SyslogConfig,
-    tls: &Arc<ClientConfig>,
-    spool: &Mutex<Spool>,
-    stop: &AtomicBool,
-    flush: Duration,
-) {
-    let mut conn: Option<Tls> = None;
+fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
+    let status = ctx.status.clone();
+    let mut conn: Option<Stream> = None;
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut next = 0u64;
     let mut backoff = Duration::from_millis(100);
-    let mut last_error: Option<String> = None;
-    let mut stopping_at: Option<Instant> = None;
-    loop {
-        if stop.load(Ordering::Relaxed) && stopping_at.is_none() {
-            stopping_at = Some(Instant::now());
-        }
-        if stopping_at.is_some_and(|t| t.elapsed() >= flush) {
-            break;
-        }
+    while !ctx.must_end() {
         // Settle what was sent long enough ago on a connection still up.
         if conn.is_some() {
             let mut settled = None;
@@ -219,16 +152,12 @@ fn deliver(
                 sent.pop_front();
             }
             if let Some(id) = settled {
-                let _ = spool.lock().unwrap_or_else(|e| e.into_inner()).ack(id);
+                let _ = status.spool().ack(id);
             }
         }
-        let batch: Vec<Spooled> = spool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_from(next, BATCH)
-            .unwrap_or_default();
+        let batch: Vec<Spooled> = status.spool().read_from(next, BATCH).unwrap_or_default();
         if batch.is_empty() {
-            if stopping_at.is_some() {
+            if ctx.stopping() {
                 // All sent: close cleanly; what the server read before closing is delivered.
                 if let Some(mut s) = conn.take() {
                     s.conn.send_close_notify();
@@ -237,32 +166,24 @@ fn deliver(
                     let mut sink = [0u8; 512];
                     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
                     if let Some(&(id, _)) = sent.back() {
-                        let _ = spool.lock().unwrap_or_else(|e| e.into_inner()).ack(id);
+                        let _ = status.spool().ack(id);
                     }
                 }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            ctx.sleep(Duration::from_millis(20));
             continue;
         }
         if conn.is_none() {
             match connect(c, tls) {
                 Ok(s) => {
-                    if last_error.take().is_some() {
-                        eprintln!("buildwatch: syslog {}: connected again", c.address);
-                    }
+                    status.recovered();
                     conn = Some(s);
                     backoff = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    if last_error.as_deref() != Some(&e) {
-                        eprintln!(
-                            "buildwatch: syslog {}: {e}; records stay in the spool",
-                            c.address
-                        );
-                        last_error = Some(e);
-                    }
-                    std::thread::sleep(backoff);
+                    status.trouble(&e);
+                    ctx.sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
@@ -270,9 +191,14 @@ fn deliver(
         }
         let mut frames = Vec::new();
         {
-            let s = spool.lock().unwrap_or_else(|e| e.into_inner());
+            let s = status.spool();
             for r in &batch {
-                frames.extend_from_slice(&frame(&s.event_id(r.id), &r.payload, &c.hostname));
+                let id = s.event_id(r.id);
+                let message = match render(c.schema, &id, &r.payload, &c.hostname) {
+                    Some(v) => serde_json::to_vec(&v).unwrap_or_default(),
+                    None => r.payload.clone(),
+                };
+                frames.extend_from_slice(&frame(&id, &r.payload, &message, &c.hostname));
             }
         }
         let s = conn.as_mut().expect("connected above");
@@ -285,14 +211,10 @@ fn deliver(
                 next = batch.last().map_or(next, |r| r.id);
             }
             Err(e) => {
-                let msg = format!("sending: {e}");
-                if last_error.as_deref() != Some(&msg) {
-                    eprintln!(
-                        "buildwatch: syslog {}: {msg}; sending again from the spool",
-                        c.address
-                    );
-                    last_error = Some(msg);
-                }
+                status
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                status.trouble(&format!("sending: {e}"));
                 // Everything not settled goes again on the next connection.
                 conn = None;
                 sent.clear();
@@ -314,8 +236,9 @@ fn sd_value(s: &str) -> String {
     out
 }
 
-/// One octet-counted RFC 5424 frame for a native JSON line.
-pub fn frame(id: &str, payload: &[u8], hostname: &str) -> Vec<u8> {
+/// One octet-counted RFC 5424 frame: the structured data from the native JSON line
+/// `payload`, the message `message` (the record in the output's schema).
+pub fn frame(id: &str, payload: &[u8], message: &[u8], hostname: &str) -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
     let kind = v["kind"].as_str().unwrap_or("event");
     let finding = &v["finding"];
@@ -368,17 +291,10 @@ pub fn frame(id: &str, payload: &[u8], hostname: &str) -> Vec<u8> {
         if msgid.is_empty() { "-" } else { &msgid },
     );
     let mut body = msg.into_bytes();
-    body.extend_from_slice(payload);
+    body.extend_from_slice(message);
     let mut out = format!("{} ", body.len()).into_bytes();
     out.extend_from_slice(&body);
     out
-}
-
-/// This host's name, for the HOSTNAME field.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -388,7 +304,7 @@ mod tests {
     #[test]
     fn frames_are_octet_counted_rfc5424_with_escaped_structured_data() {
         let line = br#"{"schema":1,"kind":"finding","time":"2026-12-02T16:00:00Z","finding":{"rule":"r\"]x","severity":"high","cgroup":{"path":"/a.service"}}}"#;
-        let f = frame("abc-1", line, "host 1");
+        let f = frame("abc-1", line, line, "host 1");
         let s = String::from_utf8(f).unwrap();
         let (len, rest) = s.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), rest.len());

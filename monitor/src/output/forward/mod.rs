@@ -1,0 +1,409 @@
+//! Forwarding to SIEMs. Every forwarding output has its own disk spool (`output::spool`): the
+//! sink appends records to it on the sink's thread and a delivery thread sends them on,
+//! removing them only once the receiver acknowledged them. So nothing is lost while the
+//! receiver is down, slow or refusing, or while buildwatch restarts.
+//!
+//! - `syslog`: RFC 5424 over TLS (RFC 5425), octet-counted.
+//! - `http`: Elastic/OpenSearch `_bulk`, Splunk HEC (with indexer acknowledgement), OTLP/HTTP
+//!   logs and an NDJSON webhook.
+//! - `ecs`, `ocsf`: the two SIEM schemas a record can be sent in, besides buildwatch's own.
+//!
+//! A record the receiver refuses for good (a 400 for that record; a mapping conflict) is not
+//! retried forever: it is counted as rejected and kept, with the receiver's reason, in
+//! `rejected.jsonl` in the spool directory (bounded), so it can be looked at and sent again.
+
+pub mod config;
+pub mod ecs;
+pub mod http;
+pub mod ocsf;
+pub mod syslog;
+
+use std::{
+    io::{self, Write},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use self::config::{OnFull, Schema};
+use crate::output::{bus::Record, sink::Writer, spool::Spool};
+
+/// The most `rejected.jsonl` holds; past it, rejected records are only counted.
+const REJECTED_MAX_BYTES: u64 = 16 << 20;
+
+/// One forwarding output's state, shared by its sink, its delivery thread, the agent's
+/// metrics and a run's report.
+pub struct Status {
+    pub name: String,
+    pub spool: Mutex<Spool>,
+    /// Records the receiver refused for good (acknowledged in the spool, kept aside).
+    pub rejected: AtomicU64,
+    /// Requests (or TLS writes) that failed and were retried.
+    pub retries: AtomicU64,
+    pub connected: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// What a forwarding output did, for `/metrics`, the run summary and the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ForwardStats {
+    pub name: String,
+    /// Records the receiver acknowledged since buildwatch started.
+    pub delivered: u64,
+    /// Records waiting in the spool (this run's and any left from before).
+    pub pending: u64,
+    /// Refused by the receiver for good (kept in the spool's rejected.jsonl).
+    pub rejected: u64,
+    /// Refused by the full spool (each hole is announced by a gap record).
+    pub dropped_full: u64,
+    /// Records found torn or corrupt in the spool after a crash.
+    pub corrupt: u64,
+    pub retries: u64,
+    pub spool_bytes: u64,
+    /// Seconds the oldest waiting record has waited.
+    pub oldest_pending_s: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Status {
+    pub fn new(name: String, spool: Spool) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            spool: Mutex::new(spool),
+            rejected: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> ForwardStats {
+        let s = self.spool().stats();
+        let rejected = self.rejected.load(Ordering::Relaxed);
+        ForwardStats {
+            name: self.name.clone(),
+            delivered: s.acked.saturating_sub(rejected),
+            pending: s.records,
+            rejected,
+            dropped_full: s.refused,
+            corrupt: s.corrupt,
+            retries: self.retries.load(Ordering::Relaxed),
+            spool_bytes: s.bytes,
+            oldest_pending_s: s.oldest_age_s,
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    /// A problem the delivery ran into; said once on stderr until it changes.
+    pub fn trouble(&self, msg: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(msg) {
+            eprintln!(
+                "buildwatch: {}: {msg}; records stay in the spool",
+                self.name
+            );
+            *last = Some(msg.to_owned());
+        }
+    }
+
+    /// Delivery works again (after [`Status::trouble`]).
+    pub fn recovered(&self) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            eprintln!("buildwatch: {}: delivering again", self.name);
+        }
+    }
+
+    /// A record the receiver refused for good: counted, and kept with the reason.
+    pub fn reject(&self, id: &str, payload: &[u8], reason: &str) {
+        let n = self.rejected.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            eprintln!(
+                "buildwatch: {}: the receiver refused record {id}: {reason} (kept in the spool's rejected.jsonl)",
+                self.name
+            );
+        }
+        let path = self.spool().dir().join("rejected.jsonl");
+        if std::fs::metadata(&path).map_or(0, |m| m.len()) >= REJECTED_MAX_BYTES {
+            return;
+        }
+        let line = serde_json::json!({
+            "id": id,
+            "reason": reason,
+            "record": String::from_utf8_lossy(payload),
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let mut b = serde_json::to_vec(&line).unwrap_or_default();
+            b.push(b'\n');
+            let _ = f.write_all(&b);
+        }
+    }
+}
+
+/// What a delivery thread is given.
+pub struct Ctx {
+    pub status: Arc<Status>,
+    stop: Arc<AtomicBool>,
+    /// How long delivery goes on once asked to stop.
+    flush: Duration,
+    stopping_at: Option<Instant>,
+}
+
+impl Ctx {
+    /// Asked to stop (the delivery then sends what it can within its flush time).
+    pub fn stopping(&mut self) -> bool {
+        if self.stopping_at.is_none() && self.stop.load(Ordering::Relaxed) {
+            self.stopping_at = Some(Instant::now());
+        }
+        self.stopping_at.is_some()
+    }
+
+    /// The flush time is over: stop now, whatever is left stays in the spool.
+    pub fn must_end(&mut self) -> bool {
+        self.stopping();
+        self.stopping_at.is_some_and(|t| t.elapsed() >= self.flush)
+    }
+
+    /// Sleep up to `d`, waking when the flush time ends.
+    pub fn sleep(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end && !self.must_end() {
+            std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
+        }
+    }
+}
+
+/// The sink side of a forwarding output: records go into the spool on the sink's thread; a
+/// delivery thread sends them on.
+pub struct ForwardSink {
+    status: Arc<Status>,
+    on_full: OnFull,
+    delivery: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl ForwardSink {
+    pub fn start(
+        status: Arc<Status>,
+        on_full: OnFull,
+        flush: Duration,
+        thread: &str,
+        deliver: impl FnOnce(Ctx) + Send + 'static,
+    ) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = Ctx {
+            status: status.clone(),
+            stop: stop.clone(),
+            flush,
+            stopping_at: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || deliver(ctx))?;
+        Ok(Self {
+            status,
+            on_full,
+            delivery: Some((stop, handle)),
+        })
+    }
+}
+
+impl Writer for ForwardSink {
+    /// A batch of JSON lines into the spool. When it is full: drop the newest (counted, and
+    /// a gap record follows), or wait for the delivery to make room.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            loop {
+                let mut spool = self.status.spool();
+                if self.on_full == OnFull::Block && !spool.has_room(line.len()) {
+                    drop(spool);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                spool.append(line)?;
+                break;
+            }
+        }
+        self.status.spool().sync(false)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn describe(&self, e: &io::Error) -> String {
+        format!("{}: {e}", self.status.name)
+    }
+}
+
+impl Drop for ForwardSink {
+    /// Closing: the delivery thread sends what it can within its flush time, then stops; the
+    /// rest stays in the spool for the next start (or the agent).
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.delivery.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        let _ = self.status.spool().close();
+    }
+}
+
+/// A spooled native record as the receiver gets it: in `schema`, carrying its stable `id`.
+/// None: the line is not a JSON object (a gap record is one; so is every line buildwatch
+/// writes, so this only guards against a damaged spool).
+pub fn render(schema: Schema, id: &str, payload: &[u8], host: &str) -> Option<serde_json::Value> {
+    let serde_json::Value::Object(mut v) = serde_json::from_slice(payload).ok()? else {
+        return None;
+    };
+    match schema {
+        Schema::Native => {
+            v.insert("id".into(), id.into());
+            Some(serde_json::Value::Object(v))
+        }
+        Schema::Ecs => Some(ecs::from_native(&serde_json::Value::Object(v), id, host)),
+        Schema::Ocsf => Some(ocsf::from_native(&serde_json::Value::Object(v), id, host)),
+    }
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// An opened output: its name, its writer, and its forwarding state (when spooled).
+pub type Opened = (String, Box<dyn Writer>, Option<Arc<Status>>);
+
+/// The writer of one configured output, its name, and its forwarding state (for a spooled
+/// output). `flush`: how long a forwarding output goes on delivering once it is closed.
+///
+/// `run`: for a CI run, whose spool (unless the entry names one) is `run-…` beside the
+/// agent's, and which takes the next free `…-N` when another run holds it: what a run leaves
+/// undelivered waits there for the next run that opens it.
+pub fn open(
+    o: &config::OutputConfig,
+    flush: Duration,
+    run: bool,
+) -> anyhow::Result<Opened> {
+    use crate::output::sink::{RotatingFile, Stream};
+    let name = o.to.name();
+    let spooled = |opts: &config::SpoolOpts| -> anyhow::Result<Arc<Status>> {
+        let base = match (run, opts.dir.file_name()) {
+            (true, Some(f)) if !opts.explicit => opts
+                .dir
+                .with_file_name(format!("run-{}", f.to_string_lossy())),
+            _ => opts.dir.clone(),
+        };
+        let tries = if run { 8 } else { 1 };
+        let mut last = None;
+        for n in 1..=tries {
+            let dir = if n == 1 {
+                base.clone()
+            } else {
+                let mut d = base.clone().into_os_string();
+                d.push(format!("-{n}"));
+                d.into()
+            };
+            match Spool::open(&dir, opts.max_bytes, Duration::from_millis(200)) {
+                Ok(spool) => return Ok(Status::new(name.clone(), spool)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => last = Some(e),
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "{name}: opening the spool {}: {e}",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        Err(anyhow::anyhow!(
+            "{name}: {}",
+            last.map_or_else(|| "no spool".to_owned(), |e| e.to_string())
+        ))
+    };
+    Ok(match &o.to {
+        config::Destination::Stdout => (
+            name.clone(),
+            Box::new(Stream::new(io::stdout(), "stdout")),
+            None,
+        ),
+        config::Destination::File(p) => (
+            name.clone(),
+            Box::new(RotatingFile::new(
+                p.clone(),
+                o.max_bytes,
+                Duration::from_secs(o.max_age_secs.max(1)),
+                o.keep,
+            )),
+            None,
+        ),
+        config::Destination::Syslog {
+            address,
+            tls,
+            spool,
+            schema,
+        } => {
+            let status = spooled(spool)?;
+            let sink = syslog::start(
+                syslog::SyslogConfig {
+                    address: address.clone(),
+                    tls: tls.clone(),
+                    schema: *schema,
+                    hostname: hostname(),
+                },
+                status.clone(),
+                spool.on_full,
+                flush,
+            )
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            (name.clone(), Box::new(sink), Some(status))
+        }
+        config::Destination::Http {
+            dest,
+            spool,
+            schema,
+        } => {
+            let status = spooled(spool)?;
+            let sink = http::start(dest.clone(), *schema, status.clone(), spool.on_full, flush)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            (name.clone(), Box::new(sink), Some(status))
+        }
+    })
+}
+
+/// Which records an output takes.
+pub fn filter(o: &config::OutputConfig) -> crate::output::bus::Filter {
+    let o = o.clone();
+    Box::new(move |r: &Record| match r {
+        Record::Event(ev) => {
+            o.events
+                && !matches!(ev.kind.as_ref(), "run" | "run_end")
+                && (o.kinds.is_empty() || o.kinds.iter().any(|k| k == ev.kind.as_ref()))
+        }
+        Record::Finding(f) => o.findings && f.severity >= o.min_severity,
+        Record::Rollup(v) => {
+            o.findings
+                && v["severity"]
+                    .as_str()
+                    .and_then(crate::detect::rules::Severity::parse)
+                    .is_none_or(|s| s >= o.min_severity)
+        }
+        Record::Summary(_) => true,
+        _ => false,
+    })
+}
