@@ -68,9 +68,12 @@ fi
 # Validators and stand-ins the tests run, pinned, in their own directory (never the system's
 # Python or global npm): CycloneDX's library checks the release SBOM against the schema; PyYAML
 # reads action.yml and the GitLab template for tests/support/ci_steps.py; Microsoft's SARIF
-# multitool validates SARIF with GitHub code scanning's rules.
+# multitool validates SARIF with GitHub code scanning's rules; the published OCSF 1.7.0 schema
+# (in pydantic-ocsf; only its JSON is read, so without pydantic) and ECS 9.4.0's field table
+# (Elastic's @elastic/ecs) check the forwarded SIEM records.
 tools=${BUILDWATCH_TOOLS:-/opt/buildwatch-tools}
-if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json, yaml' 2>/dev/null; then
+if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json, yaml' 2>/dev/null \
+    || ! [ -f "$tools/venv/lib/python3"*/site-packages/ocsf/schemas/v1_7_0.json ]; then
     rm -rf "$tools/venv"
     if ! python3 -m venv "$tools/venv" >/dev/null 2>&1; then
         # Debian's Python makes venvs only with python3-venv.
@@ -81,12 +84,16 @@ if ! "$tools/venv/bin/python" -c 'import cyclonedx.validation.json, yaml' 2>/dev
     fi
     "$tools/venv/bin/pip" install -q --disable-pip-version-check \
         'cyclonedx-python-lib[json-validation]==11.12.0' 'PyYAML==6.0.3'
+    "$tools/venv/bin/pip" install -q --disable-pip-version-check --no-deps 'pydantic-ocsf==3.0.0'
 fi
 multitool="$tools/npm/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
-if ! [ -x "$multitool" ] || ! "$multitool" --version 2>/dev/null | grep -q '^SARIF Multitool 5\.7\.0'; then
+ecs_pkg="$tools/npm/node_modules/@elastic/ecs/package.json"
+if ! [ -x "$multitool" ] || ! "$multitool" --version 2>/dev/null | grep -q '^SARIF Multitool 5\.7\.0' \
+    || ! grep -q '"version": "9\.4\.0"' "$ecs_pkg" 2>/dev/null; then
     rm -rf "$tools/npm"
     mkdir -p "$tools/npm"
-    npm install --prefix "$tools/npm" --no-audit --no-fund --silent @microsoft/sarif-multitool@5.7.0
+    npm install --prefix "$tools/npm" --no-audit --no-fund --silent \
+        @microsoft/sarif-multitool@5.7.0 @elastic/ecs@9.4.0
     # Its package's postinstall (which npm may not run) only makes the binary executable.
     chmod 0755 "$multitool"
 fi

@@ -276,3 +276,37 @@ fn terminal_lines_fit_and_follow_colour_quiet_and_verbose() {
     );
     assert!(!plain.contains("exec [pid"), "{plain}");
 }
+
+/// A forwarding output that is wrong (in an `--output` file or the policy's `outputs:`)
+/// stops the run before the command starts, positioned; a token never goes in clear.
+#[test]
+fn forwarding_output_mistakes_stop_before_anything_runs() {
+    let dir = TempDir::new("cli-outputs");
+    fs::write(
+        dir.join("out.yaml"),
+        "outputs:\n  - type: webhook\n    url: http://hooks.example/in\n    token_env: HOOK_TOKEN\n",
+    )
+    .unwrap();
+    let out = bw(&dir, &["run", "--output", "out.yaml", "--", "touch", "ran"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("out.yaml:3:10: error: a token is not sent in clear"),
+        "{stderr}"
+    );
+    assert!(!dir.join("ran").exists());
+    fs::write(
+        dir.join("p.yaml"),
+        "outputs:\n  - type: splunk_hec\n    url: https://hec.example\n",
+    )
+    .unwrap();
+    let out = bw(&dir, &["replay", "/dev/null", "--policy", "p.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(
+            "buildwatch: p.yaml:2:5: error: a splunk_hec output needs `token_file:` or `token_env:`"
+        ),
+        "{stderr}"
+    );
+}

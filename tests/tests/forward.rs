@@ -5,94 +5,12 @@
 use std::{
     collections::BTreeMap,
     fs,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use buildwatch_tests::{agent_support::*, *};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for `localhost` signed by it, in `dir`; returns the CA file.
-fn make_ca(dir: &Path, name: &str) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    dir.join("ca.pem")
-}
+use buildwatch_tests::{agent_support::*, forward_support::*, *};
 
 /// rsyslogd in the foreground, receiving syslog over TLS on a loopback port into `out`.
 struct Rsyslog {
@@ -164,24 +82,6 @@ impl Drop for Rsyslog {
     fn drop(&mut self) {
         self.down();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Bytes in a spool's segments (0: everything acknowledged).
-fn spooled_bytes(spool: &Path) -> u64 {
-    fs::read_dir(spool)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
 }
 
 /// Record id → how often it arrived.
@@ -283,6 +183,30 @@ fn a_wrong_certificate_sends_nothing_and_says_why() {
     svc.run("/bin/true bw-secret-marker");
     let line = agent.wait_line("TLS handshake with 127.0.0.1");
     assert!(line.contains("records stay in the spool"), "{line}");
+    // /metrics says what waits, and for how long.
+    let output = format!("{{output=\"syslog 127.0.0.1:{port}\"}}");
+    eventually("spooled records in /metrics", || {
+        metric(
+            &agent.scrape(),
+            &format!("buildwatch_spool_records{output}"),
+        ) > 0.0
+    });
+    let scrape = agent.scrape();
+    assert!(
+        metric(&scrape, &format!("buildwatch_spool_bytes{output}")) > 0.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            &format!("buildwatch_forward_delivered_total{output}")
+        ),
+        0.0
+    );
+    assert!(
+        scrape.contains(&format!("buildwatch_spool_oldest_age_seconds{output}")),
+        "{scrape}"
+    );
     assert_eq!(agent.stop(), Some(0));
     let got = fs::read_to_string(&received).unwrap_or_default();
     assert!(

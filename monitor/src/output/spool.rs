@@ -240,6 +240,16 @@ impl Spool {
         })
     }
 
+    /// Append a record that must not be refused (a run's summary: the receiver's only word on
+    /// the verdict), past the size bound if need be, after the gap record of any hole.
+    pub fn append_reserved(&mut self, payload: &[u8]) -> io::Result<u64> {
+        if let Some(g) = self.gap_line() {
+            self.write_record(g.as_bytes())?;
+            self.pending_gap = 0;
+        }
+        self.write_record(payload)
+    }
+
     /// Closing: a hole not yet announced gets its gap record now (past the size bound by one
     /// small record), so the receiver hears of it after a restart; then everything is synced.
     pub fn close(&mut self) -> io::Result<()> {

@@ -345,9 +345,10 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         ));
     }
     for f in &r.forwarding {
+        out.push(format!("forwarding to {}:", f.name));
         let mut line = format!(
-            "forwarded to {}: {} delivered, {} waiting in the spool",
-            f.name, f.delivered, f.pending
+            "  {} delivered, {} waiting in the spool",
+            f.delivered, f.pending
         );
         if f.rejected > 0 {
             line.push_str(&format!(", {} refused by the receiver", f.rejected));
@@ -355,12 +356,12 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         if f.dropped_full > 0 {
             line.push_str(&format!(", {} dropped (spool full)", f.dropped_full));
         }
+        out.push(line);
         if f.pending > 0
             && let Some(e) = &f.last_error
         {
-            line.push_str(&format!(" ({e})"));
+            out.push(format!("  last error: {e}"));
         }
-        out.push(line);
     }
     if r.policy_files.is_empty() {
         out.push(policy_files_line(&r.policy_files, true));

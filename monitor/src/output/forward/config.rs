@@ -646,10 +646,8 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<OutputConfig>, String> {
             match list {
                 Some(l) => l,
                 None => {
-                    return Err(render(
-                        vec![Diagnostic::error(root.pos.clone(), "no `outputs:`")],
-                        &src,
-                    ));
+                    errs.push(Diagnostic::error(root.pos.clone(), "no `outputs:`"));
+                    return Err(render(errs, &src));
                 }
             }
         }
@@ -681,5 +679,99 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<OutputConfig>, String> {
         Ok(out)
     } else {
         Err(render(errs, &src))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Vec<OutputConfig>, String> {
+        let dir = std::env::temp_dir().join(format!("bw-outcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(format!("out-{}.yaml", src.len()));
+        std::fs::write(&f, src).unwrap();
+        let r = load_file(&f);
+        let _ = std::fs::remove_file(&f);
+        r
+    }
+
+    #[test]
+    fn every_forwarding_type_parses_with_its_defaults() {
+        let o = parse(
+            "outputs:\n  - type: syslog\n    address: siem.example:6514\n  - type: elastic\n    url: https://es.example:9200\n  - type: splunk_hec\n    url: https://hec.example:8088\n    token_env: HEC\n    ack: true\n    format: ocsf\n  - type: otlp\n    url: http://127.0.0.1:4318\n  - type: webhook\n    url: https://hooks.example/x\n    on_full: block\n",
+        )
+        .unwrap();
+        assert_eq!(o.len(), 5);
+        match &o[0].to {
+            Destination::Syslog { tls, spool, .. } => {
+                assert_eq!(tls.server_name.as_deref(), Some("siem.example"));
+                assert!(spool.dir.ends_with("syslog-siem.example_6514"));
+                assert!(!spool.explicit);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &o[1].to {
+            Destination::Http { dest, schema, .. } => {
+                assert_eq!(dest.kind, HttpKind::Elastic);
+                assert_eq!(*schema, Schema::Ecs, "Elastic defaults to ECS");
+                assert_eq!(dest.tls.server_name.as_deref(), Some("es.example"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &o[2].to {
+            Destination::Http { dest, schema, .. } => {
+                assert!(dest.ack);
+                assert_eq!(*schema, Schema::Ocsf);
+                assert_eq!(dest.token, Some(Token::Env("HEC".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o[4].to.spool().unwrap().on_full, OnFull::Block);
+    }
+
+    #[test]
+    fn mistakes_are_errors_with_their_position() {
+        let e =
+            parse("outputs:\n  - type: splunk_hec\n    url: https://hec.example\n").unwrap_err();
+        assert!(
+            e.contains(":2:5: error: a splunk_hec output needs `token_file:` or `token_env:`"),
+            "{e}"
+        );
+        let e = parse(
+            "outputs:\n  - type: webhook\n    url: http://hooks.example/x\n    token_env: T\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(":3:10: error: a token is not sent in clear"),
+            "{e}"
+        );
+        let e = parse("outputs:\n  - type: webhook\n    url: https://user:pw@hooks.example/\n")
+            .unwrap_err();
+        assert!(e.contains("no user or password in the URL"), "{e}");
+        let e = parse("outputs:\n  - type: elasticc\n").unwrap_err();
+        assert!(
+            e.contains(":2:11: error: `type` is `file`, `stdout`, `syslog`, `elastic`"),
+            "{e}"
+        );
+        let e = parse("outputs:\n  - type: file\n    path: /x\n    url: https://a.example\n")
+            .unwrap_err();
+        assert!(
+            e.contains(":4:5: error: `url` belongs to a forwarding output, not a file one"),
+            "{e}"
+        );
+        let e = parse("outputs:\n  - type: otlp\n    url: https://c.example\n    formt: ocsf\n")
+            .unwrap_err();
+        assert!(
+            e.contains("unknown output key `formt` (did you mean `format`?)"),
+            "{e}"
+        );
+        let e = parse("outputs:\n  - type: syslog\n    address: nohost\n").unwrap_err();
+        assert!(e.contains("`nohost` is not HOST:PORT"), "{e}");
+        let e = parse("fail_on: high\n").unwrap_err();
+        assert!(
+            e.contains("unknown key `fail_on` (an --output file holds `outputs:`)"),
+            "{e}"
+        );
     }
 }

@@ -230,6 +230,11 @@ impl Writer for ForwardSink {
     /// a gap record follows), or wait for the delivery to make room.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            // A run's summary is never refused (its keys are sorted: `kind` comes first).
+            if line.starts_with(br#"{"kind":"run_summary","#) {
+                self.status.spool().append_reserved(line)?;
+                continue;
+            }
             loop {
                 let mut spool = self.status.spool();
                 if self.on_full == OnFull::Block && !spool.has_room(line.len()) {
@@ -296,11 +301,7 @@ pub type Opened = (String, Box<dyn Writer>, Option<Arc<Status>>);
 /// `run`: for a CI run, whose spool (unless the entry names one) is `run-…` beside the
 /// agent's, and which takes the next free `…-N` when another run holds it: what a run leaves
 /// undelivered waits there for the next run that opens it.
-pub fn open(
-    o: &config::OutputConfig,
-    flush: Duration,
-    run: bool,
-) -> anyhow::Result<Opened> {
+pub fn open(o: &config::OutputConfig, flush: Duration, run: bool) -> anyhow::Result<Opened> {
     use crate::output::sink::{RotatingFile, Stream};
     let name = o.to.name();
     let spooled = |opts: &config::SpoolOpts| -> anyhow::Result<Arc<Status>> {
