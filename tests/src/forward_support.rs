@@ -152,6 +152,12 @@ impl Standin {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 tests/support/siem_standin.py");
+        // Owned from here: a panic below kills it (Drop).
+        let mut s = Self {
+            child,
+            port: 0,
+            control: 0,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         let read = |f: &Path| {
             fs::read_to_string(f)
@@ -160,11 +166,9 @@ impl Standin {
         };
         loop {
             if let (Some(port), Some(control)) = (read(&port_file), read(&control_file)) {
-                return Self {
-                    child,
-                    port,
-                    control,
-                };
+                s.port = port;
+                s.control = control;
+                return s;
             }
             assert!(Instant::now() < deadline, "the stand-in did not start");
             std::thread::sleep(Duration::from_millis(50));

@@ -188,6 +188,7 @@ class Endpoint:
         self.rejected = 0
         self.conflicts = 0
         self.last_headers = None
+        self.counted = 0
 
     def store(self, rid, record, meta):
         self.records.append({"id": rid, "record": record, "meta": meta})
@@ -204,6 +205,7 @@ class Endpoint:
     def stats(self):
         unique = len(set(self.ids))
         return {
+            "counted": self.counted,
             "requests": self.requests,
             "faults_served": self.faults_served,
             "faults_pending": len(self.faults),
@@ -842,6 +844,13 @@ def handle_otlp(body, fault):
 
 
 def handle_webhook(path, body, fault):
+    if CONFIG.get("count_only"):
+        # The bench's sink: lines counted, nothing parsed or kept (what is measured is the
+        # sender; the tests check the records themselves).
+        n = body.count(b"\n")
+        with LOCK:
+            ep("webhook").counted += n
+        return 200, {"accepted": n}, {}
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -1207,8 +1216,11 @@ def main():
     p.add_argument("--control-port-file")
     p.add_argument("--stdin-eof-exit", action="store_true")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--count-only", action="store_true",
+                   help="webhook: count lines only (the bench's sink; no records kept)")
     a = p.parse_args()
-    CONFIG.update(token=a.token, hec_ack=a.hec_ack, ack_delay=a.ack_delay, verbose=a.verbose)
+    CONFIG.update(token=a.token, hec_ack=a.hec_ack, ack_delay=a.ack_delay, verbose=a.verbose,
+                  count_only=a.count_only)
 
     ctx = None
     if a.tls:

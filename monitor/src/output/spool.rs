@@ -32,6 +32,8 @@ pub const SEGMENT_BYTES: u64 = 8 << 20;
 const HEADER: usize = 16;
 /// Longest record accepted (a finding or event line is a few KiB).
 pub const MAX_RECORD: usize = 1 << 20;
+/// Appended records are written out once this much is buffered (and at every sync).
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// A record read back for delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct SpoolStats {
     pub records: u64,
     /// Appended, acknowledged, refused for want of room.
     pub appended: u64,
+    /// Bytes of the records appended (payloads), for the write amplification.
+    pub appended_bytes: u64,
     pub acked: u64,
     pub refused: u64,
     /// Records found cut short or corrupt on reading (a crash mid-write).
@@ -66,6 +70,11 @@ pub struct Spool {
     /// Segments in order: (first id, path, bytes).
     segments: Vec<(u64, PathBuf, u64)>,
     writer: Option<File>,
+    /// Appended records not yet written to the segment (one write per batch, not per record).
+    buf: Vec<u8>,
+    /// Where the last read stopped: (segment's first id, byte offset, last id read). Delivery
+    /// reads on from there instead of from the segment's start.
+    cursor: Option<(u64, u64, u64)>,
     dirty_since: Option<Instant>,
     /// Refused since the last record that fitted (becomes a gap record).
     pending_gap: u64,
@@ -141,6 +150,8 @@ impl Spool {
             acked,
             segments,
             writer: None,
+            buf: Vec::new(),
+            cursor: None,
             dirty_since: None,
             pending_gap: 0,
             stats: SpoolStats {
@@ -150,12 +161,13 @@ impl Spool {
             oldest_at: None,
             _lock: lock,
         };
-        // The next id: past everything on disk (the ledger may lag the segments).
-        let on_disk = s.read_from(0, usize::MAX)?;
-        if let Some(last) = on_disk.last() {
-            s.next_id = s.next_id.max(last.id + 1);
+        // The next id: past everything on disk (the ledger may lag the segments). Headers only:
+        // a full spool is not read into memory.
+        let (waiting, last) = s.count_after(s.acked)?;
+        if let Some(last) = last {
+            s.next_id = s.next_id.max(last + 1);
         }
-        s.stats.records = on_disk.iter().filter(|r| r.id > s.acked).count() as u64;
+        s.stats.records = waiting;
         if s.stats.records > 0 {
             s.oldest_at = Some(Instant::now());
         }
@@ -205,6 +217,11 @@ impl Spool {
         let id = self.next_id;
         let roll = self.segments.last().is_none_or(|s| s.2 >= SEGMENT_BYTES);
         if roll || self.writer.is_none() {
+            // What the closing segment holds reaches its file, and the disk if it is due.
+            self.flush_buf()?;
+            if let (true, Some(w), Some(_)) = (roll, &self.writer, self.dirty_since) {
+                w.sync_data()?;
+            }
             if roll {
                 let path = self.dir.join(format!("seg-{id:020}"));
                 self.segments.push((id, path, 0));
@@ -212,20 +229,20 @@ impl Spool {
             let path = self.segments.last().expect("pushed above").1.clone();
             self.writer = Some(OpenOptions::new().create(true).append(true).open(path)?);
         }
-        let mut rec = Vec::with_capacity(HEADER + payload.len());
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc(id, payload).to_le_bytes());
-        rec.extend_from_slice(&id.to_le_bytes());
-        rec.extend_from_slice(payload);
-        self.writer
-            .as_mut()
-            .expect("opened above")
-            .write_all(&rec)?;
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&crc(id, payload).to_le_bytes());
+        self.buf.extend_from_slice(&id.to_le_bytes());
+        self.buf.extend_from_slice(payload);
         if let Some(last) = self.segments.last_mut() {
-            last.2 += rec.len() as u64;
+            last.2 += (HEADER + payload.len()) as u64;
+        }
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush_buf()?;
         }
         self.next_id += 1;
         self.stats.appended += 1;
+        self.stats.appended_bytes += payload.len() as u64;
         self.stats.records += 1;
         self.oldest_at.get_or_insert_with(Instant::now);
         self.dirty_since.get_or_insert_with(Instant::now);
@@ -260,8 +277,26 @@ impl Spool {
         self.sync(true)
     }
 
-    /// fsync what was appended, if it is due (or `force`).
+    /// Write the buffered records to the newest segment.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.writer.as_mut() {
+            Some(w) => w.write_all(&self.buf)?,
+            None => {
+                return Err(io::Error::other(
+                    "spool: records buffered without a segment",
+                ));
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Write out what was appended, and fsync it if that is due (or `force`).
     pub fn sync(&mut self, force: bool) -> io::Result<()> {
+        self.flush_buf()?;
         if let Some(t) = self.dirty_since
             && (force || t.elapsed() >= self.fsync_every)
         {
@@ -273,19 +308,38 @@ impl Spool {
         Ok(())
     }
 
-    /// Up to `max` unacknowledged records after `after`, oldest first.
-    pub fn read_from(&self, after: u64, max: usize) -> io::Result<Vec<Spooled>> {
+    /// Up to `max` unacknowledged records after `after`, oldest first. Reading on from where
+    /// the last read stopped seeks there directly; records at or before `after` are skipped
+    /// by their headers, without reading them.
+    pub fn read_from(&mut self, after: u64, max: usize) -> io::Result<Vec<Spooled>> {
+        self.flush_buf()?;
         let from = after.max(self.acked);
+        let resume = self
+            .cursor
+            .filter(|c| c.2 == from && self.segments.iter().any(|s| s.0 == c.0))
+            .map(|c| (c.0, c.1));
+        let segments: Vec<(u64, PathBuf)> =
+            self.segments.iter().map(|s| (s.0, s.1.clone())).collect();
         let mut out = Vec::new();
-        for (i, (_, path, _)) in self.segments.iter().enumerate() {
-            // Skip segments that end before `from`.
-            if let Some((next_first, ..)) = self.segments.get(i + 1)
-                && *next_first <= from + 1
-            {
+        for (i, (first, path)) in segments.iter().enumerate() {
+            let start = match resume {
+                Some((seg, _)) if *first < seg => continue,
+                Some((seg, off)) if *first == seg => off,
+                Some(_) => 0,
+                None => {
+                    // Skip segments that end before `from`.
+                    if segments.get(i + 1).is_some_and(|next| next.0 <= from + 1) {
+                        continue;
+                    }
+                    0
+                }
+            };
+            let Ok(mut f) = File::open(path) else {
                 continue;
-            }
-            let Ok(f) = File::open(path) else { continue };
-            let mut r = BufReader::new(f);
+            };
+            f.seek(SeekFrom::Start(start))?;
+            let mut r = BufReader::with_capacity(256 * 1024, f);
+            let mut pos = start;
             loop {
                 let mut h = [0u8; HEADER];
                 if r.read_exact(&mut h).is_err() {
@@ -297,20 +351,51 @@ impl Spool {
                 if len > MAX_RECORD {
                     break;
                 }
+                if id <= from {
+                    r.seek_relative(len as i64)?;
+                    pos += (HEADER + len) as u64;
+                    continue;
+                }
                 let mut payload = vec![0u8; len];
                 if r.read_exact(&mut payload).is_err() || crc(id, &payload) != sum {
                     // Cut short or corrupt: the rest of this segment is not trusted.
                     break;
                 }
-                if id > from {
-                    out.push(Spooled { id, payload });
-                    if out.len() >= max {
-                        return Ok(out);
-                    }
+                pos += (HEADER + len) as u64;
+                self.cursor = Some((*first, pos, id));
+                out.push(Spooled { id, payload });
+                if out.len() >= max {
+                    return Ok(out);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// How many records on disk come after `after`, and the last id there (headers only).
+    fn count_after(&self, after: u64) -> io::Result<(u64, Option<u64>)> {
+        let (mut n, mut last) = (0, None);
+        for (_, path, _) in &self.segments {
+            let Ok(f) = File::open(path) else { continue };
+            let mut r = BufReader::new(f);
+            loop {
+                let mut h = [0u8; HEADER];
+                if r.read_exact(&mut h).is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+                let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                if len > MAX_RECORD {
+                    break;
+                }
+                r.seek_relative(len as i64)?;
+                last = Some(id);
+                if id > after {
+                    n += 1;
+                }
+            }
+        }
+        Ok((n, last))
     }
 
     /// The receiver has everything up to `id`: record it (after the data is on disk) and
@@ -379,6 +464,13 @@ impl Spool {
     /// The last id handed out (0: none yet).
     pub fn last_id(&self) -> u64 {
         self.next_id - 1
+    }
+}
+
+impl Drop for Spool {
+    /// What is buffered reaches the segment (the page cache; `close` also fsyncs).
+    fn drop(&mut self) {
+        let _ = self.flush_buf();
     }
 }
 
@@ -453,7 +545,7 @@ mod tests {
         s.ack(4).unwrap();
         let sid = s.spool_id;
         drop(s);
-        let s = Spool::open(&d, 1 << 20, Duration::from_millis(10)).unwrap();
+        let mut s = Spool::open(&d, 1 << 20, Duration::from_millis(10)).unwrap();
         assert_eq!(s.spool_id, sid, "ids stay stable");
         let rest = s.read_from(0, 100).unwrap();
         assert_eq!(rest.len(), 6);
@@ -523,7 +615,7 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
         s.close().unwrap();
         drop(s);
-        let s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
+        let mut s = Spool::open(&d, 300, Duration::from_millis(10)).unwrap();
         let got = s.read_from(0, 10).unwrap();
         assert_eq!(got.len(), 2);
         assert!(
@@ -531,6 +623,43 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(&got[1].payload)
         );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn delivery_reads_on_from_where_it_stopped_while_records_are_appended() {
+        let d = dir("cursor");
+        let mut s = Spool::open(&d, 1 << 24, Duration::from_millis(10)).unwrap();
+        let mut seen = Vec::new();
+        let mut sent = 0u64;
+        for round in 0..20 {
+            for i in 0..50 {
+                s.append(format!("r{}", round * 50 + i).as_bytes())
+                    .unwrap()
+                    .unwrap();
+            }
+            s.sync(false).unwrap();
+            // Like syslog: read on from the last sent; like HTTP: acknowledge each batch.
+            let batch = s.read_from(sent, 30).unwrap();
+            sent = batch.last().map_or(sent, |r| r.id);
+            if round % 2 == 0 {
+                s.ack(sent).unwrap();
+            }
+            seen.extend(batch.into_iter().map(|r| r.payload));
+        }
+        loop {
+            let batch = s.read_from(sent, 64).unwrap();
+            let Some(last) = batch.last() else { break };
+            sent = last.id;
+            seen.extend(batch.into_iter().map(|r| r.payload));
+        }
+        let want: Vec<Vec<u8>> = (0..1000).map(|i| format!("r{i}").into_bytes()).collect();
+        assert_eq!(seen, want);
+        // A reconnect reads again from the last acknowledged record.
+        let acked = s.acked;
+        let again = s.read_from(0, 5).unwrap();
+        assert_eq!(again[0].id, acked + 1);
+        assert_eq!(s.count_after(acked).unwrap().0, 1000 - acked);
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -56,19 +56,34 @@ pub struct HostCost {
 }
 
 /// A free loopback port (bound, then released for the agent).
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-struct Agent {
-    child: Child,
+pub(super) struct Agent {
+    pub(super) child: Child,
     port: u16,
 }
 
 impl Agent {
     /// Start the agent with `scope` (YAML) and wait until it is watching.
     fn start(ctx: &Ctx, tag: &str, scope: &str) -> Result<Self, String> {
+        let dir = ctx.env.work.join(format!("agent-{tag}"));
+        let outputs = format!(
+            "  - type: file\n    path: {}\n    records: [findings]\n",
+            dir.join("findings.jsonl").display()
+        );
+        Self::start_with(ctx, tag, scope, &outputs)
+    }
+
+    /// [`Agent::start`] with these outputs (YAML list items).
+    pub(super) fn start_with(
+        ctx: &Ctx,
+        tag: &str,
+        scope: &str,
+        outputs: &str,
+    ) -> Result<Self, String> {
         let port = free_port()?;
         let dir = ctx.env.work.join(format!("agent-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -77,8 +92,7 @@ impl Agent {
         std::fs::write(
             &cfg,
             format!(
-                "scope: {scope}\nlisten: 127.0.0.1:{port}\nfindings:\n  window_secs: 10\n  max_per_rule: 50\noutputs:\n  - type: file\n    path: {}\n    records: [findings]\n",
-                dir.join("findings.jsonl").display()
+                "scope: {scope}\nlisten: 127.0.0.1:{port}\nfindings:\n  window_secs: 10\n  max_per_rule: 50\noutputs:\n{outputs}"
             ),
         )
         .map_err(|e| e.to_string())?;
@@ -113,7 +127,7 @@ impl Agent {
         Ok(Self { child, port })
     }
 
-    fn metrics(&self) -> String {
+    pub(super) fn metrics(&self) -> String {
         Command::new("curl")
             .args(["-s", "-m", "5"])
             .arg(format!("http://127.0.0.1:{}/metrics", self.port))
@@ -134,7 +148,7 @@ impl Agent {
         Some(kb / 1024.0)
     }
 
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -142,7 +156,7 @@ impl Agent {
 }
 
 /// The sum of a metric's samples (all label sets).
-fn sum(metrics: &str, name: &str) -> f64 {
+pub(super) fn sum(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
         .filter(|l| {
@@ -245,7 +259,7 @@ pub fn soak(ctx: &Ctx) -> Result<Soak, String> {
 }
 
 /// user+system CPU seconds of a process, from /proc/PID/stat.
-fn cpu_s(pid: u32) -> f64 {
+pub(super) fn cpu_s(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -259,7 +273,7 @@ fn cpu_s(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
-fn cgroup_root() -> Result<PathBuf, String> {
+pub(super) fn cgroup_root() -> Result<PathBuf, String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     info.lines()
         .find(|l| {

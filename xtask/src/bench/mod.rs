@@ -6,6 +6,7 @@
 //! builds are generated locally and their packages served from 127.0.0.1.
 
 mod agent;
+mod forward;
 mod micro;
 mod monitors;
 mod proc;
@@ -32,7 +33,9 @@ pub struct Ctx {
     pub true_bin: PathBuf,
 }
 
-const SECTIONS: [&str; 6] = ["startup", "micro", "capacity", "latency", "builds", "agent"];
+const SECTIONS: [&str; 7] = [
+    "startup", "micro", "capacity", "latency", "builds", "agent", "forward",
+];
 
 struct Options {
     quick: bool,
@@ -144,6 +147,8 @@ pub struct Results {
     agent_soak: Option<agent::Soak>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     agent_host_cost: Vec<agent::HostCost>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    forwarding: Vec<forward::Forwarding>,
     targets: Vec<render::Target>,
     errors: Vec<String>,
 }
@@ -358,6 +363,14 @@ fn bench(opts: &Options) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let forwarding = if wants("forward") {
+        forward::forwarding(&ctx, &repo).unwrap_or_else(|e| {
+            errors.push(format!("forwarding: {e}"));
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
     let _ = fs::remove_dir(&ctx.env.cgroup);
 
     let mut results = Results {
@@ -373,6 +386,7 @@ fn bench(opts: &Options) -> Result<(), String> {
         builds,
         agent_soak,
         agent_host_cost,
+        forwarding,
         targets: Vec::new(),
         errors,
     };

@@ -232,6 +232,12 @@ pub fn metrics(h: &Health) -> String {
             |f| f.retries,
         ),
         (
+            "buildwatch_spool_appended_bytes_total",
+            "counter",
+            "Bytes of the records appended to a forwarding output's spool.",
+            |f| f.appended_bytes,
+        ),
+        (
             "buildwatch_spool_records",
             "gauge",
             "Records waiting in a forwarding output's spool.",

@@ -26,6 +26,7 @@
 //! Authorization header.
 
 use std::{
+    io::Write as _,
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -42,9 +43,9 @@ use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 
 use super::{
-    Ctx, ForwardSink, Status,
+    Ctx, ForwardSink, Head, Status,
     config::{HttpDest, HttpKind, OnFull, Schema, Token},
-    render,
+    render, stable_id,
 };
 use crate::output::spool::Spooled;
 
@@ -266,11 +267,45 @@ impl Client {
     }
 }
 
-/// One record ready to go: its spool id, stable id, native line and rendered form.
+/// One record ready to go: its stable id, native line, rendered form, and what the
+/// envelopes need from it.
 struct Item {
     stable: String,
     native: Vec<u8>,
-    doc: Value,
+    doc: Vec<u8>,
+    time_ns: u128,
+    kind: String,
+    rule: Option<String>,
+    severity: Option<String>,
+}
+
+impl Item {
+    fn new(stable: String, native: Vec<u8>, doc: Vec<u8>) -> Self {
+        let head = Head::of(&native);
+        let time_ns = head
+            .time()
+            .and_then(super::ecs::parse_rfc3339_ns)
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            });
+        let (kind, rule, severity) = (
+            head.kind().to_owned(),
+            head.rule().map(str::to_owned),
+            head.severity().map(str::to_owned),
+        );
+        Self {
+            stable,
+            native,
+            doc,
+            time_ns,
+            kind,
+            rule,
+            severity,
+        }
+    }
 }
 
 /// What came of sending some records.
@@ -295,10 +330,7 @@ struct Output {
     host: String,
 }
 
-fn severity_number(doc: &Value) -> (u8, &'static str) {
-    let sev = doc["finding"]["severity"]
-        .as_str()
-        .or(doc["severity"].as_str());
+fn severity_number(sev: Option<&str>) -> (u8, &'static str) {
     match sev {
         Some("critical") => (21, "FATAL"),
         Some("high") => (17, "ERROR"),
@@ -306,20 +338,6 @@ fn severity_number(doc: &Value) -> (u8, &'static str) {
         Some("low") => (10, "INFO2"),
         _ => (9, "INFO"),
     }
-}
-
-/// Nanoseconds since the epoch of the native record's time (now, when it has none).
-fn time_ns(native: &Value) -> u128 {
-    native["time"]
-        .as_str()
-        .or(native["finding"]["first_seen"].as_str())
-        .and_then(super::ecs::parse_rfc3339_ns)
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos()
-        })
 }
 
 impl Output {
@@ -346,52 +364,64 @@ impl Output {
                     let action = json!({"create": {"_index": index, "_id": it.stable}});
                     let _ = serde_json::to_writer(&mut b, &action);
                     b.push(b'\n');
-                    let _ = serde_json::to_writer(&mut b, &it.doc);
+                    b.extend_from_slice(&it.doc);
                     b.push(b'\n');
                 }
                 ("/_bulk".into(), "application/x-ndjson", b)
             }
             HttpKind::SplunkHec => {
+                // The envelope's fields, then the record itself as `event`.
+                let mut head = json!({
+                    "host": self.host,
+                    "source": "buildwatch",
+                    "sourcetype": self.dest.sourcetype.as_deref().unwrap_or("_json"),
+                });
+                if let Some(i) = &self.dest.index {
+                    head["index"] = i.as_str().into();
+                }
+                let head = serde_json::to_vec(&head).unwrap_or_else(|_| b"{}".to_vec());
+                let fields = &head[1..head.len() - 1];
                 for it in items {
-                    let native: Value = serde_json::from_slice(&it.native).unwrap_or_default();
-                    let ns = time_ns(&native);
-                    let mut ev = json!({
-                        "time": format!("{}.{:06}", ns / 1_000_000_000, (ns / 1000) % 1_000_000),
-                        "host": self.host,
-                        "source": "buildwatch",
-                        "sourcetype": self.dest.sourcetype.as_deref().unwrap_or("_json"),
-                        "event": it.doc,
-                    });
-                    if let Some(i) = &self.dest.index {
-                        ev["index"] = i.as_str().into();
-                    }
-                    let _ = serde_json::to_writer(&mut b, &ev);
-                    b.push(b'\n');
+                    let ns = it.time_ns;
+                    let _ = write!(
+                        b,
+                        "{{\"time\":\"{}.{:06}\",",
+                        ns / 1_000_000_000,
+                        (ns / 1000) % 1_000_000
+                    );
+                    b.extend_from_slice(fields);
+                    b.extend_from_slice(b",\"event\":");
+                    b.extend_from_slice(&it.doc);
+                    b.extend_from_slice(b"}\n");
                 }
                 ("/services/collector/event".into(), "application/json", b)
             }
             HttpKind::Otlp => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+                    .to_string();
                 let records: Vec<Value> = items
                     .iter()
                     .map(|it| {
-                        let native: Value =
-                            serde_json::from_slice(&it.native).unwrap_or_default();
-                        let (num, text) = severity_number(&native);
+                        let (num, text) = severity_number(it.severity.as_deref());
                         let mut attrs = vec![
                             json!({"key": "log.record.uid", "value": {"stringValue": it.stable}}),
                             json!({"key": "event.name", "value": {"stringValue":
-                                format!("buildwatch.{}", native["kind"].as_str().unwrap_or("event"))}}),
+                                format!("buildwatch.{}", it.kind)}}),
                         ];
-                        if let Some(r) = native["finding"]["rule"].as_str() {
-                            attrs.push(json!({"key": "buildwatch.rule", "value": {"stringValue": r}}));
+                        if let Some(r) = &it.rule {
+                            attrs.push(
+                                json!({"key": "buildwatch.rule", "value": {"stringValue": r}}),
+                            );
                         }
                         json!({
-                            "timeUnixNano": time_ns(&native).to_string(),
-                            "observedTimeUnixNano": SystemTime::now()
-                                .duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string(),
+                            "timeUnixNano": it.time_ns.to_string(),
+                            "observedTimeUnixNano": now,
                             "severityNumber": num,
                             "severityText": text,
-                            "body": {"stringValue": it.doc.to_string()},
+                            "body": {"stringValue": String::from_utf8_lossy(&it.doc)},
                             "attributes": attrs,
                         })
                     })
@@ -412,7 +442,7 @@ impl Output {
             }
             HttpKind::Webhook => {
                 for it in items {
-                    let _ = serde_json::to_writer(&mut b, &it.doc);
+                    b.extend_from_slice(&it.doc);
                     b.push(b'\n');
                 }
                 (String::new(), "application/x-ndjson", b)
@@ -589,6 +619,7 @@ impl Output {
 
 async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
     let status = ctx.status.clone();
+    let spool_id = status.spool().spool_id;
     let mut backoff = Duration::from_millis(100);
     let max = out.dest.batch;
     while !ctx.must_end() {
@@ -600,26 +631,19 @@ async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
             ctx.sleep(Duration::from_millis(20));
             continue;
         };
-        let items: Vec<Item> = {
-            let spool = status.spool();
-            batch
-                .into_iter()
-                .filter_map(|r| {
-                    let stable = spool.event_id(r.id);
-                    match render(out.schema, &stable, &r.payload, &out.host) {
-                        Some(doc) => Some(Item {
-                            stable,
-                            native: r.payload,
-                            doc,
-                        }),
-                        None => {
-                            status.reject(&stable, &r.payload, "not a JSON object");
-                            None
-                        }
+        let items: Vec<Item> = batch
+            .into_iter()
+            .filter_map(|r| {
+                let stable = stable_id(spool_id, r.id);
+                match render(out.schema, &stable, &r.payload, &out.host) {
+                    Some(doc) => Some(Item::new(stable, r.payload, doc)),
+                    None => {
+                        status.reject(&stable, &r.payload, "not a JSON object");
+                        None
                     }
-                })
-                .collect()
-        };
+                }
+            })
+            .collect();
         // Indices of `items` still to deliver; sent `chunk` at a time.
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut chunk = pending.len().max(1);

@@ -65,6 +65,8 @@ pub struct ForwardStats {
     pub corrupt: u64,
     pub retries: u64,
     pub spool_bytes: u64,
+    /// Bytes of the records appended to the spool since buildwatch started.
+    pub appended_bytes: u64,
     /// Seconds the oldest waiting record has waited.
     pub oldest_pending_s: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,6 +101,7 @@ impl Status {
             corrupt: s.corrupt,
             retries: self.retries.load(Ordering::Relaxed),
             spool_bytes: s.bytes,
+            appended_bytes: s.appended_bytes,
             oldest_pending_s: s.oldest_age_s,
             last_error: self
                 .last_error
@@ -269,20 +272,112 @@ impl Drop for ForwardSink {
 }
 
 /// A spooled native record as the receiver gets it: in `schema`, carrying its stable `id`.
-/// None: the line is not a JSON object (a gap record is one; so is every line buildwatch
-/// writes, so this only guards against a damaged spool).
-pub fn render(schema: Schema, id: &str, payload: &[u8], host: &str) -> Option<serde_json::Value> {
-    let serde_json::Value::Object(mut v) = serde_json::from_slice(payload).ok()? else {
-        return None;
-    };
+/// None: the line is not a JSON object (every line buildwatch writes is one, so this only
+/// guards against a damaged spool). The native form is made without parsing: the id is put
+/// in front of the record's own fields.
+pub fn render(schema: Schema, id: &str, payload: &[u8], host: &str) -> Option<Vec<u8>> {
     match schema {
         Schema::Native => {
-            v.insert("id".into(), id.into());
-            Some(serde_json::Value::Object(v))
+            let body = payload.strip_prefix(b"{")?;
+            if body.first().is_none_or(|&c| c == b'}') {
+                return None;
+            }
+            let mut out = Vec::with_capacity(payload.len() + id.len() + 10);
+            out.extend_from_slice(b"{\"id\":");
+            serde_json::to_writer(&mut out, id).ok()?;
+            out.push(b',');
+            out.extend_from_slice(body);
+            Some(out)
         }
-        Schema::Ecs => Some(ecs::from_native(&serde_json::Value::Object(v), id, host)),
-        Schema::Ocsf => Some(ocsf::from_native(&serde_json::Value::Object(v), id, host)),
+        Schema::Ecs | Schema::Ocsf => {
+            let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+            if !v.is_object() {
+                return None;
+            }
+            let doc = if schema == Schema::Ecs {
+                ecs::from_native(&v, id, host)
+            } else {
+                ocsf::from_native(&v, id, host)
+            };
+            serde_json::to_vec(&doc).ok()
+        }
     }
+}
+
+/// The few fields of a native record the senders need (syslog's structured data, HEC's
+/// time, OTLP's severity), read without building the whole record as a tree.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Head<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    rule: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    severity: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finding: Option<FindingHead<'a>>,
+    #[serde(borrow, default)]
+    cgroup: Option<CgroupHead<'a>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct FindingHead<'a> {
+    #[serde(borrow, default)]
+    rule: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    severity: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    first_seen: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cgroup: Option<CgroupHead<'a>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct CgroupHead<'a> {
+    #[serde(borrow, default)]
+    path: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Head<'a> {
+    /// The head of a native line (empty when it does not parse).
+    pub fn of(payload: &'a [u8]) -> Self {
+        serde_json::from_slice(payload).unwrap_or_default()
+    }
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("event")
+    }
+    /// The record's time (a finding's: its first occurrence).
+    pub fn time(&self) -> Option<&str> {
+        self.time
+            .as_deref()
+            .or(self.finding.as_ref().and_then(|f| f.first_seen.as_deref()))
+    }
+    pub fn rule(&self) -> Option<&str> {
+        self.finding
+            .as_ref()
+            .and_then(|f| f.rule.as_deref())
+            .or(self.rule.as_deref())
+    }
+    pub fn severity(&self) -> Option<&str> {
+        self.finding
+            .as_ref()
+            .and_then(|f| f.severity.as_deref())
+            .or(self.severity.as_deref())
+    }
+    pub fn cgroup(&self) -> Option<&str> {
+        self.finding
+            .as_ref()
+            .and_then(|f| f.cgroup.as_ref())
+            .and_then(|c| c.path.as_deref())
+            .or(self.cgroup.as_ref().and_then(|c| c.path.as_deref()))
+    }
+}
+
+/// A record's stable id: the spool's id and the record's number.
+pub fn stable_id(spool_id: u64, n: u64) -> String {
+    format!("{spool_id:016x}-{n}")
 }
 
 /// This host's name.

@@ -32,9 +32,9 @@ use rustls::{
 };
 
 use super::{
-    Ctx, ForwardSink, Status,
+    Ctx, ForwardSink, Head, Status,
     config::{OnFull, Schema, Tls},
-    render,
+    render, stable_id,
 };
 use crate::output::spool::Spooled;
 
@@ -136,6 +136,7 @@ fn connect(c: &SyslogConfig, tls: &Arc<ClientConfig>) -> Result<Stream, String> 
 /// The delivery loop: send what the spool holds, settle it, reconnect with backoff.
 fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
     let status = ctx.status.clone();
+    let spool_id = status.spool().spool_id;
     let mut conn: Option<Stream> = None;
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut next = 0u64;
@@ -189,17 +190,18 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
                 }
             }
         }
-        let mut frames = Vec::new();
-        {
-            let s = status.spool();
-            for r in &batch {
-                let id = s.event_id(r.id);
-                let message = match render(c.schema, &id, &r.payload, &c.hostname) {
-                    Some(v) => serde_json::to_vec(&v).unwrap_or_default(),
-                    None => r.payload.clone(),
-                };
-                frames.extend_from_slice(&frame(&id, &r.payload, &message, &c.hostname));
-            }
+        let mut frames = Vec::with_capacity(batch.iter().map(|r| r.payload.len() + 300).sum());
+        for r in &batch {
+            let id = stable_id(spool_id, r.id);
+            let message = render(c.schema, &id, &r.payload, &c.hostname);
+            let head = Head::of(&r.payload);
+            frame(
+                &mut frames,
+                &id,
+                &head,
+                message.as_deref().unwrap_or(&r.payload),
+                &c.hostname,
+            );
         }
         let s = conn.as_mut().expect("connected above");
         match s.write_all(&frames).and_then(|()| s.flush()) {
@@ -236,13 +238,12 @@ fn sd_value(s: &str) -> String {
     out
 }
 
-/// One octet-counted RFC 5424 frame: the structured data from the native JSON line
-/// `payload`, the message `message` (the record in the output's schema).
-pub fn frame(id: &str, payload: &[u8], message: &[u8], hostname: &str) -> Vec<u8> {
-    let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
-    let kind = v["kind"].as_str().unwrap_or("event");
-    let finding = &v["finding"];
-    let severity = finding["severity"].as_str().or(v["severity"].as_str());
+/// Append one octet-counted RFC 5424 frame to `out`: the structured data from the native
+/// line's head, the message `message` (the record in the output's schema).
+pub fn frame(out: &mut Vec<u8>, id: &str, head: &Head, message: &[u8], hostname: &str) {
+    use std::io::Write as _;
+    let kind = head.kind();
+    let severity = head.severity();
     // Facility local0 (16); severity from the finding's, informational for events.
     let sev = match severity {
         Some("critical") => 2,
@@ -251,50 +252,40 @@ pub fn frame(id: &str, payload: &[u8], message: &[u8], hostname: &str) -> Vec<u8
         Some("low") => 5,
         _ => 6,
     };
-    let time = v["time"]
-        .as_str()
-        .or(finding["first_seen"].as_str())
-        .unwrap_or("-");
-    let mut sd = format!(
-        "[buildwatch@32473 id=\"{}\" kind=\"{}\"",
-        sd_value(id),
-        sd_value(kind)
-    );
-    if let Some(rule) = finding["rule"].as_str().or(v["rule"].as_str()) {
-        sd.push_str(&format!(" rule=\"{}\"", sd_value(rule)));
-    }
-    if let Some(s) = severity {
-        sd.push_str(&format!(" severity=\"{}\"", sd_value(s)));
-    }
-    let cgroup = finding["cgroup"]["path"]
-        .as_str()
-        .or(v["cgroup"]["path"].as_str());
-    if let Some(cg) = cgroup {
-        sd.push_str(&format!(" cgroup=\"{}\"", sd_value(cg)));
-    }
-    sd.push(']');
-    let host: String = hostname
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    let msgid: String = kind
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(32)
-        .collect();
-    let msg = format!(
-        "<{}>1 {time} {} buildwatch {} {} {sd} ",
+    let mut body = Vec::with_capacity(message.len() + 256);
+    let graphic = |s: &str, max: usize| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(max)
+            .collect()
+    };
+    let host = graphic(hostname, 255);
+    let msgid = graphic(kind, 32);
+    let time = graphic(head.time().unwrap_or("-"), 64);
+    let _ = write!(
+        body,
+        "<{}>1 {} {} buildwatch {} {} [buildwatch@32473 id=\"{}\" kind=\"{}\"",
         16 * 8 + sev,
+        if time.is_empty() { "-" } else { &time },
         if host.is_empty() { "-" } else { &host },
         std::process::id(),
         if msgid.is_empty() { "-" } else { &msgid },
+        sd_value(id),
+        sd_value(kind)
     );
-    let mut body = msg.into_bytes();
+    if let Some(rule) = head.rule() {
+        let _ = write!(body, " rule=\"{}\"", sd_value(rule));
+    }
+    if let Some(s) = severity {
+        let _ = write!(body, " severity=\"{}\"", sd_value(s));
+    }
+    if let Some(cg) = head.cgroup() {
+        let _ = write!(body, " cgroup=\"{}\"", sd_value(cg));
+    }
+    body.extend_from_slice(b"] ");
     body.extend_from_slice(message);
-    let mut out = format!("{} ", body.len()).into_bytes();
+    let _ = write!(out, "{} ", body.len());
     out.extend_from_slice(&body);
-    out
 }
 
 #[cfg(test)]
@@ -304,7 +295,8 @@ mod tests {
     #[test]
     fn frames_are_octet_counted_rfc5424_with_escaped_structured_data() {
         let line = br#"{"schema":1,"kind":"finding","time":"2026-12-02T16:00:00Z","finding":{"rule":"r\"]x","severity":"high","cgroup":{"path":"/a.service"}}}"#;
-        let f = frame("abc-1", line, line, "host 1");
+        let mut f = Vec::new();
+        frame(&mut f, "abc-1", &Head::of(line), line, "host 1");
         let s = String::from_utf8(f).unwrap();
         let (len, rest) = s.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), rest.len());
