@@ -132,7 +132,7 @@ impl Bus {
             let (queue, status) = (queue.clone(), status.clone());
             thread::Builder::new()
                 .name(format!("sink {name}"))
-                .spawn(move || write_loop(writer, &queue, &status))
+                .spawn(move || write_loop(writer, &queue, &status, linger(format)))
                 .ok()
         };
         if thread.is_none() {
@@ -270,13 +270,27 @@ impl Bus {
     }
 }
 
+/// Records a sink takes from its queue at once.
+const POP_MANY: usize = 1024;
+
 /// Bytes a sink gathers before writing them out (also written whenever its queue runs dry).
 const SINK_BUFFER: usize = 256 * 1024;
 
+/// How long a sink waits, once its queue runs dry, for more records before writing what it
+/// has: nothing for a person's terminal and the annotations; a little for the machine-read
+/// streams (the agent's outputs, forwarding, an event stream), so a steady flow of events is
+/// written in batches instead of a write (and a wake-up) per record.
+fn linger(format: Format) -> Duration {
+    match format {
+        Format::Agent | Format::JsonLines => Duration::from_millis(5),
+        _ => Duration::ZERO,
+    }
+}
+
 /// A sink's thread: gather what arrives, write it out when the buffer is full or the queue
-/// runs dry. A record counts as written once the write that carried it succeeded. After a
-/// write error nothing more is written; the rest is counted as unwritten.
-fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status) {
+/// runs dry (after `linger`). A record counts as written once the write that carried it
+/// succeeded. After a write error nothing more is written; the rest is counted as unwritten.
+fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger: Duration) {
     let mut buf: Vec<u8> = Vec::with_capacity(SINK_BUFFER);
     let mut pending = 0u64;
     let mut failed = false;
@@ -297,28 +311,44 @@ fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status) {
         }
         buf.clear();
     };
+    // When the oldest record in `buf` arrived (for the linger).
+    let mut since: Option<Instant> = None;
+    let mut got: Vec<Bytes> = Vec::with_capacity(POP_MANY);
     loop {
-        match q.pop(Duration::from_millis(200)) {
-            Pop::Item(b) if failed => {
-                drop(b);
-                status.unwritten.fetch_add(1, Ordering::Relaxed);
-            }
-            Pop::Item(b) => {
-                buf.extend_from_slice(&b);
-                pending += 1;
-                if buf.len() >= SINK_BUFFER {
+        let wait = match since {
+            Some(t) => linger.saturating_sub(t.elapsed()),
+            None => Duration::from_millis(200),
+        };
+        match q.pop_many(wait, POP_MANY, &mut got) {
+            Pop::Item(n) => {
+                for b in got.drain(..) {
+                    if failed {
+                        status.unwritten.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    buf.extend_from_slice(&b);
+                    pending += 1;
+                    since.get_or_insert_with(Instant::now);
+                    if buf.len() >= SINK_BUFFER {
+                        write_out(&mut buf, &mut pending, &mut failed);
+                        since = None;
+                    }
+                }
+                // Fewer than asked for: the queue ran dry. Written now, or once the linger
+                // is over (terminal lines appear when they happen).
+                if n < POP_MANY && since.is_some_and(|t| t.elapsed() >= linger) {
                     write_out(&mut buf, &mut pending, &mut failed);
+                    since = None;
                 }
             }
-            Pop::Empty => write_out(&mut buf, &mut pending, &mut failed),
+            Pop::Empty => {
+                write_out(&mut buf, &mut pending, &mut failed);
+                since = None;
+            }
             Pop::Closed => {
                 write_out(&mut buf, &mut pending, &mut failed);
                 break;
             }
-        }
-        // Written as soon as the queue is dry: terminal lines appear when they happen.
-        if q.depth() == 0 {
-            write_out(&mut buf, &mut pending, &mut failed);
         }
     }
     *status.done.lock().unwrap_or_else(|e| e.into_inner()) = true;

@@ -7,7 +7,8 @@
 //! DIR/seg-<first id>     [len u32][crc32 u32][id u64][payload]… (CRC-32 over id and payload)
 //! ```
 //!
-//! - Appends go to the newest segment; a segment is closed at [`SEGMENT_BYTES`].
+//! - Appends go to the newest segment; a segment is closed at [`SEGMENT_BYTES`], or at an
+//!   eighth of the spool's bound when that is smaller (room comes back a segment at a time).
 //! - Data reaches the disk at most [`Spool::fsync_every`] after it was appended (a bounded
 //!   fsync interval), and always before an acknowledgement is recorded.
 //! - A segment is deleted only when every record in it was acknowledged.
@@ -32,6 +33,9 @@ pub const SEGMENT_BYTES: u64 = 8 << 20;
 const HEADER: usize = 16;
 /// Longest record accepted (a finding or event line is a few KiB).
 pub const MAX_RECORD: usize = 1 << 20;
+/// Acknowledgements reach the ledger at most this long after they were made (a crash may
+/// deliver again what was acknowledged in that time: at least once).
+pub const LEDGER_EVERY: Duration = Duration::from_millis(100);
 /// Appended records are written out once this much is buffered (and at every sync).
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -81,6 +85,10 @@ pub struct Spool {
     stats: SpoolStats,
     /// When each unacknowledged record arrived, roughly (per segment: its first append).
     oldest_at: Option<Instant>,
+    /// Acknowledgements not yet in the ledger, and when it was last written: the ledger is
+    /// written (and the data fsynced) at most every [`LEDGER_EVERY`], not per batch.
+    ack_dirty: bool,
+    ledger_at: Instant,
     /// An exclusive lock on DIR/lock: one buildwatch per spool.
     _lock: nix::fcntl::Flock<File>,
 }
@@ -152,6 +160,8 @@ impl Spool {
             writer: None,
             buf: Vec::new(),
             cursor: None,
+            ack_dirty: false,
+            ledger_at: Instant::now(),
             dirty_since: None,
             pending_gap: 0,
             stats: SpoolStats {
@@ -215,7 +225,8 @@ impl Spool {
 
     fn write_record(&mut self, payload: &[u8]) -> io::Result<u64> {
         let id = self.next_id;
-        let roll = self.segments.last().is_none_or(|s| s.2 >= SEGMENT_BYTES);
+        let segment_max = (self.max_bytes / 8).clamp(64 << 10, SEGMENT_BYTES);
+        let roll = self.segments.last().is_none_or(|s| s.2 >= segment_max);
         if roll || self.writer.is_none() {
             // What the closing segment holds reaches its file, and the disk if it is due.
             self.flush_buf()?;
@@ -273,6 +284,9 @@ impl Spool {
         if let Some(g) = self.gap_line() {
             self.write_record(g.as_bytes())?;
             self.pending_gap = 0;
+        }
+        if self.ack_dirty {
+            self.persist_acks()?;
         }
         self.sync(true)
     }
@@ -404,7 +418,6 @@ impl Spool {
         if id <= self.acked {
             return Ok(());
         }
-        self.sync(true)?;
         let n = id.min(self.next_id - 1) - self.acked;
         self.acked = id.min(self.next_id - 1);
         self.stats.acked += n;
@@ -412,7 +425,25 @@ impl Spool {
         if self.stats.records == 0 {
             self.oldest_at = None;
         }
+        self.ack_dirty = true;
+        self.tick()
+    }
+
+    /// Write the acknowledgements to the ledger if that is due (deliveries call this while
+    /// idle too).
+    pub fn tick(&mut self) -> io::Result<()> {
+        if self.ack_dirty && self.ledger_at.elapsed() >= LEDGER_EVERY {
+            self.persist_acks()?;
+        }
+        Ok(())
+    }
+
+    /// The data on disk first, then the ledger, then the segments nothing waits in.
+    fn persist_acks(&mut self) -> io::Result<()> {
+        self.sync(true)?;
         self.write_ledger()?;
+        self.ack_dirty = false;
+        self.ledger_at = Instant::now();
         self.drop_acked_segments()
     }
 
@@ -468,9 +499,12 @@ impl Spool {
 }
 
 impl Drop for Spool {
-    /// What is buffered reaches the segment (the page cache; `close` also fsyncs).
+    /// What is buffered reaches the segment, and acknowledgements the ledger.
     fn drop(&mut self) {
         let _ = self.flush_buf();
+        if self.ack_dirty {
+            let _ = self.persist_acks();
+        }
     }
 }
 
@@ -590,6 +624,8 @@ mod tests {
         assert_eq!(s.stats().refused, refused);
         let last = s.last_id();
         s.ack(last).unwrap();
+        // Room comes back when the acknowledgement reaches the ledger.
+        s.persist_acks().unwrap();
         assert!(s.append(b"after").unwrap().is_some());
         let got = s.read_from(0, 10).unwrap();
         assert_eq!(got.len(), 2);

@@ -18,6 +18,10 @@ struct State<T> {
     weight: u64,
     closed: bool,
     stats: QueueStats,
+    /// Threads waiting in `pop` and in `push_wait`: a condvar is signalled only when someone
+    /// waits (a signal is a syscall; most pushes and pops find the other side busy).
+    consumers_waiting: u32,
+    producers_waiting: u32,
 }
 
 pub struct Queue<T> {
@@ -45,6 +49,8 @@ impl<T> Queue<T> {
                 items: VecDeque::new(),
                 weight: 0,
                 closed: false,
+                consumers_waiting: 0,
+                producers_waiting: 0,
                 stats: QueueStats {
                     name: name.into(),
                     unit: unit.into(),
@@ -74,8 +80,11 @@ impl<T> Queue<T> {
         s.weight += weight;
         s.stats.pushed += 1;
         s.stats.max_depth = s.stats.max_depth.max(s.weight);
+        let wake = s.consumers_waiting > 0;
         drop(s);
-        self.filled.notify_one();
+        if wake {
+            self.filled.notify_one();
+        }
     }
 
     fn refuse(s: &mut State<T>, weight: u64) {
@@ -121,11 +130,13 @@ impl<T> Queue<T> {
                 Self::refuse(&mut s, weight);
                 return false;
             }
+            s.producers_waiting += 1;
             s = self
                 .drained
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            s.producers_waiting -= 1;
         }
     }
 
@@ -147,8 +158,11 @@ impl<T> Queue<T> {
         loop {
             if let Some((item, w)) = s.items.pop_front() {
                 s.weight -= w;
+                let wake = s.producers_waiting > 0;
                 drop(s);
-                self.drained.notify_all();
+                if wake {
+                    self.drained.notify_all();
+                }
                 return Pop::Item(item);
             }
             if s.closed {
@@ -158,11 +172,50 @@ impl<T> Queue<T> {
             if now >= deadline {
                 return Pop::Empty;
             }
+            s.consumers_waiting += 1;
             s = self
                 .filled
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            s.consumers_waiting -= 1;
+        }
+    }
+
+    /// Up to `max` items at once (one lock for all of them), waiting at most `timeout` for
+    /// the first. `Pop::Item(n)`: `n` items were appended to `out`.
+    pub fn pop_many(&self, timeout: Duration, max: usize, out: &mut Vec<T>) -> Pop<usize> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        loop {
+            if !s.items.is_empty() {
+                let n = s.items.len().min(max);
+                let st = &mut *s;
+                for (item, w) in st.items.drain(..n) {
+                    st.weight -= w;
+                    out.push(item);
+                }
+                let wake = s.producers_waiting > 0;
+                drop(s);
+                if wake {
+                    self.drained.notify_all();
+                }
+                return Pop::Item(n);
+            }
+            if s.closed {
+                return Pop::Closed;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Pop::Empty;
+            }
+            s.consumers_waiting += 1;
+            s = self
+                .filled
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            s.consumers_waiting -= 1;
         }
     }
 

@@ -327,10 +327,12 @@ fn one(ctx: &Ctx, tag: &str, rate: u64, seconds: u64, outputs: &str) -> Result<O
 }
 
 pub fn forwarding(ctx: &Ctx, repo: &Path) -> Result<Vec<Forwarding>, String> {
+    // Offered above the target: what is forwarded per second is then the forwarding's own
+    // pace (the spool takes up the difference and drains after the load).
     let (rate, seconds, reps) = if ctx.quick {
-        (100_000, 10, 1)
+        (150_000, 10, 1)
     } else {
-        (100_000, 30, 3)
+        (150_000, 30, 3)
     };
     let dir = ctx.env.work.join("forward");
     let _ = std::fs::remove_dir_all(&dir);

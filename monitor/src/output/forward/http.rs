@@ -625,6 +625,7 @@ async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
     while !ctx.must_end() {
         let batch: Vec<Spooled> = status.spool().read_from(0, max).unwrap_or_default();
         let Some(last) = batch.last().map(|r| r.id) else {
+            let _ = status.spool().tick();
             if ctx.stopping() {
                 break;
             }

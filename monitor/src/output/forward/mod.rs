@@ -503,3 +503,118 @@ pub fn filter(o: &config::OutputConfig) -> crate::output::bus::Filter {
         _ => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spool(tag: &str, max: u64) -> (std::path::PathBuf, Spool) {
+        let d = std::env::temp_dir().join(format!("bw-fwd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let s = Spool::open(&d, max, Duration::from_millis(10)).unwrap();
+        (d, s)
+    }
+
+    /// A delivery that acknowledges what the spool holds every 20 ms, until it stops.
+    fn slow_delivery(mut ctx: Ctx) {
+        while !ctx.must_end() {
+            let last = ctx
+                .status
+                .spool()
+                .read_from(0, 1000)
+                .unwrap()
+                .last()
+                .map(|r| r.id);
+            if let Some(id) = last {
+                ctx.status.spool().ack(id).unwrap();
+            } else {
+                ctx.status.spool().tick().unwrap();
+                if ctx.stopping() {
+                    break;
+                }
+            }
+            ctx.sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_blocking_output_waits_for_room_and_loses_nothing() {
+        let (d, s) = spool("block", 1 << 20);
+        let status = Status::new("test".into(), s);
+        let mut sink = ForwardSink::start(
+            status.clone(),
+            OnFull::Block,
+            Duration::from_secs(5),
+            "test",
+            slow_delivery,
+        )
+        .unwrap();
+        // 3 MiB through a 1 MiB spool.
+        let line = format!("{{\"kind\":\"open\",\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        for _ in 0..3000 {
+            sink.write(line.as_bytes()).unwrap();
+        }
+        drop(sink);
+        let st = status.stats();
+        assert_eq!(st.dropped_full, 0, "{st:?}");
+        assert_eq!(st.delivered + st.pending, 3000, "{st:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_dropping_output_counts_what_it_dropped_and_says_so_in_a_gap_record() {
+        let (d, s) = spool("drop", 1 << 20);
+        let status = Status::new("test".into(), s);
+        // No delivery at all: the receiver is down.
+        let mut sink = ForwardSink::start(
+            status.clone(),
+            OnFull::DropNewest,
+            Duration::from_millis(10),
+            "test",
+            |_ctx| {},
+        )
+        .unwrap();
+        let line = format!("{{\"kind\":\"open\",\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        for _ in 0..3000 {
+            sink.write(line.as_bytes()).unwrap();
+        }
+        sink.write(b"{\"kind\":\"run_summary\",\"run_summary\":{}}\n")
+            .unwrap();
+        drop(sink);
+        let st = status.stats();
+        assert!(st.dropped_full > 1000, "{st:?}");
+        let all = status.spool().read_from(0, 10_000).unwrap();
+        let text: Vec<String> = all
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+            .collect();
+        assert_eq!(
+            st.pending as usize,
+            all.len(),
+            "every waiting record is readable"
+        );
+        // The hole is announced, with its size, before the summary (which is never refused).
+        let gap = &text[text.len() - 2];
+        assert!(
+            gap.contains(&format!("\"dropped\":{}", st.dropped_full)),
+            "{gap}"
+        );
+        assert!(text[text.len() - 1].contains("run_summary"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn native_records_carry_their_id_without_being_reparsed() {
+        let r = render(Schema::Native, "ab-1", br#"{"kind":"open","x":1}"#, "h").unwrap();
+        assert_eq!(r, br#"{"id":"ab-1","kind":"open","x":1}"#);
+        assert!(render(Schema::Native, "ab-1", b"{}", "h").is_none());
+        assert!(render(Schema::Native, "ab-1", b"[1]", "h").is_none());
+        let h = Head::of(
+            br#"{"finding":{"rule":"r","severity":"high","cgroup":{"path":"/a"},"first_seen":"t"},"kind":"finding","schema":1}"#,
+        );
+        assert_eq!(
+            (h.kind(), h.rule(), h.severity(), h.cgroup(), h.time()),
+            ("finding", Some("r"), Some("high"), Some("/a"), Some("t"))
+        );
+    }
+}

@@ -158,6 +158,7 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
         }
         let batch: Vec<Spooled> = status.spool().read_from(next, BATCH).unwrap_or_default();
         if batch.is_empty() {
+            let _ = status.spool().tick();
             if ctx.stopping() {
                 // All sent: close cleanly; what the server read before closing is delivered.
                 if let Some(mut s) = conn.take() {
@@ -253,6 +254,8 @@ pub fn frame(out: &mut Vec<u8>, id: &str, head: &Head, message: &[u8], hostname:
         _ => 6,
     };
     let mut body = Vec::with_capacity(message.len() + 256);
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
     let graphic = |s: &str, max: usize| -> String {
         s.chars()
             .filter(|c| c.is_ascii_graphic())
@@ -268,7 +271,7 @@ pub fn frame(out: &mut Vec<u8>, id: &str, head: &Head, message: &[u8], hostname:
         16 * 8 + sev,
         if time.is_empty() { "-" } else { &time },
         if host.is_empty() { "-" } else { &host },
-        std::process::id(),
+        pid,
         if msgid.is_empty() { "-" } else { &msgid },
         sd_value(id),
         sd_value(kind)
