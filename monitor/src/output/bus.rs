@@ -335,10 +335,19 @@ fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger:
                     }
                 }
                 // Fewer than asked for: the queue ran dry. Written now, or once the linger
-                // is over (terminal lines appear when they happen).
-                if n < POP_MANY && since.is_some_and(|t| t.elapsed() >= linger) {
-                    write_out(&mut buf, &mut pending, &mut failed);
-                    since = None;
+                // is over (terminal lines appear when they happen). The linger is a sleep, not
+                // a wait on the queue: records arriving meanwhile do not wake the thread one
+                // by one.
+                if n < POP_MANY
+                    && let Some(t) = since
+                {
+                    let left = linger.saturating_sub(t.elapsed());
+                    if left.is_zero() {
+                        write_out(&mut buf, &mut pending, &mut failed);
+                        since = None;
+                    } else {
+                        thread::sleep(left);
+                    }
                 }
             }
             Pop::Empty => {

@@ -40,6 +40,9 @@ pub struct Forwarding {
     /// forwarding.
     pub cpu_us_per_record: Spread,
     pub forward_cpu_us_per_record: Spread,
+    /// The agent's CPU per record over a paired run that writes the same events to a local
+    /// file: what forwarding costs beyond having the events as JSON at all.
+    pub over_file_cpu_us_per_record: Spread,
     /// Bytes written to disk by the agent / bytes of the records appended to the spool.
     pub write_amplification: Spread,
 }
@@ -340,7 +343,7 @@ pub fn forwarding(ctx: &Ctx, repo: &Path) -> Result<Vec<Forwarding>, String> {
     make_ca(&ca)?;
     let mut out = Vec::new();
     for transport in ["syslog-tls", "http-webhook"] {
-        let mut results: Vec<(One, One)> = Vec::new();
+        let mut results: Vec<(One, One, One)> = Vec::new();
         for rep in 0..reps {
             eprintln!("bench: forwarding {transport}, {rate}/s for {seconds} s (repetition {rep})");
             let rdir = dir.join(format!("{transport}-{rep}"));
@@ -367,31 +370,48 @@ pub fn forwarding(ctx: &Ctx, repo: &Path) -> Result<Vec<Forwarding>, String> {
                 "  - type: file\n    path: {}\n    records: [findings]\n",
                 rdir.join("findings.jsonl").display()
             );
+            let file_outputs = format!(
+                "  - type: file\n    path: {}\n    records: [events]\n    max_bytes: 4294967296\n",
+                rdir.join("events.jsonl").display()
+            );
             let bare = one(ctx, "fwd-bare", rate, seconds, &bare_outputs)?;
+            let file = one(ctx, "fwd-file", rate, seconds, &file_outputs)?;
+            let _ = std::fs::remove_file(rdir.join("events.jsonl"));
             let mut with = one(ctx, "fwd", rate, seconds, &outputs)?;
             // Let the receiver write out what it has.
             std::thread::sleep(Duration::from_secs(2));
             with.received = receiver.received();
             drop(receiver);
-            results.push((with, bare));
+            results.push((with, bare, file));
         }
-        let per = |f: &dyn Fn(&One, &One) -> f64| -> Spread {
-            Spread::of(&results.iter().map(|(w, b)| f(w, b)).collect::<Vec<_>>())
+        let per = |f: &dyn Fn(&One, &One, &One) -> f64| -> Spread {
+            Spread::of(
+                &results
+                    .iter()
+                    .map(|(w, b, fl)| f(w, b, fl))
+                    .collect::<Vec<_>>(),
+            )
         };
         out.push(Forwarding {
             transport,
             rate_per_s: rate,
             seconds,
-            forwarded: results.iter().map(|(w, _)| w.forwarded).collect(),
-            received: results.iter().map(|(w, _)| w.received).collect(),
-            lost: results.iter().map(|(w, b)| w.lost + b.lost).sum(),
-            dropped_full: results.iter().map(|(w, _)| w.dropped_full).sum(),
-            throughput_per_s: per(&|w, _| w.forwarded as f64 / w.elapsed_s),
-            cpu_us_per_record: per(&|w, _| w.cpu_s * 1e6 / w.forwarded.max(1) as f64),
-            forward_cpu_us_per_record: per(&|w, b| {
+            forwarded: results.iter().map(|(w, ..)| w.forwarded).collect(),
+            received: results.iter().map(|(w, ..)| w.received).collect(),
+            lost: results
+                .iter()
+                .map(|(w, b, f)| w.lost + b.lost + f.lost)
+                .sum(),
+            dropped_full: results.iter().map(|(w, ..)| w.dropped_full).sum(),
+            throughput_per_s: per(&|w, _, _| w.forwarded as f64 / w.elapsed_s),
+            cpu_us_per_record: per(&|w, _, _| w.cpu_s * 1e6 / w.forwarded.max(1) as f64),
+            forward_cpu_us_per_record: per(&|w, b, _| {
                 (w.cpu_s - b.cpu_s) * 1e6 / w.forwarded.max(1) as f64
             }),
-            write_amplification: per(&|w, _| {
+            over_file_cpu_us_per_record: per(&|w, _, f| {
+                (w.cpu_s - f.cpu_s) * 1e6 / w.forwarded.max(1) as f64
+            }),
+            write_amplification: per(&|w, _, _| {
                 w.written_bytes as f64 / w.appended_bytes.max(1) as f64
             }),
         });

@@ -137,16 +137,20 @@ pub fn targets(r: &Results) -> Vec<Target> {
         });
     }
     if !r.forwarding.is_empty() {
-        let worst = r
-            .forwarding
-            .iter()
-            .map(|f| f.cpu_us_per_record.median)
-            .fold(0f64, f64::max);
+        let worst = |f: fn(&super::forward::Forwarding) -> f64| {
+            r.forwarding.iter().map(f).fold(0f64, f64::max)
+        };
+        let all = worst(|f| f.cpu_us_per_record.median);
         t.push(Target {
             name: "agent CPU per forwarded record",
             goal: "< 2 µs",
-            measured: format!("worst {worst:.2} µs (all of the agent's CPU)"),
-            met: Some(worst < 2.0),
+            measured: format!(
+                "worst {all:.2} µs (all of the agent's CPU); {:.2} µs over no event output, {:.2} \
+                 µs over an event file",
+                worst(|f| f.forward_cpu_us_per_record.median),
+                worst(|f| f.over_file_cpu_us_per_record.median)
+            ),
+            met: Some(all < 2.0),
         });
     }
     t
@@ -388,13 +392,16 @@ pub fn markdown(r: &Results) -> String {
             "\n### Forwarding (agent, spool on)\n\n`buildwatch agent` watching one cgroup where \
              a producer opens a missing file at a steady rate; every event forwarded through the \
              output's disk spool to a receiver on loopback: rsyslog (gnutls) over TLS, or the \
-             tests' SIEM stand-in counting webhook lines. Each repetition pairs the run with one \
-             of the same load whose agent forwards nothing. Records/s from the load's start until \
-             the spool was empty again; CPU per forwarded record: all of the agent's, and the \
-             forwarding's share (minus the paired run); write amplification: bytes the agent \
-             wrote to disk over the bytes of the records. Median (min–max).\n\n\
-             | transport | offered | forwarded/s | µs CPU per record | of which forwarding | write amplification | forwarded / received | lost | dropped |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+             tests' SIEM stand-in counting webhook lines. Each repetition pairs the run with two \
+             of the same load: one whose agent writes no events anywhere, one whose agent writes \
+             them to a file. Records/s from the load's start until \
+             the spool was empty again. CPU per forwarded record: all of the agent's (it also \
+             judges every event); over a paired run of the same load with no event output; and \
+             over a paired run writing the same events to a local file (what forwarding adds to \
+             having the events as JSON at all). Write amplification: bytes the agent wrote to \
+             disk over the bytes of the records. Median (min–max).\n\n\
+             | transport | offered | forwarded/s | µs CPU per record | over no event output | over an event file | write amplification | forwarded / received | lost | dropped |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for f in &r.forwarding {
             let spread = |x: &super::stats::Spread, d: usize| {
@@ -402,7 +409,7 @@ pub fn markdown(r: &Results) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {}/s × {} s | {} ({}–{}) | {} | {} | {} | {} / {} | {} | {} |",
+                "| {} | {}/s × {} s | {} ({}–{}) | {} | {} | {} | {} | {} / {} | {} | {} |",
                 f.transport,
                 thousands(f.rate_per_s as f64),
                 f.seconds,
@@ -411,6 +418,7 @@ pub fn markdown(r: &Results) -> String {
                 thousands(f.throughput_per_s.max),
                 spread(&f.cpu_us_per_record, 2),
                 spread(&f.forward_cpu_us_per_record, 2),
+                spread(&f.over_file_cpu_us_per_record, 2),
                 spread(&f.write_amplification, 2),
                 thousands(f.forwarded.iter().sum::<u64>() as f64),
                 thousands(f.received.iter().sum::<u64>() as f64),

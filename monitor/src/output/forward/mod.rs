@@ -232,7 +232,15 @@ impl Writer for ForwardSink {
     /// A batch of JSON lines into the spool. When it is full: drop the newest (counted, and
     /// a gap record follows), or wait for the delivery to make room.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut start = 0;
+        let lines = memchr::memchr_iter(b'\n', bytes)
+            .chain(std::iter::once(bytes.len()))
+            .map(|end| {
+                let line = &bytes[start..end];
+                start = end + 1;
+                line
+            });
+        for line in lines.filter(|l| !l.is_empty()) {
             // A run's summary is never refused (its keys are sorted: `kind` comes first).
             if line.starts_with(br#"{"kind":"run_summary","#) {
                 self.status.spool().append_reserved(line)?;
@@ -343,7 +351,47 @@ struct CgroupHead<'a> {
 impl<'a> Head<'a> {
     /// The head of a native line (empty when it does not parse).
     pub fn of(payload: &'a [u8]) -> Self {
-        serde_json::from_slice(payload).unwrap_or_default()
+        Self::of_event(payload)
+            .unwrap_or_else(|| serde_json::from_slice(payload).unwrap_or_default())
+    }
+
+    /// An event line as buildwatch writes it, read without parsing it:
+    /// `{"schema":1,"seq":N,"time":"…","ts_ns":N,"kind":"…",…` with the cgroup, if any, as
+    /// `"cgroup":{"path":"…"`. The byte sequences searched for cannot occur inside a JSON
+    /// string (its quotes would be escaped), so the first match is the key. Anything else
+    /// (findings, roll-ups, the summary, a gap record, an escaped value) is parsed.
+    fn of_event(p: &'a [u8]) -> Option<Self> {
+        fn value<'b>(p: &'b [u8], key: &[u8], within: usize) -> Option<&'b str> {
+            let region = &p[..p.len().min(within)];
+            let at = memchr::memmem::find(region, key)? + key.len();
+            let len = memchr::memchr(b'"', &p[at..])?;
+            let v = &p[at..at + len];
+            if v.contains(&b'\\') {
+                return None;
+            }
+            std::str::from_utf8(v).ok()
+        }
+        if !p.starts_with(b"{\"schema\":") {
+            return None;
+        }
+        let time = value(p, b"\"time\":\"", 96)?;
+        let kind = value(p, b"\"kind\":\"", 160)?;
+        if matches!(kind, "finding" | "finding_rollup" | "run_summary" | "gap") {
+            return None;
+        }
+        let key = b"\"cgroup\":{\"path\":\"";
+        let cgroup = match memchr::memmem::find(p, key) {
+            None => None,
+            Some(_) => Some(CgroupHead {
+                path: Some(value(p, key, p.len())?.into()),
+            }),
+        };
+        Some(Self {
+            kind: Some(kind.into()),
+            time: Some(time.into()),
+            cgroup,
+            ..Self::default()
+        })
     }
     pub fn kind(&self) -> &str {
         self.kind.as_deref().unwrap_or("event")
@@ -601,6 +649,25 @@ mod tests {
         );
         assert!(text[text.len() - 1].contains("run_summary"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_head_of_an_event_is_read_without_parsing_and_agrees_with_parsing() {
+        let line = br#"{"schema":1,"seq":7,"time":"2026-12-02T17:00:00.5Z","ts_ns":5,"kind":"open","pid":3,"exe":"/bin/\"cgroup\":{\"path\":\"x","cgroup":{"path":"/a.service","kind":"systemd-unit"},"open":{"path":"/p"}}"#;
+        let fast = Head::of_event(line).expect("an event line");
+        let slow: Head = serde_json::from_slice(line).unwrap();
+        for h in [&fast, &slow] {
+            assert_eq!(h.kind(), "open");
+            assert_eq!(h.time(), Some("2026-12-02T17:00:00.5Z"));
+            assert_eq!(h.cgroup(), Some("/a.service"));
+            assert_eq!(h.rule(), None);
+        }
+        // Findings and escaped values take the parser.
+        assert!(Head::of_event(br#"{"finding":{},"kind":"finding","schema":1}"#).is_none());
+        assert!(
+            Head::of_event(br#"{"schema":1,"seq":1,"time":"t","ts_ns":1,"kind":"open","cgroup":{"path":"/a\"b"}}"#)
+                .is_none()
+        );
     }
 
     #[test]

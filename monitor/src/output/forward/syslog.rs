@@ -192,12 +192,14 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
             }
         }
         let mut frames = Vec::with_capacity(batch.iter().map(|r| r.payload.len() + 300).sum());
+        let mut scratch = Vec::new();
         for r in &batch {
             let id = stable_id(spool_id, r.id);
             let message = render(c.schema, &id, &r.payload, &c.hostname);
             let head = Head::of(&r.payload);
             frame(
                 &mut frames,
+                &mut scratch,
                 &id,
                 &head,
                 message.as_deref().unwrap_or(&r.payload),
@@ -227,68 +229,82 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
     }
 }
 
-/// RFC 5424 structured-data parameter value escaping: `"`, `\` and `]`.
-fn sd_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '"' | '\\' | ']') {
-            out.push('\\');
-        }
-        out.push(c);
+/// Append `s`'s printable ASCII (at most `max` characters), or `-` when there is none: the
+/// header fields of RFC 5424 take nothing else.
+fn push_graphic(out: &mut Vec<u8>, s: &str, max: usize) {
+    let start = out.len();
+    out.extend(s.bytes().filter(|b| b.is_ascii_graphic()).take(max));
+    if out.len() == start {
+        out.push(b'-');
     }
-    out
+}
+
+/// Append a structured-data parameter value, escaping `"`, `\` and `]` (RFC 5424).
+fn push_sd(out: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        if matches!(b, b'"' | b'\\' | b']') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
 }
 
 /// Append one octet-counted RFC 5424 frame to `out`: the structured data from the native
-/// line's head, the message `message` (the record in the output's schema).
-pub fn frame(out: &mut Vec<u8>, id: &str, head: &Head, message: &[u8], hostname: &str) {
-    use std::io::Write as _;
+/// line's head, the message `message` (the record in the output's schema). `body` is scratch
+/// space (kept between calls: no allocation per record).
+pub fn frame(
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    id: &str,
+    head: &Head,
+    message: &[u8],
+    hostname: &str,
+) {
+    static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let pid = PID.get_or_init(|| std::process::id().to_string());
     let kind = head.kind();
     let severity = head.severity();
     // Facility local0 (16); severity from the finding's, informational for events.
-    let sev = match severity {
-        Some("critical") => 2,
-        Some("high") => 3,
-        Some("medium") => 4,
-        Some("low") => 5,
-        _ => 6,
+    let pri: &[u8] = match severity {
+        Some("critical") => b"<130>1 ",
+        Some("high") => b"<131>1 ",
+        Some("medium") => b"<132>1 ",
+        Some("low") => b"<133>1 ",
+        _ => b"<134>1 ",
     };
-    let mut body = Vec::with_capacity(message.len() + 256);
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let pid = *PID.get_or_init(std::process::id);
-    let graphic = |s: &str, max: usize| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(max)
-            .collect()
-    };
-    let host = graphic(hostname, 255);
-    let msgid = graphic(kind, 32);
-    let time = graphic(head.time().unwrap_or("-"), 64);
-    let _ = write!(
-        body,
-        "<{}>1 {} {} buildwatch {} {} [buildwatch@32473 id=\"{}\" kind=\"{}\"",
-        16 * 8 + sev,
-        if time.is_empty() { "-" } else { &time },
-        if host.is_empty() { "-" } else { &host },
-        pid,
-        if msgid.is_empty() { "-" } else { &msgid },
-        sd_value(id),
-        sd_value(kind)
-    );
+    body.clear();
+    body.extend_from_slice(pri);
+    push_graphic(body, head.time().unwrap_or("-"), 64);
+    body.push(b' ');
+    push_graphic(body, hostname, 255);
+    body.extend_from_slice(b" buildwatch ");
+    body.extend_from_slice(pid.as_bytes());
+    body.push(b' ');
+    push_graphic(body, kind, 32);
+    body.extend_from_slice(b" [buildwatch@32473 id=\"");
+    push_sd(body, id);
+    body.extend_from_slice(b"\" kind=\"");
+    push_sd(body, kind);
+    body.push(b'"');
     if let Some(rule) = head.rule() {
-        let _ = write!(body, " rule=\"{}\"", sd_value(rule));
+        body.extend_from_slice(b" rule=\"");
+        push_sd(body, rule);
+        body.push(b'"');
     }
     if let Some(s) = severity {
-        let _ = write!(body, " severity=\"{}\"", sd_value(s));
+        body.extend_from_slice(b" severity=\"");
+        push_sd(body, s);
+        body.push(b'"');
     }
     if let Some(cg) = head.cgroup() {
-        let _ = write!(body, " cgroup=\"{}\"", sd_value(cg));
+        body.extend_from_slice(b" cgroup=\"");
+        push_sd(body, cg);
+        body.push(b'"');
     }
     body.extend_from_slice(b"] ");
     body.extend_from_slice(message);
     let _ = write!(out, "{} ", body.len());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
 }
 
 #[cfg(test)]
@@ -299,7 +315,14 @@ mod tests {
     fn frames_are_octet_counted_rfc5424_with_escaped_structured_data() {
         let line = br#"{"schema":1,"kind":"finding","time":"2026-12-02T16:00:00Z","finding":{"rule":"r\"]x","severity":"high","cgroup":{"path":"/a.service"}}}"#;
         let mut f = Vec::new();
-        frame(&mut f, "abc-1", &Head::of(line), line, "host 1");
+        frame(
+            &mut f,
+            &mut Vec::new(),
+            "abc-1",
+            &Head::of(line),
+            line,
+            "host 1",
+        );
         let s = String::from_utf8(f).unwrap();
         let (len, rest) = s.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), rest.len());
