@@ -77,6 +77,18 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
     )
     .unwrap();
     let creds = credentials(&dir);
+    // Something of each OCSF class and ECS category: a process, a credential read, a refused
+    // connection on loopback, and a DNS query to a loopback address nobody serves.
+    let py = dir.join("net.py");
+    fs::write(
+        &py,
+        "import socket\n\
+         s = socket.socket(); s.settimeout(0.5); s.connect_ex(('127.0.0.1', 9)); s.close()\n\
+         q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'\n\
+         q += b'\\x03bw1\\x07example\\x04test\\x00\\x00\\x01\\x00\\x01'\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(q, ('127.0.0.79', 53))\n",
+    )
+    .unwrap();
     let report_path = dir.join("report.json");
     let r = run_watched(
         &dir,
@@ -86,7 +98,15 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
             "--report",
             report_path.to_str().unwrap(),
         ],
-        &["sh", "-c", &format!("cat {} > /dev/null", creds.display())],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "cat {} > /dev/null; python3 {}",
+                creds.display(),
+                py.display()
+            ),
+        ],
     );
     assert_eq!(r.code(), Some(0), "{}", r.stderr());
     let rep = report(&dir);
@@ -130,6 +150,19 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
         docs.iter()
             .any(|d| d["event"]["category"][0] == "process" && d["process"]["args"].is_array())
     );
+    assert!(
+        docs.iter().any(|d| d["event"]["category"][0] == "network"
+            && d["destination"]["port"] == 9
+            && d["destination"]["ip"] == "127.0.0.1"),
+        "no ECS connection"
+    );
+    assert!(
+        docs.iter()
+            .any(|d| d["dns"]["question"]["name"] == "bw1.example.test"
+                && d["dns"]["question"]["registered_domain"] == "example.test"
+                && d["dns"]["question"]["subdomain"] == "bw1"),
+        "no ECS DNS query"
+    );
     validate_schema(Path::new("python3"), "ecs", &docs, &dir.join("ecs.jsonl"));
     // OCSF from HEC (the `event` of each posted object) and from OTLP (each log record's
     // body): the finding as a Detection Finding, and every record conforms.
@@ -147,6 +180,16 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
         hec.iter()
             .any(|e| e["metadata"]["log_name"] == "run_summary")
     );
+    // All five classes are there, and so checked below.
+    let classes: BTreeSet<u64> = hec.iter().filter_map(|e| e["class_uid"].as_u64()).collect();
+    assert_eq!(
+        classes,
+        BTreeSet::from([1001, 1007, 2004, 4001, 4003]),
+        "OCSF classes sent"
+    );
+    assert!(hec.iter().any(|e| e["class_uid"] == 4003
+        && e["query"]["hostname"] == "bw1.example.test"
+        && e["dst_endpoint"]["ip"] == "127.0.0.79"));
     let otlp: Vec<Value> = standin
         .records("otlp")
         .into_iter()
