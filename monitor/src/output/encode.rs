@@ -55,7 +55,9 @@ impl Format {
 pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
     match (format, rec) {
         (Format::JsonLines | Format::Agent, Record::Event(ev)) => {
-            let mut v = serde_json::to_vec(&**ev).ok()?;
+            // Sized for a typical event line: no reallocation while it is written.
+            let mut v = Vec::with_capacity(768);
+            serde_json::to_writer(&mut v, &**ev).ok()?;
             v.push(b'\n');
             Some(v.into())
         }
