@@ -11,85 +11,30 @@ use std::{
 
 use serde_json::Value;
 
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
+/// A CA and a server certificate for `localhost` signed by it, in `dir`
+/// (tests/support/make-test-ca.sh); returns the CA file.
+pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/make-test-ca.sh");
+    let out = Command::new("sh")
+        .arg(script)
+        .arg(dir)
+        .arg(name)
         .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .expect("sh");
+    assert!(out.status.success(), "make-test-ca.sh: {out:?}");
+    dir.join("ca.pem")
 }
 
-/// A CA and a server certificate for `localhost` signed by it, in `dir`; returns the CA file.
-pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    dir.join("ca.pem")
+/// rsyslogd's configuration for a TLS receiver on `port` writing to `out`
+/// (tests/support/rsyslog-tls.conf).
+pub fn rsyslog_conf(work: &Path, ca_dir: &Path, port: u16, out: &Path) -> String {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/rsyslog-tls.conf");
+    fs::read_to_string(template)
+        .expect("tests/support/rsyslog-tls.conf")
+        .replace("@WORK@", &work.display().to_string())
+        .replace("@CA@", &ca_dir.display().to_string())
+        .replace("@PORT@", &port.to_string())
+        .replace("@OUT@", &out.display().to_string())
 }
 
 pub fn free_port() -> u16 {

@@ -24,22 +24,7 @@ impl Rsyslog {
         let work = dir.join("rsyslog-work");
         fs::create_dir_all(&work).unwrap();
         let conf = dir.join("rsyslog.conf");
-        fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{w}\" defaultNetstreamDriver=\"gtls\" \
-                 defaultNetstreamDriverCAFile=\"{c}/ca.pem\" defaultNetstreamDriverCertFile=\"{c}/server.pem\" \
-                 defaultNetstreamDriverKeyFile=\"{c}/server.key\")\n\
-                 module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n\
-                 input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
-                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
-                 *.* action(type=\"omfile\" file=\"{o}\" template=\"raw\")\n",
-                w = work.display(),
-                c = ca_dir.display(),
-                o = out.display()
-            ),
-        )
-        .unwrap();
+        fs::write(&conf, rsyslog_conf(&work, ca_dir, port, out)).unwrap();
         let mut r = Self {
             child: None,
             conf,

@@ -359,9 +359,7 @@ impl Spool {
                 if r.read_exact(&mut h).is_err() {
                     break;
                 }
-                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-                let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-                let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                let (len, sum, id) = parse_header(&h);
                 if len > MAX_RECORD {
                     break;
                 }
@@ -397,8 +395,7 @@ impl Spool {
                 if r.read_exact(&mut h).is_err() {
                     break;
                 }
-                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-                let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                let (len, _, id) = parse_header(&h);
                 if len > MAX_RECORD {
                     break;
                 }
@@ -508,6 +505,16 @@ impl Drop for Spool {
     }
 }
 
+/// A record header: payload length, CRC-32, id.
+fn parse_header(h: &[u8; HEADER]) -> (usize, u32, u64) {
+    let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    (
+        word(0) as usize,
+        word(4),
+        u64::from(word(8)) | (u64::from(word(12)) << 32),
+    )
+}
+
 /// The length of the whole records at the start of a segment.
 fn whole_length(path: &Path) -> io::Result<u64> {
     let mut r = BufReader::new(File::open(path)?);
@@ -517,9 +524,7 @@ fn whole_length(path: &Path) -> io::Result<u64> {
         if r.read_exact(&mut h).is_err() {
             return Ok(good);
         }
-        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-        let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let (len, sum, id) = parse_header(&h);
         if len > MAX_RECORD {
             return Ok(good);
         }

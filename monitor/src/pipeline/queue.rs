@@ -151,26 +151,21 @@ impl<T> Queue<T> {
         true
     }
 
-    /// The next item, waiting at most `timeout`.
-    pub fn pop(&self, timeout: Duration) -> Pop<T> {
+    /// The lock, once an item is queued (waiting at most `timeout`); or why there is none:
+    /// `Pop::Closed` (closed and empty) or `Pop::Empty` (the timeout).
+    fn wait_items(&self, timeout: Duration) -> Result<MutexGuard<'_, State<T>>, Pop<()>> {
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
         loop {
-            if let Some((item, w)) = s.items.pop_front() {
-                s.weight -= w;
-                let wake = s.producers_waiting > 0;
-                drop(s);
-                if wake {
-                    self.drained.notify_all();
-                }
-                return Pop::Item(item);
+            if !s.items.is_empty() {
+                return Ok(s);
             }
             if s.closed {
-                return Pop::Closed;
+                return Err(Pop::Closed);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Pop::Empty;
+                return Err(Pop::Empty);
             }
             s.consumers_waiting += 1;
             s = self
@@ -182,40 +177,47 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Items were taken: wake a producer waiting for room, if one is.
+    fn taken(&self, s: MutexGuard<'_, State<T>>) {
+        let wake = s.producers_waiting > 0;
+        drop(s);
+        if wake {
+            self.drained.notify_all();
+        }
+    }
+
+    /// The next item, waiting at most `timeout`.
+    pub fn pop(&self, timeout: Duration) -> Pop<T> {
+        match self.wait_items(timeout) {
+            Ok(mut s) => {
+                let Some((item, w)) = s.items.pop_front() else {
+                    return Pop::Empty;
+                };
+                s.weight -= w;
+                self.taken(s);
+                Pop::Item(item)
+            }
+            Err(Pop::Closed) => Pop::Closed,
+            Err(_) => Pop::Empty,
+        }
+    }
+
     /// Up to `max` items at once (one lock for all of them), waiting at most `timeout` for
     /// the first. `Pop::Item(n)`: `n` items were appended to `out`.
     pub fn pop_many(&self, timeout: Duration, max: usize, out: &mut Vec<T>) -> Pop<usize> {
-        let deadline = Instant::now() + timeout;
-        let mut s = self.lock();
-        loop {
-            if !s.items.is_empty() {
+        match self.wait_items(timeout) {
+            Ok(mut s) => {
                 let n = s.items.len().min(max);
                 let st = &mut *s;
                 for (item, w) in st.items.drain(..n) {
                     st.weight -= w;
                     out.push(item);
                 }
-                let wake = s.producers_waiting > 0;
-                drop(s);
-                if wake {
-                    self.drained.notify_all();
-                }
-                return Pop::Item(n);
+                self.taken(s);
+                Pop::Item(n)
             }
-            if s.closed {
-                return Pop::Closed;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Pop::Empty;
-            }
-            s.consumers_waiting += 1;
-            s = self
-                .filled
-                .wait_timeout(s, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            s.consumers_waiting -= 1;
+            Err(Pop::Closed) => Pop::Closed,
+            Err(_) => Pop::Empty,
         }
     }
 

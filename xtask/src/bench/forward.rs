@@ -47,81 +47,22 @@ pub struct Forwarding {
     pub write_amplification: Spread,
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
+/// A CA and a certificate for localhost/127.0.0.1 signed by it (the tests' script).
+fn make_ca(repo: &Path, dir: &Path) -> Result<(), String> {
+    let out = Command::new("sh")
+        .arg(repo.join("tests/support/make-test-ca.sh"))
+        .arg(dir)
+        .arg("bench")
         .output()
-        .map_err(|e| format!("openssl: {e}"))?;
+        .map_err(|e| format!("make-test-ca.sh: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "openssl {args:?}: {}",
+            "make-test-ca.sh: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-/// A CA and a certificate for localhost/127.0.0.1 signed by it.
-fn make_ca(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=bench CA",
-    ]);
-    openssl(dir, &a)?;
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &a)?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .map_err(|e| e.to_string())?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    )
 }
 
 /// A receiver on loopback: rsyslogd (TLS) or the stand-in (HTTP, counting lines).
@@ -133,28 +74,19 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn rsyslog(dir: &Path, ca: &Path) -> Result<Self, String> {
+    fn rsyslog(dir: &Path, ca: &Path, repo: &Path) -> Result<Self, String> {
         let port = free_port()?;
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let out = dir.join("received.log");
         let conf = dir.join("rsyslog.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "global(workDirectory=\"{w}\" defaultNetstreamDriver=\"gtls\" \
-                 defaultNetstreamDriverCAFile=\"{c}/ca.pem\" defaultNetstreamDriverCertFile=\"{c}/server.pem\" \
-                 defaultNetstreamDriverKeyFile=\"{c}/server.key\")\n\
-                 module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n\
-                 input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
-                 template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
-                 *.* action(type=\"omfile\" file=\"{o}\" template=\"raw\" asyncWriting=\"on\" ioBufferSize=\"1m\")\n",
-                w = work.display(),
-                c = ca.display(),
-                o = out.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
+        let conf_text = std::fs::read_to_string(repo.join("tests/support/rsyslog-tls.conf"))
+            .map_err(|e| format!("tests/support/rsyslog-tls.conf: {e}"))?
+            .replace("@WORK@", &work.display().to_string())
+            .replace("@CA@", &ca.display().to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@OUT@", &out.display().to_string());
+        std::fs::write(&conf, conf_text).map_err(|e| e.to_string())?;
         let child = Command::new("/usr/sbin/rsyslogd")
             .args(["-n", "-f"])
             .arg(&conf)
@@ -340,7 +272,7 @@ pub fn forwarding(ctx: &Ctx, repo: &Path) -> Result<Vec<Forwarding>, String> {
     let dir = ctx.env.work.join("forward");
     let _ = std::fs::remove_dir_all(&dir);
     let ca = dir.join("ca");
-    make_ca(&ca)?;
+    make_ca(repo, &ca)?;
     let mut out = Vec::new();
     for transport in ["syslog-tls", "http-webhook"] {
         let mut results: Vec<(One, One, One)> = Vec::new();
@@ -349,7 +281,7 @@ pub fn forwarding(ctx: &Ctx, repo: &Path) -> Result<Vec<Forwarding>, String> {
             let rdir = dir.join(format!("{transport}-{rep}"));
             std::fs::create_dir_all(&rdir).map_err(|e| e.to_string())?;
             let receiver = match transport {
-                "syslog-tls" => Receiver::rsyslog(&rdir, &ca)?,
+                "syslog-tls" => Receiver::rsyslog(&rdir, &ca, repo)?,
                 _ => Receiver::standin(&rdir, repo)?,
             };
             let spool = rdir.join("spool");

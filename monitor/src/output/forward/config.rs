@@ -29,9 +29,19 @@ use crate::detect::rules::{
     yaml::{Node, Value},
 };
 
-pub const OUTPUT_KEYS: &[&str] = &[
+/// Keys of every output.
+const COMMON_KEYS: &[&str] = &[
     "type",
     "path",
+    "records",
+    "events",
+    "min_severity",
+    "max_bytes",
+    "max_age_secs",
+    "keep",
+];
+/// Keys of the forwarding outputs only.
+const FORWARD_KEYS: &[&str] = &[
     "address",
     "url",
     "server_name",
@@ -50,13 +60,11 @@ pub const OUTPUT_KEYS: &[&str] = &[
     "on_full",
     "batch",
     "timeout_secs",
-    "records",
-    "events",
-    "min_severity",
-    "max_bytes",
-    "max_age_secs",
-    "keep",
 ];
+
+fn output_keys() -> impl Iterator<Item = &'static str> + Clone {
+    COMMON_KEYS.iter().chain(FORWARD_KEYS).copied()
+}
 
 const TYPES: &str = "`file`, `stdout`, `syslog`, `elastic`, `splunk_hec`, `otlp` or `webhook`";
 
@@ -313,13 +321,13 @@ pub fn output(
     };
     for (k, _) in entries {
         let key = k.as_str().unwrap_or_default();
-        if !OUTPUT_KEYS.contains(&key) {
+        if !output_keys().any(|o| o == key) {
             errs.push(Diagnostic::error(
                 k.pos.clone(),
                 format!(
                     "unknown output key `{key}`{} (expected one of: {})",
-                    did_you_mean(key, OUTPUT_KEYS.iter().copied()),
-                    OUTPUT_KEYS.join(", ")
+                    did_you_mean(key, output_keys()),
+                    output_keys().collect::<Vec<_>>().join(", ")
                 ),
             ));
         }
@@ -397,26 +405,7 @@ pub fn output(
         return None;
     }
     if !forwarding {
-        for k in [
-            "address",
-            "url",
-            "ca",
-            "server_name",
-            "client_cert",
-            "client_key",
-            "token_file",
-            "token_env",
-            "index",
-            "sourcetype",
-            "ack",
-            "ack_timeout_secs",
-            "format",
-            "spool",
-            "spool_max_bytes",
-            "on_full",
-            "batch",
-            "timeout_secs",
-        ] {
+        for &k in FORWARD_KEYS {
             if let Some((key, _)) = entries.iter().find(|(key, _)| key.as_str() == Some(k)) {
                 errs.push(Diagnostic::error(
                     key.pos.clone(),

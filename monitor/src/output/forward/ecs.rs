@@ -303,19 +303,11 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             put(&mut m, "rule.ruleset", "buildwatch");
             if let Some(tags) = f["tags"].as_array().filter(|t| !t.is_empty()) {
                 put(&mut m, "tags", Value::Array(tags.clone()));
-                let techniques: Vec<Value> = tags
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|t| {
-                        t.starts_with('T')
-                            && t[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
-                    })
-                    .map(Value::from)
-                    .collect();
-                if !techniques.is_empty() {
-                    put(&mut m, "threat.framework", "MITRE ATT&CK");
-                    put(&mut m, "threat.technique.id", Value::Array(techniques));
-                }
+            }
+            let techniques = super::techniques(&f["tags"]);
+            if !techniques.is_empty() {
+                put(&mut m, "threat.framework", "MITRE ATT&CK");
+                put(&mut m, "threat.technique.id", json!(techniques));
             }
             let p = &f["process"];
             put(&mut m, "process.pid", p["pid"].clone());

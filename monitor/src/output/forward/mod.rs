@@ -423,6 +423,20 @@ impl<'a> Head<'a> {
     }
 }
 
+/// The MITRE ATT&CK technique ids among a finding's tags (`T1059.004`).
+pub fn techniques(tags: &serde_json::Value) -> Vec<&str> {
+    tags.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|t| {
+            t.strip_prefix('T')
+                .and_then(|r| r.chars().next())
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .collect()
+}
+
 /// A record's stable id: the spool's id and the record's number.
 pub fn stable_id(spool_id: u64, n: u64) -> String {
     format!("{spool_id:016x}-{n}")

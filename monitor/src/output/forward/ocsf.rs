@@ -100,6 +100,17 @@ fn endpoint(addr: &Value, port: &Value, domain: &Value) -> Value {
     Value::Object(e)
 }
 
+/// What network and DNS activity share: an outbound connection over the event's protocol, by
+/// the event's process.
+fn outbound(m: &mut Map<String, Value>, d: &Value, v: &Value, host: &str) {
+    let mut conn = json!({"direction_id": 2, "direction": "Outbound"});
+    if let Some(p) = d["protocol"].as_str() {
+        conn["protocol_name"] = p.into();
+    }
+    m.insert("connection_info".into(), conn);
+    m.insert("actor".into(), json!({"process": event_process(v, host)}));
+}
+
 pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
     let kind = v["kind"].as_str().unwrap_or("event");
     let d = &v[kind];
@@ -225,12 +236,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 "dst_endpoint".into(),
                 endpoint(&d["address"], &d["port"], &d["domain"]),
             );
-            let mut conn = json!({"direction_id": 2, "direction": "Outbound"});
-            if let Some(p) = d["protocol"].as_str() {
-                conn["protocol_name"] = p.into();
-            }
-            m.insert("connection_info".into(), conn);
-            m.insert("actor".into(), json!({"process": event_process(v, host)}));
+            outbound(&mut m, d, v, host);
             profiles.push("host");
             (
                 4001,
@@ -266,12 +272,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 "dst_endpoint".into(),
                 endpoint(&d["resolver"], &d["resolver_port"], &Value::Null),
             );
-            let mut conn = json!({"direction_id": 2, "direction": "Outbound"});
-            if let Some(p) = d["protocol"].as_str() {
-                conn["protocol_name"] = p.into();
-            }
-            m.insert("connection_info".into(), conn);
-            m.insert("actor".into(), json!({"process": event_process(v, host)}));
+            outbound(&mut m, d, v, host);
             profiles.push("host");
             let (act, name) = if response {
                 (2, "Response")
@@ -329,19 +330,12 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 "first_seen_time": first,
                 "last_seen_time": first,
             });
-            if let Some(tags) = f["tags"].as_array() {
-                let techniques: Vec<Value> = tags
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|t| {
-                        t.starts_with('T')
-                            && t[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
-                    })
-                    .map(|t| json!({"technique": {"uid": t}}))
-                    .collect();
-                if !techniques.is_empty() {
-                    info["attacks"] = Value::Array(techniques);
-                }
+            let attacks: Vec<Value> = super::techniques(&f["tags"])
+                .into_iter()
+                .map(|t| json!({"technique": {"uid": t}}))
+                .collect();
+            if !attacks.is_empty() {
+                info["attacks"] = Value::Array(attacks);
             }
             m.insert("finding_info".into(), info);
             m.insert("evidences".into(), json!([evidence]));

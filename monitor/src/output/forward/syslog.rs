@@ -286,20 +286,16 @@ pub fn frame(
     body.extend_from_slice(b"\" kind=\"");
     push_sd(body, kind);
     body.push(b'"');
-    if let Some(rule) = head.rule() {
-        body.extend_from_slice(b" rule=\"");
-        push_sd(body, rule);
-        body.push(b'"');
-    }
-    if let Some(s) = severity {
-        body.extend_from_slice(b" severity=\"");
-        push_sd(body, s);
-        body.push(b'"');
-    }
-    if let Some(cg) = head.cgroup() {
-        body.extend_from_slice(b" cgroup=\"");
-        push_sd(body, cg);
-        body.push(b'"');
+    for (name, value) in [
+        (&b" rule=\""[..], head.rule()),
+        (b" severity=\"", severity),
+        (b" cgroup=\"", head.cgroup()),
+    ] {
+        if let Some(v) = value {
+            body.extend_from_slice(name);
+            push_sd(body, v);
+            body.push(b'"');
+        }
     }
     body.extend_from_slice(b"] ");
     body.extend_from_slice(message);
