@@ -89,6 +89,22 @@ pub const CGROUP_MAX_DEPTH: usize = 16;
 
 /// Most cgroups watched at once (the `SCOPE` map's size).
 pub const SCOPE_MAX_CGROUPS: u32 = 4096;
+
+/// Prefixes each of the egress allowlist tries (`ALLOW4`, `ALLOW6`) holds.
+pub const ALLOW_MAX: u32 = 4096;
+/// Ports one allowlist prefix can name (more ports: more entries are not possible for one
+/// prefix, so the loader says so).
+pub const ALLOW_PORTS: usize = 8;
+
+/// What an allowlist prefix allows (the value of `ALLOW4` / `ALLOW6`): any port, or the
+/// first `n` of `ports`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllowPorts {
+    pub any: u8,
+    pub n: u8,
+    pub ports: [u16; ALLOW_PORTS],
+}
 /// Most distinct cgroup levels (depths below the v2 root) the watched cgroups may sit at: the
 /// scope check looks up the task's ancestor at each (a handful of lookups, and a loop the
 /// verifier checks in a few hundred instructions, where one over every possible level cost
@@ -242,6 +258,12 @@ pub mod flags {
     pub const NO_RESULT: u16 = 1 << 12;
     /// In [`crate::StashedArgs::flags`] only: the stashed syscall is connect(2).
     pub const STASH_CONNECT: u16 = 1 << 13;
+    /// [`crate::Connect`], [`crate::SendTo`] only (shares its value with the stash-only
+    /// [`STASH_CONNECT`]): block mode refused the destination; the call failed with EPERM.
+    pub const REFUSED: u16 = 1 << 13;
+    /// In the stash of a connect(2) only (shares its value with the record-only
+    /// [`PATH_TRUNCATED`]): the connect hook refused the destination.
+    pub const STASH_REFUSED: u16 = 1 << 0;
     /// In [`crate::StashedArgs::flags`] only: the stashed syscall is socket(2).
     pub const STASH_SOCKET: u16 = 1 << 14;
     /// [`crate::ExecDone`]: the new image's argv was cut at [`crate::ARGV_MAX_BYTES`].

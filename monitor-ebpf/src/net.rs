@@ -10,11 +10,13 @@
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user,
-    macros::{cgroup_sock_addr, tracepoint},
+    macros::{cgroup_sock_addr, map, tracepoint},
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{SockAddrContext, TracePointContext},
 };
 use monitor_common::{
-    Connect, EventKind, SOCKADDR_MAX, SendTo, SocketCall, StashedArgs, counters, flags,
+    ALLOW_MAX, ALLOW_PORTS, AllowPorts, Connect, EventKind, SOCKADDR_MAX, SendTo, SocketCall,
+    StashedArgs, counters, flags,
 };
 
 use crate::emit::{
@@ -104,28 +106,69 @@ fn try_enter_socket(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
+/// Entry 0: 1 in block mode (egress outside the allowlist is refused), 0 to watch only. Set
+/// once before the command starts, then frozen.
+#[map]
+static EGRESS_MODE: Array<u32> = Array::with_max_entries(1, 0);
+/// The egress allowlist, by address prefix (IPv4 in network order; IPv6 likewise), with the
+/// ports each prefix allows. Loopback and the run's resolvers are in it when the policy says.
+#[map]
+static ALLOW4: LpmTrie<[u8; 4], AllowPorts> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
+#[map]
+static ALLOW6: LpmTrie<[u8; 16], AllowPorts> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
+
+/// Block mode refuses this destination: no allowlist prefix covers it with this port. An
+/// IPv4-mapped IPv6 address (a dual-stack socket reaching IPv4) is judged as the IPv4 address.
+#[inline(always)]
+fn refused(family: u16, addr: &[u8; 16], port: u16) -> bool {
+    if EGRESS_MODE.get(0).copied() != Some(1) {
+        return false;
+    }
+    let mapped = family == AF_INET6
+        && addr[..10].iter().all(|&b| b == 0)
+        && addr[10] == 0xff
+        && addr[11] == 0xff;
+    let entry = if family == AF_INET || mapped {
+        let at = if mapped { 12 } else { 0 };
+        let v4 = [addr[at], addr[at + 1], addr[at + 2], addr[at + 3]];
+        ALLOW4.get(&Key::new(32, v4))
+    } else {
+        ALLOW6.get(&Key::new(128, *addr))
+    };
+    let Some(p) = entry else {
+        return true;
+    };
+    if p.any != 0 {
+        return false;
+    }
+    let mut i = 0;
+    while i < ALLOW_PORTS {
+        if i < p.n as usize && p.ports[i] == port {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    record_connect(&ctx, AF_INET);
-    1
+    if record_connect(&ctx, AF_INET) { 0 } else { 1 }
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    record_connect(&ctx, AF_INET6);
-    1
+    if record_connect(&ctx, AF_INET6) { 0 } else { 1 }
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    record_sendmsg(&ctx, AF_INET);
-    1
+    if record_sendmsg(&ctx, AF_INET) { 0 } else { 1 }
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    record_sendmsg(&ctx, AF_INET6);
-    1
+    if record_sendmsg(&ctx, AF_INET6) { 0 } else { 1 }
 }
 
 fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, i64> {
@@ -173,7 +216,12 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
             (*ev).fd = args.arg0 as i32;
             (*ev).addr = [0; SOCKADDR_MAX];
             (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, args.ptr, args.arg2);
-            (*ev).header = header(EventKind::Connect, flags::KERNEL_ADDR);
+            let refused_flag = if args.flags & flags::STASH_REFUSED != 0 {
+                flags::REFUSED
+            } else {
+                0
+            };
+            (*ev).header = header(EventKind::Connect, flags::KERNEL_ADDR | refused_flag);
         }
         entry.submit(wakeup_flags(size_of::<Connect>()));
         return Ok(0);
@@ -237,15 +285,17 @@ fn hook_addr(sa: &aya_ebpf::bindings::bpf_sock_addr, family: u16) -> [u8; 16] {
 
 /// The kernel's copy of a connect's destination: handed to the connect(2) in flight on this
 /// thread, or reported now when there is none (io_uring, TCP Fast Open).
+/// Whether block mode refuses it (then the hook returns 0: the call fails with EPERM).
 #[inline(always)]
-fn record_connect(ctx: &SockAddrContext, family: u16) {
+fn record_connect(ctx: &SockAddrContext, family: u16) -> bool {
     if !in_scope_hook() {
-        return;
+        return false;
     }
     let sa = unsafe { &*ctx.sock_addr };
     let addr = hook_addr(sa, family);
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(sa.user_port as u16);
+    let refuse = refused(family, &addr, port);
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];
     lo.copy_from_slice(&addr[..8]);
@@ -256,16 +306,19 @@ fn record_connect(ctx: &SockAddrContext, family: u16) {
     {
         unsafe {
             (*slot).flags |= flags::KERNEL_ADDR;
+            if refuse {
+                (*slot).flags |= flags::STASH_REFUSED;
+            }
             (*slot).ptr = lo;
             (*slot).arg2 = hi;
             (*slot).arg1 =
                 ((*slot).arg1 & 0xffff_ffff) | (port as u64) << 32 | (family as u64) << 48;
         }
-        return;
+        return refuse;
     }
     let Some(mut entry) = EVENTS.reserve::<Connect>(0) else {
         count(SENSOR, counters::RINGBUF_FULL);
-        return;
+        return refuse;
     };
     let ev = entry.as_mut_ptr();
     unsafe {
@@ -273,27 +326,35 @@ fn record_connect(ctx: &SockAddrContext, family: u16) {
         (*ev).fd = -1;
         (*ev).addr = [0; SOCKADDR_MAX];
         (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, lo, hi);
-        (*ev).header = cgroup_header(EventKind::Connect, flags::KERNEL_ADDR | flags::NO_RESULT);
+        let refused_flag = if refuse { flags::REFUSED } else { 0 };
+        (*ev).header = cgroup_header(
+            EventKind::Connect,
+            flags::KERNEL_ADDR | flags::NO_RESULT | refused_flag,
+        );
     }
     entry.submit(wakeup_flags(size_of::<Connect>()));
+    refuse
 }
 
 #[inline(always)]
-fn record_sendmsg(ctx: &SockAddrContext, family: u16) {
+fn record_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
     if !in_scope_hook() {
-        return;
+        return false;
     }
     let sa = unsafe { &*ctx.sock_addr };
     let addr = hook_addr(sa, family);
+    // user_port holds the port in network byte order in its low 16 bits.
+    let port = u16::from_be(sa.user_port as u16);
+    let refuse = refused(family, &addr, port);
     emit(
         SENSOR,
         SendTo {
-            header: cgroup_header(EventKind::SendTo, 0),
+            header: cgroup_header(EventKind::SendTo, if refuse { flags::REFUSED } else { 0 }),
             family,
-            // user_port holds the port in network byte order in its low 16 bits.
-            port: u16::from_be(sa.user_port as u16),
+            port,
             protocol: sa.protocol,
             addr,
         },
     );
+    refuse
 }

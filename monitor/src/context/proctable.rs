@@ -497,13 +497,20 @@ impl<S: ProcSource> ProcTable<S> {
                 fd,
                 addr,
                 no_result,
+                refused,
             } => Detail::Connect(event::Connect {
                 fd,
                 dest: self.named(destination(&addr, &mut escaped)),
                 result_unknown: no_result,
+                refused,
                 outcome: Outcome::from_ret(ret),
             }),
-            Body::SendTo { addr, protocol } => Detail::Send(event::Send {
+            Body::SendTo {
+                addr,
+                protocol,
+                refused,
+            } => Detail::Send(event::Send {
+                refused,
                 protocol: match protocol {
                     17 => "udp".into(),
                     136 => "udplite".into(),

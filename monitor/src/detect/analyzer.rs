@@ -51,6 +51,9 @@ pub struct Egress {
     /// `connect` or the protocol of an unconnected send (`udp`).
     pub via: String,
     pub allowed: bool,
+    /// Block mode refused it (every time: a refused destination stays refused).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     /// Names this run's DNS resolved the address from (at most 8); empty when it never did.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub domains: BTreeSet<String>,
@@ -358,12 +361,14 @@ fn egress_seen(
         return;
     }
     let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
+    let refused = matches!(s.value(Field::NetRefused), Val::Bool(true));
     let e = table.entry(key).or_insert_with(|| Egress {
         family: d.family.clone(),
         address: addr,
         port: d.port,
         via: via.to_owned(),
         allowed,
+        refused,
         domains: BTreeSet::new(),
         count: 0,
         processes: BTreeSet::new(),
@@ -818,6 +823,11 @@ impl Subject for Subj<'_> {
             Field::NetLoopback => self
                 .ip()
                 .map_or(Val::Missing, |ip| Val::Bool(ip.is_loopback())),
+            Field::NetRefused => match &self.ev.detail {
+                Detail::Connect(c) => Val::Bool(c.refused),
+                Detail::Send(x) => Val::Bool(x.refused),
+                _ => Val::Missing,
+            },
             Field::NetAllowed => self.ip().map_or(Val::Missing, |ip| {
                 let d = self.dest();
                 Val::Bool(self.policy.allowed(

@@ -292,6 +292,9 @@ pub struct Connect {
     /// -1).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub result_unknown: bool,
+    /// Block mode refused the destination: the call failed with EPERM, nothing was sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -322,6 +325,9 @@ pub struct Send {
     pub protocol: String,
     #[serde(flatten)]
     pub dest: Destination,
+    /// Block mode refused the destination: the datagram was not sent (EPERM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 /// The process a ptrace or process_vm call acted on.

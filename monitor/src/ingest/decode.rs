@@ -68,10 +68,13 @@ pub enum Body {
         /// Seen by the kernel's connect hook with no connect(2) around it (io_uring, TCP Fast
         /// Open): `ret` and `fd` mean nothing.
         no_result: bool,
+        /// Block mode refused the destination (the call failed with EPERM).
+        refused: bool,
     },
     SendTo {
         addr: SockAddr,
         protocol: u32,
+        refused: bool,
     },
     /// An attaching ptrace request; `target` as the caller named it.
     Ptrace {
@@ -375,6 +378,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 fd: b.fd,
                 addr: parse_sockaddr(&b.addr[..n]),
                 no_result: h.flags & wire::flags::NO_RESULT != 0,
+                refused: h.flags & wire::flags::REFUSED != 0,
             }
         }
         K::SendTo => {
@@ -387,6 +391,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             Body::SendTo {
                 addr: inet(ip, b.port),
                 protocol: b.protocol,
+                refused: h.flags & wire::flags::REFUSED != 0,
             }
         }
         K::Ptrace => {

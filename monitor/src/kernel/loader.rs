@@ -58,6 +58,8 @@ pub enum LoadError {
     Freeze(#[source] std::io::Error),
     #[error("this buildwatch was built without its eBPF programs (BUILDWATCH_NO_EBPF)")]
     NoPrograms,
+    #[error("block mode: {0}")]
+    Egress(String),
 }
 
 /// A program's attachment, kept so its sensor can detach on its own.
@@ -365,11 +367,17 @@ impl Kernel {
     pub fn take_scope(&mut self) -> Result<ScopeMap, LoadError> {
         ScopeMap::new(&mut self.ebpf)
     }
+
+    /// Block mode: egress outside `allow` is refused in the kernel from now on (the maps are
+    /// frozen). The number of networks written.
+    pub fn block_egress(&mut self, allow: &[super::egress::Allow]) -> Result<usize, LoadError> {
+        super::egress::block(&mut self.ebpf, allow)
+    }
 }
 
 /// BPF_MAP_FREEZE: from now on no bpf(2) caller, root included, can change the map; the
 /// programs still can. (aya freezes only `.rodata` itself.)
-fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+pub(crate) fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     const BPF_MAP_FREEZE: libc::c_long = 22;
     // union bpf_attr: the map_fd is its first member for this command.

@@ -3,6 +3,7 @@
 //! and run cgroups (`cgroup`), kernel BTF offsets (`kbtf`) and tracefs (`tracefs`).
 
 pub mod cgroup;
+pub mod egress;
 pub mod kbtf;
 pub mod loader;
 pub mod scope;

@@ -95,7 +95,13 @@ pub fn markdown(r: &Report) -> String {
                 md(&domains.join(", ")),
                 e.via,
                 e.count,
-                if e.allowed { "yes" } else { "**no**" },
+                if e.refused {
+                    "**refused**"
+                } else if e.allowed {
+                    "yes"
+                } else {
+                    "**no**"
+                },
                 md(&e.process_list())
             );
         }

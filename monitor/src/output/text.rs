@@ -310,7 +310,13 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 e.domain_note(),
                 e.via,
                 e.count,
-                if e.allowed { "allowed" } else { "NOT ALLOWED" },
+                if e.refused {
+                    "REFUSED (block mode)"
+                } else if e.allowed {
+                    "allowed"
+                } else {
+                    "NOT ALLOWED"
+                },
                 e.process_list()
             ));
         }

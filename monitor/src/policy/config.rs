@@ -26,6 +26,11 @@ pub struct PolicyArgs {
     /// critical, or never. Overrides the policy's `fail_on` (default high).
     #[arg(long, value_name = "SEVERITY", value_parser = parse_fail_on)]
     pub fail_on: Option<FailOn>,
+    /// Block mode: refuse egress outside the allowlist in the kernel (EPERM), for IPv4, IPv6
+    /// and IPv4-mapped destinations, TCP, UDP, TCP Fast Open and io_uring. Address entries
+    /// only for now. Same as the policy's `mode: block`.
+    #[arg(long)]
+    pub block: bool,
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
@@ -98,6 +103,7 @@ pub fn setup_in(args: &PolicyArgs, cwd: Option<&Path>, host: bool) -> Result<Set
             if let Some(f) = args.fail_on {
                 policy.fail_on = f;
             }
+            policy.block |= args.block;
             return Ok(Setup {
                 rules: set,
                 policy,

@@ -232,6 +232,9 @@ pub struct Policy {
     pub outputs: Vec<crate::output::forward::config::OutputConfig>,
     /// How long a run waits for them at its end (`forward_wait_secs`).
     pub forward_wait: Option<std::time::Duration>,
+    /// Block mode (`mode: block`, `--block`): egress outside the allowlist is refused in the
+    /// kernel.
+    pub block: bool,
 }
 
 impl Default for Policy {
@@ -249,6 +252,7 @@ impl Default for Policy {
             sources: Vec::new(),
             outputs: Vec::new(),
             forward_wait: None,
+            block: false,
         }
     }
 }
@@ -299,6 +303,7 @@ impl Source {
 }
 
 const KEYS: &[&str] = &[
+    "mode",
     "outputs",
     "forward_wait_secs",
     "fail_on",
@@ -460,6 +465,14 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                 }
             }
             "dns" => load_dns(v, &mut policy, &mut errs),
+            "mode" => match v.as_str() {
+                Some("watch") => policy.block = false,
+                Some("block") => policy.block = true,
+                _ => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`mode` is `watch` (report) or `block` (refuse egress outside the allowlist)",
+                )),
+            },
             "outputs" => {
                 // Relative paths (CA files, spools) are relative to the policy file.
                 let base = Path::new(file).parent().map(Path::to_path_buf);

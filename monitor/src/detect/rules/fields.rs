@@ -154,6 +154,8 @@ pub enum Field {
     NetLoopback,
     /// The destination is in the policy's allowlist (loopback is unless the policy says not).
     NetAllowed,
+    /// Block mode refused the destination in the kernel (the call failed with EPERM).
+    NetRefused,
     ExecPath,
     ExecFilename,
     /// The executed file was created or written during this run.
@@ -418,6 +420,13 @@ const SPECS: &[Spec] = &[
         Bool,
         NET,
         "destination is in the policy's allowlist"
+    ),
+    spec!(
+        "net.refused",
+        Field::NetRefused,
+        Bool,
+        NET,
+        "block mode refused the destination in the kernel (EPERM; nothing was sent)"
     ),
     spec!(
         "exec.path",

@@ -88,6 +88,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     kernel
         .attach_all(&anchor)
         .context("attaching the kernel sensors (try `buildwatch doctor`)")?;
+    if opts.analysis.policy.block {
+        // Fail closed: block mode that cannot be put in place stops the run before the
+        // command starts.
+        let allow = block_allowlist(&opts.analysis.policy)?;
+        let n = kernel
+            .block_egress(&allow)
+            .context("turning block mode on")?;
+        note(&format!(
+            "block mode: egress outside the allowlist is refused ({n} network(s) allowed)"
+        ));
+    }
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
     let bus = Arc::new(outputs::bus(opts.events.as_deref(), &opts.outputs)?);
@@ -241,4 +252,51 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let report = outputs::conclude(&bus, analyzer, &opts.outputs)?;
     guardian.finish();
     Ok(report.verdict.exit_status)
+}
+
+/// What block mode lets through: the policy's address entries, loopback (unless the policy
+/// says not), and port 53 of the system's and the policy's resolvers. Domain entries cannot be
+/// enforced by address without a DNS-layer policy buildwatch does not have yet: a policy with
+/// them is refused rather than half enforced.
+fn block_allowlist(
+    policy: &crate::policy::Policy,
+) -> anyhow::Result<Vec<crate::kernel::egress::Allow>> {
+    use crate::{kernel::egress::Allow, policy::Host};
+    let mut allow = Vec::new();
+    let mut domains = Vec::new();
+    for e in &policy.allow {
+        match &e.host {
+            Host::Net(net) => allow.push(Allow {
+                net: *net,
+                port: e.port,
+            }),
+            Host::Domain(d) => domains.push(d.to_string()),
+        }
+    }
+    if !domains.is_empty() {
+        anyhow::bail!(
+            "block mode enforces address entries only: the allowlist's domain entries ({}) would \
+             be refused, so the run does not start (allow their addresses, or run without block mode)",
+            domains.join(", ")
+        );
+    }
+    if policy.allow_loopback {
+        for net in ["127.0.0.0/8", "::1/128"] {
+            allow.push(Allow {
+                net: net.parse().expect("a network"),
+                port: None,
+            });
+        }
+    }
+    let system = crate::context::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
+    let system = system
+        .iter()
+        .filter_map(|r| r.parse::<std::net::IpAddr>().ok());
+    for r in system.chain(policy.resolvers.iter().copied()) {
+        allow.push(Allow {
+            net: ipnet::IpNet::from(r),
+            port: Some(53),
+        });
+    }
+    Ok(allow)
 }

@@ -230,7 +230,13 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             if let Some(p) = d["protocol"].as_str() {
                 put(&mut m, "network.transport", p);
             }
-            ("network", &["connection", "start"])
+            if d["refused"] == true {
+                // Block mode refused it: a denied connection, which failed.
+                put(&mut m, "event.outcome", "failure");
+                ("network", &["connection", "denied"])
+            } else {
+                ("network", &["connection", "start"])
+            }
         }
         "dns" => {
             process(&mut m, v, host);

@@ -227,6 +227,8 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
         }
         "connect" | "send" => {
             let (act, name): (u64, &str) = match d["error"].as_str() {
+                // Block mode refused it in the kernel: the attempt failed.
+                _ if d["refused"] == true => (4, "Fail"),
                 _ if kind == "send" => (6, "Traffic"),
                 None | Some("EINPROGRESS") => (1, "Open"),
                 Some("ECONNREFUSED") => (5, "Refuse"),

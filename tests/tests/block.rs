@@ -1,0 +1,208 @@
+//! Block mode: egress outside the allowlist refused in the kernel (cgroup connect and sendmsg
+//! hooks → EPERM) for IPv4, IPv6 and IPv4-mapped destinations, TCP, UDP, TCP Fast Open and
+//! io_uring connects, each refusal an event and a finding. Everything on loopback: the policy
+//! turns loopback's default allowance off, so loopback addresses stand for the outside.
+
+use std::{fs, net::TcpListener};
+
+use buildwatch_tests::*;
+
+const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
+
+/// Tries every kind of egress; prints `NAME RESULT` per line (`ok` or the errno name).
+const CLIENT: &str = r#"
+import errno, socket, sys
+port = int(sys.argv[1])
+def tcp(fam, addr):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+print("v4-allowed", tcp(socket.AF_INET, ("127.0.0.40", port)))
+print("v4-other-port", tcp(socket.AF_INET, ("127.0.0.40", port + 1)))
+print("v4-other-host", tcp(socket.AF_INET, ("127.0.0.41", port)))
+print("v6", tcp(socket.AF_INET6, ("::1", port)))
+print("mapped-allowed", tcp(socket.AF_INET6, ("::ffff:127.0.0.40", port)))
+print("mapped-other", tcp(socket.AF_INET6, ("::ffff:127.0.0.42", port)))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("127.0.0.43", 9))
+    print("udp ok")
+except OSError as e:
+    print("udp", errno.errorcode.get(e.errno, str(e.errno)))
+"#;
+
+fn results(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+fn script(tmp: &TempDir, port: u16) -> String {
+    let client = tmp.join("client.py");
+    fs::write(&client, CLIENT).unwrap();
+    format!(
+        "python3 {} {port}; {TRIGGER} tfo 127.0.0.44 {port}; {TRIGGER} uring-connect 127.0.0.45 {port}",
+        client.display()
+    )
+}
+
+#[test]
+fn block_mode_refuses_egress_outside_the_allowlist_in_the_kernel() {
+    if !require_bpf() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.40:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = TempDir::new("block");
+    let policy = tmp.join("policy.yaml");
+    fs::write(
+        &policy,
+        format!("mode: block\nallow_loopback: false\nallow:\n  - 127.0.0.40:{port}\n"),
+    )
+    .unwrap();
+    let report = tmp.join("report.json");
+    let r = run_watched(
+        &tmp,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &["sh", "-c", &script(&tmp, port)],
+    );
+    let out = r.stdout();
+    let got = results(&out);
+    assert_eq!(got["v4-allowed"], "ok", "{out}\n{}", r.stderr());
+    assert_eq!(got["mapped-allowed"], "ok", "{out}");
+    for refused in ["v4-other-port", "v4-other-host", "v6", "mapped-other"] {
+        assert_eq!(got[refused], "EPERM", "{refused}: {out}");
+    }
+    assert_eq!(got["udp"], "EPERM", "{out}");
+    assert!(
+        out.contains("sendto -1 Operation not permitted"),
+        "TCP Fast Open: {out}"
+    );
+    assert!(out.contains("uring-connect -1\n"), "io_uring: {out}");
+    // Every refusal is an event, with the kernel's address.
+    let refused: Vec<String> = r
+        .events
+        .iter()
+        .filter(|e| e["connect"]["refused"] == true || e["send"]["refused"] == true)
+        .map(|e| {
+            let d = if e["kind"] == "connect" {
+                &e["connect"]
+            } else {
+                &e["send"]
+            };
+            format!("{}:{}", d["address"].as_str().unwrap_or(""), d["port"])
+        })
+        .collect();
+    for want in [
+        format!("127.0.0.40:{}", port + 1),
+        format!("127.0.0.41:{port}"),
+        format!("::1:{port}"),
+        format!("127.0.0.42:{port}"),
+        "127.0.0.43:9".to_owned(),
+        format!("127.0.0.44:{port}"),
+        format!("127.0.0.45:{port}"),
+    ] {
+        assert!(refused.contains(&want), "{want} not refused: {refused:?}");
+    }
+    assert!(
+        !refused.iter().any(|d| d == &format!("127.0.0.40:{port}")),
+        "the allowed destination was refused: {refused:?}"
+    );
+    // And a finding: high, failing the run, one per destination.
+    let rep: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+    let findings: Vec<&Value> = rep["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "egress-refused")
+        .collect();
+    assert!(findings.len() >= 7, "{findings:#?}");
+    assert!(findings.iter().all(|f| f["severity"] == "high"));
+    assert!(
+        !rep["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "egress-unlisted"),
+        "a refused destination is not also reported as reached"
+    );
+    assert_eq!(r.code(), Some(86), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("block mode: egress outside the allowlist is refused")
+    );
+    drop(listener);
+}
+
+/// Without block mode the same attempts go through (or fail on their own): nothing refused.
+#[test]
+fn watch_mode_refuses_nothing() {
+    if !require_bpf() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.40:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = TempDir::new("block-watch");
+    let policy = tmp.join("policy.yaml");
+    fs::write(
+        &policy,
+        format!("allow_loopback: false\nallow:\n  - 127.0.0.40:{port}\nfail_on: never\n"),
+    )
+    .unwrap();
+    let r = run_watched(
+        &tmp,
+        &["--policy", policy.to_str().unwrap()],
+        &["sh", "-c", &script(&tmp, port)],
+    );
+    let out = r.stdout();
+    let got = results(&out);
+    assert_eq!(got["v4-allowed"], "ok", "{out}");
+    assert_eq!(got["v4-other-port"], "ECONNREFUSED", "{out}");
+    assert_eq!(got["udp"], "ok", "{out}");
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| e["connect"]["refused"] == true || e["send"]["refused"] == true)
+    );
+    drop(listener);
+}
+
+/// Block mode with domain entries is not started half enforced.
+#[test]
+fn block_mode_with_domain_entries_does_not_start() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("block-domains");
+    let policy = tmp.join("policy.yaml");
+    fs::write(&policy, "mode: block\nallow:\n  - registry.example:443\n").unwrap();
+    let marker = tmp.join("ran");
+    let r = run_watched(
+        &tmp,
+        &["--policy", policy.to_str().unwrap()],
+        &["touch", marker.to_str().unwrap()],
+    );
+    assert_eq!(r.code(), Some(125), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("block mode enforces address entries only"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!marker.exists(), "the command ran");
+}
