@@ -209,11 +209,29 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     };
     if ret == 0 {
         image_facts(&mut body, buf);
+        // In block mode sudo and su are killed before the new image runs an instruction of
+        // its own: the name is the executed file's (the kernel's dentry), not the caller's.
+        if crate::net::block_mode() && privileged_tool(buf.wrapping_add(BODY), body.name_len) {
+            if unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) } == 0 {
+                body.header.flags |= flags::KILLED;
+            }
+        }
     }
     let len = BODY + body.name_len as usize + body.argv_len as usize;
     unsafe { write_unaligned(buf.cast::<ExecDone>(), body) };
     output_scratch(SENSOR, buf, len);
     Ok(0)
+}
+
+/// Is the executed file `sudo` or `su` (by its name, `len` bytes at `name`)?
+#[inline(always)]
+fn privileged_tool(name: *const u8, len: u16) -> bool {
+    let byte = |i: usize| unsafe { *name.wrapping_add(i) };
+    match len {
+        2 => byte(0) == b's' && byte(1) == b'u',
+        4 => byte(0) == b's' && byte(1) == b'u' && byte(2) == b'd' && byte(3) == b'o',
+        _ => false,
+    }
 }
 
 /// The new image's executable and argv, from the task's new mm, into `body` and the tail of

@@ -110,6 +110,13 @@ fn try_enter_socket(ctx: &TracePointContext) -> Result<u32, i64> {
 /// once before the command starts, then frozen.
 #[map]
 static EGRESS_MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Block mode is on: egress outside the allowlist is refused, and what no socket hook can
+/// refuse (ptrace, reading another process's memory, sudo and su) is killed.
+#[inline(always)]
+pub fn block_mode() -> bool {
+    EGRESS_MODE.get(0).copied() == Some(1)
+}
 /// The egress allowlist, by address prefix (IPv4 in network order; IPv6 likewise), with the
 /// ports each prefix allows. Loopback and the run's resolvers are in it when the policy says.
 #[map]
@@ -121,7 +128,7 @@ static ALLOW6: LpmTrie<[u8; 16], AllowPorts> = LpmTrie::with_max_entries(ALLOW_M
 /// IPv4-mapped IPv6 address (a dual-stack socket reaching IPv4) is judged as the IPv4 address.
 #[inline(always)]
 fn refused(family: u16, addr: &[u8; 16], port: u16) -> bool {
-    if EGRESS_MODE.get(0).copied() != Some(1) {
+    if !block_mode() {
         return false;
     }
     let mapped = family == AF_INET6

@@ -206,3 +206,56 @@ fn block_mode_with_domain_entries_does_not_start() {
     );
     assert!(!marker.exists(), "the command ran");
 }
+
+/// What no socket hook can refuse is killed in block mode before the call returns to user
+/// space: reading another process's memory, ptrace, and sudo. The run says which, and fails.
+#[test]
+fn block_mode_kills_memory_reads_ptrace_and_sudo() {
+    if !require_bpf() {
+        return;
+    }
+    let mut victim = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let tmp = TempDir::new("block-kill");
+    let policy = tmp.join("policy.yaml");
+    fs::write(&policy, "mode: block\n").unwrap();
+    let run = |cmd: &str| {
+        run_watched(
+            &tmp,
+            &["--policy", policy.to_str().unwrap(), "--fail-on", "never"],
+            &["sh", "-c", cmd],
+        )
+    };
+    // process_vm_readv of a process outside the run: killed before it sees the bytes.
+    let r = run(&format!("{TRIGGER} peek {}; echo status $?", victim.id()));
+    assert!(r.stdout().contains("status 137"), "{}", r.stdout());
+    let vm = r
+        .of_kind("process_vm")
+        .next()
+        .unwrap_or_else(|| panic!("no process_vm event: {}", r.stderr()));
+    assert_eq!(vm["process_vm"]["killed"], true, "{vm:#}");
+    // ptrace of its own child (a debugger's business, refused in block mode all the same).
+    let r = run(&format!("{TRIGGER} peek-child; echo status $?"));
+    assert!(r.stdout().contains("status 137"), "{}", r.stdout());
+    let pt = r.of_kind("ptrace").next().expect("a ptrace event");
+    assert_eq!(pt["ptrace"]["killed"], true, "{pt:#}");
+    // sudo: the new image dies before it runs.
+    let r = run("sudo -n true; echo status $?");
+    assert!(r.stdout().contains("status 137"), "{}", r.stdout());
+    let ex = r
+        .of_kind("exec")
+        .find(|e| e["exec"]["path"] == "/usr/bin/sudo")
+        .expect("the sudo exec");
+    assert_eq!(ex["exec"]["killed"], true, "{ex:#}");
+    // Without block mode the same sudo runs.
+    let w = run_watched(
+        &tmp,
+        &["--fail-on", "never"],
+        &["sh", "-c", "sudo -n true; echo status $?"],
+    );
+    assert!(w.stdout().contains("status 0"), "{}", w.stdout());
+    let _ = victim.kill();
+    let _ = victim.wait();
+}

@@ -361,6 +361,7 @@ impl<S: ProcSource> ProcTable<S> {
                     return;
                 };
                 let (mut deleted, mut path_unverified) = (false, false);
+                let killed = image.as_ref().is_some_and(|i| i.killed);
                 if let Some(image) = &image {
                     (p.path, deleted, path_unverified) = self.image_path(&p.path, image, pid);
                     // argv as the new stack holds it: what the caller's pages said at entry
@@ -393,6 +394,7 @@ impl<S: ProcSource> ProcTable<S> {
                     read_failed: p.flags & wf::READ_FAILED != 0,
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
                     package: None,
+                    killed,
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -523,10 +525,12 @@ impl<S: ProcSource> ProcTable<S> {
                 ret,
                 request,
                 target,
+                killed,
             } => Detail::Ptrace(event::Ptrace {
                 request: ptrace_request_name(request),
                 target: (request != monitor_common::PTRACE_TRACEME)
                     .then(|| self.target(target, &mut escaped)),
+                killed,
                 outcome: Outcome::from_ret(ret),
             }),
             Body::Escape { cgroup_id, killed } => {
@@ -625,7 +629,13 @@ impl<S: ProcSource> ProcTable<S> {
                 cmd: bpf_cmd_name(cmd),
                 cmd_raw: cmd,
             }),
-            Body::ProcessVm { ret, write, target } => Detail::ProcessVm(event::ProcessVm {
+            Body::ProcessVm {
+                ret,
+                write,
+                target,
+                killed,
+            } => Detail::ProcessVm(event::ProcessVm {
+                killed,
                 op: if write { "write" } else { "read" }.into(),
                 target: self.target(target, &mut escaped),
                 outcome: Outcome::from_ret(ret),
@@ -1245,6 +1255,7 @@ mod tests {
             ret,
             request,
             target,
+            killed: false,
         };
         let target = |e: &Event| match &e.detail {
             Detail::Ptrace(p) => p.target.clone(),
@@ -1279,6 +1290,7 @@ mod tests {
                     ret: -3,
                     write: true,
                     target: -5,
+                    killed: false,
                 },
             ),
         );

@@ -449,9 +449,10 @@ fn detail(ev: &Event) -> serde_json::Value {
             "path": o.path, "target": o.target, "flags": o.flags, "error": o.outcome.error,
             "killed": o.killed.then_some(true),
         }),
-        Detail::Exec(x) => {
-            json!({ "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error })
-        }
+        Detail::Exec(x) => json!({
+            "path": x.path, "argv": x.argv, "cwd": x.cwd, "error": x.outcome.error,
+            "killed": x.killed.then_some(true),
+        }),
         Detail::Connect(c) => json!({
             "family": c.dest.family, "address": c.dest.address, "port": c.dest.port, "via": "connect",
             "domain": c.dest.domain, "error": c.outcome.error,
@@ -464,6 +465,7 @@ fn detail(ev: &Event) -> serde_json::Value {
             "request": p.request,
             "target": p.target.as_ref().map(|t| json!({ "pid": t.pid, "exe": t.exe })),
             "error": p.outcome.error,
+            "killed": p.killed.then_some(true),
         }),
         Detail::Dns(d) => json!({
             "direction": d.direction, "qname": d.qname, "qtype": d.qtype, "protocol": d.protocol,
@@ -473,6 +475,7 @@ fn detail(ev: &Event) -> serde_json::Value {
         Detail::ProcessVm(v) => json!({
             "op": v.op, "target": { "pid": v.target.pid, "exe": v.target.exe },
             "bytes": (v.outcome.ret >= 0).then_some(v.outcome.ret), "error": v.outcome.error,
+            "killed": v.killed.then_some(true),
         }),
         Detail::Bpf(b) => json!({ "cmd": b.cmd }),
         Detail::Escape(x) => json!({ "cgroup_id": x.cgroup_id, "killed": x.killed }),

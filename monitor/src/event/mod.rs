@@ -181,6 +181,9 @@ pub struct Exec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<Package>,
     /// ret 0: the new program runs; otherwise the exec failed and the old image continues.
+    /// Block mode killed the new image before it ran (sudo, su).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -349,6 +352,9 @@ pub struct Ptrace {
     /// Absent for traceme (its tracer is the parent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Block mode killed the caller before the call returned to user space.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -359,6 +365,9 @@ pub struct ProcessVm {
     /// read or write.
     pub op: String,
     pub target: Target,
+    /// Block mode killed the caller before the call returned to user space.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

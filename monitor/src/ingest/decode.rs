@@ -81,6 +81,8 @@ pub enum Body {
         ret: i64,
         request: i64,
         target: i32,
+        /// Block mode killed the caller before the call returned.
+        killed: bool,
     },
     /// A packet to or from port 53. `tcp_seq` is the sequence number of the first payload byte
     /// (TCP only); `orig_len` the payload's length before the kernel cut it to `payload`.
@@ -133,6 +135,8 @@ pub enum Body {
         ret: i64,
         write: bool,
         target: i32,
+        /// Block mode killed the caller before the call returned.
+        killed: bool,
     },
 }
 
@@ -148,6 +152,8 @@ pub struct Image {
     /// argv as the new stack holds it (empty when it could not be read).
     pub argv: Vec<Vec<u8>>,
     pub argv_truncated: bool,
+    /// Block mode killed it before it ran (sudo, su).
+    pub killed: bool,
 }
 
 /// A file as the kernel knows it: its filesystem's device (kernel encoding, `major << 20 |
@@ -309,6 +315,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                     name,
                     argv: args,
                     argv_truncated,
+                    killed: h.flags & wire::flags::KILLED != 0,
                 }),
             }
         }
@@ -400,6 +407,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 request: b.op,
                 target: b.target_pid,
+                killed: h.flags & wire::flags::KILLED != 0,
             }
         }
         K::ProcessVm => {
@@ -408,6 +416,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 ret: b.ret,
                 write: b.op == wire::VM_WRITE,
                 target: b.target_pid,
+                killed: h.flags & wire::flags::KILLED != 0,
             }
         }
         K::Escape => {
@@ -656,7 +665,8 @@ mod tests {
             Body::Ptrace {
                 ret: -1,
                 request: wire::PTRACE_SEIZE,
-                target: 4242
+                target: 4242,
+                killed: false,
             }
         );
         let vm = wire::TargetCall {
@@ -672,7 +682,8 @@ mod tests {
             Body::ProcessVm {
                 ret: 64,
                 write: true,
-                target: 7
+                target: 7,
+                killed: false,
             }
         );
         assert!(matches!(
