@@ -94,6 +94,10 @@ struct OutputArgs {
     /// or the policy's `forward_wait_secs`); what is left waits in their spools.
     #[arg(long, value_name = "SECS")]
     forward_wait: Option<u64>,
+    /// Write the smallest policy that would have allowed this run (its allowlist, each entry
+    /// commented with the processes and packages that needed it) to FILE.
+    #[arg(long, value_name = "FILE")]
+    learn: Option<PathBuf>,
     /// Findings and the verdict only (no notices, no summary tables).
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -125,6 +129,7 @@ impl OutputArgs {
             forward.extend(monitor::output::forward::config::load_file(f)?);
         }
         Ok(Outputs {
+            learn: self.learn,
             forward,
             forward_wait: self.forward_wait.map(std::time::Duration::from_secs),
             report: self.report,
@@ -168,6 +173,15 @@ enum Cmd {
         policy: PolicyArgs,
         #[command(flatten)]
         outputs: OutputArgs,
+    },
+    /// Write the smallest policy that would have allowed a run, from its JSON report
+    /// (`--report`): the allowlist, each entry commented with who needed it.
+    Learn {
+        #[arg(value_name = "REPORT")]
+        report: PathBuf,
+        /// Write it to FILE (default: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Check or list rules.
     Rules {
@@ -362,6 +376,15 @@ fn dispatch(cmd: Cmd) -> i32 {
             RulesCmd::Fields => rules_cmd::fields(),
         },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
+        Cmd::Learn { report, output } => {
+            match monitor::mode::learn::learn_file(&report, output.as_deref()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "{e}");
+                    exit::INTERNAL
+                }
+            }
+        }
         Cmd::Agent {
             command,
             config,

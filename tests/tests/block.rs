@@ -259,3 +259,75 @@ fn block_mode_kills_memory_reads_ptrace_and_sudo() {
     let _ = victim.kill();
     let _ = victim.wait();
 }
+
+/// A clean run's learned policy is what block mode needs: the same build passes under it, and
+/// the same build with one more destination (a new, malicious dependency) fails.
+#[test]
+fn a_learned_policy_passes_the_same_build_in_block_mode_and_fails_a_new_destination() {
+    if !require_bpf() {
+        return;
+    }
+    let a = TcpListener::bind("127.0.0.40:0").unwrap();
+    let b = TcpListener::bind("127.0.0.41:0").unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let tmp = TempDir::new("block-learn");
+    let client = tmp.join("client.py");
+    fs::write(
+        &client,
+        "import socket, sys\n\
+         for host, port in zip(sys.argv[1::2], sys.argv[2::2]):\n\
+         \x20   s = socket.socket(); s.settimeout(2)\n\
+         \x20   print(host, s.connect_ex((host, int(port))))\n",
+    )
+    .unwrap();
+    let build = |extra: &str| {
+        format!(
+            "python3 {} 127.0.0.40 {pa} 127.0.0.41 {pb} {extra}",
+            client.display()
+        )
+    };
+    // The clean run, watched with loopback's allowance off: it learns both destinations.
+    let base = tmp.join("base.yaml");
+    fs::write(&base, "allow_loopback: false\nfail_on: never\n").unwrap();
+    let learned = tmp.join("learned.yaml");
+    let r = run_watched(
+        &tmp,
+        &[
+            "--policy",
+            base.to_str().unwrap(),
+            "--learn",
+            learned.to_str().unwrap(),
+        ],
+        &["sh", "-c", &build("")],
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    let text = fs::read_to_string(&learned).unwrap();
+    assert!(text.contains("allow_loopback: false"), "{text}");
+    assert!(text.contains(&format!("- \"127.0.0.40:{pa}\"")), "{text}");
+    assert!(text.contains(&format!("- \"127.0.0.41:{pb}\"")), "{text}");
+    // Each entry says who needed it (the tool: the script python ran).
+    assert!(text.contains("# needed by client"), "{text}");
+    // The same build in block mode under it: passes, nothing refused.
+    let block = tmp.join("block.yaml");
+    fs::write(&block, format!("mode: block\n{text}")).unwrap();
+    let r = run_watched(
+        &tmp,
+        &["--policy", block.to_str().unwrap()],
+        &["sh", "-c", &build("")],
+    );
+    assert_eq!(r.code(), Some(0), "{}\n{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("127.0.0.40 0") && r.stdout().contains("127.0.0.41 0"));
+    // With one more destination: refused, and the run fails.
+    let r = run_watched(
+        &tmp,
+        &["--policy", block.to_str().unwrap()],
+        &["sh", "-c", &build(&format!("127.0.0.42 {pa}"))],
+    );
+    assert_eq!(r.code(), Some(86), "{}", r.stderr());
+    assert!(r.stdout().contains("127.0.0.42 1"), "EPERM: {}", r.stdout());
+    assert!(r.stderr().contains("egress-refused"), "{}", r.stderr());
+    drop((a, b));
+}

@@ -310,3 +310,38 @@ fn forwarding_output_mistakes_stop_before_anything_runs() {
         "{stderr}"
     );
 }
+
+/// `buildwatch learn REPORT`: the allowlist a report's run needed, as a policy; anything that
+/// is not a report is an error, not an empty policy.
+#[test]
+fn learn_writes_the_allowlist_a_report_needed() {
+    let dir = TempDir::new("cli-learn");
+    fs::write(
+        dir.join("r.json"),
+        r#"{"schema":1,"egress":[
+            {"address":"10.200.0.5","port":443,"domains":["a.pkgs.example"],"processes":["npm"],
+             "packages":["left-pad@1.2.2"],"allowed":false},
+            {"address":"10.200.0.6","port":443,"domains":["b.pkgs.example"],"processes":["npm"],
+             "allowed":false},
+            {"address":"10.200.0.9","port":8443,"processes":["curl"],"allowed":false}]}"#,
+    )
+    .unwrap();
+    let out = bw(&dir, &["learn", "r.json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains("  - \"**.pkgs.example:443\""), "{text}");
+    assert!(
+        text.contains("# needed by npm, package left-pad@1.2.2"),
+        "{text}"
+    );
+    assert!(text.contains("  - \"10.200.0.9:8443\""), "{text}");
+    let out = bw(&dir, &["learn", "r.json", "-o", "learned.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    // The learned file is a policy `rules check` accepts.
+    let out = bw(&dir, &["rules", "check", "--policy", "learned.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    fs::write(dir.join("not.json"), "{\"schema\": 1}").unwrap();
+    let out = bw(&dir, &["learn", "not.json"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no egress table"));
+}

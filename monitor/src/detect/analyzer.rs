@@ -60,6 +60,9 @@ pub struct Egress {
     pub count: u64,
     /// Tools that used it (at most 8).
     pub processes: BTreeSet<String>,
+    /// Packages (`name@version`) whose processes used it (at most 8).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub packages: BTreeSet<String>,
     pub first_seen: String,
 }
 
@@ -372,6 +375,7 @@ fn egress_seen(
         domains: BTreeSet::new(),
         count: 0,
         processes: BTreeSet::new(),
+        packages: BTreeSet::new(),
         first_seen: s.ev.time.clone(),
     });
     e.count += 1;
@@ -384,6 +388,14 @@ fn egress_seen(
         && let Some(p) = s.proc
     {
         e.processes.insert(p.tool.clone());
+    }
+    if e.packages.len() < EGRESS_PROCESSES
+        && let Some(pkg) = s.proc.and_then(|p| p.package.as_ref())
+    {
+        e.packages.insert(match &pkg.version {
+            Some(v) => format!("{}@{v}", pkg.name),
+            None => pkg.name.clone(),
+        });
     }
 }
 

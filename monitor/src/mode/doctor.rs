@@ -188,6 +188,30 @@ pub async fn doctor() -> i32 {
             Err(e) => r.line(Level::Fail, "end to end", &e),
         }
     }
+    // Block mode: its allowlist maps take an entry and freeze (the doctor's test cgroup only;
+    // the hooks are the net sensor's, attached above). Watch mode works without it.
+    if kernel.attached(sensors::ALL[monitor_common::sensors::NET as usize]) {
+        let loopback = crate::kernel::egress::Allow {
+            net: "127.0.0.0/8".parse().expect("a network"),
+            port: None,
+        };
+        match kernel.block_egress(&[loopback]) {
+            Ok(_) => r.line(
+                Level::Ok,
+                "block mode",
+                "the egress allowlist was written and frozen; the connect and sendmsg hooks \
+                 can refuse (--block, mode: block)",
+            ),
+            Err(e) => r.line(
+                Level::Warn,
+                "block mode",
+                &format!(
+                    "not available here ({}); watch mode is not affected",
+                    chain(&e)
+                ),
+            ),
+        }
+    }
     drop(kernel);
     finish(r, Some(cg))
 }

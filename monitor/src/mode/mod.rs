@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod doctor;
+pub mod learn;
 pub mod outputs;
 pub mod replay;
 pub mod rules_cmd;

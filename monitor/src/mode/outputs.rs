@@ -162,6 +162,11 @@ pub fn conclude(bus: &Bus, analyzer: Analyzer, outputs: &Outputs) -> anyhow::Res
         report.output = bus.stats().into_iter().filter(|s| !s.complete()).collect();
         report.forwarding = bus.forwards.iter().map(|s| s.stats()).collect();
     }
+    if let Some(path) = &outputs.learn {
+        let v = serde_json::to_value(&report).unwrap_or_default();
+        let policy = crate::mode::learn::learn(&v, "this run").map_err(|e| anyhow::anyhow!(e))?;
+        std::fs::write(path, policy).with_context(|| format!("--learn {}", path.display()))?;
+    }
     bus.publish(&Record::Report(Arc::new(Final {
         report: report.clone(),
         rules: analyzer.rules,

@@ -35,4 +35,6 @@ pub struct Outputs {
     pub forward: Vec<forward::config::OutputConfig>,
     /// How long a run waits, at its end, for its forwarding outputs to deliver.
     pub forward_wait: Option<std::time::Duration>,
+    /// Write the smallest policy that would have allowed the run here (`--learn`).
+    pub learn: Option<std::path::PathBuf>,
 }
