@@ -78,15 +78,21 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
     .unwrap();
     let creds = credentials(&dir);
     // Something of each OCSF class and ECS category: a process, a credential read, a refused
-    // connection on loopback, and a DNS query to a loopback address nobody serves.
+    // connection on loopback, a unix socket connection (no address: OCSF still needs an
+    // endpoint), and a DNS query to a loopback address nobody serves.
     let py = dir.join("net.py");
     fs::write(
         &py,
-        "import socket\n\
-         s = socket.socket(); s.settimeout(0.5); s.connect_ex(('127.0.0.1', 9)); s.close()\n\
-         q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'\n\
-         q += b'\\x03bw1\\x07example\\x04test\\x00\\x00\\x01\\x00\\x01'\n\
-         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(q, ('127.0.0.79', 53))\n",
+        format!(
+            "import socket\n\
+             s = socket.socket(); s.settimeout(0.5); s.connect_ex(('127.0.0.1', 9)); s.close()\n\
+             x = socket.socket(socket.AF_UNIX); x.connect_ex('{}'); x.close()\n\
+             q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00'\n\
+             q += b'\\x03bw1\\x07example\\x04test\\x00\\x00\\x01\\x00\\x01'\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             u.sendto(q, ('127.0.0.79', 53))\n",
+            dir.join("nobody.sock").display()
+        ),
     )
     .unwrap();
     let report_path = dir.join("report.json");
@@ -186,6 +192,13 @@ fn a_run_forwards_its_findings_and_summary_to_every_http_output_over_tls() {
         classes,
         BTreeSet::from([1001, 1007, 2004, 4001, 4003]),
         "OCSF classes sent"
+    );
+    assert!(
+        hec.iter().any(|e| e["class_uid"] == 4001
+            && e["dst_endpoint"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("/nobody.sock"))),
+        "no OCSF unix socket connection"
     );
     assert!(hec.iter().any(|e| e["class_uid"] == 4003
         && e["query"]["hostname"] == "bw1.example.test"

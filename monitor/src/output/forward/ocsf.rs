@@ -100,6 +100,21 @@ fn endpoint(addr: &Value, port: &Value, domain: &Value) -> Value {
     Value::Object(e)
 }
 
+/// The destination of a connect or send event. A network endpoint needs one of its
+/// identifying fields (OCSF's at_least_one): a unix socket has no address, so its path is the
+/// endpoint's name, and a family buildwatch does not decode is named by its family.
+fn destination(d: &Value) -> Value {
+    let mut e = endpoint(&d["address"], &d["port"], &d["domain"]);
+    if d["address"].is_null() && d["domain"].is_null() {
+        let name = d["path"]
+            .as_str()
+            .or(d["family"].as_str())
+            .unwrap_or("unknown");
+        e["name"] = name.into();
+    }
+    e
+}
+
 /// What network and DNS activity share: an outbound connection over the event's protocol, by
 /// the event's process.
 fn outbound(m: &mut Map<String, Value>, d: &Value, v: &Value, host: &str) {
@@ -234,10 +249,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 Some("ECONNREFUSED") => (5, "Refuse"),
                 Some(_) => (4, "Fail"),
             };
-            m.insert(
-                "dst_endpoint".into(),
-                endpoint(&d["address"], &d["port"], &d["domain"]),
-            );
+            m.insert("dst_endpoint".into(), destination(d));
             outbound(&mut m, d, v, host);
             profiles.push("host");
             (
