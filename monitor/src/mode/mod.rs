@@ -3,6 +3,7 @@
 //! `rules_cmd` (check and list rules).
 
 pub mod agent;
+pub mod diff;
 pub mod doctor;
 pub mod learn;
 pub mod outputs;

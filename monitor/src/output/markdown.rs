@@ -5,6 +5,11 @@ use std::fmt::Write as _;
 
 use crate::output::report::Report;
 
+/// A string from the watched build, safe anywhere in Markdown (table cells included).
+pub fn escape(s: &str) -> String {
+    md(s)
+}
+
 fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

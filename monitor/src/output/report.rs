@@ -73,6 +73,10 @@ pub struct Report {
     /// spool for the next run or the agent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forwarding: Vec<crate::output::forward::ForwardStats>,
+    /// What each package's processes did (`name@version` → executables, destinations), for
+    /// `buildwatch diff`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub packages: BTreeMap<String, crate::detect::analyzer::Behaviour>,
     /// The stream's `run_end` (for the terminal summary).
     #[serde(skip)]
     pub run_end: Option<RunEnd>,
@@ -159,6 +163,7 @@ impl Report {
             pipeline: a.run_end.as_ref().and_then(|e| e.pipeline.clone()),
             output,
             forwarding: Vec::new(),
+            packages: a.packages.clone(),
             run_end: a.run_end.clone(),
             repository_root,
         }
