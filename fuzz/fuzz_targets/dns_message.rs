@@ -1,13 +1,24 @@
 //! DNS messages as they arrive from the watched processes: parsed as UDP payloads, as TCP
-//! segments split at an arbitrary point, and as query names for the shape heuristics. None
-//! of it may panic, loop or allocate without bound.
+//! segments split at an arbitrary point, as query names for the shape heuristics, and as
+//! queries block mode's DNS proxy refuses (its reply must parse). None of it may panic, loop
+//! or allocate without bound.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monitor::{context::dns::{parse, tcp::Reassembler}, detect::dns_shape as shape};
+use monitor::{
+    context::dns::{parse, tcp::Reassembler},
+    detect::dns_shape as shape,
+    mode::run::dns_proxy,
+};
 
 fuzz_target!(|data: &[u8]| {
+    for sinkhole in [None, Some("10.200.0.1".parse().unwrap())] {
+        if let Some(reply) = dns_proxy::refuse(data, sinkhole) {
+            let r = parse(&reply).expect("the proxy's reply parses");
+            assert!(r.response);
+        }
+    }
     if let Ok(m) = parse(data) {
         let t = shape::Thresholds::default();
         if let Some(q) = &m.qname {

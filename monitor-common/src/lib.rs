@@ -105,6 +105,58 @@ pub struct AllowPorts {
     pub n: u8,
     pub ports: [u16; ALLOW_PORTS],
 }
+/// Block mode's DNS proxy: the `DNS_PROXY` map's one entry. With `on`, the run's port-53
+/// traffic to its resolvers (UDP and TCP) is redirected to `addr4:port` (loopback, where
+/// buildwatch answers), and every other port-53 or DNS-over-TLS destination is refused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsProxy {
+    pub on: u32,
+    /// IPv4, network order.
+    pub addr4: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Resolver addresses (per family) whose port-53 traffic goes to the DNS proxy.
+pub const RESOLVERS_MAX: u32 = 64;
+/// Destinations allowed DNS answers opened during a block-mode run (per family).
+pub const OPENED_MAX: u32 = 65536;
+/// Sockets whose redirected destination is remembered (for the source of their replies).
+pub const REDIRECTED_MAX: u32 = 16384;
+/// DNS over TLS.
+pub const DOT_PORT: u16 = 853;
+
+/// A destination an allowed DNS answer opened (`OPENED4` key): the address (network order)
+/// and the allowlist entry's port, 0 for any.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opened4 {
+    pub addr: [u8; 4],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// The IPv6 form of [`Opened4`] (`OPENED6` key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Opened6 {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Where a redirected socket meant to go (`REDIRECTED` value, by socket cookie): its
+/// replies are shown as coming from there. `addr` as [`Opened6`] (IPv4 in the first 4
+/// bytes when `family` is AF_INET); `port` in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrigDest {
+    pub family: u16,
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
 /// Most distinct cgroup levels (depths below the v2 root) the watched cgroups may sit at: the
 /// scope check looks up the task's ancestor at each (a handful of lookups, and a loop the
 /// verifier checks in a few hundred instructions, where one over every possible level cost
@@ -266,6 +318,13 @@ pub mod flags {
     pub const STASH_REFUSED: u16 = 1 << 0;
     /// In [`crate::StashedArgs::flags`] only: the stashed syscall is socket(2).
     pub const STASH_SOCKET: u16 = 1 << 14;
+    /// [`crate::Connect`], [`crate::SendTo`] only (shares its value with the stash-only
+    /// [`STASH_SOCKET`]): block mode redirected this port-53 destination to buildwatch's DNS
+    /// proxy.
+    pub const REDIRECTED: u16 = 1 << 14;
+    /// In the stash of a connect(2) only (shares its value with the record-only
+    /// [`ARGV_TRUNCATED`]): the connect hook redirected the destination to the DNS proxy.
+    pub const STASH_REDIRECTED: u16 = 1 << 1;
     /// [`crate::ExecDone`]: the new image's argv was cut at [`crate::ARGV_MAX_BYTES`].
     pub const IMAGE_ARGV_TRUNCATED: u16 = 1 << 15;
     /// In [`crate::StashedArgs::flags`] only (stash bits never reach a record, so this one

@@ -9,14 +9,15 @@
 //! without a result.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user,
+    helpers::generated::{bpf_get_socket_cookie, bpf_probe_read_user},
     macros::{cgroup_sock_addr, map, tracepoint},
-    maps::{Array, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, lpm_trie::Key},
     programs::{SockAddrContext, TracePointContext},
 };
 use monitor_common::{
-    ALLOW_MAX, ALLOW_PORTS, AllowPorts, Connect, EventKind, SOCKADDR_MAX, SendTo, SocketCall,
-    StashedArgs, counters, flags,
+    ALLOW_MAX, ALLOW_PORTS, AllowPorts, Connect, DNS_PORT, DOT_PORT, DnsProxy, EventKind,
+    OPENED_MAX, Opened4, Opened6, OrigDest, REDIRECTED_MAX, RESOLVERS_MAX, SOCKADDR_MAX, SendTo,
+    SocketCall, StashedArgs, counters, flags,
 };
 
 use crate::emit::{
@@ -124,38 +125,205 @@ static ALLOW4: LpmTrie<[u8; 4], AllowPorts> = LpmTrie::with_max_entries(ALLOW_MA
 #[map]
 static ALLOW6: LpmTrie<[u8; 16], AllowPorts> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
 
-/// Block mode refuses this destination: no allowlist prefix covers it with this port. An
-/// IPv4-mapped IPv6 address (a dual-stack socket reaching IPv4) is judged as the IPv4 address.
+/// Block mode's DNS proxy (entry 0): set once before the command starts, then frozen.
+#[map]
+static DNS_PROXY: Array<DnsProxy> = Array::with_max_entries(1, 0);
+/// The run's resolvers: their port 53 goes to the proxy. Written once, then frozen.
+#[map]
+static RESOLVERS4: HashMap<[u8; 4], u8> = HashMap::with_max_entries(RESOLVERS_MAX, 0);
+#[map]
+static RESOLVERS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(RESOLVERS_MAX, 0);
+/// Destinations the proxy opened: an allowed name's answer named the address (port 0: any
+/// port). Written by buildwatch during the run, before the answer reaches the client.
+#[map]
+static OPENED4: HashMap<Opened4, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
+#[map]
+static OPENED6: HashMap<Opened6, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
+/// Where each redirected socket meant to go, by socket cookie: its replies are shown as
+/// coming from there (resolvers check the source of an answer).
+#[map]
+static REDIRECTED: LruHashMap<u64, OrigDest> = LruHashMap::with_max_entries(REDIRECTED_MAX, 0);
+
+/// What block mode does with a destination.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allow,
+    Refuse,
+    /// Port 53 of one of the run's resolvers: to the DNS proxy instead.
+    Redirect,
+}
+
+/// The IPv4 address of an IPv4 or IPv4-mapped IPv6 destination.
 #[inline(always)]
-fn refused(family: u16, addr: &[u8; 16], port: u16) -> bool {
-    if !block_mode() {
-        return false;
-    }
+fn as_v4(family: u16, addr: &[u8; 16]) -> Option<[u8; 4]> {
     let mapped = family == AF_INET6
         && addr[..10].iter().all(|&b| b == 0)
         && addr[10] == 0xff
         && addr[11] == 0xff;
-    let entry = if family == AF_INET || mapped {
+    if family == AF_INET || mapped {
         let at = if mapped { 12 } else { 0 };
-        let v4 = [addr[at], addr[at + 1], addr[at + 2], addr[at + 3]];
-        ALLOW4.get(&Key::new(32, v4))
+        Some([addr[at], addr[at + 1], addr[at + 2], addr[at + 3]])
     } else {
-        ALLOW6.get(&Key::new(128, *addr))
-    };
-    let Some(p) = entry else {
-        return true;
-    };
-    if p.any != 0 {
-        return false;
+        None
     }
-    let mut i = 0;
-    while i < ALLOW_PORTS {
-        if i < p.n as usize && p.ports[i] == port {
-            return false;
+}
+
+/// Block mode's judgement of a destination. With the DNS proxy on, port 53 of the run's
+/// resolvers goes to the proxy and every other port-53 or DNS-over-TLS destination is
+/// refused, allowlisted or not. Otherwise a destination passes when an allowlist prefix covers
+/// it with its port, or an allowed DNS answer opened it. An IPv4-mapped IPv6 address (a
+/// dual-stack socket reaching IPv4) is judged as the IPv4 address.
+#[inline(always)]
+fn judge(family: u16, addr: &[u8; 16], port: u16) -> Verdict {
+    if !block_mode() {
+        return Verdict::Allow;
+    }
+    let v4 = as_v4(family, addr);
+    if (port == DNS_PORT || port == DOT_PORT) && proxy().is_some() {
+        let resolver = match v4 {
+            Some(a) => unsafe { RESOLVERS4.get(&a) }.is_some(),
+            None => unsafe { RESOLVERS6.get(addr) }.is_some(),
+        };
+        return if port == DNS_PORT && resolver {
+            Verdict::Redirect
+        } else {
+            Verdict::Refuse
+        };
+    }
+    let entry = match v4 {
+        Some(a) => ALLOW4.get(&Key::new(32, a)),
+        None => ALLOW6.get(&Key::new(128, *addr)),
+    };
+    if let Some(p) = entry {
+        if p.any != 0 {
+            return Verdict::Allow;
         }
-        i += 1;
+        let mut i = 0;
+        while i < ALLOW_PORTS {
+            if i < p.n as usize && p.ports[i] == port {
+                return Verdict::Allow;
+            }
+            i += 1;
+        }
     }
-    true
+    let opened = match v4 {
+        Some(a) => {
+            let any = Opened4 {
+                addr: a,
+                port: 0,
+                _pad: 0,
+            };
+            let exact = Opened4 { port, ..any };
+            unsafe { OPENED4.get(&any).is_some() || OPENED4.get(&exact).is_some() }
+        }
+        None => {
+            let any = Opened6 {
+                addr: *addr,
+                port: 0,
+                _pad: 0,
+            };
+            let exact = Opened6 { port, ..any };
+            unsafe { OPENED6.get(&any).is_some() || OPENED6.get(&exact).is_some() }
+        }
+    };
+    if opened {
+        Verdict::Allow
+    } else {
+        Verdict::Refuse
+    }
+}
+
+/// The DNS proxy's address, when it is on.
+#[inline(always)]
+fn proxy() -> Option<DnsProxy> {
+    match DNS_PROXY.get(0) {
+        Some(p) if p.on != 0 => Some(*p),
+        _ => None,
+    }
+}
+
+/// Send this socket to the DNS proxy instead of `addr:port`, remembering where it meant to
+/// go. An IPv6 socket is sent to the proxy's IPv4-mapped address (a socket restricted to IPv6
+/// cannot reach it: its DNS fails, closed).
+#[inline(always)]
+fn redirect(ctx: &SockAddrContext, family: u16, addr: &[u8; 16], port: u16) {
+    let Some(p) = proxy() else {
+        return;
+    };
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let orig = OrigDest {
+        family,
+        port,
+        addr: *addr,
+    };
+    if REDIRECTED.insert(&cookie, &orig, 0).is_err() {
+        count(SENSOR, counters::STASH_FULL);
+    }
+    if family == AF_INET {
+        sa.user_ip4 = u32::from_ne_bytes(p.addr4);
+    } else {
+        sa.user_ip6 = [
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+            u32::from_ne_bytes(p.addr4),
+        ];
+    }
+    sa.user_port = u32::from(p.port.to_be());
+}
+
+/// A reply to a redirected socket from the proxy: shown as from where the socket meant to go.
+#[inline(always)]
+fn restore(ctx: &SockAddrContext, family: u16) {
+    let Some(p) = proxy() else {
+        return;
+    };
+    let sa = unsafe { &mut *ctx.sock_addr };
+    if u16::from_be(sa.user_port as u16) != p.port {
+        return;
+    }
+    let from = hook_addr(sa, family);
+    if as_v4(family, &from) != Some(p.addr4) {
+        return;
+    }
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let Some(orig) = (unsafe { REDIRECTED.get(&cookie) }) else {
+        return;
+    };
+    if family == AF_INET {
+        sa.user_ip4 = u32::from_ne_bytes([orig.addr[0], orig.addr[1], orig.addr[2], orig.addr[3]]);
+    } else {
+        let mut words = [0u32; 4];
+        let mut i = 0;
+        while i < 4 {
+            words[i] = u32::from_ne_bytes([
+                orig.addr[i * 4],
+                orig.addr[i * 4 + 1],
+                orig.addr[i * 4 + 2],
+                orig.addr[i * 4 + 3],
+            ]);
+            i += 1;
+        }
+        sa.user_ip6 = words;
+    }
+    sa.user_port = u32::from(orig.port.to_be());
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
+    if block_mode() {
+        restore(&ctx, AF_INET);
+    }
+    1
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
+    if block_mode() {
+        restore(&ctx, AF_INET6);
+    }
+    1
 }
 
 #[cgroup_sock_addr(connect4)]
@@ -223,12 +391,14 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, i64> {
             (*ev).fd = args.arg0 as i32;
             (*ev).addr = [0; SOCKADDR_MAX];
             (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, args.ptr, args.arg2);
-            let refused_flag = if args.flags & flags::STASH_REFUSED != 0 {
-                flags::REFUSED
-            } else {
-                0
-            };
-            (*ev).header = header(EventKind::Connect, flags::KERNEL_ADDR | refused_flag);
+            let mut fl = flags::KERNEL_ADDR;
+            if args.flags & flags::STASH_REFUSED != 0 {
+                fl |= flags::REFUSED;
+            }
+            if args.flags & flags::STASH_REDIRECTED != 0 {
+                fl |= flags::REDIRECTED;
+            }
+            (*ev).header = header(EventKind::Connect, fl);
         }
         entry.submit(wakeup_flags(size_of::<Connect>()));
         return Ok(0);
@@ -302,7 +472,12 @@ fn record_connect(ctx: &SockAddrContext, family: u16) -> bool {
     let addr = hook_addr(sa, family);
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(sa.user_port as u16);
-    let refuse = refused(family, &addr, port);
+    let verdict = judge(family, &addr, port);
+    let refuse = verdict == Verdict::Refuse;
+    let redirected = verdict == Verdict::Redirect;
+    if redirected {
+        redirect(ctx, family, &addr, port);
+    }
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];
     lo.copy_from_slice(&addr[..8]);
@@ -315,6 +490,9 @@ fn record_connect(ctx: &SockAddrContext, family: u16) -> bool {
             (*slot).flags |= flags::KERNEL_ADDR;
             if refuse {
                 (*slot).flags |= flags::STASH_REFUSED;
+            }
+            if redirected {
+                (*slot).flags |= flags::STASH_REDIRECTED;
             }
             (*slot).ptr = lo;
             (*slot).arg2 = hi;
@@ -333,11 +511,14 @@ fn record_connect(ctx: &SockAddrContext, family: u16) -> bool {
         (*ev).fd = -1;
         (*ev).addr = [0; SOCKADDR_MAX];
         (*ev).addrlen = sockaddr(&mut (*ev).addr, family, port, lo, hi);
-        let refused_flag = if refuse { flags::REFUSED } else { 0 };
-        (*ev).header = cgroup_header(
-            EventKind::Connect,
-            flags::KERNEL_ADDR | flags::NO_RESULT | refused_flag,
-        );
+        let mut fl = flags::KERNEL_ADDR | flags::NO_RESULT;
+        if refuse {
+            fl |= flags::REFUSED;
+        }
+        if redirected {
+            fl |= flags::REDIRECTED;
+        }
+        (*ev).header = cgroup_header(EventKind::Connect, fl);
     }
     entry.submit(wakeup_flags(size_of::<Connect>()));
     refuse
@@ -352,11 +533,20 @@ fn record_sendmsg(ctx: &SockAddrContext, family: u16) -> bool {
     let addr = hook_addr(sa, family);
     // user_port holds the port in network byte order in its low 16 bits.
     let port = u16::from_be(sa.user_port as u16);
-    let refuse = refused(family, &addr, port);
+    let verdict = judge(family, &addr, port);
+    let refuse = verdict == Verdict::Refuse;
+    let fl = match verdict {
+        Verdict::Refuse => flags::REFUSED,
+        Verdict::Redirect => {
+            redirect(ctx, family, &addr, port);
+            flags::REDIRECTED
+        }
+        Verdict::Allow => 0,
+    };
     emit(
         SENSOR,
         SendTo {
-            header: cgroup_header(EventKind::SendTo, if refuse { flags::REFUSED } else { 0 }),
+            header: cgroup_header(EventKind::SendTo, fl),
             family,
             port,
             protocol: sa.protocol,

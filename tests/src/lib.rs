@@ -15,6 +15,7 @@ use std::{
 };
 
 pub mod agent_support;
+pub mod dnsmasq;
 pub mod forward_support;
 
 pub use serde_json::Value;

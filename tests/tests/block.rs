@@ -5,7 +5,10 @@
 
 use std::{fs, net::TcpListener};
 
-use buildwatch_tests::*;
+use buildwatch_tests::{
+    dnsmasq::{Dnsmasq, RESOLVER, ROGUE, SVC_ADDR, resolv_ns},
+    *,
+};
 
 const TRIGGER: &str = env!("CARGO_BIN_EXE_bw-trigger");
 
@@ -183,28 +186,152 @@ fn watch_mode_refuses_nothing() {
 }
 
 /// Block mode with domain entries is not started half enforced.
+/// The DNS-layer policy with a real resolver (dnsmasq on loopback, named by the run's
+/// resolv.conf in a private mount namespace): an allowed name resolves through buildwatch's
+/// proxy and opens its address on the entry's port only; names outside the allowlist, a
+/// DNS-over-HTTPS service, a direct query to another resolver, DNS over TLS and a hard-coded
+/// address are refused, and the refused queries never reach the resolver.
 #[test]
-fn block_mode_with_domain_entries_does_not_start() {
+fn block_mode_dns_goes_through_the_proxy_and_opens_only_allowed_answers() {
     if !require_bpf() {
         return;
     }
-    let tmp = TempDir::new("block-domains");
+    let tmp = TempDir::new("block-dns");
+    let _dns = Dnsmasq::start(&tmp);
+    let listener = TcpListener::bind(format!("{SVC_ADDR}:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
     let policy = tmp.join("policy.yaml");
-    fs::write(&policy, "mode: block\nallow:\n  - registry.example:443\n").unwrap();
-    let marker = tmp.join("ran");
-    let r = run_watched(
+    fs::write(
+        &policy,
+        format!("mode: block\nallow_loopback: false\nallow:\n  - \"**.svc.test:{port}\"\n  - \"dns.google\"\n"),
+    )
+    .unwrap();
+    let client = tmp.join("client.py");
+    fs::write(
+        &client,
+        format!(
+            r#"
+import errno, socket, subprocess
+def err(e):
+    return errno.errorcode.get(e.errno, str(e.errno)) if isinstance(e, OSError) and e.errno else type(e).__name__
+def tcp(addr, port):
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect((addr, port)); return "ok"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+def lookup(name):
+    try:
+        return socket.getaddrinfo(name, {port}, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except socket.gaierror as e:
+        return "gaierror"
+addr = lookup("ok.svc.test")
+print("allowed-lookup", addr)
+print("allowed-connect", tcp(addr, {port}))
+print("other-port", tcp(addr, {port} + 1))
+print("hard-coded", tcp("127.0.0.6", {port}))
+print("exfil-lookup", lookup("mfrggzdfmfrggzdf.exfil.test"))
+print("unlisted-lookup", lookup("other.example"))
+dig = lambda *a: subprocess.run(["dig", "+short", "+time=2", "+tries=1", *a], capture_output=True, text=True).stdout.strip() or "none"
+print("tcp-lookup", dig("+tcp", "tcp.svc.test"))
+print("doh-lookup", dig("dns.google"))
+q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05rogue\x03svc\x04test\x00\x00\x01\x00\x01"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(q, ("{ROGUE}", 53)); print("rogue-resolver ok")
+except OSError as e:
+    print("rogue-resolver", err(e))
+print("dot", tcp("{RESOLVER}", 853))
+"#
+        ),
+    )
+    .unwrap();
+    let ns = resolv_ns(&tmp);
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let w = watch_via(
         &tmp,
+        tmp.path(),
+        &[],
+        &ns,
         &["--policy", policy.to_str().unwrap()],
-        &["touch", marker.to_str().unwrap()],
+        &["python3", client.to_str().unwrap()],
     );
-    assert_eq!(r.code(), Some(125), "{}", r.stderr());
+    let out = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    let got = results(&out);
+    let err = w.stderr();
+    assert_eq!(got["allowed-lookup"], SVC_ADDR, "{out}\n{err}");
+    assert_eq!(got["allowed-connect"], "ok", "{out}");
+    assert_eq!(
+        got["other-port"], "EPERM",
+        "the answer opened the entry's port only: {out}"
+    );
+    assert_eq!(got["hard-coded"], "EPERM", "{out}");
+    assert_eq!(got["exfil-lookup"], "gaierror", "{out}");
+    assert_eq!(got["unlisted-lookup"], "gaierror", "{out}");
+    assert_eq!(
+        got["tcp-lookup"], SVC_ADDR,
+        "DNS over TCP through the proxy: {out}"
+    );
+    assert_eq!(got["doh-lookup"], "none", "a DoH service's name: {out}");
+    assert_eq!(got["rogue-resolver"], "EPERM", "{out}");
+    assert_eq!(got["dot"], "EPERM", "{out}");
+    // The resolver saw the allowed names and none of the refused ones: they never left.
+    let log = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap();
+    let asked: Vec<&str> = log.lines().filter(|l| l.contains("query[")).collect();
+    for allowed in ["] ok.svc.test ", "] tcp.svc.test "] {
+        assert!(
+            asked.iter().any(|l| l.contains(allowed)),
+            "{allowed}: {asked:#?}"
+        );
+    }
+    for refused in [
+        "exfil.test",
+        "other.example",
+        "dns.google",
+        "rogue.svc.test",
+    ] {
+        assert!(
+            !asked.iter().any(|l| l.contains(refused)),
+            "{refused} reached the resolver: {asked:#?}"
+        );
+    }
+    // The refused queries are findings, and the query-shape rules judged them too.
+    let rules = w.finding_rules();
+    assert!(rules.contains(&"dns-refused".to_owned()), "{rules:?}");
+    let refused_names: Vec<&str> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "dns-refused")
+        .filter_map(|f| f["detail"]["qname"].as_str())
+        .collect();
+    for name in ["mfrggzdfmfrggzdf.exfil.test", "other.example", "dns.google"] {
+        assert!(refused_names.contains(&name), "{name}: {refused_names:?}");
+    }
+    assert!(!refused_names.contains(&"ok.svc.test"), "{refused_names:?}");
+    // Connections to the resolver went to the proxy; the rest were refused, with their
+    // addresses.
+    let egress = w.report["egress"].as_array().unwrap();
     assert!(
-        r.stderr()
-            .contains("block mode enforces address entries only"),
-        "{}",
-        r.stderr()
+        egress
+            .iter()
+            .any(|e| e["address"] == RESOLVER && e["port"] == 53 && e["redirected"] == true),
+        "{egress:#?}"
     );
-    assert!(!marker.exists(), "the command ran");
+    for (addr, p) in [(ROGUE, 53), (RESOLVER, 853), ("127.0.0.6", u64::from(port))] {
+        assert!(
+            egress
+                .iter()
+                .any(|e| e["address"] == addr && e["port"] == p && e["refused"] == true),
+            "{addr}:{p} refused: {egress:#?}"
+        );
+    }
+    assert!(err.contains("DNS goes through buildwatch's proxy"), "{err}");
+    assert!(err.contains("block mode's DNS proxy:"), "{err}");
+    assert_eq!(w.out.status.code(), Some(86), "{err}");
+    drop(listener);
 }
 
 /// What no socket hook can refuse is killed in block mode before the call returns to user

@@ -500,19 +500,23 @@ impl<S: ProcSource> ProcTable<S> {
                 addr,
                 no_result,
                 refused,
+                redirected,
             } => Detail::Connect(event::Connect {
                 fd,
                 dest: self.named(destination(&addr, &mut escaped)),
                 result_unknown: no_result,
                 refused,
+                redirected,
                 outcome: Outcome::from_ret(ret),
             }),
             Body::SendTo {
                 addr,
                 protocol,
                 refused,
+                redirected,
             } => Detail::Send(event::Send {
                 refused,
+                redirected,
                 protocol: match protocol {
                     17 => "udp".into(),
                     136 => "udplite".into(),

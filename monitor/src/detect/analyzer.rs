@@ -54,6 +54,12 @@ pub struct Egress {
     /// Block mode refused it (every time: a refused destination stays refused).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// Port 53 of one of the run's resolvers (the system's or the policy's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resolver: bool,
+    /// Block mode sent it to its DNS proxy instead (a resolver's port 53).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redirected: bool,
     /// Names this run's DNS resolved the address from (at most 8); empty when it never did.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub domains: BTreeSet<String>,
@@ -260,7 +266,12 @@ impl Analyzer {
             Detail::Run(r) => {
                 self.command = r.command.clone();
                 self.cwd = r.cwd.clone();
-                self.resolvers = r.resolvers.iter().filter_map(|a| a.parse().ok()).collect();
+                self.resolvers = r
+                    .resolvers
+                    .iter()
+                    .chain(r.dns_proxy.as_ref())
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
                 return;
             }
             Detail::RunEnd(e) => {
@@ -441,8 +452,15 @@ fn egress_seen(
         *unlisted += 1;
         return;
     }
-    let allowed = matches!(s.value(Field::NetAllowed), Val::Bool(true));
+    let redirected = match &s.ev.detail {
+        Detail::Connect(c) => c.redirected,
+        Detail::Send(x) => x.redirected,
+        _ => false,
+    };
+    // What went to the DNS proxy was judged there, by name.
+    let allowed = redirected || matches!(s.value(Field::NetAllowed), Val::Bool(true));
     let refused = matches!(s.value(Field::NetRefused), Val::Bool(true));
+    let resolver = matches!(s.value(Field::NetResolver), Val::Bool(true));
     let e = table.entry(key).or_insert_with(|| Egress {
         family: d.family.clone(),
         address: addr,
@@ -450,6 +468,8 @@ fn egress_seen(
         via: via.to_owned(),
         allowed,
         refused,
+        resolver,
+        redirected,
         domains: BTreeSet::new(),
         count: 0,
         processes: BTreeSet::new(),
@@ -976,6 +996,15 @@ impl Subject for Subj<'_> {
             Field::DnsUnsolicited => self
                 .dns_detail()
                 .map_or(Val::Missing, |d| Val::Bool(d.unsolicited)),
+            Field::DnsRefused => self.dns_detail().map_or(Val::Missing, |d| {
+                Val::Bool(
+                    self.policy.block
+                        && d.direction == "query"
+                        && d.qname
+                            .as_deref()
+                            .is_none_or(|q| self.policy.name_allowed(q).is_none()),
+                )
+            }),
             Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
             Field::DnsSubdomain => opt(self.dns.map(|v| v.shape.subdomain.as_str())),
             Field::DnsNameLen => self

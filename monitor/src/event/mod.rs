@@ -298,6 +298,10 @@ pub struct Connect {
     /// Block mode refused the destination: the call failed with EPERM, nothing was sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// Block mode sent this port-53 connection to its DNS proxy instead (which answers by
+    /// the DNS-layer policy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirected: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -331,6 +335,9 @@ pub struct Send {
     /// Block mode refused the destination: the datagram was not sent (EPERM).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    /// Block mode sent this port-53 datagram to its DNS proxy instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirected: bool,
 }
 
 /// The process a ptrace or process_vm call acted on.
@@ -554,6 +561,10 @@ pub struct Run {
     /// The system's resolvers (nameserver lines of /etc/resolv.conf as buildwatch saw it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolvers: Vec<String>,
+    /// Block mode's DNS proxy: the run's queries to its resolvers went here (the `resolver`
+    /// their DNS events show).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_proxy: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

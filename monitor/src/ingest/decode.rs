@@ -70,11 +70,14 @@ pub enum Body {
         no_result: bool,
         /// Block mode refused the destination (the call failed with EPERM).
         refused: bool,
+        /// Block mode sent it to the DNS proxy instead.
+        redirected: bool,
     },
     SendTo {
         addr: SockAddr,
         protocol: u32,
         refused: bool,
+        redirected: bool,
     },
     /// An attaching ptrace request; `target` as the caller named it.
     Ptrace {
@@ -386,6 +389,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 addr: parse_sockaddr(&b.addr[..n]),
                 no_result: h.flags & wire::flags::NO_RESULT != 0,
                 refused: h.flags & wire::flags::REFUSED != 0,
+                redirected: h.flags & wire::flags::REDIRECTED != 0,
             }
         }
         K::SendTo => {
@@ -399,6 +403,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 addr: inet(ip, b.port),
                 protocol: b.protocol,
                 refused: h.flags & wire::flags::REFUSED != 0,
+                redirected: h.flags & wire::flags::REDIRECTED != 0,
             }
         }
         K::Ptrace => {

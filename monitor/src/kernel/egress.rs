@@ -6,14 +6,19 @@
 //! The allowlist is written once, before the command starts, and the maps are then frozen:
 //! not even root in the run can widen it through bpf(2).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use aya::{
     Ebpf, Pod,
-    maps::{Array, LpmTrie, MapData, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
 };
 use ipnet::IpNet;
-use monitor_common::{ALLOW_MAX, ALLOW_PORTS, AllowPorts};
+use monitor_common::{
+    ALLOW_MAX, ALLOW_PORTS, AllowPorts, DnsProxy, Opened4, Opened6, RESOLVERS_MAX,
+};
 
 use super::loader::{LoadError, freeze};
 
@@ -24,6 +29,72 @@ struct Ports(AllowPorts);
 
 // SAFETY: repr(C) integers only, no padding (u8, u8, [u16; 8]).
 unsafe impl Pod for Ports {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Proxy(DnsProxy);
+// SAFETY: repr(C) integers only, no padding (u32, [u8; 4], u16, u16).
+unsafe impl Pod for Proxy {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Key4(Opened4);
+// SAFETY: repr(C) integers only, no padding ([u8; 4], u16, u16).
+unsafe impl Pod for Key4 {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Key6(Opened6);
+// SAFETY: repr(C) integers only, no padding ([u8; 16], u16, u16).
+unsafe impl Pod for Key6 {}
+
+/// Block mode's DNS proxy as the kernel sees it: where the run's port-53 traffic to
+/// `resolvers` goes instead.
+pub struct ProxySetup {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub resolvers: Vec<IpAddr>,
+}
+
+/// Opens destinations for the rest of the run: the DNS proxy calls it with the addresses an
+/// allowed answer gave, before the answer reaches the client. The maps are this run's.
+pub struct Opener {
+    v4: HashMap<MapData, Key4, u8>,
+    v6: HashMap<MapData, Key6, u8>,
+}
+
+impl Opener {
+    /// Let the run reach `addr` on `port` (`None`: any port). An IPv4-mapped address is
+    /// opened as IPv4 (the hooks judge it so). Fails when the map is full.
+    pub fn open(&mut self, addr: IpAddr, port: Option<u16>) -> Result<(), String> {
+        let port = port.unwrap_or(0);
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            a => a,
+        };
+        match addr {
+            IpAddr::V4(a) => self.v4.insert(
+                &Key4(Opened4 {
+                    addr: a.octets(),
+                    port,
+                    _pad: 0,
+                }),
+                &1,
+                0,
+            ),
+            IpAddr::V6(a) => self.v6.insert(
+                &Key6(Opened6 {
+                    addr: a.octets(),
+                    port,
+                    _pad: 0,
+                }),
+                &1,
+                0,
+            ),
+        }
+        .map_err(|e| format!("opening {addr}: {e}"))
+    }
+}
 
 /// One allowlist entry: a network and, optionally, the one port it allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,8 +141,14 @@ fn merge(allow: &[Allow]) -> Result<BTreeMap<IpNet, Option<Vec<u16>>>, String> {
     Ok(out)
 }
 
-/// Turn block mode on with this allowlist, then freeze the maps. The prefixes written.
-pub fn block(ebpf: &mut Ebpf, allow: &[Allow]) -> Result<usize, LoadError> {
+/// Turn block mode on with this allowlist and, with `proxy`, the DNS proxy's redirect; then
+/// freeze every map but the opened destinations'. The prefixes written, and with `proxy` the
+/// handle that opens destinations.
+pub fn block(
+    ebpf: &mut Ebpf,
+    allow: &[Allow],
+    proxy: Option<&ProxySetup>,
+) -> Result<(usize, Option<Opener>), LoadError> {
     use std::os::fd::AsFd;
 
     use aya::maps::Map;
@@ -85,6 +162,54 @@ pub fn block(ebpf: &mut Ebpf, allow: &[Allow]) -> Result<usize, LoadError> {
         take(ebpf, "ALLOW6")?,
         take(ebpf, "EGRESS_MODE")?,
     );
+    let (mut mp, mut r4, mut r6) = (
+        take(ebpf, "DNS_PROXY")?,
+        take(ebpf, "RESOLVERS4")?,
+        take(ebpf, "RESOLVERS6")?,
+    );
+    let mut opener = None;
+    if let Some(p) = proxy {
+        if p.resolvers.len() > RESOLVERS_MAX as usize {
+            return Err(LoadError::Egress(format!(
+                "more than {RESOLVERS_MAX} resolvers"
+            )));
+        }
+        let mut res4: HashMap<&mut MapData, [u8; 4], u8> =
+            HashMap::try_from(&mut r4).map_err(map_err("RESOLVERS4"))?;
+        let mut res6: HashMap<&mut MapData, [u8; 16], u8> =
+            HashMap::try_from(&mut r6).map_err(map_err("RESOLVERS6"))?;
+        for r in &p.resolvers {
+            match r {
+                IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => res6
+                    .insert(&v6.octets(), &1, 0)
+                    .map_err(map_err("RESOLVERS6"))?,
+                IpAddr::V6(v6) => res4
+                    .insert(&v6.to_ipv4_mapped().expect("mapped").octets(), &1, 0)
+                    .map_err(map_err("RESOLVERS4"))?,
+                IpAddr::V4(v4) => res4
+                    .insert(&v4.octets(), &1, 0)
+                    .map_err(map_err("RESOLVERS4"))?,
+            }
+        }
+        let mut cfg: Array<&mut MapData, Proxy> =
+            Array::try_from(&mut mp).map_err(map_err("DNS_PROXY"))?;
+        cfg.set(
+            0,
+            &Proxy(DnsProxy {
+                on: 1,
+                addr4: p.addr.octets(),
+                port: p.port,
+                _pad: 0,
+            }),
+            0,
+        )
+        .map_err(map_err("DNS_PROXY"))?;
+        let (o4, o6) = (take(ebpf, "OPENED4")?, take(ebpf, "OPENED6")?);
+        opener = Some(Opener {
+            v4: HashMap::try_from(o4).map_err(map_err("OPENED4"))?,
+            v6: HashMap::try_from(o6).map_err(map_err("OPENED6"))?,
+        });
+    }
     {
         let mut v4: LpmTrie<&mut MapData, [u8; 4], Ports> =
             LpmTrie::try_from(&mut m4).map_err(map_err("ALLOW4"))?;
@@ -121,9 +246,17 @@ pub fn block(ebpf: &mut Ebpf, allow: &[Allow]) -> Result<usize, LoadError> {
             Array::try_from(&mut mm).map_err(map_err("EGRESS_MODE"))?;
         mode.set(0, &1, 0).map_err(map_err("EGRESS_MODE"))?;
     }
-    for (name, map) in [("ALLOW4", &m4), ("ALLOW6", &m6), ("EGRESS_MODE", &mm)] {
+    // The proxy's maps are frozen too when it is off: nothing can turn it on later.
+    for (name, map) in [
+        ("ALLOW4", &m4),
+        ("ALLOW6", &m6),
+        ("EGRESS_MODE", &mm),
+        ("DNS_PROXY", &mp),
+        ("RESOLVERS4", &r4),
+        ("RESOLVERS6", &r6),
+    ] {
         let data = match map {
-            Map::LpmTrie(d) | Map::Array(d) => d,
+            Map::LpmTrie(d) | Map::Array(d) | Map::HashMap(d) => d,
             _ => {
                 return Err(LoadError::Egress(format!(
                     "{name}: not the map type expected"
@@ -133,7 +266,7 @@ pub fn block(ebpf: &mut Ebpf, allow: &[Allow]) -> Result<usize, LoadError> {
         freeze(data.fd().as_fd())
             .map_err(|e| LoadError::Egress(format!("freezing {name}: {e}")))?;
     }
-    Ok(merged.len())
+    Ok((merged.len(), opener))
 }
 
 #[cfg(test)]

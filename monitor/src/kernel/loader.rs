@@ -370,8 +370,12 @@ impl Kernel {
 
     /// Block mode: egress outside `allow` is refused in the kernel from now on (the maps are
     /// frozen). The number of networks written.
-    pub fn block_egress(&mut self, allow: &[super::egress::Allow]) -> Result<usize, LoadError> {
-        super::egress::block(&mut self.ebpf, allow)
+    pub fn block_egress(
+        &mut self,
+        allow: &[super::egress::Allow],
+        proxy: Option<&super::egress::ProxySetup>,
+    ) -> Result<(usize, Option<super::egress::Opener>), LoadError> {
+        super::egress::block(&mut self.ebpf, allow, proxy)
     }
 }
 

@@ -195,20 +195,33 @@ pub async fn doctor() -> i32 {
             net: "127.0.0.0/8".parse().expect("a network"),
             port: None,
         };
-        match kernel.block_egress(&[loopback]) {
-            Ok(_) => r.line(
+        // The DNS proxy's maps too: its redirect set and frozen, one destination opened.
+        let proxy = crate::kernel::egress::ProxySetup {
+            addr: std::net::Ipv4Addr::new(127, 53, 0, 1),
+            port: 53,
+            resolvers: vec![std::net::Ipv4Addr::new(127, 0, 0, 53).into()],
+        };
+        let opened = kernel
+            .block_egress(&[loopback], Some(&proxy))
+            .map_err(anyhow::Error::from)
+            .and_then(|(_, opener)| {
+                opener
+                    .ok_or_else(|| anyhow::anyhow!("no opener"))?
+                    .open("10.200.0.1".parse().expect("an address"), Some(443))
+                    .map_err(anyhow::Error::msg)
+            });
+        match opened {
+            Ok(()) => r.line(
                 Level::Ok,
                 "block mode",
-                "the egress allowlist was written and frozen; the connect and sendmsg hooks \
-                 can refuse (--block, mode: block)",
+                "the egress allowlist and the DNS proxy's redirect were written and frozen, and \
+                 an answer's address could be opened; the connect and sendmsg hooks can refuse \
+                 and redirect (--block, mode: block)",
             ),
             Err(e) => r.line(
                 Level::Warn,
                 "block mode",
-                &format!(
-                    "not available here ({}); watch mode is not affected",
-                    chain(&e)
-                ),
+                &format!("not available here ({e:#}); watch mode is not affected"),
             ),
         }
     }

@@ -70,6 +70,10 @@ pub fn learn(report: &Value, source: &str) -> Result<String, String> {
         if ip.is_loopback() && !loopback_off {
             continue;
         }
+        // DNS is the DNS proxy's business in block mode: the run's resolvers need no entry.
+        if e["port"] == 53 && (e["resolver"] == true || e["redirected"] == true) {
+            continue;
+        }
         let port = e["port"].as_u64().and_then(|p| u16::try_from(p).ok());
         let names: Vec<String> = strs(&e["domains"])
             .filter(|d| DomainPattern::parse(d).is_some_and(|p| p.extra_labels == 0))

@@ -102,6 +102,8 @@ pub fn markdown(r: &Report) -> String {
                 e.count,
                 if e.refused {
                     "**refused**"
+                } else if e.redirected {
+                    "DNS proxy"
                 } else if e.allowed {
                     "yes"
                 } else {

@@ -312,6 +312,8 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
                 e.count,
                 if e.refused {
                     "REFUSED (block mode)"
+                } else if e.redirected {
+                    "to the DNS proxy (block mode)"
                 } else if e.allowed {
                     "allowed"
                 } else {

@@ -224,6 +224,12 @@ pub struct Policy {
     pub dns: crate::detect::dns_shape::Thresholds,
     /// Resolvers a query may go to besides the system's (`dns: resolvers:`).
     pub resolvers: Vec<IpAddr>,
+    /// Where block mode's DNS proxy sends allowed queries (`dns: upstream:`); empty: the
+    /// system's resolvers and `resolvers`, on port 53.
+    pub upstream: Vec<std::net::SocketAddr>,
+    /// What block mode's DNS proxy answers a refused A or AAAA query with (`dns: sinkhole:`):
+    /// this address instead of NXDOMAIN.
+    pub sinkhole: Option<IpAddr>,
     /// Where the policy came from, if a file.
     pub file: Option<PathBuf>,
     /// Every policy and rule file loaded (besides the built-in rules), with its digest.
@@ -248,6 +254,8 @@ impl Default for Policy {
             allow: Vec::new(),
             dns: Default::default(),
             resolvers: Vec::new(),
+            upstream: Vec::new(),
+            sinkhole: None,
             file: None,
             sources: Vec::new(),
             outputs: Vec::new(),
@@ -268,6 +276,59 @@ impl Policy {
         (self.allow_loopback && addr.is_loopback())
             || self.allow.iter().any(|e| e.matches(addr, port, name))
     }
+
+    /// Block mode's DNS policy for a query name: `None` when the DNS proxy refuses it (no
+    /// domain entry matches, or it names a known DNS-over-HTTPS service); otherwise the ports
+    /// the matching domain entries allow the addresses of its answer (`None` in the list: any
+    /// port).
+    pub fn name_allowed(&self, name: &str) -> Option<Vec<Option<u16>>> {
+        if doh_name(name) {
+            return None;
+        }
+        let ports: Vec<Option<u16>> = self
+            .allow
+            .iter()
+            .filter(|e| matches!(&e.host, Host::Domain(d) if d.matches(name)))
+            .map(|e| e.port)
+            .collect();
+        (!ports.is_empty()).then_some(ports)
+    }
+}
+
+/// Well-known DNS-over-HTTPS services: their names are refused by block mode's DNS proxy
+/// whatever the allowlist says (a resolver reached over HTTPS would carry every query past
+/// the DNS-layer policy). Their addresses are refused like any other unlisted address.
+pub const DOH_SERVICES: &[&str] = &[
+    "dns.google",
+    "dns.google.com",
+    "cloudflare-dns.com",
+    "**.cloudflare-dns.com",
+    "one.one.one.one",
+    "dns.quad9.net",
+    "**.quad9.net",
+    "doh.opendns.com",
+    "dns.nextdns.io",
+    "**.nextdns.io",
+    "dns.adguard-dns.com",
+    "**.adguard-dns.com",
+    "doh.cleanbrowsing.org",
+    "dns.mullvad.net",
+    "**.mullvad.net",
+    "doh.dns.sb",
+    "dns.alidns.com",
+    "doh.pub",
+    "dns.controld.com",
+];
+
+/// Is `name` one of [`DOH_SERVICES`] (or under one of their `**.` entries)?
+pub fn doh_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    DOH_SERVICES.iter().any(|s| match s.strip_prefix("**.") {
+        Some(base) => name
+            .strip_suffix(base)
+            .is_some_and(|p| p.ends_with('.') && p.len() > 1),
+        None => name == *s,
+    })
 }
 
 /// A loaded policy and the rule documents it contributes (after the defaults).
@@ -327,6 +388,8 @@ const DNS_KEYS: &[&str] = &[
     "max_subdomains",
     "max_rare_queries",
     "resolvers",
+    "upstream",
+    "sinkhole",
 ];
 
 /// `dns:`: thresholds (positive numbers) and extra resolvers.
@@ -380,6 +443,24 @@ fn load_dns(v: &Node, policy: &mut Policy, errs: &mut Vec<Diagnostic>) {
                     }
                 }
             }
+            "upstream" => {
+                for item in seq(v, "dns.upstream", errs) {
+                    match item.as_str().and_then(parse_upstream) {
+                        Some(a) => policy.upstream.push(a),
+                        None => errs.push(Diagnostic::error(
+                            item.pos.clone(),
+                            "an upstream resolver is ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)",
+                        )),
+                    }
+                }
+            }
+            "sinkhole" => match v.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+                Some(ip) => policy.sinkhole = Some(ip),
+                None => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    "`dns.sinkhole` is an IP address (refused A and AAAA queries get it)",
+                )),
+            },
             _ => errs.push(Diagnostic::error(
                 k.pos.clone(),
                 format!(
@@ -390,6 +471,14 @@ fn load_dns(v: &Node, policy: &mut Policy, errs: &mut Vec<Diagnostic>) {
             )),
         }
     }
+}
+
+/// `ADDR`, `ADDR:PORT` or `[ADDR]:PORT` (port 53 when none is given).
+fn parse_upstream(s: &str) -> Option<std::net::SocketAddr> {
+    s.parse::<std::net::SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| (ip, 53).into()))
+        .filter(|a| a.port() != 0)
 }
 
 /// Read and check a policy file. All problems are returned together.

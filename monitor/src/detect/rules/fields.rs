@@ -190,6 +190,7 @@ pub enum Field {
     DnsSystemResolver,
     DnsMalformed,
     DnsUnsolicited,
+    DnsRefused,
     DnsDomain,
     DnsSubdomain,
     DnsNameLen,
@@ -634,6 +635,14 @@ const SPECS: &[Spec] = &[
         Bool,
         DNS,
         "a response that answers no query of this run (id, client port, server, question)"
+    ),
+    spec!(
+        "dns.refused",
+        Field::DnsRefused,
+        Bool,
+        DNS,
+        "block mode's DNS proxy refuses this query: its name matches no domain entry of the \
+         allowlist, or names a DNS-over-HTTPS service"
     ),
     spec!(
         "dns.malformed",

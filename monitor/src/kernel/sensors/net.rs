@@ -15,6 +15,8 @@ pub const SPEC: Spec = Spec {
         Probe("sys_enter_socket", "syscalls", "sys_enter_socket"),
         Probe("sys_exit_socket", "syscalls", "sys_exit_socket"),
     ],
-    sock_addr: &["connect4", "connect6", "sendmsg4", "sendmsg6"],
+    sock_addr: &[
+        "connect4", "connect6", "sendmsg4", "sendmsg6", "recvmsg4", "recvmsg6",
+    ],
     skb: &[],
 };

@@ -4,6 +4,7 @@
 //! the command left behind (stragglers), drain again, and judge.
 
 mod child;
+pub mod dns_proxy;
 pub mod guardian;
 pub mod user;
 
@@ -88,16 +89,46 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     kernel
         .attach_all(&anchor)
         .context("attaching the kernel sensors (try `buildwatch doctor`)")?;
+    let mut proxy = None;
     if opts.analysis.policy.block {
         // Fail closed: block mode that cannot be put in place stops the run before the
         // command starts.
-        let allow = block_allowlist(&opts.analysis.policy)?;
-        let n = kernel
-            .block_egress(&allow)
+        let policy = &opts.analysis.policy;
+        let allow = block_allowlist(policy);
+        let system: Vec<std::net::IpAddr> =
+            crate::context::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"))
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect();
+        let resolvers: Vec<std::net::IpAddr> =
+            system.iter().chain(&policy.resolvers).copied().collect();
+        let upstream: Vec<std::net::SocketAddr> = if policy.upstream.is_empty() {
+            resolvers.iter().map(|r| (*r, 53).into()).collect()
+        } else {
+            policy.upstream.clone()
+        };
+        let bound = dns_proxy::bind().await?;
+        let setup = crate::kernel::egress::ProxySetup {
+            addr: bound.addr,
+            port: 53,
+            resolvers,
+        };
+        let (n, opener) = kernel
+            .block_egress(&allow, Some(&setup))
             .context("turning block mode on")?;
+        let opener = opener.context("block mode's DNS proxy has no map to open addresses in")?;
+        let p = bound.serve(policy.clone(), upstream.clone(), opener)?;
         note(&format!(
-            "block mode: egress outside the allowlist is refused ({n} network(s) allowed)"
+            "block mode: egress outside the allowlist is refused ({n} network(s) allowed); DNS \
+             goes through buildwatch's proxy at {} (upstream {})",
+            p.addr,
+            upstream
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
+        proxy = Some(p);
     }
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
@@ -156,6 +187,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         pid: root_pid,
         version: env!("CARGO_PKG_VERSION").into(),
         resolvers,
+        dns_proxy: proxy.as_ref().map(|p| p.addr.to_string()),
     });
     pipeline.send(ModeInput::Record {
         pid: 0,
@@ -243,6 +275,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         unverified,
     });
     let analyzer = pipeline.finish();
+    if let Some(p) = proxy.take() {
+        note(&p.summary());
+    }
     drop(scope);
     kernel.detach_in_background();
     // A cgroup that cannot be removed is reported; the report is still written.
@@ -254,31 +289,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     Ok(report.verdict.exit_status)
 }
 
-/// What block mode lets through: the policy's address entries, loopback (unless the policy
-/// says not), and port 53 of the system's and the policy's resolvers. Domain entries cannot be
-/// enforced by address without a DNS-layer policy buildwatch does not have yet: a policy with
-/// them is refused rather than half enforced.
-fn block_allowlist(
-    policy: &crate::policy::Policy,
-) -> anyhow::Result<Vec<crate::kernel::egress::Allow>> {
+/// What block mode lets through by address: the policy's address entries and loopback
+/// (unless the policy says not). Domain entries are the DNS proxy's: an allowed name's answer
+/// opens its addresses during the run. Port 53 and DNS over TLS are judged before any of this:
+/// the run's resolvers go to the proxy, anything else is refused.
+fn block_allowlist(policy: &crate::policy::Policy) -> Vec<crate::kernel::egress::Allow> {
     use crate::{kernel::egress::Allow, policy::Host};
     let mut allow = Vec::new();
-    let mut domains = Vec::new();
     for e in &policy.allow {
-        match &e.host {
-            Host::Net(net) => allow.push(Allow {
+        if let Host::Net(net) = &e.host {
+            allow.push(Allow {
                 net: *net,
                 port: e.port,
-            }),
-            Host::Domain(d) => domains.push(d.to_string()),
+            });
         }
-    }
-    if !domains.is_empty() {
-        anyhow::bail!(
-            "block mode enforces address entries only: the allowlist's domain entries ({}) would \
-             be refused, so the run does not start (allow their addresses, or run without block mode)",
-            domains.join(", ")
-        );
     }
     if policy.allow_loopback {
         for net in ["127.0.0.0/8", "::1/128"] {
@@ -288,15 +312,5 @@ fn block_allowlist(
             });
         }
     }
-    let system = crate::context::dns::system_resolvers(std::path::Path::new("/etc/resolv.conf"));
-    let system = system
-        .iter()
-        .filter_map(|r| r.parse::<std::net::IpAddr>().ok());
-    for r in system.chain(policy.resolvers.iter().copied()) {
-        allow.push(Allow {
-            net: ipnet::IpNet::from(r),
-            port: Some(53),
-        });
-    }
-    Ok(allow)
+    allow
 }
