@@ -17,6 +17,7 @@ use std::{
 pub mod agent_support;
 pub mod dnsmasq;
 pub mod forward_support;
+pub mod registry;
 
 pub use serde_json::Value;
 use serde_json::json;

