@@ -157,6 +157,39 @@ pub struct OrigDest {
     pub addr: [u8; 16],
 }
 
+/// Credential files block mode guards (the `GUARDED` map).
+pub const GUARDED_MAX: u32 = 4096;
+/// Tools one guarded file may name as its owners.
+pub const GUARD_OWNERS: usize = 16;
+
+/// A file's identity as the kernel sees it: `super_block.s_dev` and the inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The tools (kernel `comm`, NUL-padded) that may open a guarded file for reading: the first
+/// `n` of `comm`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardOwners {
+    pub n: u32,
+    pub _pad: u32,
+    pub comm: [[u8; 16]; GUARD_OWNERS],
+}
+
+impl Default for GuardOwners {
+    fn default() -> Self {
+        Self {
+            n: 0,
+            _pad: 0,
+            comm: [[0; 16]; GUARD_OWNERS],
+        }
+    }
+}
+
 /// Most distinct cgroup levels (depths below the v2 root) the watched cgroups may sit at: the
 /// scope check looks up the task's ancestor at each (a handful of lookups, and a loop the
 /// verifier checks in a few hundred instructions, where one over every possible level cost

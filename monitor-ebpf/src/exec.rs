@@ -4,11 +4,15 @@
 use core::ptr::write_unaligned;
 
 use aya_ebpf::{
-    helpers::generated::{
-        bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-        bpf_probe_read_user, bpf_probe_read_user_str,
+    helpers::{
+        bpf_get_current_comm,
+        generated::{
+            bpf_get_current_task, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+            bpf_probe_read_user, bpf_probe_read_user_str,
+        },
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::LruHashMap,
     programs::TracePointContext,
 };
 use monitor_common::{
@@ -24,8 +28,39 @@ use crate::emit::{
 };
 
 const SENSOR: u32 = monitor_common::sensors::EXEC;
+
 /// linux/sched.h
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// How many exec names of a process are kept.
+pub const EXEC_NAMES_KEPT: usize = 8;
+
+/// The names (kernel `comm`) a process of the run got from its last execs, latest first. A
+/// tool started through `#!/usr/bin/env node`, or a version manager's shims, runs as `node`
+/// or `python3` but was executed under its own name a few execs before: what block mode's
+/// credential guard asks.
+#[map]
+pub static EXEC_NAMES: LruHashMap<u32, [[u8; 16]; EXEC_NAMES_KEPT]> =
+    LruHashMap::with_max_entries(65536, 0);
+
+/// After a successful exec: the current name goes first, the oldest kept goes.
+#[inline(always)]
+fn note_exec_name() {
+    let Ok(now) = bpf_get_current_comm() else {
+        return;
+    };
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    let mut names = unsafe { EXEC_NAMES.get(&tgid) }
+        .copied()
+        .unwrap_or([[0; 16]; EXEC_NAMES_KEPT]);
+    let mut i = EXEC_NAMES_KEPT - 1;
+    while i > 0 {
+        names[i] = names[i - 1];
+        i -= 1;
+    }
+    names[0] = now;
+    let _ = EXEC_NAMES.insert(&tgid, &names, 0);
+}
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -208,6 +243,7 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
         ..ExecDone::default()
     };
     if ret == 0 {
+        note_exec_name();
         image_facts(&mut body, buf);
         // In block mode sudo and su are killed before the new image runs an instruction of
         // its own: the name is the executed file's (the kernel's dentry), not the caller's.
@@ -348,6 +384,8 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     untrack();
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    let _ = EXEC_NAMES.remove(&tgid);
     let offset = TASK_OFFSETS.get(TASK_EXIT_CODE).copied().unwrap_or(0);
     let mut code: i32 = 0;
     let mut fl = 0;

@@ -4,15 +4,20 @@
 use core::ptr::write_unaligned;
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
-    macros::tracepoint,
+    helpers::{
+        bpf_get_current_comm,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
+    },
+    macros::{map, tracepoint},
+    maps::HashMap,
     programs::TracePointContext,
 };
 use monitor_common::{
-    AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, IORING_OP_OPENAT, IORING_OP_OPENAT2,
-    IORING_OP_SOCKET, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink,
-    SocketCall, StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
-    URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
+    AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
+    GuardOwners, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_SOCKET, Open, PATH_MAX,
+    RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink, SocketCall, StashedArgs, URING_OPEN_DFD,
+    URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL,
+    URING_SOCKET_TYPE, counters, flags,
 };
 
 use crate::emit::{
@@ -23,6 +28,7 @@ use crate::emit::{
 const SENSOR: u32 = monitor_common::sensors::FILE;
 const O_ACCMODE: u32 = 3;
 const O_RDONLY: u32 = 0;
+const O_WRONLY: u32 = 1;
 const O_PATH: u32 = 0o10_000_000;
 const SIGKILL: u32 = 9;
 
@@ -176,6 +182,51 @@ fn try_enter_openat2(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
+/// Credential files block mode guards, by identity, with the tools that own them. Written
+/// once before the command starts, then frozen.
+#[map]
+static GUARDED: HashMap<FileId, GuardOwners> = HashMap::with_max_entries(GUARDED_MAX, 0);
+
+/// Is (dev, ino) a guarded file, and the current task none of its owners (by `comm`, now or
+/// under an earlier exec of the same process)?
+#[inline(always)]
+fn stranger(dev: u32, ino: u64) -> bool {
+    let id = FileId {
+        dev: u64::from(dev),
+        ino,
+    };
+    let Some(owners) = (unsafe { GUARDED.get(&id) }) else {
+        return false;
+    };
+    let Ok(comm) = bpf_get_current_comm() else {
+        return true;
+    };
+    // Or a name it was executed under before (`npm` before `env` made it `node`).
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    let names = unsafe { crate::exec::EXEC_NAMES.get(&tgid) };
+    let now = u128::from_ne_bytes(comm);
+    let mut i = 0;
+    while i < GUARD_OWNERS {
+        if i < owners.n as usize {
+            let owner = u128::from_ne_bytes(owners.comm[i]);
+            if owner == now {
+                return false;
+            }
+            if let Some(names) = names {
+                let mut j = 0;
+                while j < crate::exec::EXEC_NAMES_KEPT {
+                    if u128::from_ne_bytes(names[j]) == owner {
+                        return false;
+                    }
+                    j += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    true
+}
+
 fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
@@ -205,6 +256,15 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
         let writable = open_flags & O_ACCMODE != O_RDONLY && open_flags & O_PATH == 0;
         if o.cgroup_outside && writable {
             fl |= flags::CGROUP_OUTSIDE;
+            if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+                fl |= flags::KILLED;
+            }
+        }
+        // Block mode: a credential file opened for reading by a tool that does not own it.
+        // The file is open but not a byte has been read: SIGKILL now, before the process
+        // returns to user space.
+        let readable = open_flags & O_ACCMODE != O_WRONLY && open_flags & O_PATH == 0;
+        if readable && crate::net::block_mode() && stranger(o.dev, o.ino) {
             if unsafe { bpf_send_signal(SIGKILL) } == 0 {
                 fl |= flags::KILLED;
             }

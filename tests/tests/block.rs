@@ -387,6 +387,138 @@ fn block_mode_kills_memory_reads_ptrace_and_sudo() {
     let _ = victim.wait();
 }
 
+/// Block mode kills a process that opens a credential file it does not own for reading, after
+/// the open and before it returns to user space: it never gets a byte, by the file's path or
+/// by a hard link made before the run. The file's own tool (a script named `aws`) reads it.
+/// Without block mode the same read succeeds (and is a finding).
+#[test]
+fn block_mode_kills_a_stranger_reading_a_credential_file_before_it_gets_a_byte() {
+    if !require_bpf() {
+        return;
+    }
+    const KEY: &str = "AKIAKILLTESTKILLTEST";
+    let tmp = TempDir::new("block-guard");
+    let home = tmp.join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    let creds = home.join(".aws/credentials");
+    fs::write(&creds, format!("[default]\naws_access_key_id = {KEY}\n")).unwrap();
+    fs::hard_link(&creds, tmp.join("innocent.txt")).unwrap();
+    let bin = tmp.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    // The owner: its kernel name is `aws`, and it reads with the shell's own `read`.
+    let aws = bin.join("aws");
+    fs::write(
+        &aws,
+        "#!/bin/sh\nwhile IFS= read -r l; do echo \"aws: $l\"; done < \"$HOME/.aws/credentials\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&aws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // An owner started through env (`#!/usr/bin/env python3`): it runs as python3, and was
+    // executed as `npm` one exec before.
+    fs::write(
+        home.join(".npmrc"),
+        "//registry.example/:_authToken=npm_FAKETOKEN\n",
+    )
+    .unwrap();
+    let npm = bin.join("npm");
+    fs::write(
+        &npm,
+        "#!/usr/bin/env python3\nimport os\nprint('npm:', open(os.path.expanduser('~/.npmrc')).read().strip())\n",
+    )
+    .unwrap();
+    fs::set_permissions(&npm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let steal = tmp.join("steal.py");
+    fs::write(
+        &steal,
+        "import os, sys\n\
+         data = open(sys.argv[1]).read()\n\
+         open(sys.argv[2], 'w').write(data)\n",
+    )
+    .unwrap();
+    let got = |name: &str| fs::read_to_string(tmp.join(name)).unwrap_or_default();
+    let script = format!(
+        "python3 {steal} {creds} {out1}; echo \"steal $?\"; \
+         python3 {steal} {link} {out2}; echo \"link $?\"; \
+         {aws}; echo \"aws $?\"; {npm}; echo \"npm $?\"; \
+         python3 {steal} {npmrc} {out3}; echo \"npmrc $?\"",
+        steal = steal.display(),
+        creds = creds.display(),
+        link = tmp.join("innocent.txt").display(),
+        out1 = tmp.join("stolen.txt").display(),
+        out2 = tmp.join("stolen-by-link.txt").display(),
+        aws = aws.display(),
+        npm = npm.display(),
+        npmrc = home.join(".npmrc").display(),
+        out3 = tmp.join("stolen-npmrc.txt").display(),
+    );
+    let env = [("HOME", home.display().to_string())];
+    let policy = tmp.join("policy.yaml");
+    fs::write(&policy, "mode: block\nfail_on: never\n").unwrap();
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &env,
+        &["--policy", policy.to_str().unwrap()],
+        &["sh", "-c", &script],
+    );
+    let out = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(out.contains("steal 137"), "{out}\n{}", w.stderr());
+    assert!(out.contains("link 137"), "{out}");
+    assert!(
+        !got("stolen.txt").contains(KEY),
+        "the stealer got the bytes"
+    );
+    assert!(
+        !got("stolen-by-link.txt").contains(KEY),
+        "the hard link got the bytes"
+    );
+    assert!(
+        out.contains(&format!("aws: aws_access_key_id = {KEY}")),
+        "{out}"
+    );
+    assert!(out.contains("aws 0"), "{out}");
+    assert!(
+        out.contains("npm: //registry.example/:_authToken=npm_FAKETOKEN"),
+        "{out}"
+    );
+    assert!(out.contains("npm 0"), "{out}");
+    assert!(out.contains("npmrc 137"), "{out}");
+    assert!(!got("stolen-npmrc.txt").contains("FAKETOKEN"));
+    assert!(
+        w.stderr().contains("credential file(s) guarded"),
+        "{}",
+        w.stderr()
+    );
+    let killed: Vec<Value> = w
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "open" && e["open"]["killed"] == true)
+        .collect();
+    assert_eq!(killed.len(), 3, "{killed:#?}");
+    assert!(
+        w.finding_rules()
+            .contains(&"sensitive-file-read".to_owned()),
+        "{:?}",
+        w.finding_rules()
+    );
+    // Watch mode: the same read goes through (and is reported).
+    fs::write(&policy, "fail_on: never\n").unwrap();
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &env,
+        &["--policy", policy.to_str().unwrap()],
+        &["sh", "-c", &script],
+    );
+    let out = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(out.contains("steal 0"), "{out}");
+    assert!(got("stolen.txt").contains(KEY));
+    assert!(
+        w.finding_rules()
+            .contains(&"sensitive-file-read".to_owned())
+    );
+}
+
 /// A clean run's learned policy is what block mode needs: the same build passes under it, and
 /// the same build with one more destination (a new, malicious dependency) fails.
 #[test]

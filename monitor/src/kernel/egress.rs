@@ -17,7 +17,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use monitor_common::{
-    ALLOW_MAX, ALLOW_PORTS, AllowPorts, DnsProxy, Opened4, Opened6, RESOLVERS_MAX,
+    ALLOW_MAX, ALLOW_PORTS, AllowPorts, DnsProxy, FileId, GUARD_OWNERS, GUARDED_MAX, GuardOwners,
+    Opened4, Opened6, RESOLVERS_MAX,
 };
 
 use super::loader::{LoadError, freeze};
@@ -267,6 +268,72 @@ pub fn block(
             .map_err(|e| LoadError::Egress(format!("freezing {name}: {e}")))?;
     }
     Ok((merged.len(), opener))
+}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Id(FileId);
+// SAFETY: repr(C) integers only, no padding (u64, u64).
+unsafe impl Pod for Id {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Owners(GuardOwners);
+// SAFETY: repr(C) integers only, no padding (u32, u32, [[u8; 16]; 16]).
+unsafe impl Pod for Owners {}
+
+/// Block mode's credential guard: the kernel kills a process that opens one of `files`
+/// ((device in the kernel's encoding, inode, owning tools)) for reading when its `comm` is
+/// none of the owners. The map is then frozen. Owner names longer than a `comm` (15 bytes)
+/// are cut as the kernel cuts them; past [`GUARD_OWNERS`] owners, the rest are dropped (and
+/// their reads killed: closed, not open). Files past [`GUARDED_MAX`] are an error.
+pub fn guard(ebpf: &mut Ebpf, files: &[(u64, u64, Vec<String>)]) -> Result<usize, LoadError> {
+    use std::os::fd::AsFd;
+
+    use aya::maps::Map;
+    if files.len() > GUARDED_MAX as usize {
+        return Err(LoadError::Egress(format!(
+            "more than {GUARDED_MAX} credential files to guard"
+        )));
+    }
+    let mut map = ebpf
+        .take_map("GUARDED")
+        .ok_or(LoadError::MissingMap("GUARDED"))?;
+    {
+        let mut m: HashMap<&mut MapData, Id, Owners> =
+            HashMap::try_from(&mut map).map_err(|source| LoadError::Map {
+                name: "GUARDED",
+                source,
+            })?;
+        for (dev, ino, owners) in files {
+            let mut v = GuardOwners::default();
+            for (slot, name) in v.comm.iter_mut().zip(owners.iter().take(GUARD_OWNERS)) {
+                let b = name.as_bytes();
+                let n = b.len().min(15);
+                slot[..n].copy_from_slice(&b[..n]);
+            }
+            v.n = owners.len().min(GUARD_OWNERS) as u32;
+            m.insert(
+                &Id(FileId {
+                    dev: *dev,
+                    ino: *ino,
+                }),
+                &Owners(v),
+                0,
+            )
+            .map_err(|source| LoadError::Map {
+                name: "GUARDED",
+                source,
+            })?;
+        }
+    }
+    let Map::HashMap(data) = &map else {
+        return Err(LoadError::Egress(
+            "GUARDED: not the map type expected".into(),
+        ));
+    };
+    freeze(data.fd().as_fd()).map_err(|e| LoadError::Egress(format!("freezing GUARDED: {e}")))?;
+    Ok(files.len())
 }
 
 #[cfg(test)]

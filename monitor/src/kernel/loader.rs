@@ -377,6 +377,11 @@ impl Kernel {
     ) -> Result<(usize, Option<super::egress::Opener>), LoadError> {
         super::egress::block(&mut self.ebpf, allow, proxy)
     }
+
+    /// Block mode's credential guard (see [`super::egress::guard`]).
+    pub fn guard_files(&mut self, files: &[(u64, u64, Vec<String>)]) -> Result<usize, LoadError> {
+        super::egress::guard(&mut self.ebpf, files)
+    }
 }
 
 /// BPF_MAP_FREEZE: from now on no bpf(2) caller, root included, can change the map; the

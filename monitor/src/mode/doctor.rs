@@ -209,14 +209,21 @@ pub async fn doctor() -> i32 {
                     .ok_or_else(|| anyhow::anyhow!("no opener"))?
                     .open("10.200.0.1".parse().expect("an address"), Some(443))
                     .map_err(anyhow::Error::msg)
+            })
+            .and_then(|()| {
+                // The credential guard's map: one entry (an identity no file has), frozen.
+                kernel
+                    .guard_files(&[(0, 0, vec!["aws".into()])])
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
             });
         match opened {
             Ok(()) => r.line(
                 Level::Ok,
                 "block mode",
-                "the egress allowlist and the DNS proxy's redirect were written and frozen, and \
-                 an answer's address could be opened; the connect and sendmsg hooks can refuse \
-                 and redirect (--block, mode: block)",
+                "the egress allowlist, the DNS proxy's redirect and the credential guard were \
+                 written and frozen, and an answer's address could be opened; the connect and \
+                 sendmsg hooks can refuse and redirect (--block, mode: block)",
             ),
             Err(e) => r.line(
                 Level::Warn,

@@ -124,6 +124,35 @@ impl Rule {
         self.matcher.eval(s) && !self.exceptions.as_ref().is_some_and(|e| e.eval(s))
     }
 
+    /// Every string an exception compares a process's name, tool or owning tool with: the
+    /// tools the rule makes room for (block mode asks which of them own a credential file).
+    pub fn exception_tools(&self) -> Vec<String> {
+        fn walk(m: &Matcher, out: &mut Vec<String>) {
+            match m {
+                Matcher::And(v) | Matcher::Or(v) => v.iter().for_each(|m| walk(m, out)),
+                Matcher::Not(m) => walk(m, out),
+                Matcher::Test(fields::Field::Proc(_, f), compile::Test::StrIn(set))
+                    if matches!(
+                        f,
+                        fields::ProcField::OwnerTool
+                            | fields::ProcField::Tool
+                            | fields::ProcField::Name
+                    ) =>
+                {
+                    out.extend(set.iter().cloned());
+                }
+                Matcher::Test(..) => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(e) = &self.exceptions {
+            walk(e, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn message(&self, s: &dyn Subject) -> String {
         let mut out = String::new();
         for p in &self.output {

@@ -5,6 +5,7 @@
 
 mod child;
 pub mod dns_proxy;
+pub mod guard;
 pub mod guardian;
 pub mod user;
 
@@ -70,6 +71,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let guardian = guardian::start(cgroup.path(), opts.outputs.report.as_deref())
         .context("starting buildwatch's guardian")?;
     let stdout_events = opts.events.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    // The homes a run acts in: its user's, root's, and buildwatch's own (block mode guards
+    // the credential files in them).
+    let homes: Vec<PathBuf> = user
+        .as_ref()
+        .map(|u| PathBuf::from(&u.home))
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(PathBuf::from))
+        .chain(std::iter::once(PathBuf::from("/root")))
+        .collect();
     // The command is forked now and joins the cgroup while the sensors load (see
     // `child::Parked`); it runs nothing until released below.
     let parked = child::park(&opts.command, &cgroup, stdout_events, user)
@@ -129,6 +139,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 .join(", ")
         ));
         proxy = Some(p);
+        let guarded = guard::credential_files(&opts.analysis.rules, &homes);
+        let ids: Vec<(u64, u64, Vec<String>)> = guarded
+            .iter()
+            .map(|g| (g.dev, g.ino, g.owners.clone()))
+            .collect();
+        let n = kernel
+            .guard_files(&ids)
+            .context("guarding the credential files")?;
+        note(&format!(
+            "block mode: {n} credential file(s) guarded: a tool that does not own one is killed \
+             when it opens it for reading"
+        ));
     }
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
