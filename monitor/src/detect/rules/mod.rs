@@ -131,14 +131,15 @@ impl Rule {
             match m {
                 Matcher::And(v) | Matcher::Or(v) => v.iter().for_each(|m| walk(m, out)),
                 Matcher::Not(m) => walk(m, out),
-                Matcher::Test(fields::Field::Proc(_, f), compile::Test::StrIn(set))
-                    if matches!(
-                        f,
+                Matcher::Test(
+                    fields::Field::Proc(
+                        _,
                         fields::ProcField::OwnerTool
-                            | fields::ProcField::Tool
-                            | fields::ProcField::Name
-                    ) =>
-                {
+                        | fields::ProcField::Tool
+                        | fields::ProcField::Name,
+                    ),
+                    compile::Test::StrIn(set),
+                ) => {
                     out.extend(set.iter().cloned());
                 }
                 Matcher::Test(..) => {}
