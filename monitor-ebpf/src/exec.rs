@@ -355,6 +355,11 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
         return Ok(0);
     }
     let child_pid: i32 = unsafe { ctx.read_at(8)? };
+    // The child was executed under its parent's names until it execs itself.
+    let parent = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    if let Some(names) = unsafe { EXEC_NAMES.get(&parent) }.copied() {
+        let _ = EXEC_NAMES.insert(&(child_pid as u32), &names, 0);
+    }
     // Followed by lineage too: a child made in another cgroup (clone3 with
     // CLONE_INTO_CGROUP) is still the run's.
     track(SENSOR, child_pid as u32);

@@ -4,10 +4,7 @@
 use core::ptr::write_unaligned;
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
-    },
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
     macros::{map, tracepoint},
     maps::HashMap,
     programs::TracePointContext,
@@ -187,8 +184,8 @@ fn try_enter_openat2(ctx: &TracePointContext) -> Result<u32, i64> {
 #[map]
 static GUARDED: HashMap<FileId, GuardOwners> = HashMap::with_max_entries(GUARDED_MAX, 0);
 
-/// Is (dev, ino) a guarded file, and the current task none of its owners (by `comm`, now or
-/// under an earlier exec of the same process)?
+/// Is (dev, ino) a guarded file, and the current process none of its owners (by the names
+/// its execs gave it)?
 #[inline(always)]
 fn stranger(dev: u32, ino: u64) -> bool {
     let id = FileId {
@@ -198,28 +195,22 @@ fn stranger(dev: u32, ino: u64) -> bool {
     let Some(owners) = (unsafe { GUARDED.get(&id) }) else {
         return false;
     };
-    let Ok(comm) = bpf_get_current_comm() else {
+    // The names it was executed under (`npm` before `env` made it `node`), recorded at each
+    // exec and inherited at fork: not the current `comm`, which a process can set itself.
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(names) = (unsafe { crate::exec::EXEC_NAMES.get(&tgid) }) else {
         return true;
     };
-    // Or a name it was executed under before (`npm` before `env` made it `node`).
-    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
-    let names = unsafe { crate::exec::EXEC_NAMES.get(&tgid) };
-    let now = u128::from_ne_bytes(comm);
     let mut i = 0;
     while i < GUARD_OWNERS {
         if i < owners.n as usize {
             let owner = u128::from_ne_bytes(owners.comm[i]);
-            if owner == now {
-                return false;
-            }
-            if let Some(names) = names {
-                let mut j = 0;
-                while j < crate::exec::EXEC_NAMES_KEPT {
-                    if u128::from_ne_bytes(names[j]) == owner {
-                        return false;
-                    }
-                    j += 1;
+            let mut j = 0;
+            while j < crate::exec::EXEC_NAMES_KEPT {
+                if u128::from_ne_bytes(names[j]) == owner {
+                    return false;
                 }
+                j += 1;
             }
         }
         i += 1;

@@ -139,6 +139,13 @@ static RESOLVERS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(RESOLVERS_M
 static OPENED4: HashMap<Opened4, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
 #[map]
 static OPENED6: HashMap<Opened6, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
+/// Upstream resolvers on ports other than 53 (port 0: any): refused, allowlisted or not, so
+/// the run cannot ask them past the proxy. Written once, then frozen.
+#[map]
+static DENY4: HashMap<Opened4, u8> = HashMap::with_max_entries(RESOLVERS_MAX, 0);
+#[map]
+static DENY6: HashMap<Opened6, u8> = HashMap::with_max_entries(RESOLVERS_MAX, 0);
+
 /// Where each redirected socket meant to go, by socket cookie: its replies are shown as
 /// coming from there (resolvers check the source of an answer).
 #[map]
@@ -170,7 +177,7 @@ fn as_v4(family: u16, addr: &[u8; 16]) -> Option<[u8; 4]> {
 
 /// Block mode's judgement of a destination. With the DNS proxy on, port 53 of the run's
 /// resolvers goes to the proxy and every other port-53 or DNS-over-TLS destination is
-/// refused, allowlisted or not. Otherwise a destination passes when an allowlist prefix covers
+/// refused, allowlisted or not, as are the proxy's upstreams on their own ports. Otherwise a destination passes when an allowlist prefix covers
 /// it with its port, or an allowed DNS answer opened it. An IPv4-mapped IPv6 address (a
 /// dual-stack socket reaching IPv4) is judged as the IPv4 address.
 #[inline(always)]
@@ -189,6 +196,27 @@ fn judge(family: u16, addr: &[u8; 16], port: u16) -> Verdict {
         } else {
             Verdict::Refuse
         };
+    }
+    let denied = match v4 {
+        Some(a) => {
+            let k = Opened4 {
+                addr: a,
+                port,
+                _pad: 0,
+            };
+            unsafe { DENY4.get(&k).is_some() || DENY4.get(&Opened4 { port: 0, ..k }).is_some() }
+        }
+        None => {
+            let k = Opened6 {
+                addr: *addr,
+                port,
+                _pad: 0,
+            };
+            unsafe { DENY6.get(&k).is_some() || DENY6.get(&Opened6 { port: 0, ..k }).is_some() }
+        }
+    };
+    if denied {
+        return Verdict::Refuse;
     }
     let entry = match v4 {
         Some(a) => ALLOW4.get(&Key::new(32, a)),
@@ -293,6 +321,15 @@ fn restore(ctx: &SockAddrContext, family: u16) {
     };
     if family == AF_INET {
         sa.user_ip4 = u32::from_ne_bytes([orig.addr[0], orig.addr[1], orig.addr[2], orig.addr[3]]);
+    } else if orig.family == AF_INET {
+        // A dual-stack socket sent to a mapped address: the IPv4 path recorded it as IPv4;
+        // its reply shows the mapped form.
+        sa.user_ip6 = [
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+            u32::from_ne_bytes([orig.addr[0], orig.addr[1], orig.addr[2], orig.addr[3]]),
+        ];
     } else {
         let mut words = [0u32; 4];
         let mut i = 0;

@@ -1,6 +1,6 @@
-//! A local npm registry on loopback for the tests: real npm resolves versions from its
-//! packuments and downloads tarballs from it, as from a public registry. Nothing but loopback:
-//! the registry is reached by address.
+//! A local package registry on loopback for the tests: real npm resolves versions from its
+//! packuments and downloads tarballs from it, and real pip reads its simple index (PEP 503),
+//! as from public registries. Nothing but loopback: the registry is reached by address.
 
 use std::{
     collections::BTreeMap,
@@ -24,6 +24,8 @@ pub struct LocalRegistry {
     files: Files,
     /// name → version → the version's manifest in the packument.
     versions: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
+    /// Python project → its sdists' file names.
+    sdists: Mutex<BTreeMap<String, Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -49,6 +51,7 @@ impl LocalRegistry {
             port,
             files,
             versions: Mutex::default(),
+            sdists: Mutex::default(),
             stop,
             thread: Some(thread),
         }
@@ -82,6 +85,27 @@ impl LocalRegistry {
             "versions": versions,
         });
         files.insert(format!("/{name}"), packument.to_string().into_bytes());
+    }
+}
+
+impl LocalRegistry {
+    /// Publish an sdist (from `sdist`) of project `name` on the simple index
+    /// (`/simple/NAME/`, pip's `--index-url URL/simple`).
+    pub fn publish_sdist(&self, name: &str, tgz: &Path) {
+        let file = tgz.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut files = self.files.lock().unwrap();
+        files.insert(format!("/files/{file}"), std::fs::read(tgz).unwrap());
+        let mut all = self.sdists.lock().unwrap();
+        let list = all.entry(name.to_owned()).or_default();
+        list.push(file);
+        let links: String = list
+            .iter()
+            .map(|f| format!("<a href=\"/files/{f}\">{f}</a><br>\n"))
+            .collect();
+        files.insert(
+            format!("/simple/{name}/"),
+            format!("<!DOCTYPE html><html><body>\n{links}</body></html>\n").into_bytes(),
+        );
     }
 }
 
@@ -121,8 +145,10 @@ fn serve(mut stream: std::net::TcpStream, files: &Files) {
         Some(b) => ("200 OK", b),
         None => ("404 Not Found", b"{\"error\":\"not found\"}".to_vec()),
     };
-    let kind = if path.ends_with(".tgz") {
+    let kind = if path.ends_with(".tgz") || path.ends_with(".tar.gz") {
         "application/octet-stream"
+    } else if path.starts_with("/simple/") {
+        "text/html"
     } else {
         "application/json"
     };

@@ -244,6 +244,7 @@ try:
 except OSError as e:
     print("rogue-resolver", err(e))
 print("dot", tcp("{RESOLVER}", 853))
+print("rogue-tcp", tcp("{ROGUE}", 53))
 "#
         ),
     )
@@ -277,6 +278,10 @@ print("dot", tcp("{RESOLVER}", 853))
     assert_eq!(got["doh-lookup"], "none", "a DoH service's name: {out}");
     assert_eq!(got["rogue-resolver"], "EPERM", "{out}");
     assert_eq!(got["dot"], "EPERM", "{out}");
+    assert_eq!(
+        got["rogue-tcp"], "EPERM",
+        "DNS over TCP to another resolver: {out}"
+    );
     // The resolver saw the allowed names and none of the refused ones: they never left.
     let log = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap();
     let asked: Vec<&str> = log.lines().filter(|l| l.contains("query[")).collect();
@@ -332,6 +337,58 @@ print("dot", tcp("{RESOLVER}", 853))
     assert!(err.contains("block mode's DNS proxy:"), "{err}");
     assert_eq!(w.out.status.code(), Some(86), "{err}");
     drop(listener);
+}
+
+/// The proxy's upstream on a port other than 53 is refused to the run (loopback allowed or
+/// not): the run cannot ask it past the proxy. The next port of the same address is not.
+#[test]
+fn block_mode_refuses_the_proxys_upstream_to_the_run() {
+    if !require_bpf() {
+        return;
+    }
+    let upstream = TcpListener::bind("127.0.0.79:0").unwrap();
+    let other = TcpListener::bind("127.0.0.79:0").unwrap();
+    let (pu, po) = (
+        upstream.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    let tmp = TempDir::new("block-upstream");
+    let policy = tmp.join("policy.yaml");
+    fs::write(
+        &policy,
+        format!("mode: block\nfail_on: never\ndns:\n  upstream: [\"127.0.0.79:{pu}\"]\n"),
+    )
+    .unwrap();
+    let client = tmp.join("client.py");
+    fs::write(
+        &client,
+        "import socket, sys\n\
+         for port in sys.argv[1:]:\n\
+         \x20   s = socket.socket(); s.settimeout(2)\n\
+         \x20   print(port, s.connect_ex(('127.0.0.79', int(port))))\n",
+    )
+    .unwrap();
+    let r = run_watched(
+        &tmp,
+        &["--policy", policy.to_str().unwrap()],
+        &[
+            "python3",
+            client.to_str().unwrap(),
+            &pu.to_string(),
+            &po.to_string(),
+        ],
+    );
+    let out = r.stdout();
+    assert!(
+        out.contains(&format!("{pu} 1\n")),
+        "the upstream: EPERM: {out}\n{}",
+        r.stderr()
+    );
+    assert!(
+        out.contains(&format!("{po} 0\n")),
+        "loopback otherwise: {out}"
+    );
+    drop((upstream, other));
 }
 
 /// What no socket hook can refuse is killed in block mode before the call returns to user
@@ -435,12 +492,22 @@ fn block_mode_kills_a_stranger_reading_a_credential_file_before_it_gets_a_byte()
          open(sys.argv[2], 'w').write(data)\n",
     )
     .unwrap();
+    // A stealer that names itself `aws` (prctl PR_SET_NAME) before it reads.
+    let renamed = tmp.join("renamed.py");
+    fs::write(
+        &renamed,
+        "import ctypes, sys\n\
+         ctypes.CDLL(None).prctl(15, b'aws', 0, 0, 0)\n\
+         open(sys.argv[2], 'w').write(open(sys.argv[1]).read())\n",
+    )
+    .unwrap();
     let got = |name: &str| fs::read_to_string(tmp.join(name)).unwrap_or_default();
     let script = format!(
         "python3 {steal} {creds} {out1}; echo \"steal $?\"; \
          python3 {steal} {link} {out2}; echo \"link $?\"; \
          {aws}; echo \"aws $?\"; {npm}; echo \"npm $?\"; \
-         python3 {steal} {npmrc} {out3}; echo \"npmrc $?\"",
+         python3 {steal} {npmrc} {out3}; echo \"npmrc $?\"; \
+         python3 {renamed} {creds} {out4}; echo \"renamed $?\"",
         steal = steal.display(),
         creds = creds.display(),
         link = tmp.join("innocent.txt").display(),
@@ -450,6 +517,8 @@ fn block_mode_kills_a_stranger_reading_a_credential_file_before_it_gets_a_byte()
         npm = npm.display(),
         npmrc = home.join(".npmrc").display(),
         out3 = tmp.join("stolen-npmrc.txt").display(),
+        renamed = renamed.display(),
+        out4 = tmp.join("stolen-renamed.txt").display(),
     );
     let env = [("HOME", home.display().to_string())];
     let policy = tmp.join("policy.yaml");
@@ -485,6 +554,11 @@ fn block_mode_kills_a_stranger_reading_a_credential_file_before_it_gets_a_byte()
     assert!(out.contains("npmrc 137"), "{out}");
     assert!(!got("stolen-npmrc.txt").contains("FAKETOKEN"));
     assert!(
+        out.contains("renamed 137"),
+        "a name it gave itself is not an owner's: {out}"
+    );
+    assert!(!got("stolen-renamed.txt").contains(KEY));
+    assert!(
         w.stderr().contains("credential file(s) guarded"),
         "{}",
         w.stderr()
@@ -494,7 +568,7 @@ fn block_mode_kills_a_stranger_reading_a_credential_file_before_it_gets_a_byte()
         .into_iter()
         .filter(|e| e["kind"] == "open" && e["open"]["killed"] == true)
         .collect();
-    assert_eq!(killed.len(), 3, "{killed:#?}");
+    assert_eq!(killed.len(), 4, "{killed:#?}");
     assert!(
         w.finding_rules()
             .contains(&"sensitive-file-read".to_owned()),
@@ -644,10 +718,14 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
     let install = |name: &str, extra: &[&str]| {
         let proj = tmp.join(name);
         fs::create_dir_all(&proj).unwrap();
+        // `pinned`: the clean release, exactly; otherwise the newest 1.x.
+        let spec = if name == "pinned" { "1.2.1" } else { "^1.2.0" };
         fs::write(
             proj.join("package.json"),
-            r#"{"name":"app","version":"1.0.0","private":true,
-                "dependencies":{"formatter-util":"^1.2.0"}}"#,
+            format!(
+                r#"{{"name":"app","version":"1.0.0","private":true,
+                    "dependencies":{{"formatter-util":"{spec}"}}}}"#
+            ),
         )
         .unwrap();
         let w = watch_via(&tmp, &proj, &env, &ns, extra, &["npm", "install"]);
@@ -743,6 +821,30 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
         "{out:?}"
     );
 
+    // The learned policy is a baseline too: what 1.2.2 does that it does not allow.
+    let out = std::process::Command::new(buildwatch_bin())
+        .args(["diff", "--format", "json"])
+        .args([&learned, &leaky])
+        .output()
+        .unwrap();
+    let d: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let pkg = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == "formatter-util")
+        .unwrap_or_else(|| panic!("formatter-util against the policy: {d:#}"));
+    assert_eq!(pkg["after"], serde_json::json!(["1.2.2"]), "{pkg:#}");
+    assert!(
+        pkg["dns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "exfil.test"),
+        "{pkg:#}"
+    );
+
     // Block mode under the learned policy: npm installs 1.2.2, the leak is refused at the
     // DNS layer and never reaches the resolver, and the run fails.
     let text = fs::read_to_string(&learned).unwrap();
@@ -752,6 +854,11 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
     );
     let block = tmp.join("block.yaml");
     fs::write(&block, format!("mode: block\n{text}")).unwrap();
+    // The same clean build under it passes: nothing refused, nothing found.
+    let (w, v) = install("pinned", &["--policy", block.to_str().unwrap()]);
+    assert_eq!(v, "1.2.1");
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    assert!(w.finding_rules().is_empty(), "{:?}", w.finding_rules());
     let before = fs::read_to_string(tmp.join("dnsmasq.log")).unwrap().len();
     let (w, v) = install("blocked", &["--policy", block.to_str().unwrap()]);
     assert_eq!(v, "1.2.2");
@@ -785,4 +892,85 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
         "the query-shape rules judged the refused queries"
     );
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+}
+
+/// pip's learn → block round trip, with real pip reading a simple index on loopback and
+/// building an sdist (a C extension): the learned policy passes the same install in block
+/// mode; the next release, whose build reaches one more address, is refused there and fails.
+#[test]
+fn pip_learn_then_block_passes_the_same_install_and_refuses_a_new_destination() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("block-pip");
+    let registry = buildwatch_tests::registry::LocalRegistry::start();
+    let home = tmp.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let listener = TcpListener::bind("127.0.0.9:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    registry.publish_sdist("pyfmt", &sdist(&tmp, "pyfmt", "1.0.0", "    pass"));
+    let pip = |version: &str, extra: &[&str]| {
+        let target = tmp.join(&format!("site-{version}-{}", extra.len()));
+        let env = [
+            ("HOME", home.display().to_string()),
+            ("PIP_DISABLE_PIP_VERSION_CHECK", "1".into()),
+        ];
+        let spec = format!("pyfmt=={version}");
+        let index = format!("{}simple", registry.url());
+        let cmd = [
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            &index,
+            "--target",
+            target.to_str().unwrap(),
+            &spec,
+        ];
+        watch(&tmp, tmp.path(), &env, extra, &cmd)
+    };
+    let base = tmp.join("base.yaml");
+    fs::write(&base, "allow_loopback: false\nfail_on: never\n").unwrap();
+    let learned = tmp.join("learned.yaml");
+    let w = pip(
+        "1.0.0",
+        &[
+            "--policy",
+            base.to_str().unwrap(),
+            "--learn",
+            learned.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(w.report["exit_code"], 0, "pip succeeded: {}", w.stderr());
+    let text = fs::read_to_string(&learned).unwrap();
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", registry.port)),
+        "{text}"
+    );
+    let block = tmp.join("block.yaml");
+    fs::write(&block, format!("mode: block\n{text}")).unwrap();
+    let w = pip("1.0.0", &["--policy", block.to_str().unwrap()]);
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    assert_eq!(w.report["exit_code"], 0);
+    // 1.0.1's build phones home: refused in the kernel, and the run fails.
+    registry.publish_sdist(
+        "pyfmt",
+        &sdist(
+            &tmp,
+            "pyfmt",
+            "1.0.1",
+            &format!(
+                "    import socket\n    s = socket.socket()\n    s.settimeout(2)\n    \
+                 print('phone-home', s.connect_ex(('127.0.0.9', {port})))"
+            ),
+        ),
+    );
+    let w = pip("1.0.1", &["--policy", block.to_str().unwrap()]);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let refused = w.finding("egress-refused");
+    assert_eq!(refused["package"]["name"], "pyfmt", "{refused:#}");
+    assert_eq!(refused["detail"]["address"], "127.0.0.9", "{refused:#}");
+    drop(listener);
 }

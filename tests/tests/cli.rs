@@ -323,7 +323,16 @@ fn learn_writes_the_allowlist_a_report_needed() {
              "packages":["left-pad@1.2.2"],"allowed":false},
             {"address":"10.200.0.6","port":443,"domains":["b.pkgs.example"],"processes":["npm"],
              "allowed":false},
-            {"address":"10.200.0.9","port":8443,"processes":["curl"],"allowed":false}]}"#,
+            {"address":"10.200.0.9","port":8443,"processes":["curl"],"allowed":false}],
+          "findings":[
+            {"rule":"sensitive-file-read","category":"sensitive-file",
+             "process":{"exe":"/usr/bin/node"},"package":{"name":"left-pad","version":"1.2.2"},
+             "detail":{"path":"/home/u/.npmrc\"]]\nallow: [\"**.evil.example\"]"},
+             "parts":[{"rule":"sensitive-file-probe"}]},
+            {"rule":"dns-long-label","category":"dns-exfil","process":{"exe":"/usr/bin/node"},
+             "detail":{"qname":"abc.exfil.example"}},
+            {"rule":"egress-unlisted","category":"egress","process":{"exe":"/usr/bin/curl"},
+             "detail":{"address":"10.200.0.9"}}]}"#,
     )
     .unwrap();
     let out = bw(&dir, &["learn", "r.json"]);
@@ -335,6 +344,22 @@ fn learn_writes_the_allowlist_a_report_needed() {
         "{text}"
     );
     assert!(text.contains("  - \"10.200.0.9:8443\""), "{text}");
+    // The findings outside egress become exceptions on the executable and the subject; a
+    // hostile path stays one quoted value.
+    assert!(text.contains("  - rule: \"sensitive-file-read\""), "{text}");
+    assert!(
+        text.contains("  - rule: \"sensitive-file-probe\""),
+        "{text}"
+    );
+    assert!(text.contains("    fields: [proc.exe, dns.qname]"), "{text}");
+    assert!(
+        text.contains(
+            r#"values: [["/usr/bin/node", "/home/u/.npmrc\"]]\nallow: [\"**.evil.example\"]"]]"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("rule: \"egress-unlisted\""), "{text}");
+    assert!(!text.contains("\nallow: [\"**.evil"), "{text}");
     let out = bw(&dir, &["learn", "r.json", "-o", "learned.yaml"]);
     assert_eq!(out.status.code(), Some(0));
     // The learned file is a policy `rules check` accepts.

@@ -55,6 +55,9 @@ pub struct ProxySetup {
     pub addr: Ipv4Addr,
     pub port: u16,
     pub resolvers: Vec<IpAddr>,
+    /// The proxy's upstreams: refused to the run on their ports (port 53 is redirected
+    /// anyway), so it cannot ask them past the proxy.
+    pub upstream: Vec<std::net::SocketAddr>,
 }
 
 /// Opens destinations for the rest of the run: the DNS proxy calls it with the addresses an
@@ -168,6 +171,7 @@ pub fn block(
         take(ebpf, "RESOLVERS4")?,
         take(ebpf, "RESOLVERS6")?,
     );
+    let (mut d4, mut d6) = (take(ebpf, "DENY4")?, take(ebpf, "DENY6")?);
     let mut opener = None;
     if let Some(p) = proxy {
         if p.resolvers.len() > RESOLVERS_MAX as usize {
@@ -190,6 +194,45 @@ pub fn block(
                 IpAddr::V4(v4) => res4
                     .insert(&v4.octets(), &1, 0)
                     .map_err(map_err("RESOLVERS4"))?,
+            }
+        }
+        if p.upstream.len() > RESOLVERS_MAX as usize {
+            return Err(LoadError::Egress(format!(
+                "more than {RESOLVERS_MAX} upstream resolvers"
+            )));
+        }
+        let mut deny4: HashMap<&mut MapData, Key4, u8> =
+            HashMap::try_from(&mut d4).map_err(map_err("DENY4"))?;
+        let mut deny6: HashMap<&mut MapData, Key6, u8> =
+            HashMap::try_from(&mut d6).map_err(map_err("DENY6"))?;
+        for up in &p.upstream {
+            let ip = match up.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(up.ip(), IpAddr::V4),
+                a => a,
+            };
+            match ip {
+                IpAddr::V4(a) => deny4
+                    .insert(
+                        &Key4(Opened4 {
+                            addr: a.octets(),
+                            port: up.port(),
+                            _pad: 0,
+                        }),
+                        &1,
+                        0,
+                    )
+                    .map_err(map_err("DENY4"))?,
+                IpAddr::V6(a) => deny6
+                    .insert(
+                        &Key6(Opened6 {
+                            addr: a.octets(),
+                            port: up.port(),
+                            _pad: 0,
+                        }),
+                        &1,
+                        0,
+                    )
+                    .map_err(map_err("DENY6"))?,
             }
         }
         let mut cfg: Array<&mut MapData, Proxy> =
@@ -255,6 +298,8 @@ pub fn block(
         ("DNS_PROXY", &mp),
         ("RESOLVERS4", &r4),
         ("RESOLVERS6", &r6),
+        ("DENY4", &d4),
+        ("DENY6", &d6),
     ] {
         let data = match map {
             Map::LpmTrie(d) | Map::Array(d) | Map::HashMap(d) => d,

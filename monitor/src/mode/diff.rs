@@ -1,5 +1,6 @@
 //! `buildwatch diff BASELINE NEW`: what each package did in NEW that it did not do in the
-//! BASELINE run, from their JSON reports (`--report`). Per package (by name, whatever its
+//! BASELINE run, from their JSON reports (`--report`). BASELINE may also be a policy (a
+//! learned one, committed to the repository): then what is new is what it does not allow. Per package (by name, whatever its
 //! version), new: executables started, destinations (names or addresses), domains asked of
 //! DNS, sensitive files
 //! read or written, persistence writes, process-memory access and other findings. A package
@@ -31,8 +32,10 @@ struct Seen {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct PackageDiff {
     pub package: String,
-    /// Versions in the baseline (empty: a new package).
-    pub before: Vec<String>,
+    /// Versions in the baseline (empty: a new package); absent when the baseline is a policy,
+    /// which knows no versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Vec<String>>,
     pub after: Vec<String>,
     pub executables: Vec<String>,
     pub destinations: Vec<String>,
@@ -140,7 +143,7 @@ pub fn diff(baseline: &Value, new: &Value) -> Result<Vec<PackageDiff>, String> {
         };
         let d = PackageDiff {
             package: pkg.clone(),
-            before: b.versions.iter().cloned().collect(),
+            before: Some(b.versions.iter().cloned().collect()),
             after: a.versions.iter().cloned().collect(),
             executables: fresh(&a.executables, &b.executables),
             destinations: fresh(&a.destinations, &b.destinations),
@@ -162,13 +165,86 @@ pub fn diff(baseline: &Value, new: &Value) -> Result<Vec<PackageDiff>, String> {
 
 fn versions(d: &PackageDiff) -> String {
     let a = d.after.join(", ");
-    if d.before.is_empty() {
-        format!("{a} (new package)")
-    } else if d.before == d.after {
-        a
-    } else {
-        format!("{} → {a}", d.before.join(", "))
+    match &d.before {
+        None => a,
+        Some(b) if b.is_empty() => format!("{a} (new package)"),
+        Some(b) if *b == d.after => a,
+        Some(b) => format!("{} → {a}", b.join(", ")),
     }
+}
+
+/// Is a `packages` destination (`name:port`, `addr:port`, `[v6]:port`) one the policy
+/// allows?
+fn allowed_by(policy: &crate::policy::Policy, dest: &str) -> bool {
+    if let Ok(sa) = dest.parse::<std::net::SocketAddr>() {
+        return policy.allowed(sa.ip(), Some(sa.port()), None);
+    }
+    if let Ok(ip) = dest.parse::<std::net::IpAddr>() {
+        return policy.allowed(ip, None, None);
+    }
+    let (name, port) = match dest.rsplit_once(':') {
+        Some((n, p)) => match p.parse::<u16>() {
+            Ok(p) => (n, Some(p)),
+            Err(_) => (dest, None),
+        },
+        None => (dest, None),
+    };
+    policy.allow.iter().any(|e| {
+        matches!(&e.host, crate::policy::Host::Domain(d) if d.matches(name))
+            && (e.port.is_none() || e.port == port)
+    })
+}
+
+/// Is a registrable domain one the policy's domain entries are under (or above)?
+fn domain_known(policy: &crate::policy::Policy, reg: &str) -> bool {
+    policy.allow.iter().any(|e| match &e.host {
+        crate::policy::Host::Domain(d) => {
+            d.base == reg || d.base.ends_with(&format!(".{reg}")) || d.matches(reg)
+        }
+        crate::policy::Host::Net(_) => false,
+    })
+}
+
+/// Per package of NEW, against a committed (learned) policy: the destinations it does not
+/// allow, the registrable domains asked of DNS that none of its domain entries is under, and
+/// every finding (a policy's accepted findings do not appear in a report judged by it).
+/// Executables are not compared: a policy does not list them.
+pub fn diff_policy(
+    policy: &crate::policy::Policy,
+    new: &Value,
+) -> Result<Vec<PackageDiff>, String> {
+    let after = seen(new, "NEW")?;
+    let mut out = Vec::new();
+    for (pkg, a) in &after {
+        let d = PackageDiff {
+            package: pkg.clone(),
+            before: None,
+            after: a.versions.iter().cloned().collect(),
+            executables: Vec::new(),
+            destinations: a
+                .destinations
+                .iter()
+                .filter(|x| !allowed_by(policy, x))
+                .cloned()
+                .collect(),
+            dns: a
+                .dns
+                .iter()
+                .filter(|r| !domain_known(policy, r))
+                .cloned()
+                .collect(),
+            findings: a.findings.iter().cloned().collect(),
+            unlisted: a.unlisted,
+        };
+        if !(d.destinations.is_empty()
+            && d.dns.is_empty()
+            && d.findings.is_empty()
+            && d.unlisted == 0)
+        {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// The diff as text lines (escaped for a terminal by the caller's output).
@@ -247,7 +323,24 @@ pub fn run(
         let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
         serde_json::from_str(&t).map_err(|e| format!("{}: not JSON ({e})", p.display()))
     };
-    let result = load(baseline).and_then(|b| load(new).and_then(|n| diff(&b, &n)));
+    // A baseline that is not JSON is a policy file (a learned one, committed).
+    let result = match std::fs::read(baseline) {
+        Ok(bytes) if serde_json::from_slice::<Value>(&bytes).is_err() => {
+            match crate::policy::load_file(baseline) {
+                Ok(loaded) => load(new).and_then(|n| diff_policy(&loaded.policy, &n)),
+                Err(diags) => Err(format!(
+                    "{}: neither a JSON report nor a policy:\n{}",
+                    baseline.display(),
+                    diags
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )),
+            }
+        }
+        _ => load(baseline).and_then(|b| load(new).and_then(|n| diff(&b, &n))),
+    };
     let diffs = match result {
         Ok(d) => d,
         Err(e) => {
@@ -293,7 +386,7 @@ mod tests {
         let d = diff(&base, &new).unwrap();
         assert_eq!(d.len(), 2, "{d:#?}");
         let lp = d.iter().find(|p| p.package == "left-pad").unwrap();
-        assert_eq!(lp.before, vec!["1.2.1"]);
+        assert_eq!(lp.before, Some(vec!["1.2.1".to_owned()]));
         assert_eq!(lp.after, vec!["1.2.2"]);
         assert_eq!(lp.executables, vec!["sh"]);
         assert_eq!(lp.destinations, vec!["x7f3.exfil.example:53"]);
@@ -316,5 +409,37 @@ mod tests {
             diff(&new, &new).unwrap().is_empty(),
             "nothing new against itself"
         );
+    }
+
+    #[test]
+    fn against_a_learned_policy_what_it_does_not_allow_is_new() {
+        let f = std::env::temp_dir().join(format!("bw-diff-policy-{}.yaml", std::process::id()));
+        std::fs::write(
+            &f,
+            "allow:\n  - \"**.registry.example:443\"\n  - \"10.200.0.7:8080\"\n",
+        )
+        .unwrap();
+        let policy = crate::policy::load_file(&f).unwrap().policy;
+        let _ = std::fs::remove_file(&f);
+        let new = json!({"schema": 1, "packages": {
+            "left-pad@1.2.2": {"executables": ["node"],
+                "destinations": ["a.registry.example:443", "10.200.0.7:8080",
+                    "a.registry.example:80", "10.200.0.8:8080", "x7f3.exfil.example:53"],
+                "dns": ["registry.example", "exfil.example"]},
+        }, "findings": []});
+        let d = diff_policy(&policy, &new).unwrap();
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].before, None);
+        assert_eq!(
+            d[0].destinations,
+            vec![
+                "10.200.0.8:8080",
+                "a.registry.example:80",
+                "x7f3.exfil.example:53"
+            ]
+        );
+        assert_eq!(d[0].dns, vec!["exfil.example"]);
+        assert!(d[0].executables.is_empty());
+        assert!(text(&d).starts_with("left-pad 1.2.2\n"), "{}", text(&d));
     }
 }

@@ -200,6 +200,7 @@ pub async fn doctor() -> i32 {
             addr: std::net::Ipv4Addr::new(127, 53, 0, 1),
             port: 53,
             resolvers: vec![std::net::Ipv4Addr::new(127, 0, 0, 53).into()],
+            upstream: vec![(std::net::Ipv4Addr::new(127, 0, 0, 53), 5353).into()],
         };
         let opened = kernel
             .block_egress(&[loopback], Some(&proxy))

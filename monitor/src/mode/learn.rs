@@ -7,6 +7,8 @@
 //! - Loopback is left to `allow_loopback` (copied when the judging policy turned it off).
 //! - The port is kept when all uses of an entry had the same one.
 //! - Each entry is commented with the processes and packages that needed it.
+//! - The run's findings outside egress become exceptions (the rule, the kernel's executable,
+//!   the file or query name), commented with their packages.
 //!
 //! The report is the watched code's doing: names that are not valid domain names are not
 //! written as domains (the address is used instead), and comments keep only printable ASCII
@@ -164,7 +166,88 @@ pub fn learn(report: &Value, source: &str) -> Result<String, String> {
             out.push_str(&format!("  - \"{host}\"\n"));
         }
     }
+    out.push_str(&exceptions(report));
     Ok(out)
+}
+
+/// Most exceptions a learned policy lists.
+const MAX_EXCEPTIONS: usize = 200;
+
+/// The exceptions the run needed: one per finding (and per rule folded into one) outside the
+/// egress category (the allowlist is egress's answer), matched on the kernel's executable and
+/// the finding's subject (the file's path or the query's name) where it has one. Values are
+/// written as JSON strings, which YAML reads as double-quoted scalars: nothing in a report
+/// can end a value early.
+fn exceptions(report: &Value) -> String {
+    let mut seen: BTreeMap<(String, String, Option<(&'static str, String)>), BTreeSet<String>> =
+        BTreeMap::new();
+    for f in report["findings"].as_array().into_iter().flatten() {
+        if f["category"] == "egress" {
+            continue;
+        }
+        let Some(exe) = f["process"]["exe"].as_str() else {
+            continue;
+        };
+        let d = &f["detail"];
+        let subject = if let Some(p) = d["path"].as_str().filter(|_| d["argv"].is_null()) {
+            Some(("file.path", p.to_owned()))
+        } else {
+            d["qname"].as_str().map(|q| ("dns.qname", q.to_owned()))
+        };
+        let package = match (
+            f["package"]["name"].as_str(),
+            f["package"]["version"].as_str(),
+        ) {
+            (Some(n), Some(v)) => Some(format!("package {}", plain(&format!("{n}@{v}")))),
+            (Some(n), None) => Some(format!("package {}", plain(n))),
+            _ => None,
+        };
+        let rules = std::iter::once(&f["rule"]).chain(
+            f["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| &p["rule"]),
+        );
+        for rule in rules.filter_map(Value::as_str) {
+            if seen.len() >= MAX_EXCEPTIONS {
+                break;
+            }
+            let who = seen
+                .entry((rule.to_owned(), exe.to_owned(), subject.clone()))
+                .or_default();
+            who.extend(package.clone());
+        }
+    }
+    if seen.is_empty() {
+        return String::new();
+    }
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut out = String::from(
+        "# The findings of that run, accepted: review each (a finding in a clean run may be \
+         the\n# attack itself).\nexceptions:\n",
+    );
+    for (i, ((rule, exe, subject), who)) in seen.into_iter().enumerate() {
+        out.push_str(&format!("  - rule: {}\n", q(&plain(&rule))));
+        if !who.is_empty() {
+            let who: Vec<String> = who.into_iter().take(8).collect();
+            out.push_str(&format!("    # needed by {}\n", who.join(", ")));
+        }
+        out.push_str(&format!("    name: learned_{}\n", i + 1));
+        match subject {
+            Some((field, value)) => {
+                out.push_str(&format!("    fields: [proc.exe, {field}]\n"));
+                out.push_str("    comps: [=, =]\n");
+                out.push_str(&format!("    values: [[{}, {}]]\n", q(&exe), q(&value)));
+            }
+            None => {
+                out.push_str("    fields: [proc.exe]\n");
+                out.push_str("    comps: [=]\n");
+                out.push_str(&format!("    values: [[{}]]\n", q(&exe)));
+            }
+        }
+    }
+    out
 }
 
 /// `buildwatch learn REPORT [-o FILE]`.

@@ -50,6 +50,11 @@ const MAX_MESSAGE: usize = 65535;
 const RCODE_FORMERR: u8 = 1;
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_NXDOMAIN: u8 = 3;
+const RCODE_REFUSED: u8 = 5;
+/// Longest name on the wire (RFC 1035).
+const MAX_NAME: usize = 255;
+/// How long a reply may take to be written to a TCP client.
+const TCP_WRITE: Duration = Duration::from_secs(5);
 
 /// What the proxy did (for the run's notes).
 #[derive(Default, Debug)]
@@ -207,6 +212,7 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -228,6 +234,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     let permits = Arc::new(Semaphore::new(MAX_TCP));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -255,7 +263,11 @@ async fn serve_connection(mut stream: TcpStream, shared: &Shared) {
         let Some(reply) = answer(shared, &query, true).await else {
             return;
         };
-        if write_frame(&mut stream, &reply).await.is_err() {
+        // A client that does not read its answer gives its connection up.
+        if !matches!(
+            timeout(TCP_WRITE, write_frame(&mut stream, &reply)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }
@@ -280,6 +292,17 @@ async fn write_frame(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> 
 async fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let stats = &shared.stats;
     stats.queries.fetch_add(1, Ordering::Relaxed);
+    // A response is never answered (a spoofed one would start a loop); neither is anything
+    // too short to carry an id.
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        stats.malformed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    // Standard queries only (opcode 0): no UPDATE, NOTIFY or others through the proxy.
+    if query[2] & 0x78 != 0 {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        return error_reply(query, RCODE_REFUSED);
+    }
     let msg = match dns::parse(query) {
         Ok(m) if !m.response && m.questions == 1 && m.qname.is_some() => m,
         _ => {
@@ -298,7 +321,14 @@ async fn answer(shared: &Shared, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
     };
     // Only an answer to this query opens anything; anything else is a failure.
     let parsed = match dns::parse(&reply) {
-        Ok(r) if r.response && r.id == msg.id && r.qname == msg.qname => r,
+        Ok(r)
+            if r.response
+                && r.id == msg.id
+                && r.qname.as_deref().map(str::to_ascii_lowercase)
+                    == msg.qname.as_deref().map(str::to_ascii_lowercase) =>
+        {
+            r
+        }
         _ => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             return error_reply(query, RCODE_SERVFAIL);
@@ -372,6 +402,9 @@ pub fn refuse(query: &[u8], sinkhole: Option<IpAddr>) -> Option<Vec<u8>> {
 fn question_end(msg: &[u8]) -> Option<usize> {
     let mut at = 12;
     loop {
+        if at - 12 > MAX_NAME {
+            return None;
+        }
         let len = *msg.get(at)? as usize;
         if len == 0 {
             at += 1;
@@ -502,11 +535,20 @@ mod tests {
             Some(12)
         );
         assert!(error_reply(&[0], RCODE_FORMERR).is_none());
+        // A name over 255 bytes: no question copied, the reply still parses.
+        let mut long = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..5 {
+            long.push(63);
+            long.extend_from_slice(&[b'a'; 63]);
+        }
+        long.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert_eq!(question_end(&long), None);
         for bad in [
             vec![
                 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x20, 0, 1, 0, 1,
             ],
             vec![0x12, 0x34, 0x81, 0, 0, 1],
+            long,
         ] {
             let r = refuse(&bad, None).unwrap();
             assert_eq!(dns::parse(&r).unwrap().rcode, "FORMERR");

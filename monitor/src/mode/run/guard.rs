@@ -12,7 +12,6 @@
 
 use std::{
     borrow::Cow,
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -89,11 +88,46 @@ impl Subject for Probe<'_> {
     }
 }
 
-/// The kernel's encoding of a device number (`new_encode_dev` without the huge-number
-/// split: s_dev holds major << 20 | minor).
-fn kernel_dev(dev: u64) -> u64 {
-    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+/// The kernel's encoding of a device number (`super_block.s_dev`: major << 20 | minor).
+fn kernel_dev(major: u64, minor: u64) -> u64 {
     (major << 20) | (minor & 0xf_ffff)
+}
+
+/// Mount id → the device of its super block, from /proc/self/mountinfo (its `major:minor`
+/// field is `s_dev`, where stat's `st_dev` may be a btrfs subvolume's or an overlay's own).
+fn mount_devices() -> std::collections::HashMap<u64, u64> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let id: u64 = f.next()?.parse().ok()?;
+            let _parent = f.next()?;
+            let (major, minor) = f.next()?.split_once(':')?;
+            Some((id, kernel_dev(major.parse().ok()?, minor.parse().ok()?)))
+        })
+        .collect()
+}
+
+/// (s_dev, inode) of `path`, as the kernel's open hook will see them: the inode from statx,
+/// the device from its mount's super block. None when either is unknown.
+fn identity(path: &Path, mounts: &std::collections::HashMap<u64, u64>) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is given a NUL-terminated path and a zeroed buffer of its own type.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            0,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r != 0 || st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return None;
+    }
+    Some((*mounts.get(&st.stx_mnt_id)?, st.stx_ino))
 }
 
 /// What the rule makes of `path`: None when it is not a credential file, else the tools that
@@ -160,16 +194,16 @@ pub fn credential_files(rules: &RuleSet, homes: &[PathBuf]) -> Vec<Guarded> {
         paths.extend(files_in(&h));
         done_homes.push(h);
     }
+    let mounts = mount_devices();
     let mut out: Vec<Guarded> = Vec::new();
     for p in paths {
         let Some(text) = p.to_str() else { continue };
         let Some(owners) = judge(rule, &candidates, text) else {
             continue;
         };
-        let Ok(meta) = std::fs::metadata(&p) else {
+        let Some((dev, ino)) = identity(&p, &mounts) else {
             continue;
         };
-        let (dev, ino) = (kernel_dev(meta.dev()), meta.ino());
         if out.iter().any(|g| g.dev == dev && g.ino == ino) {
             continue;
         }
@@ -218,6 +252,8 @@ mod tests {
                 .any(|g| g.path.starts_with(home.join("node_modules"))),
             "skipped directories are not walked"
         );
+        // The device is the super block's, from the mount table.
+        assert!(aws.dev > 0 && aws.ino > 0, "{aws:?}");
         let _ = std::fs::remove_dir_all(&home);
     }
 }

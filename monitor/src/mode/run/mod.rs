@@ -122,6 +122,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
             addr: bound.addr,
             port: 53,
             resolvers,
+            upstream: upstream.clone(),
         };
         let (n, opener) = kernel
             .block_egress(&allow, Some(&setup))
