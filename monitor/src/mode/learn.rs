@@ -170,6 +170,9 @@ pub fn learn(report: &Value, source: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// An exception learned: (rule, the kernel's executable, the subject field and its value).
+type ExceptionKey = (String, String, Option<(&'static str, String)>);
+
 /// Most exceptions a learned policy lists.
 const MAX_EXCEPTIONS: usize = 200;
 
@@ -179,8 +182,7 @@ const MAX_EXCEPTIONS: usize = 200;
 /// written as JSON strings, which YAML reads as double-quoted scalars: nothing in a report
 /// can end a value early.
 fn exceptions(report: &Value) -> String {
-    let mut seen: BTreeMap<(String, String, Option<(&'static str, String)>), BTreeSet<String>> =
-        BTreeMap::new();
+    let mut seen: BTreeMap<ExceptionKey, BTreeSet<String>> = BTreeMap::new();
     for f in report["findings"].as_array().into_iter().flatten() {
         if f["category"] == "egress" {
             continue;
