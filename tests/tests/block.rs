@@ -930,6 +930,13 @@ fn pip_learn_then_block_passes_the_same_install_and_refuses_a_new_destination() 
         ],
     );
     assert_eq!(w.report["exit_code"], 0, "pip succeeded: {}", w.stderr());
+    // Watched, not blocked: nothing may have left loopback, nor asked a resolver.
+    for e in w.events() {
+        assert_ne!(e["kind"], "dns", "pip asked a resolver: {e}");
+        if let Some(a) = e[e["kind"].as_str().unwrap_or("")]["address"].as_str() {
+            assert!(a.starts_with("127.") || a == "::1", "left loopback: {e}");
+        }
+    }
     let text = fs::read_to_string(&learned).unwrap();
     assert!(
         text.contains(&format!("127.0.0.1:{}", registry.port)),
