@@ -79,6 +79,11 @@ pub const TASK_OFFSET_COUNT: u32 = 27;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
+/// io_uring opcodes that make a new name: IORING_OP_RENAMEAT, IORING_OP_SYMLINKAT,
+/// IORING_OP_LINKAT.
+pub const IORING_OP_RENAMEAT: u8 = 35;
+pub const IORING_OP_SYMLINKAT: u8 = 38;
+pub const IORING_OP_LINKAT: u8 = 39;
 pub const IORING_OP_SOCKET: u8 = 45;
 /// Longest file name (one path component) the kernel side copies, with its NUL.
 pub const NAME_MAX: usize = 256;
@@ -497,7 +502,8 @@ pub struct Exit {
     pub header: EventHeader,
     /// `task_struct.exit_code`: wait(2) status (exit status << 8, or the signal number).
     pub code: i32,
-    pub _pad: u32,
+    /// Read-only opens under [`SUMMARY_DIRS`] counted instead of reported (see `SUMMARY`).
+    pub reads_summarized: u32,
 }
 
 /// open/openat/openat2 at exit. Tail: `path_len` bytes of the path as passed (no NUL).
@@ -674,6 +680,33 @@ pub struct Escape {
 
 /// Most processes of one run followed by lineage at once (the `TRACKED` map).
 pub const TRACKED_MAX: u32 = 65_536;
+
+/// Directories whose read-only opens the file sensor counts per process instead of
+/// reporting one by one, when the `SUMMARY` map says so (run mode, unless `--all-reads`):
+/// compilers and interpreters read thousands of headers and libraries there, and no rule
+/// looks at a read of them. The count is in the process's exit record.
+pub const SUMMARY_DIRS: [&[u8]; 8] = [
+    b"/usr/include/",
+    b"/usr/lib/",
+    b"/usr/lib64/",
+    b"/usr/share/",
+    b"/usr/local/include/",
+    b"/usr/local/lib/",
+    b"/lib/",
+    b"/lib64/",
+];
+/// A file summarized like the [`SUMMARY_DIRS`] (the dynamic loader reads it at every exec).
+pub const SUMMARY_FILE: &[u8] = b"/etc/ld.so.cache";
+/// Paths at most this long are summarized (the sensor scans them for `/.`).
+pub const SUMMARY_PATH_MAX: usize = 256;
+/// `SUMMARY` entry: 1 when summarizing is on (written by userspace, then frozen).
+pub const SUMMARY_ENABLED: u32 = 0;
+/// `SUMMARY` entry: set by the kernel, for good, once a process of the run made a new name
+/// that could lie under a summarized directory (a rename, link or symlink whose new path is
+/// relative or under /usr, /lib or /etc/ld.so*): every read is reported from then on.
+pub const SUMMARY_TRIPPED: u32 = 1;
+/// Processes with summarized reads at once (the `SUMMARIZED` map); past it, reads are reported.
+pub const SUMMARIZED_MAX: u32 = 65_536;
 
 /// A signal (or a pidfd) aimed at buildwatch, at entry.
 #[repr(C)]

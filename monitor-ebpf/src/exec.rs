@@ -391,6 +391,13 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     untrack();
     let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
     let _ = EXEC_NAMES.remove(&tgid);
+    let reads_summarized = unsafe { crate::file::SUMMARIZED.get(&tgid) }
+        .copied()
+        .unwrap_or(0)
+        .min(u64::from(u32::MAX)) as u32;
+    if reads_summarized != 0 {
+        let _ = crate::file::SUMMARIZED.remove(&tgid);
+    }
     let offset = TASK_OFFSETS.get(TASK_EXIT_CODE).copied().unwrap_or(0);
     let mut code: i32 = 0;
     let mut fl = 0;
@@ -415,7 +422,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
         Exit {
             header: header(EventKind::Exit, fl),
             code,
-            _pad: 0,
+            reads_summarized,
         },
     );
     Ok(0)

@@ -6,13 +6,15 @@ use core::ptr::write_unaligned;
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
     macros::{map, tracepoint},
-    maps::HashMap,
+    maps::{Array, HashMap},
     programs::TracePointContext,
 };
 use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
-    GuardOwners, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_SOCKET, Open, PATH_MAX,
-    RELINK_LINK, RELINK_RENAME, RELINK_SYMLINK, Relink, SocketCall, StashedArgs, URING_OPEN_DFD,
+    GuardOwners, IORING_OP_LINKAT, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_RENAMEAT,
+    IORING_OP_SOCKET, IORING_OP_SYMLINKAT, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME,
+    RELINK_SYMLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE,
+    SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_OPEN_DFD,
     URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL,
     URING_SOCKET_TYPE, counters, flags,
 };
@@ -27,6 +29,8 @@ const O_ACCMODE: u32 = 3;
 const O_RDONLY: u32 = 0;
 const O_WRONLY: u32 = 1;
 const O_PATH: u32 = 0o10_000_000;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
 const SIGKILL: u32 = 9;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
@@ -218,6 +222,106 @@ fn stranger(dev: u32, ino: u64) -> bool {
     true
 }
 
+/// Entry [`SUMMARY_ENABLED`]: summarizing is on; [`SUMMARY_TRIPPED`]: the run made a name
+/// that could redirect a summarized path, so it is off for good.
+#[map]
+static SUMMARY: Array<u32> = Array::with_max_entries(2, 0);
+
+/// Read-only opens summarized, per process (tgid); taken by its exit record.
+#[map]
+pub static SUMMARIZED: HashMap<u32, u64> = HashMap::with_max_entries(SUMMARIZED_MAX, 0);
+
+#[inline(always)]
+fn summarizing() -> bool {
+    SUMMARY.get(SUMMARY_ENABLED).copied() == Some(1)
+        && SUMMARY.get(SUMMARY_TRIPPED).copied() != Some(1)
+}
+
+/// A new name was made where a summarized path could now lead: report every read from now.
+#[inline(always)]
+fn trip_summary() {
+    if let Some(p) = SUMMARY.get_ptr_mut(SUMMARY_TRIPPED) {
+        unsafe { *p = 1 };
+    }
+}
+
+#[inline(always)]
+fn starts_with(p: *const u8, len: usize, pat: &[u8]) -> bool {
+    if len < pat.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < pat.len() {
+        if unsafe { *p.wrapping_add(i) } != pat[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Is the path (`len` bytes at `p`, in the scratch buffer) under a summarized directory, or
+/// the loader's cache, with no `/.` anywhere (no `..`, no hidden name)?
+#[inline(always)]
+fn summarized_path(p: *const u8, len: usize) -> bool {
+    if len >= SUMMARY_PATH_MAX {
+        return false;
+    }
+    let under = (len == SUMMARY_FILE.len() && starts_with(p, len, SUMMARY_FILE))
+        || starts_with(p, len, SUMMARY_DIRS[0])
+        || starts_with(p, len, SUMMARY_DIRS[1])
+        || starts_with(p, len, SUMMARY_DIRS[2])
+        || starts_with(p, len, SUMMARY_DIRS[3])
+        || starts_with(p, len, SUMMARY_DIRS[4])
+        || starts_with(p, len, SUMMARY_DIRS[5])
+        || starts_with(p, len, SUMMARY_DIRS[6])
+        || starts_with(p, len, SUMMARY_DIRS[7]);
+    if !under {
+        return false;
+    }
+    let mut i = 0;
+    while i < SUMMARY_PATH_MAX - 1 {
+        if i + 1 >= len {
+            break;
+        }
+        if unsafe { *p.wrapping_add(i) } == b'/' && unsafe { *p.wrapping_add(i + 1) } == b'.' {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Could a new name at this path (`len` bytes at `p`) redirect a summarized path? Relative
+/// names could be anywhere; absolute ones under /usr, /lib… or /etc/ld.so*.
+#[inline(always)]
+fn name_could_redirect(p: *const u8, len: usize) -> bool {
+    if len == 0 || unsafe { *p } != b'/' {
+        return true;
+    }
+    starts_with(p, len, b"/usr")
+        || starts_with(p, len, b"/lib")
+        || starts_with(p, len, b"/etc/ld.so")
+}
+
+/// Count a summarized read for the current process. False when it cannot be counted (the
+/// map is full, or another thread is adding the process): then the read is reported.
+#[inline(always)]
+fn count_summarized() -> bool {
+    let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
+    if let Some(p) = SUMMARIZED.get_ptr_mut(&tgid) {
+        // An atomic add (BPF_ATOMIC_ADD): threads of one process count at once.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                p, 1,
+            )
+        };
+        return true;
+    }
+    // BPF_NOEXIST
+    SUMMARIZED.insert(&tgid, &1, 1).is_ok()
+}
+
 fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
@@ -236,6 +340,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
         read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr)
     };
     let (mut dev, mut ino, mut fl) = (0, 0, fl);
+    let open_flags = args.arg1 as u32;
     if ret >= 0
         && let Some(o) = opened(ret)
     {
@@ -243,7 +348,6 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
         // Writing a cgroup file outside the run moves a process out of sight (cgroup.procs),
         // or freezes or kills another cgroup, buildwatch's own included. The write has not
         // happened yet: SIGKILL now, and the process never returns to user space to make it.
-        let open_flags = args.arg1 as u32;
         let writable = open_flags & O_ACCMODE != O_RDONLY && open_flags & O_PATH == 0;
         if o.cgroup_outside && writable {
             fl |= flags::CGROUP_OUTSIDE;
@@ -260,6 +364,28 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
                 fl |= flags::KILLED;
             }
         }
+    }
+    // A read-only open under a system directory (a header, a library) is counted, not
+    // reported, unless it reached a guarded credential file (by identity: a symlink or
+    // hard link there leads to it) or something about it is unusual.
+    if fl == 0
+        && args.flags & (flags::SYSCALL_OPENAT2 | flags::SYSCALL_BY_HANDLE) == 0
+        && open_flags & O_ACCMODE == O_RDONLY
+        && open_flags & (O_CREAT | O_TRUNC) == 0
+        && summarizing()
+        && (ret < 0
+            || (ino != 0
+                && unsafe {
+                    GUARDED.get(&FileId {
+                        dev: u64::from(dev),
+                        ino,
+                    })
+                }
+                .is_none()))
+        && summarized_path(unsafe { buf.add(BODY) }, path_len)
+        && count_summarized()
+    {
+        return Ok(0);
     }
     let body = Open {
         header: header(EventKind::Open, args.flags | fl),
@@ -361,6 +487,9 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     let old_len = old_len & (PATH_MAX - 1);
     let (new_len, fl_new) = read_user_path(SENSOR, unsafe { buf.add(BODY + old_len) }, args.arg2);
     let new_len = new_len & (PATH_MAX - 1);
+    if ret == 0 && name_could_redirect(unsafe { buf.add(BODY + old_len) }, new_len) {
+        trip_summary();
+    }
     let body = Relink {
         header: header(EventKind::Relink, fl_old | fl_new),
         ret,
@@ -396,6 +525,11 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
     if opcode == IORING_OP_SOCKET {
         let req: u64 = unsafe { ctx.read_at(16)? };
         uring_socket(req as *const u8);
+        return Ok(0);
+    }
+    if opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_SYMLINKAT || opcode == IORING_OP_LINKAT {
+        // A new name made where no relink tracepoint sees it: summarizing stops.
+        trip_summary();
         return Ok(0);
     }
     if opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 {

@@ -3,6 +3,8 @@
 
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod dns;
 mod emit;

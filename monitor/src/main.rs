@@ -44,6 +44,12 @@ struct RunFlags {
     /// killing them.
     #[arg(long)]
     keep_stragglers: bool,
+    /// Report every read-only open under the system directories (/usr/include, /usr/lib,
+    /// /usr/share, /lib, …) as its own event. By default they are counted per process (the
+    /// exit event's `reads_summarized`): no rule looks at them, and a compiler makes
+    /// thousands.
+    #[arg(long)]
+    all_reads: bool,
     /// Run the command as USER (a name or uid; `root` keeps root). Default: the user who
     /// invoked sudo (SUDO_UID), with that user's groups and HOME; otherwise buildwatch's own.
     #[arg(long, value_name = "USER")]
@@ -354,6 +360,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             let opts = run::RunOptions {
                 events: flags.events,
                 keep_stragglers: flags.keep_stragglers,
+                all_reads: flags.all_reads,
                 ring_bytes: flags.ring_size,
                 user: flags.user,
                 command,

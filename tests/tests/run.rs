@@ -796,3 +796,158 @@ fn opens_by_handle_are_seen() {
     assert!(stderr.contains("sensitive-file-read"), "{stderr}");
     assert_eq!(r.code(), Some(86), "{stderr}");
 }
+
+/// A directory of the test's own under /usr/share (a summarized system directory), removed
+/// when dropped.
+struct SystemDir(std::path::PathBuf);
+
+impl SystemDir {
+    fn new(name: &str) -> Self {
+        let p =
+            Path::new("/usr/share").join(format!("buildwatch-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for SystemDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The pid of the process that exec'd `path`.
+fn exec_pid(r: &RunResult, path: &str) -> u64 {
+    r.of_kind("exec")
+        .find(|e| e["exec"]["path"] == path && e["exec"]["ret"] == 0)
+        .and_then(|e| e["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no exec of {path}"))
+}
+
+/// Read-only opens under system directories are counted per process in the kernel, not
+/// reported one by one; `--all-reads` reports them.
+#[test]
+fn system_reads_are_counted_not_listed() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let sys = SystemDir::new("counted");
+    let f = sys.join("header.h");
+    fs::write(&f, "int x;\n").unwrap();
+    let cat = fs::canonicalize("/bin/cat").unwrap();
+    let cat = s(&cat);
+    let dir = TempDir::new("summary");
+    let r = run_watched(&dir, &[], &[&cat, &s(&f)]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.opens_of(&s(&f)).count(), 0, "a system read was listed");
+    let pid = exec_pid(&r, &cat);
+    let exit = r
+        .of_kind("exit")
+        .find(|e| e["pid"].as_u64() == Some(pid))
+        .unwrap_or_else(|| panic!("no exit of cat"));
+    // The header, and the loader's cache and libc at least.
+    assert!(
+        exit["exit"]["reads_summarized"].as_u64().unwrap_or(0) >= 3,
+        "{exit:#}"
+    );
+    assert!(
+        r.stderr()
+            .contains("reads of system directories counted, not listed"),
+        "{}",
+        r.stderr()
+    );
+
+    let dir = TempDir::new("summary-all");
+    let r = run_watched(&dir, &["--all-reads"], &[&cat, &s(&f)]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    assert_eq!(
+        r.opens_of(&s(&f)).count(),
+        1,
+        "--all-reads lists every read"
+    );
+    assert!(
+        r.of_kind("exit")
+            .all(|e| e["exit"].get("reads_summarized").is_none())
+    );
+}
+
+/// A summarized path that leads to a credential file (a symlink or a hard link under a system
+/// directory, made before the run) is reported: the kernel knows the file by identity.
+#[test]
+fn a_system_path_to_a_credential_is_reported() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let sys = SystemDir::new("cred");
+    let home = sys.join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    let creds = home.join(".aws/credentials");
+    fs::write(&creds, "[default]\naws_secret_access_key = fake\n").unwrap();
+    let soft = sys.join("lib-soft");
+    let hard = sys.join("lib-hard");
+    symlink(&creds, &soft).unwrap();
+    fs::hard_link(&creds, &hard).unwrap();
+    let tmp = TempDir::new("summary-cred");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[("HOME", s(&home))],
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("cat {} {} >/dev/null", s(&soft), s(&hard)),
+        ],
+    );
+    let events = w.events();
+    for p in [&soft, &hard] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "open" && e["open"]["path"] == s(p)),
+            "the read of {} was summarized away",
+            p.display()
+        );
+    }
+    assert!(
+        w.rules().contains(&"sensitive-file-read".to_owned()),
+        "{}",
+        w.stderr()
+    );
+}
+
+/// A new name made in the run where a summarized path could lead (here a symlink under a
+/// system directory) stops the summary: later reads there are events again.
+#[test]
+fn a_new_name_under_a_system_directory_stops_the_summary() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let sys = SystemDir::new("trip");
+    let f = sys.join("data");
+    fs::write(&f, "x\n").unwrap();
+    let link = sys.join("probe");
+    let dir = TempDir::new("summary-trip");
+    let script = format!(
+        "cat {f} >/dev/null && ln -s {f} {l} && cat {l} {f} >/dev/null",
+        f = s(&f),
+        l = s(&link)
+    );
+    let r = run_watched(&dir, &[], &["/bin/sh", "-c", &script]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    // The first read is counted; after the symlink, both reads are listed.
+    assert_eq!(r.opens_of(&s(&f)).count(), 1, "{}", r.stderr());
+    assert_eq!(r.opens_of(&s(&link)).count(), 1, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("every read after it is an event"),
+        "{}",
+        r.stderr()
+    );
+}

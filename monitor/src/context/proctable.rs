@@ -402,12 +402,18 @@ impl<S: ProcSource> ProcTable<S> {
                 self.procs.fork(id, child, clone_flags & CLONE_PARENT != 0);
                 Detail::Fork(event::Fork { child, clone_flags })
             }
-            Body::Exit { status } => {
+            Body::Exit {
+                status,
+                reads_summarized,
+            } => {
                 self.pending.retain(|_, p| p.pid != pid);
                 // Keep what ancestry needs (exe, parent); the table drops the rest once no
                 // descendant needs it.
                 self.procs.live_mut(id).fds = IntMap::default();
-                Detail::Exit(event::Exit::from_status(status))
+                Detail::Exit(event::Exit {
+                    reads_summarized,
+                    ..event::Exit::from_status(status)
+                })
             }
             Body::Open {
                 syscall,
@@ -1461,7 +1467,16 @@ mod tests {
         );
 
         // Children inherit cwd; an exited parent still shows in ancestry.
-        let exit = run(&mut t, ev(2, Body::Exit { status: Some(9) }));
+        let exit = run(
+            &mut t,
+            ev(
+                2,
+                Body::Exit {
+                    status: Some(9),
+                    reads_summarized: 0,
+                },
+            ),
+        );
         match &exit[0].detail {
             Detail::Exit(x) => assert_eq!(x.signal_name.as_deref(), Some("SIGKILL")),
             d => panic!("{d:?}"),

@@ -104,6 +104,9 @@ pub struct Totals {
     /// Events the kernel or decoder could not deliver (sum of `lost` records).
     pub lost: u64,
     pub by_kind: BTreeMap<String, u64>,
+    /// Read-only opens under system directories the kernel counted per process instead of
+    /// reporting (the sum of the exit events' `reads_summarized`).
+    pub reads_summarized: u64,
 }
 
 pub struct Analyzer {
@@ -311,6 +314,9 @@ impl Analyzer {
             None => {
                 self.totals.by_kind.insert(ev.kind.to_string(), 1);
             }
+        }
+        if let Detail::Exit(x) = &ev.detail {
+            self.totals.reads_summarized += u64::from(x.reads_summarized);
         }
         if let Detail::Open(o) = &ev.detail
             && o.outcome.ret >= 0

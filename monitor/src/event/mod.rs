@@ -207,6 +207,14 @@ pub struct Exit {
     pub signal_name: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub core_dumped: bool,
+    /// Read-only opens under system directories (/usr/include, /usr/lib, …) this process made
+    /// that were counted here instead of reported one by one (`run --all-reads` reports them).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub reads_summarized: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Exit {
@@ -217,6 +225,7 @@ impl Exit {
             signal: None,
             signal_name: None,
             core_dumped: false,
+            reads_summarized: 0,
         };
         if let Some(s) = status {
             let sig = s & 0x7f;

@@ -42,6 +42,8 @@ pub enum Body {
     Exit {
         /// wait(2) status, None when the kernel could not tell.
         status: Option<i32>,
+        /// Read-only opens under system directories counted, not reported.
+        reads_summarized: u32,
     },
     Open {
         syscall: OpenSyscall,
@@ -334,6 +336,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             let known = h.flags & wire::flags::EXIT_CODE_UNKNOWN == 0;
             Body::Exit {
                 status: known.then_some(b.code),
+                reads_summarized: b.reads_summarized,
             }
         }
         K::Open => {

@@ -378,9 +378,47 @@ impl Kernel {
         super::egress::block(&mut self.ebpf, allow, proxy)
     }
 
+    /// Count read-only opens under the system directories per process instead of reporting
+    /// them ([`monitor_common::SUMMARY_DIRS`]). The switch is frozen on; the handle tells at
+    /// the end whether the run turned it off (see [`monitor_common::SUMMARY_TRIPPED`]).
+    pub fn summarize_reads(&mut self) -> Result<ReadSummary, LoadError> {
+        use std::os::fd::AsFd;
+        const NAME: &str = "SUMMARY";
+        let mut map = self
+            .ebpf
+            .take_map(NAME)
+            .ok_or(LoadError::MissingMap(NAME))?;
+        {
+            let mut a: Array<&mut aya::maps::MapData, u32> =
+                Array::try_from(&mut map).map_err(map_error(NAME))?;
+            a.set(monitor_common::SUMMARY_ENABLED, &1, 0)
+                .map_err(map_error(NAME))?;
+        }
+        let aya::maps::Map::Array(data) = &map else {
+            return Err(LoadError::MissingMap(NAME));
+        };
+        freeze(data.fd().as_fd()).map_err(LoadError::Freeze)?;
+        let map = Array::try_from(map).map_err(map_error(NAME))?;
+        Ok(ReadSummary { map })
+    }
+
     /// Block mode's credential guard (see [`super::egress::guard`]).
     pub fn guard_files(&mut self, files: &[(u64, u64, Vec<String>)]) -> Result<usize, LoadError> {
         super::egress::guard(&mut self.ebpf, files)
+    }
+}
+
+/// The kernel's read summary switch (see [`Kernel::summarize_reads`]).
+pub struct ReadSummary {
+    map: Array<aya::maps::MapData, u32>,
+}
+
+impl ReadSummary {
+    /// Did the run make a new name where a summarized path could lead (summarizing stopped)?
+    pub fn tripped(&self) -> bool {
+        self.map
+            .get(&monitor_common::SUMMARY_TRIPPED, 0)
+            .is_ok_and(|v| v == 1)
     }
 }
 

@@ -233,6 +233,23 @@ pub async fn doctor() -> i32 {
             ),
         }
     }
+    // The read summary's switch: written and frozen (run mode turns it on unless --all-reads).
+    if kernel.attached(sensors::ALL[monitor_common::sensors::FILE as usize]) {
+        match kernel.summarize_reads() {
+            Ok(s) if !s.tripped() => r.line(
+                Level::Ok,
+                "read summary",
+                "reads of system directories can be counted per process in the kernel \
+                 (--all-reads lists them)",
+            ),
+            Ok(_) => r.line(Level::Warn, "read summary", "the switch reads as tripped at start"),
+            Err(e) => r.line(
+                Level::Warn,
+                "read summary",
+                &format!("not available here ({e}); every read is reported"),
+            ),
+        }
+    }
     drop(kernel);
     finish(r, Some(cg))
 }

@@ -218,6 +218,12 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
         let _ = write!(line, "; command {}", describe(&end.status));
         out.push(line);
         out.push(format!("  by kind: {}", kinds.join(", ")));
+        if r.events.reads_summarized > 0 {
+            out.push(format!(
+                "  reads of system directories counted, not listed: {} (--all-reads lists them)",
+                r.events.reads_summarized
+            ));
+        }
         if let Some(p) = &end.pipeline {
             let kernel: Vec<String> = p
                 .kernel

@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// `-` for stdout.
     pub events: Option<PathBuf>,
     pub keep_stragglers: bool,
+    /// `--all-reads`: no read summarized in the kernel.
+    pub all_reads: bool,
     pub ring_bytes: u32,
     /// `--user`: who the command runs as (default: the user who invoked sudo, if any).
     pub user: Option<String>,
@@ -153,6 +155,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
              when it opens it for reading"
         ));
     }
+    let read_summary = if opts.all_reads {
+        None
+    } else {
+        summarize_reads(
+            &mut kernel,
+            &opts.analysis.rules,
+            &homes,
+            opts.analysis.policy.block,
+        )
+    };
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
     let bus = Arc::new(outputs::bus(opts.events.as_deref(), &opts.outputs)?);
@@ -281,6 +293,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     // cgroup).
     reader.drain(DRAIN_BUDGET);
     reader.stop();
+    if read_summary.as_ref().is_some_and(|s| s.tripped()) {
+        bus.publish(&Record::Notice(
+            "reads of system directories were counted until the run made a new name (rename, \
+             link or symlink) that could lead there; every read after it is an event"
+                .into(),
+        ));
+    }
     let mut guardian = guardian;
     let mut unverified = Vec::new();
     if guardian.lost() {
@@ -336,4 +355,36 @@ fn block_allowlist(policy: &crate::policy::Policy) -> Vec<crate::kernel::egress:
         }
     }
     allow
+}
+
+/// Turn on the kernel's read summary (see [`crate::kernel::loader::Kernel::summarize_reads`]).
+/// Its safety net is the credential files known by identity: a summarized path that reaches
+/// one (through a symlink or hard link planted there) is reported, so outside block mode
+/// (which has put them in already) they are put in here. Whatever fails leaves every read
+/// reported, with a notice.
+fn summarize_reads(
+    kernel: &mut Kernel,
+    rules: &crate::detect::rules::RuleSet,
+    homes: &[PathBuf],
+    guarded_already: bool,
+) -> Option<crate::kernel::loader::ReadSummary> {
+    if !guarded_already {
+        let ids: Vec<(u64, u64, Vec<String>)> = guard::credential_files(rules, homes)
+            .iter()
+            .map(|g| (g.dev, g.ino, g.owners.clone()))
+            .collect();
+        if let Err(e) = kernel.guard_files(&ids) {
+            note(&format!(
+                "every read is reported: the credential files could not be told to the kernel: {e}"
+            ));
+            return None;
+        }
+    }
+    match kernel.summarize_reads() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            note(&format!("every read is reported: {e}"));
+            None
+        }
+    }
 }
