@@ -15,8 +15,8 @@
 //! second. A process that floods the ring cannot keep a run alive.
 
 use std::{
-    os::fd::AsRawFd,
-    sync::mpsc,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{Arc, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -88,8 +88,9 @@ pub fn records(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub trait Ring: Send + 'static {
     /// Hand the next record to `f`; false when there is none.
     fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool;
-    /// Sleep until records may be there or `timeout` passes.
-    fn wait(&self, timeout: Duration);
+    /// Sleep until records may be there, `wake` is readable (a command came), or `timeout`
+    /// passes.
+    fn wait(&self, timeout: Duration, wake: RawFd);
 }
 
 impl Ring for RingBuf<MapData> {
@@ -103,14 +104,22 @@ impl Ring for RingBuf<MapData> {
         }
     }
 
-    fn wait(&self, timeout: Duration) {
-        let mut fds = libc::pollfd {
-            fd: self.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the ring's fd, which the ring keeps open.
-        unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as i32) };
+    fn wait(&self, timeout: Duration, wake: RawFd) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds: the ring's fd, which the ring keeps open, and the
+        // reader's wake eventfd, which outlives the loop.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout.as_millis() as i32) };
     }
 }
 
@@ -137,7 +146,34 @@ enum Command {
 
 pub struct Reader {
     commands: mpsc::Sender<Command>,
+    /// Written after each command, so a reader asleep in the ring's poll takes it at once
+    /// (the end of a run sends three: each would otherwise wait out a poll interval).
+    wake: Arc<OwnedFd>,
     thread: thread::JoinHandle<()>,
+}
+
+/// A nonblocking eventfd.
+fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: eventfd has no memory arguments; a nonnegative result is a new fd we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Add to (or, with `drain`, empty) an eventfd's counter.
+fn poke(fd: &OwnedFd, drain: bool) {
+    let mut v: u64 = 1;
+    // SAFETY: 8 bytes to or from a local u64, on an eventfd we hold open.
+    unsafe {
+        if drain {
+            libc::read(fd.as_raw_fd(), (&raw mut v).cast(), 8);
+        } else {
+            libc::write(fd.as_raw_fd(), (&raw const v).cast(), 8);
+        }
+    }
 }
 
 impl Reader {
@@ -148,10 +184,16 @@ impl Reader {
     ) -> std::io::Result<Self> {
         let counters = counters.into();
         let (commands, rx) = mpsc::channel();
+        let wake = Arc::new(eventfd()?);
+        let woken = wake.clone();
         let thread = thread::Builder::new()
             .name("ring reader".into())
-            .spawn(move || Loop::new(ring, counters, out).run(&rx))?;
-        Ok(Self { commands, thread })
+            .spawn(move || Loop::new(ring, counters, out).run(&rx, &woken))?;
+        Ok(Self {
+            commands,
+            wake,
+            thread,
+        })
     }
 
     /// Hand on what the ring holds within `budget`; returns how it went.
@@ -160,12 +202,14 @@ impl Reader {
         if self.commands.send(Command::Drain(budget, tx)).is_err() {
             return DrainStats::default();
         }
+        poke(&self.wake, false);
         rx.recv().unwrap_or_default()
     }
 
     /// Report the last losses, send [`Batch::End`], and stop.
     pub fn stop(self) {
         let _ = self.commands.send(Command::Stop);
+        poke(&self.wake, false);
         let _ = self.thread.join();
     }
 }
@@ -203,7 +247,7 @@ impl<R: Ring> Loop<R> {
         }
     }
 
-    fn run(mut self, commands: &mpsc::Receiver<Command>) {
+    fn run(mut self, commands: &mpsc::Receiver<Command>, wake: &OwnedFd) {
         let mut next_counters = Instant::now() + COUNTER_INTERVAL;
         let mut last_drain: Option<DrainStats> = None;
         let mut empty = true;
@@ -218,7 +262,8 @@ impl<R: Ring> Loop<R> {
                 thread::sleep(HELD_RETRY);
             } else {
                 if empty {
-                    self.ring.wait(POLL_INTERVAL);
+                    self.ring.wait(POLL_INTERVAL, wake.as_raw_fd());
+                    poke(wake, true);
                 }
                 empty = self.read_all(None).1;
             }
@@ -448,7 +493,7 @@ mod tests {
             f(&[5, 0, 0, 0, 0xaa, 0xbb]);
             true
         }
-        fn wait(&self, timeout: Duration) {
+        fn wait(&self, timeout: Duration, _wake: RawFd) {
             thread::sleep(timeout.min(Duration::from_millis(1)));
         }
     }

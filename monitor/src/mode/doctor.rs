@@ -242,7 +242,11 @@ pub async fn doctor() -> i32 {
                 "reads of system directories can be counted per process in the kernel \
                  (--all-reads lists them)",
             ),
-            Ok(_) => r.line(Level::Warn, "read summary", "the switch reads as tripped at start"),
+            Ok(_) => r.line(
+                Level::Warn,
+                "read summary",
+                "the switch reads as tripped at start",
+            ),
             Err(e) => r.line(
                 Level::Warn,
                 "read summary",

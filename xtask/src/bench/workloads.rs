@@ -17,6 +17,8 @@ use std::{
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Sizes {
     pub c_files: usize,
+    /// The larger exec-heavy build: fixed per-run costs do not hide per-exec ones in it.
+    pub c_files_large: usize,
     pub crates: usize,
     pub pip_packages: usize,
     pub npm_packages: usize,
@@ -24,6 +26,7 @@ pub struct Sizes {
 
 pub const FULL: Sizes = Sizes {
     c_files: 400,
+    c_files_large: 1200,
     crates: 16,
     pip_packages: 40,
     npm_packages: 300,
@@ -31,6 +34,7 @@ pub const FULL: Sizes = Sizes {
 
 pub const QUICK: Sizes = Sizes {
     c_files: 120,
+    c_files_large: 400,
     crates: 6,
     pip_packages: 12,
     npm_packages: 80,
@@ -39,17 +43,25 @@ pub const QUICK: Sizes = Sizes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Build {
     Make,
+    MakeLarge,
     Cargo,
     Pip,
     Npm,
 }
 
-pub const BUILDS: [Build; 4] = [Build::Npm, Build::Cargo, Build::Make, Build::Pip];
+pub const BUILDS: [Build; 5] = [
+    Build::Npm,
+    Build::Cargo,
+    Build::Make,
+    Build::Pip,
+    Build::MakeLarge,
+];
 
 impl Build {
     pub fn name(self) -> &'static str {
         match self {
             Build::Make => "make -j2",
+            Build::MakeLarge => "make -j2 (large)",
             Build::Cargo => "cargo build",
             Build::Pip => "pip install",
             Build::Npm => "npm ci",
@@ -61,6 +73,10 @@ impl Build {
             Build::Make => format!(
                 "`make -j2` of {} generated C files, linked into one binary",
                 s.c_files
+            ),
+            Build::MakeLarge => format!(
+                "`make -j2` of {} generated C files, linked into one binary",
+                s.c_files_large
             ),
             Build::Cargo => format!(
                 "`cargo build --offline` (debug) of {} generated crates, each with a build script, \
@@ -116,6 +132,7 @@ impl Projects {
             fs::create_dir_all(root)?;
             eprintln!("bench: generating the build projects in {}", root.display());
             gen_make(&root.join("make"), sizes.c_files)?;
+            gen_make(&root.join("make-large"), sizes.c_files_large)?;
             gen_cargo(&root.join("cargo"), sizes.crates)?;
             gen_pip(&root.join("pip"), sizes.pip_packages)?;
             gen_npm(&root.join("npm"), sizes.npm_packages)?;
@@ -135,6 +152,7 @@ impl Projects {
         };
         match b {
             Build::Make => rm(self.root.join("make/build")),
+            Build::MakeLarge => rm(self.root.join("make-large/build")),
             Build::Cargo => rm(self.root.join("cargo/target")),
             Build::Pip => rm(self.root.join("pip/site")),
             Build::Npm => {
@@ -147,10 +165,15 @@ impl Projects {
     /// The build command, ready to run (cwd and environment set).
     pub fn command(&self, b: Build, registry_port: u16) -> io::Result<Command> {
         Ok(match b {
-            Build::Make => {
+            Build::Make | Build::MakeLarge => {
+                let dir = if matches!(b, Build::Make) {
+                    "make"
+                } else {
+                    "make-large"
+                };
                 let mut c = Command::new("make");
                 c.args(["-j2", "--no-print-directory"])
-                    .current_dir(self.root.join("make"));
+                    .current_dir(self.root.join(dir));
                 c
             }
             Build::Cargo => {
