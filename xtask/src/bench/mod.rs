@@ -83,6 +83,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 pub fn main(args: &[String]) -> ExitCode {
+    // `cargo xtask` runs this under cargo, which puts its dylib search path (the target's
+    // deps and the toolchain's lib) in LD_LIBRARY_PATH. Inherited by the builds, it made
+    // every dynamically linked exec look for its libraries there first: failed opens a real
+    // CI build does not make, each an event to every monitor (up to 85% of a `make -j2`'s).
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
     let opts = match parse(args) {
         Ok(o) => o,
         Err(e) => {
