@@ -214,7 +214,10 @@ pub struct ScopeLevels {
     /// Nonzero: the tgid never in scope, whatever its cgroup (the agent itself: watching its
     /// own reading of the ring would feed itself).
     pub ignore_tgid: u32,
-    pub _pad: u32,
+    /// Nonzero: the host agent. Scope is the watched cgroups and nothing else: no process is
+    /// followed by lineage, and nothing that leaves them (a login shell moved into its
+    /// session, a container's first process into its scope) is killed, as a run's would be.
+    pub agent: u32,
 }
 
 /// Longest path the kernel side copies (Linux `PATH_MAX`, including the NUL).

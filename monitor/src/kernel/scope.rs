@@ -42,6 +42,7 @@ pub struct ScopeMap {
     per_level: BTreeMap<u32, u32>,
     all: bool,
     ignore_tgid: u32,
+    agent: bool,
 }
 
 impl ScopeMap {
@@ -58,6 +59,7 @@ impl ScopeMap {
             per_level: BTreeMap::new(),
             all: false,
             ignore_tgid: 0,
+            agent: false,
         })
     }
 
@@ -101,9 +103,12 @@ impl ScopeMap {
         self.publish_levels()
     }
 
-    /// Never watch process `tgid` (the agent itself), whatever its cgroup.
-    pub fn ignore(&mut self, tgid: u32) -> Result<(), ScopeError> {
+    /// The host agent's scope: never watch process `tgid` (the agent itself), whatever its
+    /// cgroup; follow no process by lineage and kill nothing that leaves the watched cgroups
+    /// (see [`ScopeLevels::agent`]).
+    pub fn agent(&mut self, tgid: u32) -> Result<(), ScopeError> {
         self.ignore_tgid = tgid;
+        self.agent = true;
         self.publish_levels()
     }
 
@@ -118,7 +123,7 @@ impl ScopeMap {
             count: self.per_level.len() as u32,
             levels: [0; SCOPE_MAX_LEVELS],
             ignore_tgid: self.ignore_tgid,
-            _pad: 0,
+            agent: u32::from(self.agent),
         };
         for (slot, level) in v.levels.iter_mut().zip(self.per_level.keys()) {
             *slot = *level;

@@ -268,7 +268,7 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
         .context("protecting the agent")?;
     let mut scope = kernel.take_scope()?;
     scope
-        .ignore(me)
+        .agent(me)
         .context("excluding the agent from its own scope")?;
     let mut scanner = Scanner::new(mount.clone());
     let watched = apply_scope(&cfg.scope, &mut scope, &mut scanner);
