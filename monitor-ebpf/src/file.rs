@@ -400,7 +400,9 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     // reported, unless it reached a guarded credential file (by identity: a symlink or
     // hard link there leads to it) or something about it is unusual.
     if fl == 0
-        && args.flags & (flags::SYSCALL_OPENAT2 | flags::SYSCALL_BY_HANDLE) == 0
+        // Not openat2 (RESOLVE_IN_ROOT makes an absolute path relative) nor
+        // open_by_handle_at (no path): both carry the OPENAT2 bit.
+        && args.flags & flags::SYSCALL_OPENAT2 == 0
         && open_flags & O_ACCMODE == O_RDONLY
         && open_flags & (O_CREAT | O_TRUNC) == 0
         && summarizing()
