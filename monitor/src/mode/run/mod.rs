@@ -86,8 +86,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     // `child::Parked`); it runs nothing until released below.
     let parked = child::park(&opts.command, &cgroup, stdout_events, user)
         .context("starting the command in the run's cgroup")?;
-    let mut kernel = Kernel::load(opts.ring_bytes)
-        .context("loading the kernel sensors (try `buildwatch doctor`)")?;
+    // The credential files (block mode's guard, and the read summary's safety net) are looked
+    // for in the homes while the sensors load, not after: a home walk beside the verifier.
+    let guard_needed = opts.analysis.policy.block || !opts.all_reads;
+    let (kernel, guarded) = std::thread::scope(|s| {
+        let walk = guard_needed.then(|| {
+            s.spawn(|| -> Vec<(u64, u64, Vec<String>)> {
+                guard::credential_files(&opts.analysis.rules, &homes)
+                    .into_iter()
+                    .map(|g| (g.dev, g.ino, g.owners))
+                    .collect()
+            })
+        });
+        let kernel = Kernel::load(opts.ring_bytes);
+        let guarded = walk.map(|w| w.join()).transpose();
+        (kernel, guarded)
+    });
+    let mut kernel = kernel.context("loading the kernel sensors (try `buildwatch doctor`)")?;
+    let guarded = guarded
+        .map_err(|_| anyhow::anyhow!("looking for the credential files to guard failed"))?
+        .unwrap_or_default();
     // SAFETY: getpgrp has no preconditions.
     let pgid = unsafe { libc::getpgrp() };
     kernel
@@ -142,13 +160,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
                 .join(", ")
         ));
         proxy = Some(p);
-        let guarded = guard::credential_files(&opts.analysis.rules, &homes);
-        let ids: Vec<(u64, u64, Vec<String>)> = guarded
-            .iter()
-            .map(|g| (g.dev, g.ino, g.owners.clone()))
-            .collect();
         let n = kernel
-            .guard_files(&ids)
+            .guard_files(&guarded)
             .context("guarding the credential files")?;
         note(&format!(
             "block mode: {n} credential file(s) guarded: a tool that does not own one is killed \
@@ -158,12 +171,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let read_summary = if opts.all_reads {
         None
     } else {
-        summarize_reads(
-            &mut kernel,
-            &opts.analysis.rules,
-            &homes,
-            opts.analysis.policy.block,
-        )
+        summarize_reads(&mut kernel, &guarded, opts.analysis.policy.block)
     };
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
@@ -360,25 +368,18 @@ fn block_allowlist(policy: &crate::policy::Policy) -> Vec<crate::kernel::egress:
 /// Turn on the kernel's read summary (see [`crate::kernel::loader::Kernel::summarize_reads`]).
 /// Its safety net is the credential files known by identity: a summarized path that reaches
 /// one (through a symlink or hard link planted there) is reported, so outside block mode
-/// (which has put them in already) they are put in here. Whatever fails leaves every read
-/// reported, with a notice.
+/// (which has put them in already) `guarded` are put in here. Whatever fails leaves every
+/// read reported, with a notice.
 fn summarize_reads(
     kernel: &mut Kernel,
-    rules: &crate::detect::rules::RuleSet,
-    homes: &[PathBuf],
+    guarded: &[(u64, u64, Vec<String>)],
     guarded_already: bool,
 ) -> Option<crate::kernel::loader::ReadSummary> {
-    if !guarded_already {
-        let ids: Vec<(u64, u64, Vec<String>)> = guard::credential_files(rules, homes)
-            .iter()
-            .map(|g| (g.dev, g.ino, g.owners.clone()))
-            .collect();
-        if let Err(e) = kernel.guard_files(&ids) {
-            note(&format!(
-                "every read is reported: the credential files could not be told to the kernel: {e}"
-            ));
-            return None;
-        }
+    if !guarded_already && let Err(e) = kernel.guard_files(guarded) {
+        note(&format!(
+            "every read is reported: the credential files could not be told to the kernel: {e}"
+        ));
+        return None;
     }
     match kernel.summarize_reads() {
         Ok(s) => Some(s),
