@@ -6,7 +6,11 @@
 /// normalise: repeated slashes, `.` and `..` are removed; `..` at the root stays at the root,
 /// as the kernel does.
 pub fn resolve(base: &[u8], path: &[u8]) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
+    // Most paths are absolute and normal already: taken as they are.
+    if is_normal_absolute(path) {
+        return path.to_vec();
+    }
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(16);
     let joined = if path.first() == Some(&b'/') {
         [path, b""]
     } else {
@@ -32,6 +36,18 @@ pub fn resolve(base: &[u8], path: &[u8]) -> Vec<u8> {
         out.push(b'/');
     }
     out
+}
+
+/// `/`, or `/` followed by components separated by single slashes, none of them `.` or `..`,
+/// with no slash at the end: what [`resolve`] would return unchanged.
+fn is_normal_absolute(path: &[u8]) -> bool {
+    if path == b"/" {
+        return true;
+    }
+    path.first() == Some(&b'/')
+        && path[1..]
+            .split(|&b| b == b'/')
+            .all(|c| !matches!(c, b"" | b"." | b".."))
 }
 
 #[cfg(test)]
@@ -60,6 +76,14 @@ mod tests {
         );
         assert_eq!(r("/a", ".."), "/");
         assert_eq!(r("/a", ""), "/a");
+        // Absolute paths the fast path must not take as they are.
+        assert_eq!(r("/x", "/etc/"), "/etc");
+        assert_eq!(r("/x", "/a/."), "/a");
+        assert_eq!(r("/x", "/a/b/.."), "/a");
+        assert_eq!(r("/x", "//a"), "/a");
+        // ... and ones it may.
+        assert_eq!(r("/x", "/a/..b/.c"), "/a/..b/.c");
+        assert_eq!(r("/x", "/"), "/");
     }
 
     #[test]

@@ -55,11 +55,22 @@ impl Format {
 pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
     match (format, rec) {
         (Format::JsonLines | Format::Agent, Record::Event(ev)) => {
-            // Sized for a typical event line: no reallocation while it is written.
-            let mut v = Vec::with_capacity(768);
-            serde_json::to_writer(&mut v, &**ev).ok()?;
-            v.push(b'\n');
-            Some(v.into())
+            // Written into the thread's scratch buffer, then copied out at its exact size: no
+            // growing a fresh buffer per event, and no spare capacity held in the sinks' queues.
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            SCRATCH.with_borrow_mut(|v| {
+                v.clear();
+                serde_json::to_writer(&mut *v, &**ev).ok()?;
+                v.push(b'\n');
+                let line = Bytes::copy_from_slice(v);
+                // One huge event does not keep its buffer for the thread's life.
+                if v.capacity() > 64 << 10 {
+                    *v = Vec::new();
+                }
+                Some(line)
+            })
         }
         (Format::Agent, Record::Rollup(v) | Record::Summary(v)) => {
             let mut v = serde_json::to_vec(&**v).ok()?;

@@ -271,7 +271,7 @@ impl Client {
 /// envelopes need from it.
 struct Item {
     stable: String,
-    native: Vec<u8>,
+    native: bytes::Bytes,
     doc: Vec<u8>,
     time_ns: u128,
     kind: String,
@@ -280,7 +280,7 @@ struct Item {
 }
 
 impl Item {
-    fn new(stable: String, native: Vec<u8>, doc: Vec<u8>) -> Self {
+    fn new(stable: String, native: bytes::Bytes, doc: Vec<u8>) -> Self {
         let head = Head::of(&native);
         let time_ns = head
             .time()

@@ -240,24 +240,23 @@ impl Writer for ForwardSink {
                 start = end + 1;
                 line
             });
+        // The spool is locked once per batch, and let go only while a full spool waits for
+        // the delivery to make room.
+        let mut spool = self.status.spool();
         for line in lines.filter(|l| !l.is_empty()) {
             // A run's summary is never refused (its keys are sorted: `kind` comes first).
             if line.starts_with(br#"{"kind":"run_summary","#) {
-                self.status.spool().append_reserved(line)?;
+                spool.append_reserved(line)?;
                 continue;
             }
-            loop {
-                let mut spool = self.status.spool();
-                if self.on_full == OnFull::Block && !spool.has_room(line.len()) {
-                    drop(spool);
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                spool.append(line)?;
-                break;
+            while self.on_full == OnFull::Block && !spool.has_room(line.len()) {
+                drop(spool);
+                std::thread::sleep(Duration::from_millis(20));
+                spool = self.status.spool();
             }
+            spool.append(line)?;
         }
-        self.status.spool().sync(false)
+        spool.sync(false)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -284,32 +283,48 @@ impl Drop for ForwardSink {
 /// guards against a damaged spool). The native form is made without parsing: the id is put
 /// in front of the record's own fields.
 pub fn render(schema: Schema, id: &str, payload: &[u8], host: &str) -> Option<Vec<u8>> {
-    match schema {
-        Schema::Native => {
-            let body = payload.strip_prefix(b"{")?;
-            if body.first().is_none_or(|&c| c == b'}') {
-                return None;
+    let mut out = Vec::new();
+    render_into(schema, id, payload, host, &mut out).then_some(out)
+}
+
+/// [`render`], appending to `out` (a sender's buffer, kept between records). False, and `out`
+/// as it was, when the line is not a JSON object.
+pub fn render_into(
+    schema: Schema,
+    id: &str,
+    payload: &[u8],
+    host: &str,
+    out: &mut Vec<u8>,
+) -> bool {
+    let was = out.len();
+    let ok = match schema {
+        Schema::Native => match payload.strip_prefix(b"{") {
+            Some(body) if body.first().is_some_and(|&c| c != b'}') => {
+                out.extend_from_slice(b"{\"id\":");
+                serde_json::to_writer(&mut *out, id).is_ok() && {
+                    out.push(b',');
+                    out.extend_from_slice(body);
+                    true
+                }
             }
-            let mut out = Vec::with_capacity(payload.len() + id.len() + 10);
-            out.extend_from_slice(b"{\"id\":");
-            serde_json::to_writer(&mut out, id).ok()?;
-            out.push(b',');
-            out.extend_from_slice(body);
-            Some(out)
-        }
-        Schema::Ecs | Schema::Ocsf => {
-            let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-            if !v.is_object() {
-                return None;
+            _ => false,
+        },
+        Schema::Ecs | Schema::Ocsf => match serde_json::from_slice::<serde_json::Value>(payload) {
+            Ok(v) if v.is_object() => {
+                let doc = if schema == Schema::Ecs {
+                    ecs::from_native(&v, id, host)
+                } else {
+                    ocsf::from_native(&v, id, host)
+                };
+                serde_json::to_writer(&mut *out, &doc).is_ok()
             }
-            let doc = if schema == Schema::Ecs {
-                ecs::from_native(&v, id, host)
-            } else {
-                ocsf::from_native(&v, id, host)
-            };
-            serde_json::to_vec(&doc).ok()
-        }
+            _ => false,
+        },
+    };
+    if !ok {
+        out.truncate(was);
     }
+    ok
 }
 
 /// The few fields of a native record the senders need (syslog's structured data, HEC's
@@ -361,9 +376,20 @@ impl<'a> Head<'a> {
     /// string (its quotes would be escaped), so the first match is the key. Anything else
     /// (findings, roll-ups, the summary, a gap record, an escaped value) is parsed.
     fn of_event(p: &'a [u8]) -> Option<Self> {
-        fn value<'b>(p: &'b [u8], key: &[u8], within: usize) -> Option<&'b str> {
+        use std::sync::LazyLock;
+
+        use memchr::memmem::Finder;
+        // Built once: a finder's set-up costs more than the search of a short line.
+        static TIME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"time\":\""));
+        static KIND: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"kind\":\""));
+        static CGROUP: LazyLock<Finder<'static>> =
+            LazyLock::new(|| Finder::new(b"\"cgroup\":{\"path\":\""));
+        fn value<'b>(p: &'b [u8], key: &Finder, within: usize) -> Option<&'b str> {
             let region = &p[..p.len().min(within)];
-            let at = memchr::memmem::find(region, key)? + key.len();
+            string_at(p, key.find(region)? + key.needle().len())
+        }
+        // The string starting at `at`, up to its closing quote (None: escaped, or no quote).
+        fn string_at(p: &[u8], at: usize) -> Option<&str> {
             let len = memchr::memchr(b'"', &p[at..])?;
             let v = &p[at..at + len];
             if v.contains(&b'\\') {
@@ -374,16 +400,15 @@ impl<'a> Head<'a> {
         if !p.starts_with(b"{\"schema\":") {
             return None;
         }
-        let time = value(p, b"\"time\":\"", 96)?;
-        let kind = value(p, b"\"kind\":\"", 160)?;
+        let time = value(p, &TIME, 96)?;
+        let kind = value(p, &KIND, 160)?;
         if matches!(kind, "finding" | "finding_rollup" | "run_summary" | "gap") {
             return None;
         }
-        let key = b"\"cgroup\":{\"path\":\"";
-        let cgroup = match memchr::memmem::find(p, key) {
+        let cgroup = match CGROUP.find(p) {
             None => None,
-            Some(_) => Some(CgroupHead {
-                path: Some(value(p, key, p.len())?.into()),
+            Some(i) => Some(CgroupHead {
+                path: Some(string_at(p, i + CGROUP.needle().len())?.into()),
             }),
         };
         Some(Self {
@@ -439,7 +464,29 @@ pub fn techniques(tags: &serde_json::Value) -> Vec<&str> {
 
 /// A record's stable id: the spool's id and the record's number.
 pub fn stable_id(spool_id: u64, n: u64) -> String {
-    format!("{spool_id:016x}-{n}")
+    let mut s = String::with_capacity(40);
+    push_stable_id(&mut s, spool_id, n);
+    s
+}
+
+/// [`stable_id`], appended to `out` (no formatting machinery: a sender writes one per record).
+pub fn push_stable_id(out: &mut String, spool_id: u64, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(HEX[((spool_id >> (shift * 4)) & 0xf) as usize] as char);
+    }
+    out.push('-');
+    let mut digits = [0u8; 20];
+    let (mut i, mut v) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// This host's name.

@@ -34,7 +34,7 @@ use rustls::{
 use super::{
     Ctx, ForwardSink, Head, Status,
     config::{OnFull, Schema, Tls},
-    render, stable_id,
+    push_stable_id, render_into,
 };
 use crate::output::spool::Spooled;
 
@@ -141,6 +141,9 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut next = 0u64;
     let mut backoff = Duration::from_millis(100);
+    // Kept between batches: no allocation per record.
+    let (mut frames, mut header, mut message, mut id) =
+        (Vec::new(), Vec::new(), Vec::new(), String::new());
     while !ctx.must_end() {
         // Settle what was sent long enough ago on a connection still up.
         if conn.is_some() {
@@ -191,18 +194,19 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
                 }
             }
         }
-        let mut frames = Vec::with_capacity(batch.iter().map(|r| r.payload.len() + 300).sum());
-        let mut scratch = Vec::new();
+        frames.clear();
         for r in &batch {
-            let id = stable_id(spool_id, r.id);
-            let message = render(c.schema, &id, &r.payload, &c.hostname);
+            id.clear();
+            push_stable_id(&mut id, spool_id, r.id);
+            message.clear();
+            let rendered = render_into(c.schema, &id, &r.payload, &c.hostname, &mut message);
             let head = Head::of(&r.payload);
             frame(
                 &mut frames,
-                &mut scratch,
+                &mut header,
                 &id,
                 &head,
-                message.as_deref().unwrap_or(&r.payload),
+                if rendered { &message } else { &r.payload },
                 &c.hostname,
             );
         }
@@ -232,8 +236,13 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
 /// Append `s`'s printable ASCII (at most `max` characters), or `-` when there is none: the
 /// header fields of RFC 5424 take nothing else.
 fn push_graphic(out: &mut Vec<u8>, s: &str, max: usize) {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= max && b.iter().all(u8::is_ascii_graphic) {
+        out.extend_from_slice(b);
+        return;
+    }
     let start = out.len();
-    out.extend(s.bytes().filter(|b| b.is_ascii_graphic()).take(max));
+    out.extend(b.iter().copied().filter(u8::is_ascii_graphic).take(max));
     if out.len() == start {
         out.push(b'-');
     }
@@ -241,20 +250,22 @@ fn push_graphic(out: &mut Vec<u8>, s: &str, max: usize) {
 
 /// Append a structured-data parameter value, escaping `"`, `\` and `]` (RFC 5424).
 fn push_sd(out: &mut Vec<u8>, s: &str) {
-    for b in s.bytes() {
-        if matches!(b, b'"' | b'\\' | b']') {
-            out.push(b'\\');
-        }
-        out.push(b);
+    let mut rest = s.as_bytes();
+    while let Some(i) = memchr::memchr3(b'"', b'\\', b']', rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\\');
+        out.push(rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// Append one octet-counted RFC 5424 frame to `out`: the structured data from the native
-/// line's head, the message `message` (the record in the output's schema). `body` is scratch
-/// space (kept between calls: no allocation per record).
+/// line's head, the message `message` (the record in the output's schema). `header` is
+/// scratch space (kept between calls: no allocation per record).
 pub fn frame(
     out: &mut Vec<u8>,
-    body: &mut Vec<u8>,
+    header: &mut Vec<u8>,
     id: &str,
     head: &Head,
     message: &[u8],
@@ -272,6 +283,7 @@ pub fn frame(
         Some("low") => b"<133>1 ",
         _ => b"<134>1 ",
     };
+    let body = header;
     body.clear();
     body.extend_from_slice(pri);
     push_graphic(body, head.time().unwrap_or("-"), 64);
@@ -298,9 +310,22 @@ pub fn frame(
         }
     }
     body.extend_from_slice(b"] ");
-    body.extend_from_slice(message);
-    let _ = write!(out, "{} ", body.len());
+    // MSG-LEN SP, then the message.
+    let mut digits = [0u8; 20];
+    let (mut i, mut n) = (digits.len(), body.len() + message.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(digits.len() - i + 1 + body.len() + message.len());
+    out.extend_from_slice(&digits[i..]);
+    out.push(b' ');
     out.extend_from_slice(body);
+    out.extend_from_slice(message);
 }
 
 #[cfg(test)]
