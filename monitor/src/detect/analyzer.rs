@@ -6,7 +6,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::IpAddr,
 };
 
@@ -131,6 +131,12 @@ pub struct Analyzer {
     /// and severity. What they and their descendants do next in [`GROUPED_CATEGORIES`], no
     /// more severe, is a part of it.
     actions: HashMap<(u32, u64), (usize, Severity)>,
+    /// Processes (pid, start) that opened /proc itself: they list the process table, as ps
+    /// and top do (`proc.listed_processes`).
+    listers: HashSet<(u32, u64)>,
+    /// Processes (pid, start) that read the environment of another process, not their own
+    /// descendant (`proc.read_other_environ`, for them and what they start afterwards).
+    environ_readers: HashSet<(u32, u64)>,
     /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
     pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -250,6 +256,8 @@ impl Analyzer {
             unverified: Vec::new(),
             min_severity: Severity::Low,
             actions: HashMap::new(),
+            listers: HashSet::new(),
+            environ_readers: HashSet::new(),
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -298,9 +306,12 @@ impl Analyzer {
                     .fetch_add(l.count, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            Detail::Exit(_) if !self.actions.is_empty() => {
+            Detail::Exit(_) => {
                 if let Some(p) = procs.of_event(ev) {
-                    self.actions.remove(&(p.pid, p.start_ns));
+                    let key = (p.pid, p.start_ns);
+                    self.actions.remove(&key);
+                    self.listers.remove(&key);
+                    self.environ_readers.remove(&key);
                 }
             }
             _ => {}
@@ -338,10 +349,34 @@ impl Analyzer {
         let Some(kind) = Kinds::index(&ev.kind) else {
             return;
         };
+        // Listing the process table: /proc itself opened (a directory read follows).
+        if let Detail::Open(o) = &ev.detail
+            && o.outcome.ret >= 0
+            && matches!(o.path.as_str(), "/proc" | "/proc/")
+            && let Some(p) = procs.of_event(ev)
+            && (self.listers.len() < MAX_ACTIONS)
+        {
+            self.listers.insert((p.pid, p.start_ns));
+        }
+        // Reading another process's environment (not a descendant's), for what it does next.
+        if let Detail::Open(o) = &ev.detail
+            && o.outcome.ret >= 0
+            && o.path.ends_with("/environ")
+            && self.environ_readers.len() < MAX_ACTIONS
+        {
+            let first = Subj::new(ev, kind, procs, &self.written, &self.policy);
+            let other = first.value(Field::FileProcEntry) == s("environ")
+                && matches!(first.value(Field::FileProcRelation), Val::Str(r) if r == "run" || r == "outside");
+            if other && let Some(p) = first.proc {
+                self.environ_readers.insert((p.pid, p.start_ns));
+            }
+        }
         let dns = self.dns_view(ev);
         let mut subject = Subj::new(ev, kind, procs, &self.written, &self.policy);
         subject.dns = dns.as_ref();
         subject.resolvers = &self.resolvers;
+        subject.listers = Some(&self.listers);
+        subject.environ_readers = Some(&self.environ_readers);
         if let Some((dest, via)) = destination(ev) {
             egress_seen(
                 &mut self.egress,
@@ -357,6 +392,7 @@ impl Analyzer {
             .matching(&subject)
             .map(|rule| finding(rule, &subject))
             .collect();
+
         found.retain(|f| f.severity >= self.min_severity);
         if found.is_empty() {
             return;
@@ -639,6 +675,9 @@ pub struct Subj<'a> {
     parent: Option<&'a ProcInfo>,
     pub dns: Option<&'a DnsView>,
     pub resolvers: &'a [IpAddr],
+    /// The analyzer's process state (none for a subject made on its own).
+    listers: Option<&'a HashSet<(u32, u64)>>,
+    environ_readers: Option<&'a HashSet<(u32, u64)>>,
 }
 
 impl<'a> Subj<'a> {
@@ -670,6 +709,8 @@ impl<'a> Subj<'a> {
             parent,
             dns: None,
             resolvers: &[],
+            listers: None,
+            environ_readers: None,
         }
     }
 
@@ -921,6 +962,24 @@ impl Subject for Subj<'_> {
                 Val::Bool(matches!(proc_entry(p), Some((Some(q), _)) if q != ev.pid && q != ev.tid))
             }),
             Field::FileProcEntry => opt(fpath.and_then(proc_entry).map(|(_, e)| e)),
+            Field::ProcListedProcesses => Val::Bool(
+                self.proc
+                    .zip(self.listers)
+                    .is_some_and(|(p, l)| l.contains(&(p.pid, p.start_ns))),
+            ),
+            // The process itself, or one it descends from, read another's environment.
+            Field::ProcReadOtherEnviron => {
+                Val::Bool(self.proc.zip(self.environ_readers).is_some_and(|(p, r)| {
+                    !r.is_empty()
+                        && (r.contains(&(p.pid, p.start_ns))
+                            || self.id.is_some_and(|id| {
+                                self.procs
+                                    .ancestors(id)
+                                    .iter()
+                                    .any(|a| r.contains(&(a.pid, a.start_ns)))
+                            }))
+                }))
+            }
             Field::FileCgroupOutside => open.map_or(Val::Missing, |o| Val::Bool(o.cgroup_outside)),
             Field::FileBuildwatchPolicy => fpath.map_or(Val::Missing, |p| {
                 let is_policy = |p: &str| {
@@ -976,6 +1035,7 @@ impl Subject for Subj<'_> {
                         .allowed(ip, self.dest().and_then(|d| d.port), None),
                 )
             }),
+            Field::NetUnixPath => opt(self.dest().and_then(|d| d.path.as_deref())),
             Field::NetEndpoint => self.dest().map_or(Val::Missing, |d| {
                 let addr = d.address.as_deref().unwrap_or("?");
                 let addr = if d.family == "inet6" {

@@ -147,6 +147,9 @@ pub enum Field {
     EvtKilled,
     /// For /proc/PID/…: how PID relates to the opener (self, descendant, run, outside).
     FileProcRelation,
+    ProcListedProcesses,
+    NetUnixPath,
+    ProcReadOtherEnviron,
     NetFamily,
     NetAddr,
     NetPort,
@@ -387,6 +390,21 @@ const SPECS: &[Spec] = &[
         "for /proc/PID/…: self, descendant (of the opener), run (another process of this run) or outside"
     ),
     spec!(
+        "proc.listed_processes",
+        Field::ProcListedProcesses,
+        Bool,
+        ANY,
+        "the process opened /proc itself earlier: it lists the process table, as ps and top do"
+    ),
+    spec!(
+        "proc.read_other_environ",
+        Field::ProcReadOtherEnviron,
+        Bool,
+        ANY,
+        "the process, or one it descends from, read /proc/PID/environ of a process that is not \
+         its own descendant earlier in the run"
+    ),
+    spec!(
         "net.family",
         Field::NetFamily,
         Str,
@@ -578,6 +596,13 @@ const SPECS: &[Spec] = &[
         Bool,
         NET,
         "allowed by an address or network entry (or as loopback), whatever the name"
+    ),
+    spec!(
+        "net.unix_path",
+        Field::NetUnixPath,
+        Str,
+        NET,
+        "for a unix socket: the path connected to (abstract names start with @)"
     ),
     spec!(
         "net.endpoint",
