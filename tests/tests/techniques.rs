@@ -168,3 +168,36 @@ fn the_container_daemon_socket_is_a_finding() {
         "{f:#}"
     );
 }
+
+#[test]
+fn interpreters_running_decoded_code_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("decoded-code");
+    // Both print "1": the decoded code is harmless, its shape is not.
+    for (name, cmd) in [
+        (
+            "python",
+            vec![
+                "python3",
+                "-c",
+                "import base64;exec(base64.b64decode('cHJpbnQoMSk='))",
+            ],
+        ),
+        (
+            "node",
+            vec![
+                "node",
+                "-e",
+                "eval(Buffer.from('Y29uc29sZS5sb2coMSk=', 'base64').toString())",
+            ],
+        ),
+    ] {
+        let w = watch(&tmp, tmp.path(), &[], &[], &cmd);
+        assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "1", "{name}");
+        assert_eq!(w.out.status.code(), Some(86), "{name}: {}", w.stderr());
+        let f = w.finding("interpreter-runs-decoded-code");
+        assert_eq!(f["severity"], "high", "{name}: {f:#}");
+    }
+}
