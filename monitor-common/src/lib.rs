@@ -75,7 +75,11 @@ pub const URING_SOCKET_DOMAIN: u32 = 24;
 pub const URING_SOCKET_TYPE: u32 = 25;
 /// `io_kiocb.cmd` + `io_socket.protocol`, plus 1
 pub const URING_SOCKET_PROTOCOL: u32 = 26;
-pub const TASK_OFFSET_COUNT: u32 = 27;
+/// `inode.i_mode`, plus 1 (it is 0 in today's kernels: stored biased)
+pub const INODE_MODE: u32 = 27;
+/// `inode.i_rdev`
+pub const INODE_RDEV: u32 = 28;
+pub const TASK_OFFSET_COUNT: u32 = 29;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
@@ -655,7 +659,30 @@ pub struct ExecDone {
     pub magic: u32,
     pub name_len: u16,
     pub argv_len: u16,
+    /// What the new image's descriptors 0, 1 and 2 are, from the kernel's fd table.
+    pub stdio: [StdFd; 3],
 }
+
+/// One of a new image's standard descriptors, as the kernel's fd table has it at exec: which
+/// file (a pipe's inode links its writer and its reader), and what kind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFd {
+    /// The inode number. `mode` 0: nothing open there, or it could not be read.
+    pub ino: u64,
+    /// Its filesystem's device (pipefs, sockfs… for pipes and sockets), kernel encoding.
+    pub dev: u32,
+    /// For a character device: which (kernel encoding, major << 20 | minor).
+    pub rdev: u32,
+    /// `i_mode`: the file type (S_IFMT bits) and permissions.
+    pub mode: u16,
+    /// [`STDFD_READ_FAILED`] when a read on the way failed.
+    pub flags: u16,
+    pub _pad: u32,
+}
+
+/// [`StdFd::flags`]: the descriptor's file could not be read (its table, its inode).
+pub const STDFD_READ_FAILED: u16 = 1;
 
 /// [`SignalCall::call`].
 pub const SIGNAL_KILL: u32 = 0;
@@ -786,7 +813,8 @@ const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
-const _: () = assert!(size_of::<ExecDone>() == 64);
+const _: () = assert!(size_of::<ExecDone>() == 136);
+const _: () = assert!(size_of::<StdFd>() == 24);
 const _: () = assert!(size_of::<Relink>() == 64);
 const _: () = assert!(size_of::<SignalCall>() == 48);
 const _: () = assert!(size_of::<Escape>() == 40);

@@ -306,7 +306,7 @@ pub fn read_kernel<T: Default>(at: *const u8) -> Option<T> {
 /// file the kernel opened, whatever the path said. None when the offsets are unknown or a
 /// read fails.
 #[inline(always)]
-fn fd_file(fd: i64) -> Option<*const u8> {
+pub fn fd_file(fd: i64) -> Option<*const u8> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files: u64 = read_kernel(task.wrapping_add(offset(TASK_FILES)?))?;
     let fdt: u64 = read_kernel((files as *const u8).wrapping_add(offset(FILES_FDT)?))?;

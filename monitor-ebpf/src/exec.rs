@@ -17,14 +17,15 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, DENTRY_NAME, EventKind, ExecDone,
-    ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_NLINK, INODE_SB, MM_ARG_END,
-    MM_ARG_START, MM_EXE_FILE, NAME_MAX, SB_DEV, SB_MAGIC, TASK_EXIT_CODE, TASK_MM, counters,
-    flags,
+    ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_MODE, INODE_NLINK, INODE_RDEV,
+    INODE_SB, MM_ARG_END, MM_ARG_START, MM_EXE_FILE, NAME_MAX, SB_DEV, SB_MAGIC, STDFD_READ_FAILED,
+    StdFd, TASK_EXIT_CODE, TASK_MM, counters, flags,
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, escape_possible, forget_stash,
-    header, in_scope, offset, output_scratch, read_kernel, read_user_path, scratch, track, untrack,
+    ARG0, ARG1, ARG2, ARG4, RET, TASK_OFFSETS, check, count, emit, escape_possible, fd_file,
+    forget_stash, header, in_scope, offset, output_scratch, read_kernel, read_user_path, scratch,
+    track, untrack,
 };
 
 const SENSOR: u32 = monitor_common::sensors::EXEC;
@@ -245,6 +246,9 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if ret == 0 {
         note_exec_name();
         image_facts(&mut body, buf);
+        for (fd, slot) in body.stdio.iter_mut().enumerate() {
+            *slot = std_fd(fd as i64);
+        }
         // In block mode sudo and su are killed before the new image runs an instruction of
         // its own: the name is the executed file's (the kernel's dentry), not the caller's.
         if crate::net::block_mode() && privileged_tool(buf.wrapping_add(BODY), body.name_len) {
@@ -257,6 +261,42 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     unsafe { write_unaligned(buf.cast::<ExecDone>(), body) };
     output_scratch(SENSOR, buf, len);
     Ok(0)
+}
+
+/// What descriptor `fd` (0, 1 or 2) of the current task is: its inode's number, device, mode
+/// and (for a character device) rdev. Nothing open there: all 0.
+#[inline(always)]
+fn std_fd(fd: i64) -> StdFd {
+    let mut out = StdFd::default();
+    let Some(file) = fd_file(fd) else {
+        out.flags = STDFD_READ_FAILED;
+        return out;
+    };
+    if file.is_null() {
+        return out;
+    }
+    let facts = (|| {
+        let inode: u64 = read_kernel(file.wrapping_add(offset(FILE_INODE)?))?;
+        let inode = inode as *const u8;
+        let mode: u16 = read_kernel(inode.wrapping_add(offset(INODE_MODE)? - 1))?;
+        let ino: u64 = read_kernel(inode.wrapping_add(offset(INODE_INO)?))?;
+        let sb: u64 = read_kernel(inode.wrapping_add(offset(INODE_SB)?))?;
+        let dev: u32 = read_kernel((sb as *const u8).wrapping_add(offset(SB_DEV)?))?;
+        let rdev: u32 = offset(INODE_RDEV)
+            .and_then(|o| read_kernel(inode.wrapping_add(o)))
+            .unwrap_or(0);
+        Some((mode, ino, dev, rdev))
+    })();
+    match facts {
+        Some((mode, ino, dev, rdev)) => {
+            out.mode = mode;
+            out.ino = ino;
+            out.dev = dev;
+            out.rdev = rdev;
+        }
+        None => out.flags = STDFD_READ_FAILED,
+    }
+    out
 }
 
 /// Is the executed file `sudo` or `su` (by its name, `len` bytes at `name`)?

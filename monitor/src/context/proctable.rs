@@ -18,7 +18,7 @@ use crate::{
         process::{Id, IntMap, Live, ProcInfo, Processes},
     },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    ingest::decode::{Body, FileId, Image, KernelEvent, OpenSyscall, SockAddr},
+    ingest::decode::{Body, FileId, Image, KernelEvent, OpenSyscall, SockAddr, StdFdFact},
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -182,7 +182,14 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     targets: HashMap<(FileId, u64), Option<Vec<u8>>>,
     /// Keys the path hashes (random per run: the watched code cannot aim collisions).
     path_hasher: std::hash::RandomState,
+    /// Files opened for writing, by the file the kernel opened: the path of a new program's
+    /// standard output when a shell redirected it there (`base64 -d > x` opens x in the
+    /// shell; the program only inherits the descriptor).
+    written_ids: HashMap<FileId, Vec<u8>>,
 }
+
+/// Most entries [`ProcTable::written_ids`] holds; when full it starts over.
+const WRITTEN_IDS_MAX: usize = 65_536;
 
 /// Most entries [`ProcTable::targets`] holds; when full it starts over (a few MB at most).
 const TARGETS_MAX: usize = 65_536;
@@ -199,6 +206,50 @@ impl<S: ProcSource> ProcTable<S> {
             second: (i64::MIN, String::new()),
             targets: HashMap::new(),
             path_hasher: std::hash::RandomState::new(),
+            written_ids: HashMap::new(),
+        }
+    }
+
+    /// What a new program's standard descriptors are, for its exec event.
+    fn stdio(&self, facts: &[StdFdFact; 3], escaped: &mut Vec<String>) -> event::Stdio {
+        let one = |f: &StdFdFact, name: &str, escaped: &mut Vec<String>| {
+            const S_IFMT: u16 = 0o170_000;
+            let (kind, ino, path): (&'static str, Option<u64>, Option<String>) = if f.failed {
+                ("unknown", None, None)
+            } else {
+                match f.mode & S_IFMT {
+                    0 => ("none", None, None),
+                    0o010_000 => ("pipe", Some(f.file.ino), None),
+                    0o140_000 => ("socket", Some(f.file.ino), None),
+                    0o040_000 => ("dir", None, None),
+                    0o020_000 => {
+                        let (major, minor) = (f.rdev >> 20, f.rdev & 0xf_ffff);
+                        match (major, minor) {
+                            (1, 3) => ("null", None, None),
+                            (4 | 5, _) | (136..=143, _) => ("tty", None, None),
+                            _ => ("char", None, None),
+                        }
+                    }
+                    0o100_000 => (
+                        "file",
+                        Some(f.file.ino),
+                        self.written_ids
+                            .get(&f.file)
+                            .map(|p| text(p, name, escaped)),
+                    ),
+                    _ => ("other", None, None),
+                }
+            };
+            event::StdStream {
+                kind: kind.into(),
+                ino,
+                path,
+            }
+        };
+        event::Stdio {
+            stdin: one(&facts[0], "exec.stdio.stdin.path", escaped),
+            stdout: one(&facts[1], "exec.stdio.stdout.path", escaped),
+            stderr: one(&facts[2], "exec.stdio.stderr.path", escaped),
         }
     }
 
@@ -395,6 +446,10 @@ impl<S: ProcSource> ProcTable<S> {
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
                     package: None,
                     killed,
+                    stdio: image
+                        .as_ref()
+                        .filter(|_| ret == 0)
+                        .map(|i| Box::new(self.stdio(&i.stdio, &mut escaped))),
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -458,6 +513,13 @@ impl<S: ProcSource> ProcTable<S> {
                 };
                 let creates = open_flags & libc::O_CREAT as u32 != 0
                     || open_flags & libc::O_TMPFILE as u32 == libc::O_TMPFILE as u32;
+                if ret >= 0 && file.ino != 0 && open_flags & libc::O_ACCMODE as u32 != 0 {
+                    if self.written_ids.len() >= WRITTEN_IDS_MAX {
+                        self.written_ids.clear();
+                    }
+                    self.written_ids
+                        .insert(file, target.clone().unwrap_or_else(|| path.clone()));
+                }
                 Detail::Open(event::Open {
                     syscall: syscall.name().into(),
                     path: text(&path, "open.path", &mut escaped),

@@ -137,6 +137,9 @@ pub struct Analyzer {
     /// Processes (pid, start) that read the environment of another process, not their own
     /// descendant (`proc.read_other_environ`, for them and what they start afterwards).
     environ_readers: HashSet<(u32, u64)>,
+    /// Which process writes into which pipe and which reads a program from it, and which
+    /// processes made network calls (`pipe.*`).
+    pipes: Pipes,
     /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
     pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -258,6 +261,7 @@ impl Analyzer {
             actions: HashMap::new(),
             listers: HashSet::new(),
             environ_readers: HashSet::new(),
+            pipes: Pipes::default(),
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -312,6 +316,7 @@ impl Analyzer {
                     self.actions.remove(&key);
                     self.listers.remove(&key);
                     self.environ_readers.remove(&key);
+                    self.pipes.of_proc.remove(&key);
                 }
             }
             _ => {}
@@ -358,6 +363,7 @@ impl Analyzer {
         {
             self.listers.insert((p.pid, p.start_ns));
         }
+        self.pipes.observe(ev, procs, &mut self.written);
         // Reading another process's environment (not a descendant's), for what it does next.
         if let Detail::Open(o) = &ev.detail
             && o.outcome.ret >= 0
@@ -377,6 +383,7 @@ impl Analyzer {
         subject.resolvers = &self.resolvers;
         subject.listers = Some(&self.listers);
         subject.environ_readers = Some(&self.environ_readers);
+        subject.pipes = Some(&self.pipes);
         if let Some((dest, via)) = destination(ev) {
             egress_seen(
                 &mut self.egress,
@@ -678,6 +685,7 @@ pub struct Subj<'a> {
     /// The analyzer's process state (none for a subject made on its own).
     listers: Option<&'a HashSet<(u32, u64)>>,
     environ_readers: Option<&'a HashSet<(u32, u64)>>,
+    pipes: Option<&'a Pipes>,
 }
 
 impl<'a> Subj<'a> {
@@ -711,9 +719,62 @@ impl<'a> Subj<'a> {
             resolvers: &[],
             listers: None,
             environ_readers: None,
+            pipes: None,
         }
     }
 
+    /// `pipe.*`: on an exec, the pipe its standard input reads (the processes writing into
+    /// it, whether one made network calls, whether the new program takes its code from it);
+    /// on a connect or send, the pipe the caller's standard output feeds (who reads a program
+    /// from it).
+    fn pipe_value(&self, f: Field) -> Val<'a> {
+        let (Some(pipes), Some(p)) = (self.pipes, self.proc) else {
+            return Val::Missing;
+        };
+        let key = (p.pid, p.start_ns);
+        let names = |v: &'a [((u32, u64), String)]| {
+            Val::List(v.iter().map(|(_, n)| Cow::Borrowed(n.as_str())).collect())
+        };
+        match &self.ev.detail {
+            Detail::Exec(x) if x.outcome.ret == 0 => {
+                let stdin = x
+                    .stdio
+                    .as_ref()
+                    .filter(|s| s.stdin.kind == "pipe")
+                    .and_then(|s| s.stdin.ino);
+                let ends = stdin.and_then(|i| pipes.ends.get(&i));
+                let reads = stdin.is_some() && reads_program_from_stdin(&p.name, &x.argv);
+                match f {
+                    Field::PipeIntoInterpreter => Val::Bool(reads),
+                    Field::PipeFromNetwork => Val::Bool(ends.is_some_and(|e| {
+                        e.writers.iter().any(|(k, _)| pipes.networked.contains(k))
+                    })),
+                    Field::PipeWriter => ends.map_or(Val::List(Vec::new()), |e| names(&e.writers)),
+                    _ => Val::List(if reads {
+                        vec![Cow::Borrowed(p.name.as_str())]
+                    } else {
+                        Vec::new()
+                    }),
+                }
+            }
+            Detail::Connect(_) | Detail::Send(_) => {
+                let ends = pipes
+                    .of_proc
+                    .get(&key)
+                    .and_then(|(_, out)| *out)
+                    .and_then(|i| pipes.ends.get(&i));
+                match f {
+                    Field::PipeIntoInterpreter => {
+                        Val::Bool(ends.is_some_and(|e| !e.readers.is_empty()))
+                    }
+                    Field::PipeFromNetwork => Val::Bool(pipes.networked.contains(&key)),
+                    Field::PipeWriter => Val::List(vec![Cow::Borrowed(p.name.as_str())]),
+                    _ => ends.map_or(Val::List(Vec::new()), |e| names(&e.readers)),
+                }
+            }
+            _ => Val::Missing,
+        }
+    }
     /// A process field; `owner_tool` needs what the run wrote.
     fn proc_value<'p>(&self, p: &'p ProcInfo, f: ProcField) -> Val<'p> {
         if f != ProcField::OwnerTool {
@@ -754,6 +815,22 @@ impl<'a> Subj<'a> {
 
     fn writer_of(&self, path: &str) -> Option<&'a str> {
         self.written.get(path).map(String::as_str)
+    }
+
+    /// Who wrote what an exec runs during this run: the executed file, or else the script an
+    /// interpreter runs (the kernel executes a script's interpreter, so the file the run
+    /// wrote is the script).
+    fn exec_writer(&self, x: &crate::event::Exec) -> Option<&'a str> {
+        self.writer_of(&x.path).or_else(|| {
+            let p = self.proc?;
+            let script = p
+                .script
+                .as_deref()
+                .or_else(|| shell_script(&p.name, &p.argv))?;
+            let cwd = p.cwd.as_deref().unwrap_or("/");
+            let abs = crate::context::paths::resolve(cwd.as_bytes(), script.as_bytes());
+            self.writer_of(&String::from_utf8_lossy(&abs))
+        })
     }
 
     fn is_resolver(&self, ip: IpAddr) -> bool {
@@ -797,6 +874,171 @@ impl<'a> Subj<'a> {
     fn ip(&self) -> Option<IpAddr> {
         self.dest()?.address.as_deref()?.parse().ok()
     }
+}
+
+/// Most pipes remembered, processes remembered as having made network calls, and ends kept
+/// per pipe.
+const MAX_PIPES: usize = 10_000;
+const MAX_NETWORKED: usize = 10_000;
+const MAX_ENDS: usize = 8;
+
+/// The run's pipes as the exec events' stdio shows them.
+#[derive(Default)]
+pub struct Pipes {
+    /// Pipe inode → who writes into it (standard output) and who reads a program from it.
+    ends: HashMap<u64, PipeEnds>,
+    /// Process (pid, start) → the pipes of its standard input and output.
+    of_proc: HashMap<(u32, u64), (Option<u64>, Option<u64>)>,
+    /// Processes that connected or sent to an IP address.
+    networked: HashSet<(u32, u64)>,
+}
+
+#[derive(Default)]
+struct PipeEnds {
+    writers: Vec<((u32, u64), String)>,
+    readers: Vec<((u32, u64), String)>,
+}
+
+impl Pipes {
+    /// Take what `ev` says about pipes and network calls. A program whose standard output is
+    /// a file this run opened for writing becomes that file's writer (`base64 -d > x`: the
+    /// shell opened x, base64 wrote it).
+    fn observe(&mut self, ev: &Event, procs: &Processes, written: &mut HashMap<String, String>) {
+        let Some(p) = procs.of_event(ev) else { return };
+        let key = (p.pid, p.start_ns);
+        match &ev.detail {
+            Detail::Exec(x) if x.outcome.ret == 0 => {
+                let Some(io) = &x.stdio else { return };
+                let pipe =
+                    |s: &crate::event::StdStream| (s.kind == "pipe").then_some(s.ino).flatten();
+                let (stdin, stdout) = (pipe(&io.stdin), pipe(&io.stdout));
+                if let Some(i) = stdin
+                    && reads_program_from_stdin(&p.name, &x.argv)
+                {
+                    self.end(i, key, &p.name, false);
+                }
+                if let Some(o) = stdout {
+                    self.end(o, key, &p.name, true);
+                }
+                if stdin.is_some() || stdout.is_some() {
+                    if self.of_proc.len() < MAX_PIPES {
+                        self.of_proc.insert(key, (stdin, stdout));
+                    }
+                } else {
+                    self.of_proc.remove(&key);
+                }
+                if io.stdout.kind == "file"
+                    && let Some(path) = &io.stdout.path
+                    && let Some(w) = written.get_mut(path)
+                {
+                    w.clone_from(&p.name);
+                }
+            }
+            Detail::Connect(_) | Detail::Send(_) => {
+                let ip = destination(ev)
+                    .is_some_and(|(d, _)| matches!(d.family.as_str(), "inet" | "inet6"));
+                if ip && self.networked.len() < MAX_NETWORKED {
+                    self.networked.insert(key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, pipe: u64, key: (u32, u64), name: &str, writer: bool) {
+        if !self.ends.contains_key(&pipe) && self.ends.len() >= MAX_PIPES {
+            return;
+        }
+        let e = self.ends.entry(pipe).or_default();
+        let list = if writer {
+            &mut e.writers
+        } else {
+            &mut e.readers
+        };
+        if list.len() < MAX_ENDS && !list.iter().any(|(k, _)| *k == key) {
+            list.push((key, name.to_owned()));
+        }
+    }
+}
+
+/// The script file a shell runs (`sh a.sh`), when its command line names one: the first
+/// operand, unless `-c` or `-s` gives the program another way.
+fn shell_script<'p>(name: &str, argv: &'p [String]) -> Option<&'p str> {
+    const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash"];
+    if !SHELLS.contains(&name) {
+        return None;
+    }
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        match a.strip_prefix('-').or_else(|| a.strip_prefix('+')) {
+            Some("-") => return args.next().map(String::as_str),
+            Some(o) if o.starts_with('-') => {}
+            Some(o) if o.contains('c') || o.contains('s') => return None,
+            Some("o" | "O") => {
+                args.next();
+            }
+            Some(_) => {}
+            None => return Some(a),
+        }
+    }
+    None
+}
+
+/// Does a new program named `name` with `argv` read its program from standard input? A
+/// shell without `-c` and without a script operand (or with `-s`); an interpreter (python,
+/// perl, ruby, node, php) without `-c`/`-e`/`-m` and without a script, or with `-` as the
+/// script.
+fn reads_program_from_stdin(name: &str, argv: &[String]) -> bool {
+    const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash"];
+    let interp = name.starts_with("python")
+        || matches!(
+            name,
+            "perl" | "ruby" | "node" | "nodejs" | "php" | "bun" | "deno"
+        );
+    if !SHELLS.contains(&name) && !interp {
+        return false;
+    }
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.as_str();
+        if a == "-" || a == "--" && SHELLS.contains(&name) {
+            return true;
+        }
+        if a == "--" {
+            // What follows is the script (or `-`).
+            return args.next().is_none_or(|s| s == "-");
+        }
+        let Some(opts) = a.strip_prefix('-').or_else(|| a.strip_prefix('+')) else {
+            // An operand: a script file.
+            return false;
+        };
+        if SHELLS.contains(&name) {
+            if opts.starts_with('-') {
+                continue; // --norc, --posix…
+            }
+            if opts.contains('c') {
+                return false;
+            }
+            if opts.contains('s') {
+                return true;
+            }
+            if opts == "o" || opts == "O" {
+                args.next(); // -o OPTION
+            }
+        } else {
+            let first = opts.chars().next().unwrap_or(' ');
+            if matches!(first, 'c' | 'e' | 'E' | 'm' | 'r' | 'p')
+                || matches!(opts, "-eval" | "-print" | "-require")
+            {
+                return false;
+            }
+            // Options taking the next argument.
+            if matches!(opts, "W" | "X" | "I" | "M" | "-import" | "-loader") {
+                args.next();
+            }
+        }
+    }
+    true
 }
 
 fn s(v: &str) -> Val<'_> {
@@ -1115,10 +1357,14 @@ impl Subject for Subj<'_> {
             }),
             Field::ExecPath => opt(exec.map(|x| x.path.as_str())),
             Field::ExecFilename => opt(exec.map(|x| x.filename.as_str())),
-            Field::ExecWrittenInRun => exec.map_or(Val::Missing, |x| {
-                Val::Bool(self.writer_of(&x.path).is_some())
-            }),
-            Field::ExecWriter => opt(exec.and_then(|x| self.writer_of(&x.path))),
+            Field::ExecWrittenInRun => {
+                exec.map_or(Val::Missing, |x| Val::Bool(self.exec_writer(x).is_some()))
+            }
+            Field::ExecWriter => opt(exec.and_then(|x| self.exec_writer(x))),
+            Field::PipeIntoInterpreter
+            | Field::PipeFromNetwork
+            | Field::PipeWriter
+            | Field::PipeReader => self.pipe_value(f),
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
             }),
@@ -1165,6 +1411,53 @@ impl Subject for Subj<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn who_reads_its_program_from_standard_input() {
+        let yes = |n: &str, a: &[&str]| assert!(reads_program_from_stdin(n, &v(a)), "{a:?}");
+        let no = |n: &str, a: &[&str]| assert!(!reads_program_from_stdin(n, &v(a)), "{a:?}");
+        yes("sh", &["sh"]);
+        yes("bash", &["bash", "-e", "-x"]);
+        yes("bash", &["bash", "-s", "--", "arg"]);
+        yes("bash", &["bash", "-"]);
+        yes("sh", &["sh", "-o", "pipefail"]);
+        yes("python3", &["python3"]);
+        yes("python3", &["python3", "-u", "-"]);
+        yes("python3.12", &["python3.12", "-W", "ignore"]);
+        yes("node", &["node"]);
+        no("sh", &["sh", "-c", "echo"]);
+        no("bash", &["bash", "-ec", "echo"]);
+        no("sh", &["sh", "build.sh"]);
+        no("python3", &["python3", "-c", "print(1)"]);
+        no("python3", &["python3", "-m", "pip"]);
+        no("python3", &["python3", "setup.py"]);
+        no("node", &["node", "-e", "1"]);
+        no("node", &["node", "install.js"]);
+        no("cat", &["cat"]);
+        no("tar", &["tar", "x"]);
+    }
+
+    #[test]
+    fn the_script_a_shell_runs() {
+        assert_eq!(shell_script("sh", &v(&["sh", "a.sh", "x"])), Some("a.sh"));
+        assert_eq!(
+            shell_script("bash", &v(&["bash", "-e", "-o", "pipefail", "b.sh"])),
+            Some("b.sh")
+        );
+        assert_eq!(
+            shell_script("bash", &v(&["bash", "--", "-weird.sh"])),
+            Some("-weird.sh")
+        );
+        assert_eq!(shell_script("sh", &v(&["sh", "-c", "a.sh"])), None);
+        assert_eq!(shell_script("sh", &v(&["sh", "-s", "a"])), None);
+        assert_eq!(shell_script("sh", &v(&["sh"])), None);
+        assert_eq!(shell_script("node", &v(&["node", "a.js"])), None);
+    }
+
     use super::*;
 
     #[test]

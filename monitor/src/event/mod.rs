@@ -184,8 +184,34 @@ pub struct Exec {
     /// Block mode killed the new image before it ran (sudo, su).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub killed: bool,
+    /// What the new program's standard input, output and error are (from the kernel's fd
+    /// table at exec): which pipe feeds which process, what file it writes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<Box<Stdio>>,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// A new program's descriptors 0, 1 and 2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stdio {
+    pub stdin: StdStream,
+    pub stdout: StdStream,
+    pub stderr: StdStream,
+}
+
+/// One standard descriptor: `kind` is pipe (an anonymous pipe or a FIFO), socket, tty, null
+/// (/dev/null), char (another character device), file, dir, none (closed) or unknown (it
+/// could not be read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdStream {
+    pub kind: Cow<'static, str>,
+    /// For a pipe or socket: its inode (`pipe:[INO]` in /proc/PID/fd); for a file, its inode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    /// For a file this run opened for writing: its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

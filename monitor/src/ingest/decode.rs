@@ -159,6 +159,20 @@ pub struct Image {
     pub argv_truncated: bool,
     /// Block mode killed it before it ran (sudo, su).
     pub killed: bool,
+    /// Descriptors 0, 1 and 2 of the new image, from the kernel's fd table.
+    pub stdio: [StdFdFact; 3],
+}
+
+/// One standard descriptor of a new image, as the kernel had it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdFdFact {
+    pub file: FileId,
+    /// `i_mode` (0: nothing open there, or `failed`).
+    pub mode: u16,
+    /// For a character device: which (kernel encoding).
+    pub rdev: u32,
+    /// A read on the way failed: unknown.
+    pub failed: bool,
 }
 
 /// A file as the kernel knows it: its filesystem's device (kernel encoding, `major << 20 |
@@ -321,6 +335,15 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                     argv: args,
                     argv_truncated,
                     killed: h.flags & wire::flags::KILLED != 0,
+                    stdio: b.stdio.map(|f| StdFdFact {
+                        file: FileId {
+                            dev: f.dev,
+                            ino: f.ino,
+                        },
+                        mode: f.mode,
+                        rdev: f.rdev,
+                        failed: f.flags & wire::STDFD_READ_FAILED != 0,
+                    }),
                 }),
             }
         }

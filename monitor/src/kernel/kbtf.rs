@@ -53,6 +53,9 @@ pub struct ImageOffsets {
     pub inode_nlink: u32,
     /// `dentry.d_name` + `qstr.name`.
     pub dentry_name: u32,
+    /// `inode.i_mode`, `inode.i_rdev` (what a new image's standard descriptors are).
+    pub inode_mode: u32,
+    pub inode_rdev: u32,
 }
 
 /// `file.f_path.dentry`, `dentry.{d_parent, d_inode}`, `super_block.s_magic`.
@@ -100,7 +103,7 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
         ("file", &["f_path"]),
         ("task_struct", &["mm"]),
         ("mm_struct", &["exe_file", "arg_start", "arg_end"]),
-        ("inode", &["i_nlink"]),
+        ("inode", &["i_nlink", "i_mode", "i_rdev"]),
         ("dentry", &["d_name"]),
         ("qstr", &["name"]),
     ];
@@ -135,13 +138,16 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
     let image = (|| {
         let first = |i: usize| more[i].as_ref().ok().map(|o| o[0]);
         let mm = more[3].as_ref().ok()?;
+        let inode = more[4].as_ref().ok()?;
         Some(ImageOffsets {
             task_mm: first(2)?,
             mm_exe_file: mm[0],
             mm_arg_start: mm[1],
             mm_arg_end: mm[2],
-            inode_nlink: first(4)?,
+            inode_nlink: inode[0],
             dentry_name: first(5)? + first(6)?,
+            inode_mode: inode[1],
+            inode_rdev: inode[2],
         })
     })();
     let uring = uring_offsets(&data);
@@ -296,7 +302,8 @@ fn offsets_in(
                     let bits = bt
                         .member_bits(at, member.as_bytes(), 0)?
                         .ok_or_else(|| format!("{strukt}.{member} not found in kernel BTF"))?;
-                    if bits % 8 != 0 || (bits == 0 && !zero_ok) {
+                    let first = FIRST_MEMBERS.contains(&(*strukt, *member));
+                    if bits % 8 != 0 || (bits == 0 && !zero_ok && !first) {
                         return Err(format!("{strukt}.{member} at unusable bit offset {bits}"));
                     }
                     Ok(bits / 8)
@@ -305,6 +312,10 @@ fn offsets_in(
         })
         .collect())
 }
+
+/// Members that are their struct's first in every kernel: offset 0 is their answer, not a
+/// sign of a missed lookup.
+const FIRST_MEMBERS: &[(&str, &str)] = &[("inode", "i_mode")];
 
 /// The type section, indexed.
 struct Btf<'a, F: Fn(u32) -> &'a [u8]> {

@@ -170,6 +170,16 @@ impl Kernel {
             (c::MM_ARG_END, image.mm_arg_end),
             (c::INODE_NLINK, image.inode_nlink),
             (c::DENTRY_NAME, image.dentry_name),
+            // Stored +1 (i_mode is the inode's first member); 0 when unknown.
+            (
+                c::INODE_MODE,
+                if task.image.is_some() {
+                    image.inode_mode + 1
+                } else {
+                    0
+                },
+            ),
+            (c::INODE_RDEV, image.inode_rdev),
             (c::URING_OPEN_FILENAME, uring[0]),
             (c::URING_OPEN_DFD, uring[1]),
             (c::URING_OPEN_HOW, uring[2]),

@@ -149,6 +149,10 @@ pub enum Field {
     FileProcRelation,
     ProcListedProcesses,
     NetUnixPath,
+    PipeIntoInterpreter,
+    PipeFromNetwork,
+    PipeWriter,
+    PipeReader,
     ProcReadOtherEnviron,
     NetFamily,
     NetAddr,
@@ -221,6 +225,7 @@ const ANY: &[&str] = &[];
 const FILE: &[&str] = &["open", "rename", "link"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
+const PIPE: &[&str] = &["exec", "connect", "send"];
 const TARGET: &[&str] = &["ptrace", "process_vm"];
 const DNS: &[&str] = &["dns"];
 
@@ -466,14 +471,49 @@ const SPECS: &[Spec] = &[
         Field::ExecWrittenInRun,
         Bool,
         EXEC,
-        "the executed file was written during this run"
+        "the executed file, or the script an interpreter runs, was written during this run"
     ),
     spec!(
         "exec.writer",
         Field::ExecWriter,
         Str,
         EXEC,
-        "executable name of the process that wrote the executed file during this run"
+        "executable name of the process that wrote the executed file (else the script an \
+         interpreter runs) during this run: for `curl … > f`, curl (its standard output was \
+         the file), not the shell that opened it"
+    ),
+    spec!(
+        "pipe.into_interpreter",
+        Field::PipeIntoInterpreter,
+        Bool,
+        PIPE,
+        "exec: the new shell or interpreter reads its program from a pipe on its standard \
+         input; connect/send: a process that reads its program that way reads the caller's \
+         standard output"
+    ),
+    spec!(
+        "pipe.from_network",
+        Field::PipeFromNetwork,
+        Bool,
+        PIPE,
+        "exec: a process writing into its standard input's pipe connected or sent to an IP \
+         address; connect/send: the caller did (it does now)"
+    ),
+    spec!(
+        "pipe.writer",
+        Field::PipeWriter,
+        StrList,
+        PIPE,
+        "exec: names of the programs writing into its standard input's pipe (those that \
+         exec'd); connect/send: the caller's name"
+    ),
+    spec!(
+        "pipe.reader",
+        Field::PipeReader,
+        StrList,
+        PIPE,
+        "exec: the new program's name when it reads its program from the pipe; connect/send: \
+         the programs reading their program from the caller's standard output"
     ),
     spec!(
         "exec.memfd",
