@@ -737,24 +737,52 @@ impl<'a> Subj<'a> {
         };
         match &self.ev.detail {
             Detail::Exec(x) if x.outcome.ret == 0 => {
-                let stdin = x
+                let pipe =
+                    |s: &'a crate::event::StdStream| (s.kind == "pipe").then_some(s.ino).flatten();
+                let stdin = x.stdio.as_ref().and_then(|s| pipe(&s.stdin));
+                let reads = stdin.is_some() && reads_program_from_stdin(&p.name, &x.argv);
+                if reads || f == Field::PipeSide {
+                    // As the reader: who writes into the pipe it takes its program from.
+                    let ends = stdin.and_then(|i| pipes.ends.get(&i));
+                    return match f {
+                        Field::PipeSide => {
+                            if reads {
+                                s("reader")
+                            } else {
+                                let out = x.stdio.as_ref().and_then(|s| pipe(&s.stdout));
+                                let fed = out
+                                    .and_then(|o| pipes.ends.get(&o))
+                                    .is_some_and(|e| !e.readers.is_empty());
+                                s(if fed { "writer" } else { "" })
+                            }
+                        }
+                        Field::PipeIntoInterpreter => Val::Bool(true),
+                        Field::PipeFromNetwork => Val::Bool(ends.is_some_and(|e| {
+                            e.writers.iter().any(|(k, _)| pipes.networked.contains(k))
+                        })),
+                        Field::PipeWriter => {
+                            ends.map_or(Val::List(Vec::new()), |e| names(&e.writers))
+                        }
+                        _ => Val::List(vec![Cow::Borrowed(p.name.as_str())]),
+                    };
+                }
+                // As the writer: a program that started after its reader (`a | sh` where sh
+                // ran first) feeds a pipe some process reads its program from.
+                let ends = x
                     .stdio
                     .as_ref()
-                    .filter(|s| s.stdin.kind == "pipe")
-                    .and_then(|s| s.stdin.ino);
-                let ends = stdin.and_then(|i| pipes.ends.get(&i));
-                let reads = stdin.is_some() && reads_program_from_stdin(&p.name, &x.argv);
+                    .and_then(|s| pipe(&s.stdout))
+                    .and_then(|o| pipes.ends.get(&o))
+                    .filter(|e| !e.readers.is_empty());
                 match f {
-                    Field::PipeIntoInterpreter => Val::Bool(reads),
-                    Field::PipeFromNetwork => Val::Bool(ends.is_some_and(|e| {
-                        e.writers.iter().any(|(k, _)| pipes.networked.contains(k))
-                    })),
-                    Field::PipeWriter => ends.map_or(Val::List(Vec::new()), |e| names(&e.writers)),
-                    _ => Val::List(if reads {
+                    Field::PipeIntoInterpreter => Val::Bool(ends.is_some()),
+                    Field::PipeFromNetwork => Val::Bool(pipes.networked.contains(&key)),
+                    Field::PipeWriter => Val::List(if ends.is_some() {
                         vec![Cow::Borrowed(p.name.as_str())]
                     } else {
                         Vec::new()
                     }),
+                    _ => ends.map_or(Val::List(Vec::new()), |e| names(&e.readers)),
                 }
             }
             Detail::Connect(_) | Detail::Send(_) => {
@@ -764,6 +792,11 @@ impl<'a> Subj<'a> {
                     .and_then(|(_, out)| *out)
                     .and_then(|i| pipes.ends.get(&i));
                 match f {
+                    Field::PipeSide => s(if ends.is_some_and(|e| !e.readers.is_empty()) {
+                        "writer"
+                    } else {
+                        ""
+                    }),
                     Field::PipeIntoInterpreter => {
                         Val::Bool(ends.is_some_and(|e| !e.readers.is_empty()))
                     }
@@ -1364,7 +1397,8 @@ impl Subject for Subj<'_> {
             Field::PipeIntoInterpreter
             | Field::PipeFromNetwork
             | Field::PipeWriter
-            | Field::PipeReader => self.pipe_value(f),
+            | Field::PipeReader
+            | Field::PipeSide => self.pipe_value(f),
             Field::ExecMemfd => exec.map_or(Val::Missing, |x| {
                 Val::Bool(x.path.starts_with("/memfd:") || x.filename.starts_with("/memfd:"))
             }),

@@ -153,6 +153,7 @@ pub enum Field {
     PipeFromNetwork,
     PipeWriter,
     PipeReader,
+    PipeSide,
     ProcReadOtherEnviron,
     NetFamily,
     NetAddr,
@@ -514,6 +515,14 @@ const SPECS: &[Spec] = &[
         PIPE,
         "exec: the new program's name when it reads its program from the pipe; connect/send: \
          the programs reading their program from the caller's standard output"
+    ),
+    spec!(
+        "pipe.side",
+        Field::PipeSide,
+        Str,
+        PIPE,
+        "reader (an exec that reads its program from a pipe), writer (an exec or a connection \
+         whose standard output such a program reads), or empty"
     ),
     spec!(
         "exec.memfd",
