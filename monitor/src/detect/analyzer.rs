@@ -140,6 +140,8 @@ pub struct Analyzer {
     /// Which process writes into which pipe and which reads a program from it, and which
     /// processes made network calls (`pipe.*`).
     pipes: Pipes,
+    /// The CI's secret values, as hashes of their encodings, to find in DNS queries.
+    pub secrets: super::secrets::Secrets,
     /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
     pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -239,6 +241,9 @@ fn behaviour(packages: &mut BTreeMap<String, Behaviour>, s: &Subj<'_>) {
 /// What the DNS heuristics make of one query.
 pub struct DnsView {
     pub shape: Shape,
+    /// The secret variable whose value this query carries (alone or joined with the labels
+    /// of earlier queries to its domain).
+    pub secret: Option<String>,
     /// None for responses: only queries count.
     pub counts: Option<Counts>,
 }
@@ -262,6 +267,7 @@ impl Analyzer {
             listers: HashSet::new(),
             environ_readers: HashSet::new(),
             pipes: Pipes::default(),
+            secrets: super::secrets::Secrets::none(),
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -281,7 +287,14 @@ impl Analyzer {
             self.dns_windows
                 .record(&shape.domain, qname, rare, ev.ts_ns, t)
         });
-        Some(DnsView { shape, counts })
+        let secret = (d.direction == "query")
+            .then(|| self.secrets.check_query(qname, &shape.domain))
+            .flatten();
+        Some(DnsView {
+            shape,
+            counts,
+            secret,
+        })
     }
 
     /// Take one event, in the context of `procs` (already updated with it); `on_new` sees
@@ -1357,6 +1370,9 @@ impl Subject for Subj<'_> {
                 )
             }),
             Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
+            Field::DnsSecret => self
+                .dns
+                .map_or(Val::Missing, |v| s(v.secret.as_deref().unwrap_or(""))),
             Field::DnsSubdomain => opt(self.dns.map(|v| v.shape.subdomain.as_str())),
             Field::DnsNameLen => self
                 .dns

@@ -6,3 +6,4 @@ pub mod analyzer;
 pub mod dns_shape;
 pub mod findings;
 pub mod rules;
+pub mod secrets;

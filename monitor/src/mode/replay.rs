@@ -40,7 +40,12 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
     let name = path.display().to_string();
     outputs::check_paths(None, outputs)?;
     let bus = Arc::new(outputs::bus(None, outputs)?);
-    let pipeline = Pipeline::start(Analyzer::new(setup.rules, setup.policy), bus.clone(), false)?;
+    // The secrets a replay looks for are those in its own environment (export the CI's to
+    // check a recorded stream against them).
+    let secrets = crate::detect::secrets::Secrets::from_env(&setup.policy.secrets);
+    let mut analyzer = Analyzer::new(setup.rules, setup.policy);
+    analyzer.secrets = secrets;
+    let pipeline = Pipeline::start(analyzer, bus.clone(), false)?;
     let fed = feed(&name, input, &pipeline);
     let mut analyzer = pipeline.finish();
     let Fed { events, bad } = fed?;

@@ -241,6 +241,8 @@ pub struct Policy {
     /// Block mode (`mode: block`, `--block`): egress outside the allowlist is refused in the
     /// kernel.
     pub block: bool,
+    /// Which environment variables hold the CI's secrets (`secrets:`).
+    pub secrets: crate::detect::secrets::SecretsConfig,
 }
 
 impl Default for Policy {
@@ -260,6 +262,7 @@ impl Default for Policy {
             sources: Vec::new(),
             outputs: Vec::new(),
             forward_wait: None,
+            secrets: Default::default(),
             block: false,
         }
     }
@@ -376,7 +379,68 @@ const KEYS: &[&str] = &[
     "rules",
     "rule_files",
     "dns",
+    "secrets",
 ];
+
+const SECRETS_KEYS: &[&str] = &["env", "ignore", "min_length"];
+
+/// `secrets:`: more variable names (globs) holding secrets, names to leave out, the shortest
+/// value matched.
+fn load_secrets(v: &Node, policy: &mut Policy, errs: &mut Vec<Diagnostic>) {
+    let Value::Map(entries) = &v.value else {
+        errs.push(Diagnostic::error(
+            v.pos.clone(),
+            "`secrets` is a mapping (env:, ignore:, min_length:)",
+        ));
+        return;
+    };
+    for (k, v) in entries {
+        let key = k.as_str().unwrap_or_default();
+        match key {
+            "env" | "ignore" => {
+                for item in seq(v, &format!("secrets.{key}"), errs) {
+                    match item.as_str() {
+                        Some(n)
+                            if !n.is_empty()
+                                && n.bytes().all(|b| {
+                                    b.is_ascii_alphanumeric() || b == b'_' || b == b'*'
+                                }) =>
+                        {
+                            let list = if key == "env" {
+                                &mut policy.secrets.env
+                            } else {
+                                &mut policy.secrets.ignore
+                            };
+                            list.push(n.to_owned());
+                        }
+                        _ => errs.push(Diagnostic::error(
+                            item.pos.clone(),
+                            "a variable name, `*` for any run of characters (`*_TOKEN`)",
+                        )),
+                    }
+                }
+            }
+            "min_length" => match v.as_str().and_then(|s| s.parse::<usize>().ok()) {
+                Some(n) if n >= crate::detect::secrets::WINDOW => policy.secrets.min_length = n,
+                _ => errs.push(Diagnostic::error(
+                    v.pos.clone(),
+                    format!(
+                        "`secrets.min_length` must be a whole number of at least {}",
+                        crate::detect::secrets::WINDOW
+                    ),
+                )),
+            },
+            _ => errs.push(Diagnostic::error(
+                k.pos.clone(),
+                format!(
+                    "unknown `secrets` key `{key}`{} (expected one of: {})",
+                    did_you_mean(key, SECRETS_KEYS.iter().copied()),
+                    SECRETS_KEYS.join(", ")
+                ),
+            )),
+        }
+    }
+}
 
 const DNS_KEYS: &[&str] = &[
     "long_label",
@@ -554,6 +618,7 @@ pub fn load_str(file: &str, src: &str) -> Result<Loaded, Vec<Diagnostic>> {
                 }
             }
             "dns" => load_dns(v, &mut policy, &mut errs),
+            "secrets" => load_secrets(v, &mut policy, &mut errs),
             "mode" => match v.as_str() {
                 Some("watch") => policy.block = false,
                 Some("block") => policy.block = true,

@@ -154,6 +154,7 @@ pub enum Field {
     PipeWriter,
     PipeReader,
     PipeSide,
+    DnsSecret,
     ProcReadOtherEnviron,
     NetFamily,
     NetAddr,
@@ -668,6 +669,15 @@ const SPECS: &[Spec] = &[
         "query or response"
     ),
     spec!("dns.protocol", Field::DnsProtocol, Str, DNS, "udp or tcp"),
+    spec!(
+        "dns.secret",
+        Field::DnsSecret,
+        Str,
+        DNS,
+        "for a query: the name of the secret variable (buildwatch's environment: AWS_*, \
+         *_TOKEN…, the policy's secrets:) whose value the name carries in some encoding, alone \
+         or joined with earlier queries' labels to the same domain; empty when none"
+    ),
     spec!(
         "dns.qname",
         Field::DnsQname,

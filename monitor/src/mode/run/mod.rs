@@ -176,7 +176,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     let ring = kernel.take_events()?;
     let counters = kernel.take_counters()?;
     let bus = Arc::new(outputs::bus(opts.events.as_deref(), &opts.outputs)?);
-    let analyzer = Analyzer::new(opts.analysis.rules, opts.analysis.policy);
+    let secrets_config = opts.analysis.policy.secrets.clone();
+    let mut analyzer = Analyzer::new(opts.analysis.rules, opts.analysis.policy);
+    // The CI's secrets are in buildwatch's own environment, which the command inherits.
+    analyzer.secrets = crate::detect::secrets::Secrets::from_env(&secrets_config);
     let pipeline = Pipeline::start(analyzer, bus.clone(), true)?;
 
     // Handlers go in before the command starts: a signal sent as soon as the command is up
