@@ -607,6 +607,11 @@ pub struct TargetCall {
 pub const RELINK_RENAME: u32 = 0;
 pub const RELINK_LINK: u32 = 1;
 pub const RELINK_SYMLINK: u32 = 2;
+/// unlink(2), unlinkat(2): the old path is the name removed, `call_flags` unlinkat's flags.
+pub const RELINK_UNLINK: u32 = 3;
+/// chmod(2), fchmodat(2), fchmodat2(2), fchmod(2): the old path is the file (none for fchmod:
+/// `old_dirfd` is its descriptor), `call_flags` the new mode.
+pub const RELINK_CHMOD: u32 = 4;
 
 /// A rename, hard link or symlink at exit. Tail: `old_len` bytes of the old path (for a
 /// symlink: its content as given), then `new_len` bytes of the new path, both as passed.

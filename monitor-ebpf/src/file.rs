@@ -14,11 +14,11 @@ use aya_ebpf::{
 use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
     GuardOwners, IORING_OP_LINKAT, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_RENAMEAT,
-    IORING_OP_SOCKET, IORING_OP_SYMLINKAT, Open, PATH_MAX, RELINK_LINK, RELINK_RENAME,
-    RELINK_SYMLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE,
-    SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_OPEN_DFD,
-    URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL,
-    URING_SOCKET_TYPE, counters, flags,
+    IORING_OP_SOCKET, IORING_OP_SYMLINKAT, Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK,
+    RELINK_RENAME, RELINK_SYMLINK, RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS,
+    SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs,
+    URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN,
+    URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
 };
 
 use crate::emit::{
@@ -456,6 +456,14 @@ relink_enter!(sys_enter_link, RELINK_LINK, Layout::Plain, false);
 relink_enter!(sys_enter_linkat, RELINK_LINK, Layout::At, true);
 relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
 relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
+// One path: unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd, path,
+// mode[, flags]), and fchmod(fd, mode) with none.
+relink_enter!(sys_enter_unlink, RELINK_UNLINK, Layout::One, false);
+relink_enter!(sys_enter_unlinkat, RELINK_UNLINK, Layout::OneAt, false);
+relink_enter!(sys_enter_chmod, RELINK_CHMOD, Layout::One, false);
+relink_enter!(sys_enter_fchmodat, RELINK_CHMOD, Layout::OneAt, false);
+relink_enter!(sys_enter_fchmodat2, RELINK_CHMOD, Layout::OneAt, false);
+relink_enter!(sys_enter_fchmod, RELINK_CHMOD, Layout::Fd, false);
 
 /// The exit of every rename and link call (its enter stashed what differs).
 #[tracepoint]
@@ -469,6 +477,12 @@ enum Layout {
     Plain,
     At,
     NewAt,
+    /// (path, third) — `third` goes into `call_flags` (a mode).
+    One,
+    /// (dfd, path, third).
+    OneAt,
+    /// (fd, third): no path.
+    Fd,
 }
 
 fn try_enter_relink(
@@ -486,8 +500,16 @@ fn try_enter_relink(
         Layout::Plain => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
         Layout::At => (arg(ARG0)?, arg(ARG1)?, arg(ARG2)?, arg(ARG3)?),
         Layout::NewAt => (AT_FDCWD as u64, arg(ARG0)?, arg(ARG1)?, arg(ARG2)?),
+        Layout::One => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
+        Layout::OneAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, 0),
+        Layout::Fd => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
     };
-    let call_flags = if with_flags { arg(ARG4)? as u32 } else { 0 };
+    let call_flags = match layout {
+        Layout::One | Layout::Fd => arg(ARG1)? as u32,
+        Layout::OneAt => arg(ARG2)? as u32,
+        _ if with_flags => arg(ARG4)? as u32,
+        _ => 0,
+    };
     stash(
         SENSOR,
         &StashedArgs {
@@ -516,17 +538,29 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Relink>();
-    let (old_len, fl_old) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
+    let op = args.arg1 as u32;
+    let (old_len, fl_old) = if args.ptr == 0 {
+        (0, 0)
+    } else {
+        read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr)
+    };
     let old_len = old_len & (PATH_MAX - 1);
-    let (new_len, fl_new) = read_user_path(SENSOR, unsafe { buf.add(BODY + old_len) }, args.arg2);
+    let (new_len, fl_new) = if args.arg2 == 0 {
+        (0, 0)
+    } else {
+        read_user_path(SENSOR, unsafe { buf.add(BODY + old_len) }, args.arg2)
+    };
     let new_len = new_len & (PATH_MAX - 1);
-    if ret == 0 && name_could_redirect(unsafe { buf.add(BODY + old_len) }, new_len) {
+    if ret == 0
+        && op <= RELINK_SYMLINK
+        && name_could_redirect(unsafe { buf.add(BODY + old_len) }, new_len)
+    {
         trip_summary();
     }
     let body = Relink {
         header: header(EventKind::Relink, fl_old | fl_new),
         ret,
-        op: args.arg1 as u32,
+        op,
         old_dirfd: args.arg0 as i32,
         new_dirfd: (args.arg0 >> 32) as i32,
         call_flags: (args.arg1 >> 32) as u32,

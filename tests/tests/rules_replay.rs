@@ -25,6 +25,8 @@ const KINDS: &[&str] = &[
     "socket",
     "rename",
     "link",
+    "unlink",
+    "chmod",
     "signal",
     "escape",
     "run",

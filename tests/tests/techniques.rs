@@ -348,3 +348,67 @@ fn a_decoded_file_made_executable_and_run_is_caught() {
         "{f:#}"
     );
 }
+
+/// A downloaded file made executable and setuid, then removed; shell histories removed and
+/// emptied. Each seen by the kernel's mode-change and unlink calls (chmod, fchmodat, unlinkat
+/// under the coreutils), whatever the command line said.
+#[test]
+fn mode_changes_and_removals_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let port = serve("#!/bin/sh\necho hi\n", 4);
+    let tmp = TempDir::new("chmod-unlink");
+    let home = tmp.join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join(".bash_history"), "aws configure\n").unwrap();
+    fs::write(home.join(".zsh_history"), "export TOKEN=x\n").unwrap();
+    let script = format!(
+        "curl -s http://127.0.0.1:{port}/p -o p && chmod +x p && chmod u+s p && rm -f p && \
+         rm \"$HOME/.bash_history\" && : > \"$HOME/.zsh_history\""
+    );
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[("HOME", home.display().to_string())],
+        &[],
+        &["sh", "-c", &script],
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let modes: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "chmod")
+        .filter_map(|e| e["chmod"]["mode"].as_str())
+        .collect();
+    assert!(modes.iter().any(|m| m.ends_with("755")), "{modes:?}");
+    assert!(modes.iter().any(|m| m.starts_with('4')), "{modes:?}");
+    let rules = w.rules();
+    for rule in [
+        "downloaded-file-made-executable",
+        "setuid-bit-set",
+        "downloaded-file-deleted",
+        "history-cleared",
+    ] {
+        assert!(
+            rules.contains(&rule.to_owned()),
+            "{rule} missing: {rules:?}"
+        );
+    }
+    let cleared: Vec<String> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "history-cleared")
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    for h in [".bash_history", ".zsh_history"] {
+        assert!(cleared.iter().any(|m| m.ends_with(h)), "{h}: {cleared:?}");
+    }
+    assert!(
+        w.finding("downloaded-file-made-executable")["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("written by curl"),
+    );
+}

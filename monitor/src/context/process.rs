@@ -324,6 +324,8 @@ impl Processes {
             | Detail::Socket(_)
             | Detail::Rename(_)
             | Detail::Link(_)
+            | Detail::Unlink(_)
+            | Detail::Chmod(_)
             | Detail::Signal(_)
             | Detail::Escape(_)
             | Detail::Dns(_)

@@ -643,9 +643,42 @@ impl<S: ProcSource> ProcTable<S> {
                 ret,
                 op,
                 old_dirfd,
+                call_flags,
+                old,
+                ..
+            } if op == monitor_common::RELINK_UNLINK || op == monitor_common::RELINK_CHMOD => {
+                let (path, syscall) = if op == monitor_common::RELINK_CHMOD && old.is_empty() {
+                    let p = self
+                        .fd_path(id, old_dirfd)
+                        .unwrap_or_else(|| format!("fd:{old_dirfd}").into_bytes());
+                    (p, "fchmod")
+                } else {
+                    (self.resolve_at(id, old_dirfd, &old).0, "")
+                };
+                if op == monitor_common::RELINK_UNLINK {
+                    Detail::Unlink(event::Unlink {
+                        syscall: "unlink".into(),
+                        path: text(&path, "unlink.path", &mut escaped),
+                        dir: call_flags & libc::AT_REMOVEDIR as u32 != 0,
+                        outcome: Outcome::from_ret(ret),
+                    })
+                } else {
+                    Detail::Chmod(event::Chmod {
+                        syscall: if syscall.is_empty() { "chmod" } else { syscall }.into(),
+                        path: text(&path, "chmod.path", &mut escaped),
+                        mode: format!("{:04o}", call_flags & 0o7777),
+                        outcome: Outcome::from_ret(ret),
+                    })
+                }
+            }
+            Body::Relink {
+                ret,
+                op,
+                old_dirfd,
                 new_dirfd,
                 old,
                 new,
+                ..
             } => {
                 let symbolic = op == monitor_common::RELINK_SYMLINK;
                 let from = if symbolic {

@@ -900,6 +900,8 @@ impl<'a> Subj<'a> {
             Detail::ProcessVm(x) => &x.outcome,
             Detail::Socket(x) => &x.outcome,
             Detail::Rename(x) | Detail::Link(x) => &x.outcome,
+            Detail::Unlink(x) => &x.outcome,
+            Detail::Chmod(x) => &x.outcome,
             _ => return None,
         };
         Some((o.ret, o.error.as_deref()))
@@ -1171,7 +1173,16 @@ impl Subject for Subj<'_> {
         };
         let fpath: Option<&str> = open
             .map(|o| o.path.as_str())
-            .or(relink.map(|r| r.to.as_str()));
+            .or(relink.map(|r| r.to.as_str()))
+            .or(match &ev.detail {
+                Detail::Unlink(u) => Some(u.path.as_str()),
+                Detail::Chmod(c) => Some(c.path.as_str()),
+                _ => None,
+            });
+        let chmod_mode = match &ev.detail {
+            Detail::Chmod(c) => u32::from_str_radix(&c.mode, 8).ok(),
+            _ => None,
+        };
         let exec = match &ev.detail {
             Detail::Exec(x) => Some(x),
             _ => None,
@@ -1370,6 +1381,10 @@ impl Subject for Subj<'_> {
                 )
             }),
             Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
+            Field::ChmodMode => chmod_mode.map_or(Val::Missing, |m| Val::Num(m.into())),
+            Field::ChmodExec => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o111 != 0)),
+            Field::ChmodSetid => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o6000 != 0)),
+            Field::FileWriter => fpath.map_or(Val::Missing, |p| s(self.writer_of(p).unwrap_or(""))),
             Field::DnsSecret => self
                 .dns
                 .map_or(Val::Missing, |v| s(v.secret.as_deref().unwrap_or(""))),

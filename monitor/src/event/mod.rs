@@ -77,6 +77,8 @@ pub enum Detail {
     Socket(Socket),
     Rename(Relink),
     Link(Relink),
+    Unlink(Unlink),
+    Chmod(Chmod),
     Signal(Signal),
     Escape(Escape),
     Dns(Dns),
@@ -104,6 +106,8 @@ impl Detail {
             Self::Socket(_) => "socket",
             Self::Rename(_) => "rename",
             Self::Link(_) => "link",
+            Self::Unlink(_) => "unlink",
+            Self::Chmod(_) => "chmod",
             Self::Signal(_) => "signal",
             Self::Escape(_) => "escape",
             Self::Dns(_) => "dns",
@@ -457,6 +461,31 @@ pub struct Relink {
     pub to: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub symbolic: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// unlink(2) or unlinkat(2): a name removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlink {
+    pub syscall: Cow<'static, str>,
+    /// The name removed, absolute.
+    pub path: String,
+    /// unlinkat with AT_REMOVEDIR: a directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dir: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// chmod(2), fchmodat(2), fchmodat2(2) or fchmod(2): a file's mode set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chmod {
+    pub syscall: Cow<'static, str>,
+    /// The file, absolute (for fchmod: what its descriptor names, when known).
+    pub path: String,
+    /// The new mode, in octal (`4755`).
+    pub mode: String,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

@@ -108,6 +108,8 @@ pub enum Body {
         op: u32,
         old_dirfd: i32,
         new_dirfd: i32,
+        /// renameat2/linkat/unlinkat flags; for a chmod, the mode.
+        call_flags: u32,
         old: Vec<u8>,
         new: Vec<u8>,
     },
@@ -476,6 +478,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 op: b.op,
                 old_dirfd: b.old_dirfd,
                 new_dirfd: b.new_dirfd,
+                call_flags: b.call_flags,
                 old,
                 new,
             }

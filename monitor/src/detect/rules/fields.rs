@@ -26,6 +26,8 @@ pub const KIND_NAMES: &[&str] = &[
     "link",
     "signal",
     "escape",
+    "unlink",
+    "chmod",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -155,6 +157,10 @@ pub enum Field {
     PipeReader,
     PipeSide,
     DnsSecret,
+    ChmodMode,
+    ChmodExec,
+    ChmodSetid,
+    FileWriter,
     ProcReadOtherEnviron,
     NetFamily,
     NetAddr,
@@ -224,7 +230,7 @@ struct Spec {
 
 const ANY: &[&str] = &[];
 /// Opens, and renames and links (the file fields describe the new name: the file written).
-const FILE: &[&str] = &["open", "rename", "link"];
+const FILE: &[&str] = &["open", "rename", "link", "unlink", "chmod"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
 const PIPE: &[&str] = &["exec", "connect", "send"];
@@ -516,6 +522,35 @@ const SPECS: &[Spec] = &[
         PIPE,
         "exec: the new program's name when it reads its program from the pipe; connect/send: \
          the programs reading their program from the caller's standard output"
+    ),
+    spec!(
+        "chmod.mode",
+        Field::ChmodMode,
+        Num,
+        &["chmod"],
+        "the new mode (compare with numbers: 0o4755 is 2541)"
+    ),
+    spec!(
+        "chmod.exec",
+        Field::ChmodExec,
+        Bool,
+        &["chmod"],
+        "the new mode lets someone execute the file"
+    ),
+    spec!(
+        "chmod.setid",
+        Field::ChmodSetid,
+        Bool,
+        &["chmod"],
+        "the new mode has the setuid or setgid bit"
+    ),
+    spec!(
+        "file.writer",
+        Field::FileWriter,
+        Str,
+        FILE,
+        "executable name of the process that wrote the file during this run (empty when none): \
+         for `curl … > f`, curl"
     ),
     spec!(
         "pipe.side",

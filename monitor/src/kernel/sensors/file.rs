@@ -7,7 +7,7 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::FILE,
-    what: "opens, renames and links, and working-directory changes",
+    what: "opens, renames and links, unlinks and mode changes, and working-directory changes",
     tracepoints: &[
         Probe("sys_enter_open", "syscalls", "sys_enter_open"),
         Probe("sys_exit_open_any", "syscalls", "sys_exit_open"),
@@ -44,6 +44,18 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_relink", "syscalls", "sys_exit_symlink"),
         Probe("sys_enter_symlinkat", "syscalls", "sys_enter_symlinkat"),
         Probe("sys_exit_relink", "syscalls", "sys_exit_symlinkat"),
+        Probe("sys_enter_unlink", "syscalls", "sys_enter_unlink"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_unlink"),
+        Probe("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_unlinkat"),
+        Probe("sys_enter_chmod", "syscalls", "sys_enter_chmod"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_chmod"),
+        Probe("sys_enter_fchmodat", "syscalls", "sys_enter_fchmodat"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_fchmodat"),
+        Probe("sys_enter_fchmodat2", "syscalls", "sys_enter_fchmodat2"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_fchmodat2"),
+        Probe("sys_enter_fchmod", "syscalls", "sys_enter_fchmod"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_fchmod"),
     ],
     sock_addr: &[],
     skb: &[],

@@ -192,7 +192,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             put(&mut m, "process.exit_code", d["code"].clone());
             ("process", &["end"])
         }
-        "open" | "rename" | "link" => {
+        "open" | "rename" | "link" | "unlink" | "chmod" => {
             process(&mut m, v, host);
             let path = d["path"].as_str().or(d["to"].as_str()).unwrap_or_default();
             put(&mut m, "file.path", path);
@@ -209,7 +209,9 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 .as_array()
                 .map(|f| f.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let t: &[&str] = if kind != "open" {
+            let t: &[&str] = if kind == "unlink" {
+                &["deletion"]
+            } else if kind != "open" {
                 &["change"]
             } else if flags.contains(&"create") {
                 &["creation"]

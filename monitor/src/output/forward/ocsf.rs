@@ -211,7 +211,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 name.to_owned(),
             )
         }
-        "open" | "rename" | "link" => {
+        "open" | "rename" | "link" | "unlink" | "chmod" => {
             let path = d["path"].as_str().or(d["to"].as_str()).unwrap_or_default();
             let flags: Vec<&str> = d["flags"]
                 .as_array()
@@ -220,6 +220,8 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             let (act, name): (u64, &str) = match kind {
                 "rename" => (5, "Rename"),
                 "link" => (99, "Link"),
+                "unlink" => (4, "Delete"),
+                "chmod" => (7, "Set Security"),
                 _ if flags.contains(&"create") => (1, "Create"),
                 _ if flags
                     .iter()
