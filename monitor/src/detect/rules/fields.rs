@@ -1010,7 +1010,10 @@ mod tests {
     fn names_resolve_with_types_and_kinds() {
         let f = resolve("file.path").unwrap();
         assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
-        assert_eq!(f.kinds.names(), vec!["open", "rename", "link"]);
+        assert_eq!(
+            f.kinds.names(),
+            vec!["open", "rename", "link", "unlink", "chmod"]
+        );
         assert_eq!(
             resolve("parent.argv[1]").unwrap().field,
             Field::Proc(Scope::Parent, ProcField::Arg(1))

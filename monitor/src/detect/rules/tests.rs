@@ -115,11 +115,14 @@ fn rules_are_indexed_by_kind() {
         "no default rule looks at fork events"
     );
     let open = Fake::new("open");
-    // Rules on opens look at opens, and some also at renames and links (which write a name).
+    // Rules on opens look at opens, and some also at renames and links (which write a name),
+    // and removals (a history cleared).
     for &i in &set.by_kind[open.kind()] {
         let kinds = set.rules[i].kinds.names();
         assert!(
-            kinds.iter().all(|k| ["open", "rename", "link"].contains(k)),
+            kinds
+                .iter()
+                .all(|k| ["open", "rename", "link", "unlink"].contains(k)),
             "{}: {kinds:?}",
             set.rules[i].name
         );
