@@ -79,7 +79,11 @@ pub const URING_SOCKET_PROTOCOL: u32 = 26;
 pub const INODE_MODE: u32 = 27;
 /// `inode.i_rdev`
 pub const INODE_RDEV: u32 = 28;
-pub const TASK_OFFSET_COUNT: u32 = 29;
+/// `mm_struct.env_start`
+pub const MM_ENV_START: u32 = 29;
+/// `mm_struct.env_end`
+pub const MM_ENV_END: u32 = 30;
+pub const TASK_OFFSET_COUNT: u32 = 31;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
@@ -230,6 +234,9 @@ pub const PATH_MAX: usize = 4096;
 pub const ARGV_MAX_ARGS: usize = 64;
 /// Most argv bytes (NUL separators included) an exec event carries.
 pub const ARGV_MAX_BYTES: usize = 4096;
+/// Most bytes of a new image's environment an exec event carries (userspace keeps only the
+/// variables that matter, never the whole environment).
+pub const ENV_MAX_BYTES: usize = 16384;
 /// Size of `struct sockaddr_storage`-like copies taken from connect(2).
 pub const SOCKADDR_MAX: usize = 112;
 
@@ -666,6 +673,11 @@ pub struct ExecDone {
     pub argv_len: u16,
     /// What the new image's descriptors 0, 1 and 2 are, from the kernel's fd table.
     pub stdio: [StdFd; 3],
+    /// Bytes of the environment after argv in the tail (`mm->env_start..env_end`).
+    pub env_len: u16,
+    /// 1: the environment was longer than [`ENV_MAX_BYTES`] and was cut.
+    pub env_truncated: u16,
+    pub _pad: u32,
 }
 
 /// One of a new image's standard descriptors, as the kernel's fd table has it at exec: which
@@ -818,7 +830,7 @@ const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
-const _: () = assert!(size_of::<ExecDone>() == 136);
+const _: () = assert!(size_of::<ExecDone>() == 144);
 const _: () = assert!(size_of::<StdFd>() == 24);
 const _: () = assert!(size_of::<Relink>() == 64);
 const _: () = assert!(size_of::<SignalCall>() == 48);

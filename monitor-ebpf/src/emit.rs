@@ -65,7 +65,7 @@ static STASH: HashMap<u32, StashedArgs> = HashMap::with_max_entries(16384, 0);
 
 /// Room for the largest variable-length record (exec: body + PATH_MAX + argv) with the slack
 /// the verifier needs for masked offsets.
-pub const SCRATCH_SIZE: usize = 16384;
+pub const SCRATCH_SIZE: usize = 32768;
 
 #[map]
 static SCRATCH: PerCpuArray<[u8; SCRATCH_SIZE]> = PerCpuArray::with_max_entries(1, 0);

@@ -16,10 +16,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, DENTRY_NAME, EventKind, ExecDone,
-    ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_MODE, INODE_NLINK, INODE_RDEV,
-    INODE_SB, MM_ARG_END, MM_ARG_START, MM_EXE_FILE, NAME_MAX, SB_DEV, SB_MAGIC, STDFD_READ_FAILED,
-    StdFd, TASK_EXIT_CODE, TASK_MM, counters, flags,
+    ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, DENTRY_NAME, ENV_MAX_BYTES, EventKind,
+    ExecDone, ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_MODE, INODE_NLINK,
+    INODE_RDEV, INODE_SB, MM_ARG_END, MM_ARG_START, MM_ENV_END, MM_ENV_START, MM_EXE_FILE,
+    NAME_MAX, SB_DEV, SB_MAGIC, STDFD_READ_FAILED, StdFd, TASK_EXIT_CODE, TASK_MM, counters, flags,
 };
 
 use crate::emit::{
@@ -257,7 +257,7 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             }
         }
     }
-    let len = BODY + body.name_len as usize + body.argv_len as usize;
+    let len = BODY + body.name_len as usize + body.argv_len as usize + body.env_len as usize;
     unsafe { write_unaligned(buf.cast::<ExecDone>(), body) };
     output_scratch(SENSOR, buf, len);
     Ok(0)
@@ -380,6 +380,33 @@ fn image_facts(body: &mut ExecDone, buf: *mut u8) {
     let dst = buf.wrapping_add(BODY + (body.name_len as usize & (NAME_MAX - 1)));
     if len > 0 && unsafe { bpf_probe_read_user(dst.cast(), len as u32, start as *const _) } == 0 {
         body.argv_len = len as u16;
+    } else {
+        count(SENSOR, counters::READ_ERROR);
+    }
+    // The environment, as the new stack holds it (the kernel just wrote it there).
+    let (Some(env_start), Some(env_end)) = (
+        offset(MM_ENV_START).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
+        offset(MM_ENV_END).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
+    ) else {
+        return;
+    };
+    if env_end <= env_start {
+        return;
+    }
+    let mut elen = (env_end - env_start) as usize;
+    if elen > ENV_MAX_BYTES - 1 {
+        elen = ENV_MAX_BYTES - 1;
+        body.env_truncated = 1;
+    }
+    let elen = elen & (ENV_MAX_BYTES - 1);
+    let at = BODY
+        + (body.name_len as usize & (NAME_MAX - 1))
+        + (body.argv_len as usize & (2 * ARGV_MAX_BYTES - 1));
+    let dst = buf.wrapping_add(at);
+    if elen > 0
+        && unsafe { bpf_probe_read_user(dst.cast(), elen as u32, env_start as *const _) } == 0
+    {
+        body.env_len = elen as u16;
     } else {
         count(SENSOR, counters::READ_ERROR);
     }

@@ -412,3 +412,47 @@ fn mode_changes_and_removals_are_findings() {
             .ends_with("written by curl"),
     );
 }
+
+/// `LD_PRELOAD=/tmp/x.so cmd` and `NODE_OPTIONS=--require hook.js node …` with files the run
+/// wrote: read from the kernel's copy of each new program's environment.
+#[test]
+fn code_injection_variables_naming_planted_files_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("inject-env");
+    let d = tmp.path().display().to_string();
+    let script = format!(
+        ": > {d}/x.so && printf 'console.log(\"hooked\")\\n' > {d}/hook.js && \
+         LD_PRELOAD={d}/x.so /bin/true 2>/dev/null; \
+         NODE_OPTIONS=\"--require {d}/hook.js\" node -e 0"
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    assert!(
+        String::from_utf8_lossy(&w.out.stdout).contains("hooked"),
+        "the hook did not run"
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let true_exec = evs
+        .iter()
+        .find(|e| {
+            e["kind"] == "exec" && e["exec"]["path"] == "/bin/true"
+                || e["exec"]["path"] == "/usr/bin/true"
+        })
+        .expect("the exec of true");
+    assert_eq!(true_exec["exec"]["env"]["LD_PRELOAD"], format!("{d}/x.so"));
+    let msgs: Vec<String> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "code-injection-variable")
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    for var in [
+        format!("LD_PRELOAD points at {d}/x.so"),
+        format!("NODE_OPTIONS points at {d}/hook.js"),
+    ] {
+        assert!(msgs.iter().any(|m| m.starts_with(&var)), "{var}: {msgs:?}");
+    }
+}

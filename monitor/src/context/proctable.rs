@@ -188,6 +188,46 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     written_ids: HashMap<FileId, Vec<u8>>,
 }
 
+/// Variables of a new program's environment an exec event keeps: those that make it load or
+/// run other code, and npm's lifecycle variables.
+pub const ENV_KEPT: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "BASH_ENV",
+    "ENV",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "npm_lifecycle_event",
+    "npm_package_name",
+    "npm_package_version",
+];
+
+/// The kept variables of a NUL-separated environment (values cut at 512 bytes).
+fn env_kept(env: &[u8], escaped: &mut Vec<String>) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in env.split(|&b| b == 0) {
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(&entry[..eq]) else {
+            continue;
+        };
+        if !ENV_KEPT.contains(&name) || out.contains_key(name) {
+            continue;
+        }
+        let value = &entry[eq + 1..];
+        let value = &value[..value.len().min(512)];
+        out.insert(name.to_owned(), text(value, "exec.env", escaped));
+    }
+    out
+}
+
 /// Most entries [`ProcTable::written_ids`] holds; when full it starts over.
 const WRITTEN_IDS_MAX: usize = 65_536;
 
@@ -446,6 +486,12 @@ impl<S: ProcSource> ProcTable<S> {
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
                     package: None,
                     killed,
+                    env: image
+                        .as_ref()
+                        .filter(|_| ret == 0)
+                        .map(|i| env_kept(&i.env, &mut escaped))
+                        .unwrap_or_default(),
+                    env_truncated: image.as_ref().is_some_and(|i| i.env_truncated),
                     stdio: image
                         .as_ref()
                         .filter(|_| ret == 0)

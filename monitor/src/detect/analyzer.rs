@@ -863,6 +863,38 @@ impl<'a> Subj<'a> {
         self.written.get(path).map(String::as_str)
     }
 
+    /// The code-injection variable of an exec, the file it names, and whether that file was
+    /// written during the run or lies in a temporary directory (preferred when several).
+    fn injected(&self, x: &crate::event::Exec) -> Option<(&'static str, String, bool)> {
+        let cwd = self.proc.and_then(|p| p.cwd.as_deref()).unwrap_or(&x.cwd);
+        let mut first: Option<(&'static str, String, bool)> = None;
+        for (var, value) in &x.env {
+            let var: &'static str = match var.as_str() {
+                "LD_PRELOAD" => "LD_PRELOAD",
+                "LD_AUDIT" => "LD_AUDIT",
+                "PYTHONSTARTUP" => "PYTHONSTARTUP",
+                "BASH_ENV" => "BASH_ENV",
+                "ENV" => "ENV",
+                "NODE_OPTIONS" => "NODE_OPTIONS",
+                "RUBYOPT" => "RUBYOPT",
+                _ => continue,
+            };
+            for path in injection_paths(var, value) {
+                let abs = crate::context::paths::resolve(cwd.as_bytes(), path.as_bytes());
+                let abs = String::from_utf8_lossy(&abs).into_owned();
+                let temp = ["/tmp/", "/var/tmp/", "/dev/shm/"]
+                    .iter()
+                    .any(|t| abs.starts_with(t));
+                let written = temp || self.writer_of(&abs).is_some();
+                if written {
+                    return Some((var, abs, true));
+                }
+                first.get_or_insert((var, abs, false));
+            }
+        }
+        first
+    }
+
     /// Who wrote what an exec runs during this run: the executed file, or else the script an
     /// interpreter runs (the kernel executes a script's interpreter, so the file the run
     /// wrote is the script).
@@ -1006,6 +1038,40 @@ impl Pipes {
         if list.len() < MAX_ENDS && !list.iter().any(|(k, _)| *k == key) {
             list.push((key, name.to_owned()));
         }
+    }
+}
+
+/// The files a code-injection variable makes a program load.
+fn injection_paths<'v>(var: &str, value: &'v str) -> Vec<&'v str> {
+    match var {
+        "LD_PRELOAD" | "LD_AUDIT" => value.split([':', ' ']).filter(|p| !p.is_empty()).collect(),
+        "NODE_OPTIONS" | "RUBYOPT" => {
+            let mut out = Vec::new();
+            let mut words = value.split_whitespace();
+            while let Some(w) = words.next() {
+                let takes = [
+                    "--require",
+                    "-r",
+                    "--import",
+                    "--loader",
+                    "--experimental-loader",
+                ];
+                if let Some((opt, v)) = w.split_once('=')
+                    && takes.contains(&opt)
+                {
+                    out.push(v);
+                } else if takes.contains(&w) {
+                    out.extend(words.next());
+                } else if var == "RUBYOPT"
+                    && let Some(v) = w.strip_prefix("-r")
+                    && !v.is_empty()
+                {
+                    out.push(v);
+                }
+            }
+            out
+        }
+        _ => (!value.is_empty()).then_some(value).into_iter().collect(),
     }
 }
 
@@ -1381,6 +1447,30 @@ impl Subject for Subj<'_> {
                 )
             }),
             Field::DnsDomain => opt(self.dns.map(|v| v.shape.domain.as_str())),
+            Field::ExecEnv => exec.map_or(Val::Missing, |x| {
+                Val::List(
+                    x.env
+                        .iter()
+                        .map(|(k, v)| Cow::Owned(format!("{k}={v}")))
+                        .collect(),
+                )
+            }),
+            Field::ExecInjectedVar | Field::ExecInjectedFile | Field::ExecInjectedWritten => {
+                let Some(x) = exec else {
+                    return Val::Missing;
+                };
+                let found = self.injected(x);
+                match f {
+                    Field::ExecInjectedVar => s(found.as_ref().map_or("", |(v, _, _)| *v)),
+                    Field::ExecInjectedFile => Val::Str(Cow::Owned(
+                        found
+                            .as_ref()
+                            .map(|(_, p, _)| p.clone())
+                            .unwrap_or_default(),
+                    )),
+                    _ => Val::Bool(found.is_some_and(|(_, _, w)| w)),
+                }
+            }
             Field::ChmodMode => chmod_mode.map_or(Val::Missing, |m| Val::Num(m.into())),
             Field::ChmodExec => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o111 != 0)),
             Field::ChmodSetid => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o6000 != 0)),

@@ -192,6 +192,15 @@ pub struct Exec {
     /// table at exec): which pipe feeds which process, what file it writes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdio: Option<Box<Stdio>>,
+    /// The variables of the new program's environment that change what code it runs
+    /// (`LD_PRELOAD`, `NODE_OPTIONS`, `PYTHONSTARTUP`…) and npm's lifecycle variables, from
+    /// the kernel's copy; never the whole environment. Values cut at 512 bytes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The environment was longer than buildwatch reads (16 KiB): variables past it are not
+    /// in `env`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_truncated: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

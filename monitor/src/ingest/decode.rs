@@ -163,6 +163,9 @@ pub struct Image {
     pub killed: bool,
     /// Descriptors 0, 1 and 2 of the new image, from the kernel's fd table.
     pub stdio: [StdFdFact; 3],
+    /// Its environment as the new stack holds it (NUL-separated; cut when `env_truncated`).
+    pub env: Vec<u8>,
+    pub env_truncated: bool,
 }
 
 /// One standard descriptor of a new image, as the kernel had it.
@@ -314,6 +317,13 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             let body = size_of::<wire::ExecDone>();
             let name = tail(buf, body, b.name_len as usize, kind)?.to_vec();
             let mut argv = tail(buf, body + name.len(), b.argv_len as usize, kind)?;
+            let env = tail(
+                buf,
+                body + name.len() + argv.len(),
+                b.env_len as usize,
+                kind,
+            )?
+            .to_vec();
             let mut argv_truncated = h.flags & wire::flags::IMAGE_ARGV_TRUNCATED != 0;
             // The same limits as at entry: the last argument cut to leave room for its NUL,
             // at most ARGV_MAX_ARGS arguments.
@@ -346,6 +356,8 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                         rdev: f.rdev,
                         failed: f.flags & wire::STDFD_READ_FAILED != 0,
                     }),
+                    env,
+                    env_truncated: b.env_truncated != 0,
                 }),
             }
         }

@@ -56,6 +56,9 @@ pub struct ImageOffsets {
     /// `inode.i_mode`, `inode.i_rdev` (what a new image's standard descriptors are).
     pub inode_mode: u32,
     pub inode_rdev: u32,
+    /// `mm_struct.{env_start, env_end}`.
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
 }
 
 /// `file.f_path.dentry`, `dentry.{d_parent, d_inode}`, `super_block.s_magic`.
@@ -102,7 +105,10 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
         ("super_block", &["s_magic"]),
         ("file", &["f_path"]),
         ("task_struct", &["mm"]),
-        ("mm_struct", &["exe_file", "arg_start", "arg_end"]),
+        (
+            "mm_struct",
+            &["exe_file", "arg_start", "arg_end", "env_start", "env_end"],
+        ),
         ("inode", &["i_nlink", "i_mode", "i_rdev"]),
         ("dentry", &["d_name"]),
         ("qstr", &["name"]),
@@ -148,6 +154,8 @@ pub fn task_offsets() -> Result<TaskOffsets, String> {
             dentry_name: first(5)? + first(6)?,
             inode_mode: inode[1],
             inode_rdev: inode[2],
+            mm_env_start: mm[3],
+            mm_env_end: mm[4],
         })
     })();
     let uring = uring_offsets(&data);

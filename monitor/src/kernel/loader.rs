@@ -180,6 +180,8 @@ impl Kernel {
                 },
             ),
             (c::INODE_RDEV, image.inode_rdev),
+            (c::MM_ENV_START, image.mm_env_start),
+            (c::MM_ENV_END, image.mm_env_end),
             (c::URING_OPEN_FILENAME, uring[0]),
             (c::URING_OPEN_DFD, uring[1]),
             (c::URING_OPEN_HOW, uring[2]),

@@ -157,6 +157,10 @@ pub enum Field {
     PipeReader,
     PipeSide,
     DnsSecret,
+    ExecEnv,
+    ExecInjectedVar,
+    ExecInjectedFile,
+    ExecInjectedWritten,
     ChmodMode,
     ChmodExec,
     ChmodSetid,
@@ -522,6 +526,38 @@ const SPECS: &[Spec] = &[
         PIPE,
         "exec: the new program's name when it reads its program from the pipe; connect/send: \
          the programs reading their program from the caller's standard output"
+    ),
+    spec!(
+        "exec.env",
+        Field::ExecEnv,
+        StrList,
+        EXEC,
+        "NAME=value of the kept environment variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT, \
+         NODE_OPTIONS, PYTHONPATH, PYTHONSTARTUP, PYTHONHOME, BASH_ENV, ENV, PERL5OPT, PERL5LIB, \
+         RUBYOPT, npm_lifecycle_event, npm_package_name, npm_package_version)"
+    ),
+    spec!(
+        "exec.injected_var",
+        Field::ExecInjectedVar,
+        Str,
+        EXEC,
+        "the variable that makes the program load a file of code: LD_PRELOAD, LD_AUDIT, \
+         PYTHONSTARTUP, BASH_ENV, ENV, NODE_OPTIONS (--require, --import, --loader), RUBYOPT (-r)"
+    ),
+    spec!(
+        "exec.injected_file",
+        Field::ExecInjectedFile,
+        Str,
+        EXEC,
+        "the file it names (absolute; the first written during the run or under a temporary \
+         directory, else the first)"
+    ),
+    spec!(
+        "exec.injected_written",
+        Field::ExecInjectedWritten,
+        Bool,
+        EXEC,
+        "that file was written during this run, or is under /tmp, /var/tmp or /dev/shm"
     ),
     spec!(
         "chmod.mode",
