@@ -293,6 +293,10 @@ pub enum EventKind {
     /// way the open check did not stop (clone3 with CLONE_INTO_CGROUP, a daemon moving it).
     /// It is still watched, and killed.
     Escape = 18,
+    /// bind(2) of an IPv4 or IPv6 socket (cgroup bind4/bind6 hook: the kernel's copy of the
+    /// address; body [`SendTo`], its fields meaning the local address asked for and the
+    /// socket's protocol). Sent before the bind takes effect.
+    Bind = 19,
 }
 
 impl EventKind {
@@ -316,6 +320,7 @@ impl EventKind {
             16 => Self::Relink,
             17 => Self::Signal,
             18 => Self::Escape,
+            19 => Self::Bind,
             _ => return None,
         })
     }
@@ -438,7 +443,7 @@ impl EventKind {
                 sensors::EXEC
             }
             Self::Open | Self::Chdir | Self::Fchdir | Self::Relink => sensors::FILE,
-            Self::Connect | Self::SendTo | Self::Socket => sensors::NET,
+            Self::Connect | Self::SendTo | Self::Socket | Self::Bind => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
             Self::Bpf | Self::Signal | Self::Escape => sensors::TAMPER,

@@ -363,6 +363,59 @@ pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
     1
 }
 
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    record_bind(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    record_bind(&ctx, AF_INET6);
+    1
+}
+
+/// A bind of a watched process's socket: the local address and port it asks for (a listener
+/// on the network is a bind shell's first step). Never refused.
+fn record_bind(ctx: &SockAddrContext, family: u16) {
+    if !in_scope_hook() {
+        return;
+    }
+    // Each context field read on its own, at a constant offset (the verifier refuses a
+    // context pointer the compiler moved).
+    let sa = ctx.sock_addr;
+    let rd = |p: *const u32| unsafe { core::ptr::read_volatile(p) };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        addr[..4].copy_from_slice(&rd(unsafe { &raw const (*sa).user_ip4 }).to_ne_bytes());
+    } else {
+        let w = unsafe {
+            [
+                rd(&raw const (*sa).user_ip6[0]),
+                rd(&raw const (*sa).user_ip6[1]),
+                rd(&raw const (*sa).user_ip6[2]),
+                rd(&raw const (*sa).user_ip6[3]),
+            ]
+        };
+        addr[..4].copy_from_slice(&w[0].to_ne_bytes());
+        addr[4..8].copy_from_slice(&w[1].to_ne_bytes());
+        addr[8..12].copy_from_slice(&w[2].to_ne_bytes());
+        addr[12..].copy_from_slice(&w[3].to_ne_bytes());
+    }
+    let port = u16::from_be(rd(unsafe { &raw const (*sa).user_port }) as u16);
+    let protocol = rd(unsafe { &raw const (*sa).protocol });
+    emit(
+        SENSOR,
+        SendTo {
+            header: cgroup_header(EventKind::Bind, 0),
+            family,
+            port,
+            protocol,
+            addr,
+        },
+    );
+}
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     if record_connect(&ctx, AF_INET) { 0 } else { 1 }

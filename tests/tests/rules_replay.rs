@@ -27,6 +27,7 @@ const KINDS: &[&str] = &[
     "link",
     "unlink",
     "chmod",
+    "bind",
     "signal",
     "escape",
     "run",

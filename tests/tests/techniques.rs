@@ -456,3 +456,52 @@ fn code_injection_variables_naming_planted_files_are_findings() {
         assert!(msgs.iter().any(|m| m.starts_with(&var)), "{var}: {msgs:?}");
     }
 }
+
+/// A TCP listener on every address (a bind shell's first step) is seen at bind, from the
+/// kernel's copy of the address; a loopback one and a port-0 bind are not findings.
+#[test]
+fn binds_are_seen_and_a_listener_on_the_network_is_a_finding() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("bind");
+    // Nothing connects to it, and it closes at once.
+    let py = "import socket, random\n\
+              lo = socket.socket(); lo.bind(('127.0.0.1', 0)); lo.close()\n\
+              for _ in range(50):\n\
+              \x20   s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+              \x20   port = random.randint(20000, 40000)\n\
+              \x20   try:\n\
+              \x20       s.bind(('0.0.0.0', port)); s.listen(1); s.close(); print(port); break\n\
+              \x20   except OSError:\n\
+              \x20       s.close()\n";
+    let w = watch(&tmp, tmp.path(), &[], &[], &["python3", "-c", py]);
+    let port: u64 = String::from_utf8_lossy(&w.out.stdout)
+        .trim()
+        .parse()
+        .expect("a port");
+    let evs = w.events();
+    let binds: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "bind").collect();
+    let any = binds
+        .iter()
+        .find(|e| e["bind"]["address"] == "0.0.0.0")
+        .unwrap_or_else(|| panic!("no bind of 0.0.0.0: {binds:#?}"));
+    assert_eq!(any["bind"]["port"], port);
+    assert_eq!(any["bind"]["protocol"], "tcp");
+    assert!(binds.iter().any(|e| e["bind"]["address"] == "127.0.0.1"));
+    let f = w.finding("listener-in-build");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("listens on 0.0.0.0 port {port}")),
+        "{f:#}"
+    );
+    let listeners = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "listener-in-build")
+        .count();
+    assert_eq!(listeners, 1, "the loopback bind is not a finding");
+}

@@ -638,6 +638,14 @@ impl<S: ProcSource> ProcTable<S> {
                 },
                 dest: self.named(destination(&addr, &mut escaped)),
             }),
+            Body::Bind { addr, protocol } => Detail::Bind(event::Bind {
+                protocol: match protocol {
+                    6 => "tcp".into(),
+                    17 => "udp".into(),
+                    n => format!("ip-proto-{n}"),
+                },
+                local: destination(&addr, &mut escaped),
+            }),
             Body::DnsPacket { .. } => unreachable!("handled above"),
             Body::Ptrace {
                 ret,

@@ -1471,6 +1471,18 @@ impl Subject for Subj<'_> {
                     _ => Val::Bool(found.is_some_and(|(_, _, w)| w)),
                 }
             }
+            Field::BindAddr | Field::BindPort | Field::BindProtocol | Field::BindLoopback => {
+                let Detail::Bind(b) = &ev.detail else {
+                    return Val::Missing;
+                };
+                let ip: Option<IpAddr> = b.local.address.as_deref().and_then(|a| a.parse().ok());
+                match f {
+                    Field::BindAddr => ip.map_or(Val::Missing, Val::Ip),
+                    Field::BindPort => Val::Num(b.local.port.unwrap_or(0).into()),
+                    Field::BindProtocol => s(&b.protocol),
+                    _ => Val::Bool(ip.is_some_and(|ip| ip.is_loopback())),
+                }
+            }
             Field::ChmodMode => chmod_mode.map_or(Val::Missing, |m| Val::Num(m.into())),
             Field::ChmodExec => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o111 != 0)),
             Field::ChmodSetid => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o6000 != 0)),

@@ -79,6 +79,7 @@ pub enum Detail {
     Link(Relink),
     Unlink(Unlink),
     Chmod(Chmod),
+    Bind(Bind),
     Signal(Signal),
     Escape(Escape),
     Dns(Dns),
@@ -108,6 +109,7 @@ impl Detail {
             Self::Link(_) => "link",
             Self::Unlink(_) => "unlink",
             Self::Chmod(_) => "chmod",
+            Self::Bind(_) => "bind",
             Self::Signal(_) => "signal",
             Self::Escape(_) => "escape",
             Self::Dns(_) => "dns",
@@ -386,6 +388,16 @@ pub struct Send {
     /// Block mode sent this port-53 datagram to its DNS proxy instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redirected: bool,
+}
+
+/// bind(2) of an IPv4 or IPv6 socket: the local address and port asked for (the kernel's
+/// copy), before the bind takes effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    /// tcp, udp, or ip-proto-N.
+    pub protocol: String,
+    #[serde(flatten)]
+    pub local: Destination,
 }
 
 /// The process a ptrace or process_vm call acted on.

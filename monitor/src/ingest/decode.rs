@@ -81,6 +81,11 @@ pub enum Body {
         refused: bool,
         redirected: bool,
     },
+    /// A bind of an IPv4/IPv6 socket: the local address asked for.
+    Bind {
+        addr: SockAddr,
+        protocol: u32,
+    },
     /// An attaching ptrace request; `target` as the caller named it.
     Ptrace {
         ret: i64,
@@ -430,6 +435,18 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 no_result: h.flags & wire::flags::NO_RESULT != 0,
                 refused: h.flags & wire::flags::REFUSED != 0,
                 redirected: h.flags & wire::flags::REDIRECTED != 0,
+            }
+        }
+        K::Bind => {
+            let b: wire::SendTo = read(buf).ok_or(short)?;
+            let ip = if b.family == AF_INET {
+                IpAddr::V4(Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(b.addr))
+            };
+            Body::Bind {
+                addr: inet(ip, b.port),
+                protocol: b.protocol,
             }
         }
         K::SendTo => {

@@ -28,6 +28,7 @@ pub const KIND_NAMES: &[&str] = &[
     "escape",
     "unlink",
     "chmod",
+    "bind",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -161,6 +162,10 @@ pub enum Field {
     ExecInjectedVar,
     ExecInjectedFile,
     ExecInjectedWritten,
+    BindAddr,
+    BindPort,
+    BindProtocol,
+    BindLoopback,
     ChmodMode,
     ChmodExec,
     ChmodSetid,
@@ -558,6 +563,34 @@ const SPECS: &[Spec] = &[
         Bool,
         EXEC,
         "that file was written during this run, or is under /tmp, /var/tmp or /dev/shm"
+    ),
+    spec!(
+        "bind.addr",
+        Field::BindAddr,
+        Ip,
+        &["bind"],
+        "the local address a socket is bound to (0.0.0.0 or :: for every address)"
+    ),
+    spec!(
+        "bind.port",
+        Field::BindPort,
+        Num,
+        &["bind"],
+        "the local port (0: any)"
+    ),
+    spec!(
+        "bind.protocol",
+        Field::BindProtocol,
+        Str,
+        &["bind"],
+        "tcp, udp, or ip-proto-N"
+    ),
+    spec!(
+        "bind.loopback",
+        Field::BindLoopback,
+        Bool,
+        &["bind"],
+        "the address is a loopback one (reachable from this machine only)"
     ),
     spec!(
         "chmod.mode",

@@ -8,7 +8,7 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::NET,
-    what: "connections, UDP destinations and raw or packet sockets",
+    what: "connections, UDP destinations, binds and raw or packet sockets",
     tracepoints: &[
         Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
         Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
@@ -16,7 +16,7 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_socket", "syscalls", "sys_exit_socket"),
     ],
     sock_addr: &[
-        "connect4", "connect6", "sendmsg4", "sendmsg6", "recvmsg4", "recvmsg6",
+        "connect4", "connect6", "sendmsg4", "sendmsg6", "recvmsg4", "recvmsg6", "bind4", "bind6",
     ],
     skb: &[],
 };
