@@ -458,7 +458,7 @@ relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
 relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
 // One path: unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd, path,
 // mode[, flags]), and fchmod(fd, mode) with none.
-relink_enter!(sys_enter_unlink, RELINK_UNLINK, Layout::One, false);
+relink_enter!(sys_enter_unlink, RELINK_UNLINK, Layout::OnePath, false);
 relink_enter!(sys_enter_unlinkat, RELINK_UNLINK, Layout::OneAt, false);
 relink_enter!(sys_enter_chmod, RELINK_CHMOD, Layout::One, false);
 relink_enter!(sys_enter_fchmodat, RELINK_CHMOD, Layout::OneAt, false);
@@ -479,6 +479,8 @@ enum Layout {
     NewAt,
     /// (path, third) — `third` goes into `call_flags` (a mode).
     One,
+    /// (path): unlink(2), its only argument.
+    OnePath,
     /// (dfd, path, third).
     OneAt,
     /// (fd, third): no path.
@@ -500,7 +502,7 @@ fn try_enter_relink(
         Layout::Plain => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
         Layout::At => (arg(ARG0)?, arg(ARG1)?, arg(ARG2)?, arg(ARG3)?),
         Layout::NewAt => (AT_FDCWD as u64, arg(ARG0)?, arg(ARG1)?, arg(ARG2)?),
-        Layout::One => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
+        Layout::One | Layout::OnePath => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
         Layout::OneAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, 0),
         Layout::Fd => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
     };

@@ -551,6 +551,11 @@ impl Stage {
         analyzer.observe(&ev, procs, &mut |f| {
             bus.publish(&Record::Finding(Arc::new(f.clone())));
         });
+        if let Some(name) = analyzer.take_redacted()
+            && let crate::event::Detail::Dns(d) = &mut ev.detail
+        {
+            d.qname = Some(name);
+        }
         procs.retire(&ev);
         if bus.wants_events() {
             bus.publish(&Record::Event(Arc::new(ev)));

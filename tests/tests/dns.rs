@@ -421,6 +421,20 @@ fn a_secret_leaked_in_short_dns_labels_is_found_and_never_shown() {
             "{f:#}"
         );
     }
+    // The queries that carried it are published redacted, and no piece of its encoding long
+    // enough to hold a match is left anywhere.
+    let redacted = dns_events(&evs, "query")
+        .filter(|e| e["dns"]["qname"] == "<redacted:AWS_SECRET_ACCESS_KEY>.leak.test")
+        .count();
+    assert!(redacted >= 4, "{redacted} redacted queries");
+    let enc = base32_lower(SECRET.as_bytes());
+    let events_text = fs::read_to_string(tmp.join("events.jsonl")).unwrap();
+    let report_text = fs::read_to_string(tmp.join("report.json")).unwrap();
+    for chunk in enc.as_bytes().chunks(16).filter(|c| c.len() == 16) {
+        let chunk = std::str::from_utf8(chunk).unwrap();
+        assert!(!events_text.contains(chunk), "{chunk} is in the events");
+        assert!(!report_text.contains(chunk), "{chunk} is in the report");
+    }
     // The value is in no output: events, report, terminal.
     for (what, text) in [
         (
@@ -443,4 +457,22 @@ fn a_secret_leaked_in_short_dns_labels_is_found_and_never_shown() {
             "part of the secret is in the {what}"
         );
     }
+}
+
+/// RFC 4648 base32, lowercase, without padding (what the leak script sends).
+fn base32_lower(v: &[u8]) -> String {
+    const T: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u64, 0u32);
+    for &b in v {
+        acc = (acc << 8) | u64::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(T[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(T[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
 }

@@ -208,7 +208,10 @@ pub const ENV_KEPT: &[&str] = &[
     "npm_package_version",
 ];
 
-/// The kept variables of a NUL-separated environment (values cut at 512 bytes).
+/// Bytes of a kept variable's value an exec event carries.
+const ENV_VALUE_MAX: usize = 4096;
+
+/// The kept variables of a NUL-separated environment (values cut at [`ENV_VALUE_MAX`]).
 fn env_kept(env: &[u8], escaped: &mut Vec<String>) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     for entry in env.split(|&b| b == 0) {
@@ -218,12 +221,22 @@ fn env_kept(env: &[u8], escaped: &mut Vec<String>) -> std::collections::BTreeMap
         let Ok(name) = std::str::from_utf8(&entry[..eq]) else {
             continue;
         };
-        if !ENV_KEPT.contains(&name) || out.contains_key(name) {
+        if !ENV_KEPT.contains(&name) {
             continue;
         }
+        // A variable given twice: the loader takes the last LD_PRELOAD, getenv the first;
+        // both are kept (joined by a space, which both separate on).
         let value = &entry[eq + 1..];
-        let value = &value[..value.len().min(512)];
-        out.insert(name.to_owned(), text(value, "exec.env", escaped));
+        let value = &value[..value.len().min(ENV_VALUE_MAX)];
+        let value = text(value, "exec.env", escaped);
+        out.entry(name.to_owned())
+            .and_modify(|v: &mut String| {
+                if v.len() < ENV_VALUE_MAX {
+                    v.push(' ');
+                    v.push_str(&value);
+                }
+            })
+            .or_insert(value);
     }
     out
 }

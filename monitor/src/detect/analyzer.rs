@@ -142,6 +142,9 @@ pub struct Analyzer {
     pipes: Pipes,
     /// The CI's secret values, as hashes of their encodings, to find in DNS queries.
     pub secrets: super::secrets::Secrets,
+    /// The last event's DNS name with a secret's encoding cut out, for the stage to publish
+    /// in place of the name (see [`Analyzer::take_redacted`]).
+    redacted: Option<String>,
     /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
     pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -268,6 +271,7 @@ impl Analyzer {
             environ_readers: HashSet::new(),
             pipes: Pipes::default(),
             secrets: super::secrets::Secrets::none(),
+            redacted: None,
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -287,9 +291,12 @@ impl Analyzer {
             self.dns_windows
                 .record(&shape.domain, qname, rare, ev.ts_ns, t)
         });
-        let secret = (d.direction == "query")
-            .then(|| self.secrets.check_query(qname, &shape.domain))
-            .flatten();
+        // Queries are joined per domain; a response names what its query named.
+        let secret = if d.direction == "query" {
+            self.secrets.check_query(qname, &shape.domain)
+        } else {
+            self.secrets.check_name(qname, &shape.domain)
+        };
         Some(DnsView {
             shape,
             counts,
@@ -328,8 +335,8 @@ impl Analyzer {
                     let key = (p.pid, p.start_ns);
                     self.actions.remove(&key);
                     self.listers.remove(&key);
-                    self.environ_readers.remove(&key);
-                    self.pipes.of_proc.remove(&key);
+                    // environ_readers stays: what the reader started still descends from it.
+                    self.pipes.exited(key);
                 }
             }
             _ => {}
@@ -391,6 +398,24 @@ impl Analyzer {
             }
         }
         let dns = self.dns_view(ev);
+        // A name that carried a secret is judged, reported and published without it.
+        let redacted_ev;
+        let ev = match dns
+            .as_ref()
+            .and_then(|d| d.secret.as_deref().map(|v| (d, v)))
+        {
+            Some((d, var)) => {
+                let name = format!("<redacted:{var}>.{}", d.shape.domain);
+                let mut e = ev.clone();
+                if let Detail::Dns(x) = &mut e.detail {
+                    x.qname = Some(name.clone());
+                }
+                self.redacted = Some(name);
+                redacted_ev = e;
+                &redacted_ev
+            }
+            None => ev,
+        };
         let mut subject = Subj::new(ev, kind, procs, &self.written, &self.policy);
         subject.dns = dns.as_ref();
         subject.resolvers = &self.resolvers;
@@ -455,6 +480,12 @@ impl Analyzer {
                 self.actions.insert((p.pid, p.start_ns), (i, severity));
             }
         }
+    }
+
+    /// The name the event just observed must be published with: a DNS name that carried a
+    /// secret, with the labels left of its registrable domain replaced by `<redacted:VAR>`.
+    pub fn take_redacted(&mut self) -> Option<String> {
+        self.redacted.take()
     }
 
     pub fn egress(&self) -> Vec<Egress> {
@@ -879,7 +910,10 @@ impl<'a> Subj<'a> {
                 "RUBYOPT" => "RUBYOPT",
                 _ => continue,
             };
-            for path in injection_paths(var, value) {
+            for path in injection_paths(var, value)
+                .into_iter()
+                .filter(|p| p.starts_with('/') || p.starts_with("./") || p.starts_with("../"))
+            {
                 let abs = crate::context::paths::resolve(cwd.as_bytes(), path.as_bytes());
                 let abs = String::from_utf8_lossy(&abs).into_owned();
                 let temp = ["/tmp/", "/var/tmp/", "/dev/shm/"]
@@ -1017,7 +1051,12 @@ impl Pipes {
             Detail::Connect(_) | Detail::Send(_) => {
                 let ip = destination(ev)
                     .is_some_and(|(d, _)| matches!(d.family.as_str(), "inet" | "inet6"));
-                if ip && self.networked.len() < MAX_NETWORKED {
+                // Only a process that writes into a pipe can feed one from the network.
+                let feeds = self.of_proc.get(&key).is_some_and(|(_, out)| out.is_some());
+                if ip && feeds && self.networked.len() >= MAX_NETWORKED {
+                    self.collect();
+                }
+                if ip && feeds && self.networked.len() < MAX_NETWORKED {
                     self.networked.insert(key);
                 }
             }
@@ -1025,9 +1064,38 @@ impl Pipes {
         }
     }
 
+    /// A process ended. Its pipes and its network calls are kept while room lasts (a reader
+    /// may start after its writer finished: `curl … | python3` behind a slow launcher), and
+    /// dropped by [`Pipes::collect`] when the tables fill.
+    fn exited(&mut self, key: (u32, u64)) {
+        self.of_proc.remove(&key);
+    }
+
+    /// Forget the pipes no running process writes into or reads from, and the network calls
+    /// of processes that neither run nor write into a pipe still known.
+    fn collect(&mut self) {
+        let alive = &self.of_proc;
+        self.ends.retain(|_, e| {
+            e.writers
+                .iter()
+                .chain(&e.readers)
+                .any(|(k, _)| alive.contains_key(k))
+        });
+        let writers: HashSet<(u32, u64)> = self
+            .ends
+            .values()
+            .flat_map(|e| e.writers.iter().map(|(k, _)| *k))
+            .collect();
+        self.networked
+            .retain(|k| alive.contains_key(k) || writers.contains(k));
+    }
+
     fn end(&mut self, pipe: u64, key: (u32, u64), name: &str, writer: bool) {
         if !self.ends.contains_key(&pipe) && self.ends.len() >= MAX_PIPES {
-            return;
+            self.collect();
+            if self.ends.len() >= MAX_PIPES {
+                return;
+            }
         }
         let e = self.ends.entry(pipe).or_default();
         let list = if writer {
@@ -1112,10 +1180,12 @@ fn reads_program_from_stdin(name: &str, argv: &[String]) -> bool {
     if !SHELLS.contains(&name) && !interp {
         return false;
     }
+    let shell = SHELLS.contains(&name);
+    let python = name.starts_with("python");
     let mut args = argv.iter().skip(1);
     while let Some(a) = args.next() {
         let a = a.as_str();
-        if a == "-" || a == "--" && SHELLS.contains(&name) {
+        if a == "-" {
             return true;
         }
         if a == "--" {
@@ -1126,8 +1196,11 @@ fn reads_program_from_stdin(name: &str, argv: &[String]) -> bool {
             // An operand: a script file.
             return false;
         };
-        if SHELLS.contains(&name) {
-            if opts.starts_with('-') {
+        if shell {
+            if let Some(long) = opts.strip_prefix('-') {
+                if matches!(long, "rcfile" | "init-file") {
+                    args.next();
+                }
                 continue; // --norc, --posix…
             }
             if opts.contains('c') {
@@ -1136,18 +1209,28 @@ fn reads_program_from_stdin(name: &str, argv: &[String]) -> bool {
             if opts.contains('s') {
                 return true;
             }
-            if opts == "o" || opts == "O" {
-                args.next(); // -o OPTION
+            // -o OPTION, also bundled (-eo pipefail).
+            for _ in opts.matches(['o', 'O']) {
+                args.next();
             }
-        } else {
-            let first = opts.chars().next().unwrap_or(' ');
-            if matches!(first, 'c' | 'e' | 'E' | 'm' | 'r' | 'p')
-                || matches!(opts, "-eval" | "-print" | "-require")
-            {
+        } else if python {
+            // Code on the command line: -c, -m. Options with a separate argument: -W, -X.
+            if opts.starts_with('-') {
+                continue; // --version, --help…
+            }
+            if opts.starts_with('c') || opts.starts_with('m') {
                 return false;
             }
-            // Options taking the next argument.
-            if matches!(opts, "W" | "X" | "I" | "M" | "-import" | "-loader") {
+            if matches!(opts, "W" | "X") {
+                args.next();
+            }
+        } else {
+            // node, ruby, perl, php…: -e/-E/-p/--eval/--print give the code; -r/--require,
+            // -m/-M, --import and --loader load a module and still read the program.
+            if matches!(opts, "e" | "E" | "p" | "-eval" | "-print") || opts.starts_with('e') {
+                return false;
+            }
+            if matches!(opts, "r" | "-require" | "-import" | "-loader" | "I" | "M") {
                 args.next();
             }
         }
@@ -1596,6 +1679,15 @@ mod tests {
         yes("python3", &["python3", "-u", "-"]);
         yes("python3.12", &["python3.12", "-W", "ignore"]);
         yes("node", &["node"]);
+        yes("python3", &["python3", "-E"]);
+        yes("python3", &["python3", "-I", "-u"]);
+        yes("node", &["node", "-r", "x"]);
+        yes("ruby", &["ruby", "-rjson"]);
+        yes("perl", &["perl", "-mstrict"]);
+        yes("bash", &["bash", "-eo", "pipefail"]);
+        yes("bash", &["bash", "--rcfile", "/dev/null"]);
+        no("bash", &["bash", "--", "build.sh"]);
+        no("python3", &["python3", "-W", "ignore", "x.py"]);
         no("sh", &["sh", "-c", "echo"]);
         no("bash", &["bash", "-ec", "echo"]);
         no("sh", &["sh", "build.sh"]);

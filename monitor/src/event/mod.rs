@@ -196,7 +196,7 @@ pub struct Exec {
     pub stdio: Option<Box<Stdio>>,
     /// The variables of the new program's environment that change what code it runs
     /// (`LD_PRELOAD`, `NODE_OPTIONS`, `PYTHONSTARTUP`…) and npm's lifecycle variables, from
-    /// the kernel's copy; never the whole environment. Values cut at 512 bytes.
+    /// the kernel's copy; never the whole environment. Values cut at 4 KiB (a variable given twice: both values, space-separated).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub env: std::collections::BTreeMap<String, String>,
     /// The environment was longer than buildwatch reads (16 KiB): variables past it are not
