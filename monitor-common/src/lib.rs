@@ -297,6 +297,9 @@ pub enum EventKind {
     /// address; body [`SendTo`], its fields meaning the local address asked for and the
     /// socket's protocol). Sent before the bind takes effect.
     Bind = 19,
+    /// A successful exec's standard descriptors and environment (body [`ExecFacts`] + the
+    /// environment), sent before its [`EventKind::ExecExit`].
+    ExecFacts = 20,
 }
 
 impl EventKind {
@@ -321,6 +324,7 @@ impl EventKind {
             17 => Self::Signal,
             18 => Self::Escape,
             19 => Self::Bind,
+            20 => Self::ExecFacts,
             _ => return None,
         })
     }
@@ -439,9 +443,12 @@ impl EventKind {
     /// The sensor whose programs send this kind.
     pub const fn sensor(self) -> u32 {
         match self {
-            Self::ExecEnter | Self::ExecExit | Self::Fork | Self::Exit | Self::Lost => {
-                sensors::EXEC
-            }
+            Self::ExecEnter
+            | Self::ExecExit
+            | Self::ExecFacts
+            | Self::Fork
+            | Self::Exit
+            | Self::Lost => sensors::EXEC,
             Self::Open | Self::Chdir | Self::Fchdir | Self::Relink => sensors::FILE,
             Self::Connect | Self::SendTo | Self::Socket | Self::Bind => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
@@ -676,9 +683,18 @@ pub struct ExecDone {
     pub magic: u32,
     pub name_len: u16,
     pub argv_len: u16,
-    /// What the new image's descriptors 0, 1 and 2 are, from the kernel's fd table.
+}
+
+/// A new image's standard descriptors and environment, from `sched_process_exec` (inside a
+/// successful exec, just before its [`ExecDone`]). A record of its own: in the exec exit
+/// program these made the verifier's work ten times longer. Tail: `env_len` bytes of the
+/// environment (`mm->env_start..env_end`), NUL-separated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecFacts {
+    pub header: EventHeader,
+    /// What descriptors 0, 1 and 2 are, from the kernel's fd table.
     pub stdio: [StdFd; 3],
-    /// Bytes of the environment after argv in the tail (`mm->env_start..env_end`).
     pub env_len: u16,
     /// 1: the environment was longer than [`ENV_MAX_BYTES`] and was cut.
     pub env_truncated: u16,
@@ -835,7 +851,8 @@ const _: () = assert!(size_of::<Connect>() == 160);
 const _: () = assert!(size_of::<SendTo>() == 56);
 const _: () = assert!(size_of::<TargetCall>() == 56);
 const _: () = assert!(size_of::<BpfCall>() == 40);
-const _: () = assert!(size_of::<ExecDone>() == 144);
+const _: () = assert!(size_of::<ExecDone>() == 64);
+const _: () = assert!(size_of::<ExecFacts>() == 112);
 const _: () = assert!(size_of::<StdFd>() == 24);
 const _: () = assert!(size_of::<Relink>() == 64);
 const _: () = assert!(size_of::<SignalCall>() == 48);

@@ -17,9 +17,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ARGV_MAX_ARGS, ARGV_MAX_BYTES, AT_FDCWD, CLONE_THREAD, DENTRY_NAME, ENV_MAX_BYTES, EventKind,
-    ExecDone, ExecEnter, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_MODE, INODE_NLINK,
-    INODE_RDEV, INODE_SB, MM_ARG_END, MM_ARG_START, MM_ENV_END, MM_ENV_START, MM_EXE_FILE,
-    NAME_MAX, SB_DEV, SB_MAGIC, STDFD_READ_FAILED, StdFd, TASK_EXIT_CODE, TASK_MM, counters, flags,
+    ExecDone, ExecEnter, ExecFacts, Exit, FILE_DENTRY, FILE_INODE, Fork, INODE_INO, INODE_MODE,
+    INODE_NLINK, INODE_RDEV, INODE_SB, MM_ARG_END, MM_ARG_START, MM_ENV_END, MM_ENV_START,
+    MM_EXE_FILE, NAME_MAX, SB_DEV, SB_MAGIC, STDFD_READ_FAILED, StdFd, TASK_EXIT_CODE, TASK_MM,
+    counters, flags,
 };
 
 use crate::emit::{
@@ -246,9 +247,6 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     if ret == 0 {
         note_exec_name();
         image_facts(&mut body, buf);
-        for (fd, slot) in body.stdio.iter_mut().enumerate() {
-            *slot = std_fd(fd as i64);
-        }
         // In block mode sudo and su are killed before the new image runs an instruction of
         // its own: the name is the executed file's (the kernel's dentry), not the caller's.
         if crate::net::block_mode() && privileged_tool(buf.wrapping_add(BODY), body.name_len) {
@@ -257,10 +255,85 @@ fn try_exec_exit(ctx: &TracePointContext) -> Result<u32, i64> {
             }
         }
     }
-    let len = BODY + body.name_len as usize + body.argv_len as usize + body.env_len as usize;
+    let len = BODY + body.name_len as usize + body.argv_len as usize;
     unsafe { write_unaligned(buf.cast::<ExecDone>(), body) };
     output_scratch(SENSOR, buf, len);
     Ok(0)
+}
+
+/// Inside a successful exec (the new image's task, before the syscall returns): its standard
+/// descriptors and its environment, as a record of their own.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    check(&ctx, SENSOR, try_exec_facts());
+    0
+}
+
+fn try_exec_facts() -> Result<u32, i64> {
+    if !in_scope() {
+        return Ok(0);
+    }
+    let buf = scratch().ok_or(0i64)?;
+    const BODY: usize = size_of::<ExecFacts>();
+    let mut body = ExecFacts {
+        header: header(EventKind::ExecFacts, 0),
+        ..ExecFacts::default()
+    };
+    // Descriptors 0-2 through bpf_loop: one step verified, not three copies of every path.
+    unsafe {
+        bpf_loop(
+            3,
+            std_fd_step as *mut core::ffi::c_void,
+            (&raw mut body.stdio).cast(),
+            0,
+        )
+    };
+    // The environment, as the new stack holds it (the kernel just wrote it there).
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let env = offset(TASK_MM)
+        .and_then(|o| read_kernel::<u64>(task.wrapping_add(o)))
+        .and_then(|mm| {
+            let mm = mm as *const u8;
+            Some((
+                read_kernel::<u64>(mm.wrapping_add(offset(MM_ENV_START)?))?,
+                read_kernel::<u64>(mm.wrapping_add(offset(MM_ENV_END)?))?,
+            ))
+        });
+    if let Some((start, end)) = env
+        && end > start
+    {
+        let mut elen = (end - start) as usize;
+        if elen > ENV_MAX_BYTES - 1 {
+            elen = ENV_MAX_BYTES - 1;
+            body.env_truncated = 1;
+        }
+        let elen = elen & (ENV_MAX_BYTES - 1);
+        if elen > 0
+            && unsafe {
+                bpf_probe_read_user(
+                    buf.wrapping_add(BODY).cast(),
+                    elen as u32,
+                    start as *const _,
+                )
+            } == 0
+        {
+            body.env_len = elen as u16;
+        } else {
+            count(SENSOR, counters::READ_ERROR);
+        }
+    }
+    unsafe { write_unaligned(buf.cast::<ExecFacts>(), body) };
+    output_scratch(SENSOR, buf, BODY + body.env_len as usize);
+    Ok(0)
+}
+
+/// bpf_loop step `i` (0..3): descriptor `i` into the `[StdFd; 3]` at `ctx`.
+#[inline(never)]
+extern "C" fn std_fd_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let out = ctx.cast::<StdFd>().wrapping_add((i & 3).min(2) as usize);
+    let fact = std_fd(i as i64 & 3);
+    unsafe { core::ptr::write_unaligned(out, fact) };
+    0
 }
 
 /// What descriptor `fd` (0, 1 or 2) of the current task is: its inode's number, device, mode
@@ -380,33 +453,6 @@ fn image_facts(body: &mut ExecDone, buf: *mut u8) {
     let dst = buf.wrapping_add(BODY + (body.name_len as usize & (NAME_MAX - 1)));
     if len > 0 && unsafe { bpf_probe_read_user(dst.cast(), len as u32, start as *const _) } == 0 {
         body.argv_len = len as u16;
-    } else {
-        count(SENSOR, counters::READ_ERROR);
-    }
-    // The environment, as the new stack holds it (the kernel just wrote it there).
-    let (Some(env_start), Some(env_end)) = (
-        offset(MM_ENV_START).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
-        offset(MM_ENV_END).and_then(|o| read_kernel::<u64>(mm.wrapping_add(o))),
-    ) else {
-        return;
-    };
-    if env_end <= env_start {
-        return;
-    }
-    let mut elen = (env_end - env_start) as usize;
-    if elen > ENV_MAX_BYTES - 1 {
-        elen = ENV_MAX_BYTES - 1;
-        body.env_truncated = 1;
-    }
-    let elen = elen & (ENV_MAX_BYTES - 1);
-    let at = BODY
-        + (body.name_len as usize & (NAME_MAX - 1))
-        + (body.argv_len as usize & (2 * ARGV_MAX_BYTES - 1));
-    let dst = buf.wrapping_add(at);
-    if elen > 0
-        && unsafe { bpf_probe_read_user(dst.cast(), elen as u32, env_start as *const _) } == 0
-    {
-        body.env_len = elen as u16;
     } else {
         count(SENSOR, counters::READ_ERROR);
     }

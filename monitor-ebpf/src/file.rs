@@ -456,14 +456,24 @@ relink_enter!(sys_enter_link, RELINK_LINK, Layout::Plain, false);
 relink_enter!(sys_enter_linkat, RELINK_LINK, Layout::At, true);
 relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
 relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
-// One path: unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd, path,
-// mode[, flags]), and fchmod(fd, mode) with none.
-relink_enter!(sys_enter_unlink, RELINK_UNLINK, Layout::OnePath, false);
-relink_enter!(sys_enter_unlinkat, RELINK_UNLINK, Layout::OneAt, false);
-relink_enter!(sys_enter_chmod, RELINK_CHMOD, Layout::One, false);
-relink_enter!(sys_enter_fchmodat, RELINK_CHMOD, Layout::OneAt, false);
-relink_enter!(sys_enter_fchmodat2, RELINK_CHMOD, Layout::OneAt, false);
-relink_enter!(sys_enter_fchmod, RELINK_CHMOD, Layout::Fd, false);
+/// The entry of unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd,
+/// path, mode), fchmodat2(dfd, path, mode, flags) and fchmod(fd, mode): one program for all
+/// six (each program costs start-up time in the verifier), told apart by the syscall number
+/// the tracepoint carries (x86_64's).
+#[tracepoint]
+pub fn sys_enter_unlink_chmod(ctx: TracePointContext) -> u32 {
+    let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
+    let (op, layout) = match nr {
+        87 => (RELINK_UNLINK, Layout::OnePath),
+        263 => (RELINK_UNLINK, Layout::OneAt),
+        90 => (RELINK_CHMOD, Layout::One),
+        91 => (RELINK_CHMOD, Layout::Fd),
+        268 | 452 => (RELINK_CHMOD, Layout::OneAt),
+        _ => return 0,
+    };
+    check(&ctx, SENSOR, try_enter_relink(&ctx, op, layout, false));
+    0
+}
 
 /// The exit of every rename and link call (its enter stashed what differs).
 #[tracepoint]

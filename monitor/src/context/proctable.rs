@@ -18,7 +18,9 @@ use crate::{
         process::{Id, IntMap, Live, ProcInfo, Processes},
     },
     event::{self, Ancestor, Detail, Event, MAX_ANCESTRY, Outcome, text},
-    ingest::decode::{Body, FileId, Image, KernelEvent, OpenSyscall, SockAddr, StdFdFact},
+    ingest::decode::{
+        Body, ExecFactsBody, FileId, Image, KernelEvent, OpenSyscall, SockAddr, StdFdFact,
+    },
 };
 
 /// Where the table falls back to for facts it did not see happen (a process that predates the
@@ -186,6 +188,9 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// standard output when a shell redirected it there (`base64 -d > x` opens x in the
     /// shell; the program only inherits the descriptor).
     written_ids: HashMap<FileId, Vec<u8>>,
+    /// Standard descriptors and environment of an exec in progress, by pid, until its exit
+    /// record.
+    pending_facts: IntMap<u32, Box<ExecFactsBody>>,
 }
 
 /// Variables of a new program's environment an exec event keeps: those that make it load or
@@ -260,6 +265,7 @@ impl<S: ProcSource> ProcTable<S> {
             targets: HashMap::new(),
             path_hasher: std::hash::RandomState::new(),
             written_ids: HashMap::new(),
+            pending_facts: IntMap::default(),
         }
     }
 
@@ -451,6 +457,12 @@ impl<S: ProcSource> ProcTable<S> {
                 );
                 return;
             }
+            Body::ExecFacts(facts) => {
+                if self.pending_facts.len() < 4096 || self.pending_facts.contains_key(&pid) {
+                    self.pending_facts.insert(pid, facts);
+                }
+                return;
+            }
             Body::ExecExit { ret, image } => {
                 let key = if self.pending.contains_key(&ev.tid) {
                     Some(ev.tid)
@@ -464,6 +476,7 @@ impl<S: ProcSource> ProcTable<S> {
                 let Some(mut p) = key.and_then(|k| self.pending.remove(&k)) else {
                     return;
                 };
+                let facts = self.pending_facts.remove(&pid);
                 let (mut deleted, mut path_unverified) = (false, false);
                 let killed = image.as_ref().is_some_and(|i| i.killed);
                 if let Some(image) = &image {
@@ -499,16 +512,16 @@ impl<S: ProcSource> ProcTable<S> {
                     cwd: text(&p.cwd, "exec.cwd", &mut escaped),
                     package: None,
                     killed,
-                    env: image
+                    env: facts
                         .as_ref()
                         .filter(|_| ret == 0)
-                        .map(|i| env_kept(&i.env, &mut escaped))
+                        .map(|f| env_kept(&f.env, &mut escaped))
                         .unwrap_or_default(),
-                    env_truncated: image.as_ref().is_some_and(|i| i.env_truncated),
-                    stdio: image
+                    env_truncated: ret == 0 && facts.as_ref().is_some_and(|f| f.env_truncated),
+                    stdio: facts
                         .as_ref()
                         .filter(|_| ret == 0)
-                        .map(|i| Box::new(self.stdio(&i.stdio, &mut escaped))),
+                        .map(|f| Box::new(self.stdio(&f.stdio, &mut escaped))),
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -521,6 +534,7 @@ impl<S: ProcSource> ProcTable<S> {
                 reads_summarized,
             } => {
                 self.pending.retain(|_, p| p.pid != pid);
+                self.pending_facts.remove(&pid);
                 // Keep what ancestry needs (exe, parent); the table drops the rest once no
                 // descendant needs it.
                 self.procs.live_mut(id).fds = IntMap::default();

@@ -81,6 +81,8 @@ pub enum Body {
         refused: bool,
         redirected: bool,
     },
+    /// A successful exec's standard descriptors and environment.
+    ExecFacts(Box<ExecFactsBody>),
     /// A bind of an IPv4/IPv6 socket: the local address asked for.
     Bind {
         addr: SockAddr,
@@ -166,6 +168,11 @@ pub struct Image {
     pub argv_truncated: bool,
     /// Block mode killed it before it ran (sudo, su).
     pub killed: bool,
+}
+
+/// A successful exec's standard descriptors and environment (before its exit record).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecFactsBody {
     /// Descriptors 0, 1 and 2 of the new image, from the kernel's fd table.
     pub stdio: [StdFdFact; 3],
     /// Its environment as the new stack holds it (NUL-separated; cut when `env_truncated`).
@@ -261,6 +268,7 @@ pub enum DecodeError {
 trait Wire: Copy {}
 impl Wire for wire::EventHeader {}
 impl Wire for wire::ExecDone {}
+impl Wire for wire::ExecFacts {}
 impl Wire for wire::ExecEnter {}
 impl Wire for wire::Fork {}
 impl Wire for wire::Exit {}
@@ -322,13 +330,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             let body = size_of::<wire::ExecDone>();
             let name = tail(buf, body, b.name_len as usize, kind)?.to_vec();
             let mut argv = tail(buf, body + name.len(), b.argv_len as usize, kind)?;
-            let env = tail(
-                buf,
-                body + name.len() + argv.len(),
-                b.env_len as usize,
-                kind,
-            )?
-            .to_vec();
+
             let mut argv_truncated = h.flags & wire::flags::IMAGE_ARGV_TRUNCATED != 0;
             // The same limits as at entry: the last argument cut to leave room for its NUL,
             // at most ARGV_MAX_ARGS arguments.
@@ -352,19 +354,26 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                     argv: args,
                     argv_truncated,
                     killed: h.flags & wire::flags::KILLED != 0,
-                    stdio: b.stdio.map(|f| StdFdFact {
-                        file: FileId {
-                            dev: f.dev,
-                            ino: f.ino,
-                        },
-                        mode: f.mode,
-                        rdev: f.rdev,
-                        failed: f.flags & wire::STDFD_READ_FAILED != 0,
-                    }),
-                    env,
-                    env_truncated: b.env_truncated != 0,
                 }),
             }
+        }
+        K::ExecFacts => {
+            let b: wire::ExecFacts = read(buf).ok_or(short)?;
+            let body = size_of::<wire::ExecFacts>();
+            let env = tail(buf, body, b.env_len as usize, kind)?.to_vec();
+            Body::ExecFacts(Box::new(ExecFactsBody {
+                stdio: b.stdio.map(|f| StdFdFact {
+                    file: FileId {
+                        dev: f.dev,
+                        ino: f.ino,
+                    },
+                    mode: f.mode,
+                    rdev: f.rdev,
+                    failed: f.flags & wire::STDFD_READ_FAILED != 0,
+                }),
+                env,
+                env_truncated: b.env_truncated != 0,
+            }))
         }
         K::Fork => {
             let b: wire::Fork = read(buf).ok_or(short)?;

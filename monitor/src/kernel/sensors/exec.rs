@@ -14,6 +14,7 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_exec_any", "syscalls", "sys_exit_execveat"),
         Probe("task_newtask", "task", "task_newtask"),
         Probe("sched_process_exit", "sched", "sched_process_exit"),
+        Probe("sched_process_exec", "sched", "sched_process_exec"),
     ],
     sock_addr: &[],
     skb: &[],
