@@ -505,3 +505,37 @@ fn binds_are_seen_and_a_listener_on_the_network_is_a_finding() {
         .count();
     assert_eq!(listeners, 1, "the loopback bind is not a finding");
 }
+
+/// The download made executable and removed through a symlinked directory: the writer is
+/// known by the resolved path, so the detour hides nothing.
+#[test]
+fn mode_changes_through_a_symlinked_directory_are_still_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let port = serve("#!/bin/sh\necho hi\n", 4);
+    let tmp = TempDir::new("chmod-symlink");
+    let script = format!(
+        "mkdir d && ln -s d l && curl -s http://127.0.0.1:{port}/p -o d/p && chmod +x l/p && rm l/p"
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let rules = w.rules();
+    for rule in ["downloaded-file-made-executable", "downloaded-file-deleted"] {
+        assert!(
+            rules.contains(&rule.to_owned()),
+            "{rule} missing: {rules:?}"
+        );
+    }
+    let evs = w.events();
+    let chmod = evs
+        .iter()
+        .find(|e| e["kind"] == "chmod")
+        .expect("a chmod event");
+    assert!(
+        chmod["chmod"]["target"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/d/p")),
+        "{chmod:#}"
+    );
+}

@@ -736,9 +736,35 @@ impl<S: ProcSource> ProcTable<S> {
                 } else {
                     (self.resolve_at(id, old_dirfd, &old).0, "")
                 };
+                // Where the name leads through symlinks: the file itself for a chmod (it
+                // follows them), its directory for an unlink (the name is gone).
+                let target = if per_process_view(&path) || path.first() != Some(&b'/') {
+                    None
+                } else if op == monitor_common::RELINK_CHMOD
+                    && let (Some(c), _) = self.source.canonical(&path, FileId::default())
+                {
+                    Some(c)
+                } else {
+                    let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                    let (dir, name) = path.split_at(cut);
+                    let dir: &[u8] = if dir.is_empty() { b"/" } else { dir };
+                    self.source
+                        .canonical(dir, FileId::default())
+                        .0
+                        .map(|mut d| {
+                            if d.last() == Some(&b'/') {
+                                d.pop();
+                            }
+                            d.extend_from_slice(name);
+                            d
+                        })
+                }
+                .filter(|t| *t != path);
+                let target = target.map(|t| text(&t, "file.target", &mut escaped));
                 if op == monitor_common::RELINK_UNLINK {
                     Detail::Unlink(event::Unlink {
                         syscall: "unlink".into(),
+                        target,
                         path: text(&path, "unlink.path", &mut escaped),
                         dir: call_flags & libc::AT_REMOVEDIR as u32 != 0,
                         outcome: Outcome::from_ret(ret),
@@ -746,6 +772,7 @@ impl<S: ProcSource> ProcTable<S> {
                 } else {
                     Detail::Chmod(event::Chmod {
                         syscall: if syscall.is_empty() { "chmod" } else { syscall }.into(),
+                        target,
                         path: text(&path, "chmod.path", &mut escaped),
                         mode: format!("{:04o}", call_flags & 0o7777),
                         outcome: Outcome::from_ret(ret),

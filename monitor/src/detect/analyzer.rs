@@ -1569,7 +1569,19 @@ impl Subject for Subj<'_> {
             Field::ChmodMode => chmod_mode.map_or(Val::Missing, |m| Val::Num(m.into())),
             Field::ChmodExec => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o111 != 0)),
             Field::ChmodSetid => chmod_mode.map_or(Val::Missing, |m| Val::Bool(m & 0o6000 != 0)),
-            Field::FileWriter => fpath.map_or(Val::Missing, |p| s(self.writer_of(p).unwrap_or(""))),
+            Field::FileWriter => fpath.map_or(Val::Missing, |p| {
+                // The file the run wrote is known by its resolved path.
+                let target = match &ev.detail {
+                    Detail::Open(o) => o.target.as_deref(),
+                    Detail::Unlink(u) => u.target.as_deref(),
+                    Detail::Chmod(c) => c.target.as_deref(),
+                    _ => None,
+                };
+                s(target
+                    .and_then(|t| self.writer_of(t))
+                    .or_else(|| self.writer_of(p))
+                    .unwrap_or(""))
+            }),
             Field::DnsSecret => self
                 .dns
                 .map_or(Val::Missing, |v| s(v.secret.as_deref().unwrap_or(""))),

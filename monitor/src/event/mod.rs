@@ -492,6 +492,10 @@ pub struct Unlink {
     pub syscall: Cow<'static, str>,
     /// The name removed, absolute.
     pub path: String,
+    /// `path` with the symlinks of its directories resolved, when that differs (resolved by
+    /// buildwatch after the call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// unlinkat with AT_REMOVEDIR: a directory.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dir: bool,
@@ -505,6 +509,10 @@ pub struct Chmod {
     pub syscall: Cow<'static, str>,
     /// The file, absolute (for fchmod: what its descriptor names, when known).
     pub path: String,
+    /// `path` with symlinks resolved, when that differs (resolved by buildwatch after the
+    /// call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// The new mode, in octal (`4755`).
     pub mode: String,
     #[serde(flatten)]
