@@ -631,6 +631,9 @@ pub const RELINK_UNLINK: u32 = 3;
 /// chmod(2), fchmodat(2), fchmodat2(2), fchmod(2): the old path is the file (none for fchmod:
 /// `old_dirfd` is its descriptor), `call_flags` the new mode.
 pub const RELINK_CHMOD: u32 = 4;
+/// setxattr(2), lsetxattr(2), fsetxattr(2), setxattrat(2): the old path is the file (none for
+/// fsetxattr: `old_dirfd` is its descriptor), the new path slot holds the attribute's name.
+pub const RELINK_SETXATTR: u32 = 5;
 
 /// A rename, hard link or symlink at exit. Tail: `old_len` bytes of the old path (for a
 /// symlink: its content as given), then `new_len` bytes of the new path, both as passed.

@@ -15,9 +15,9 @@ use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
     GuardOwners, IORING_OP_LINKAT, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_RENAMEAT,
     IORING_OP_SOCKET, IORING_OP_SYMLINKAT, Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK,
-    RELINK_RENAME, RELINK_SYMLINK, RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS,
-    SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs,
-    URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN,
+    RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK, RELINK_UNLINK, Relink, SUMMARIZED_MAX,
+    SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall,
+    StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN,
     URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
 };
 
@@ -456,6 +456,26 @@ relink_enter!(sys_enter_link, RELINK_LINK, Layout::Plain, false);
 relink_enter!(sys_enter_linkat, RELINK_LINK, Layout::At, true);
 relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
 relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
+/// The entry of setxattr(path, name, …), lsetxattr (the same), fsetxattr(fd, name, …) and
+/// setxattrat(dfd, path, at_flags, name, …): the file and the attribute's name (x86_64
+/// syscall numbers).
+#[tracepoint]
+pub fn sys_enter_setxattr_any(ctx: TracePointContext) -> u32 {
+    let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
+    let layout = match nr {
+        188 | 189 => Layout::Xattr,
+        190 => Layout::FXattr,
+        463 => Layout::XattrAt,
+        _ => return 0,
+    };
+    check(
+        &ctx,
+        SENSOR,
+        try_enter_relink(&ctx, RELINK_SETXATTR, layout, false),
+    );
+    0
+}
+
 /// The entry of unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd,
 /// path, mode), fchmodat2(dfd, path, mode, flags) and fchmod(fd, mode): one program for all
 /// six (each program costs start-up time in the verifier), told apart by the syscall number
@@ -495,6 +515,12 @@ enum Layout {
     OneAt,
     /// (fd, third): no path.
     Fd,
+    /// (path, name, …): setxattr, lsetxattr.
+    Xattr,
+    /// (fd, name, …): fsetxattr.
+    FXattr,
+    /// (dfd, path, at_flags, name, …): setxattrat.
+    XattrAt,
 }
 
 fn try_enter_relink(
@@ -515,6 +541,9 @@ fn try_enter_relink(
         Layout::One | Layout::OnePath => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
         Layout::OneAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, 0),
         Layout::Fd => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
+        Layout::Xattr => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
+        Layout::FXattr => (arg(ARG0)?, 0, AT_FDCWD as u64, arg(ARG1)?),
+        Layout::XattrAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, arg(ARG3)?),
     };
     let call_flags = match layout {
         Layout::One | Layout::Fd => arg(ARG1)? as u32,

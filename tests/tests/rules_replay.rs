@@ -28,6 +28,7 @@ const KINDS: &[&str] = &[
     "unlink",
     "chmod",
     "bind",
+    "setxattr",
     "signal",
     "escape",
     "run",

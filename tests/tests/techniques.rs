@@ -539,3 +539,38 @@ fn mode_changes_through_a_symlinked_directory_are_still_findings() {
         "{chmod:#}"
     );
 }
+
+/// setcap (the real tool) gives a copied binary a capability: the security.capability
+/// attribute is seen being set.
+#[test]
+fn file_capabilities_set_by_the_build_are_findings() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("setcap");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cp /bin/true ./t && setcap cap_net_raw+ep ./t && getcap ./t",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&w.out.stdout).contains("cap_net_raw"),
+        "setcap did not work: {}",
+        w.stderr()
+    );
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let x = evs
+        .iter()
+        .find(|e| e["kind"] == "setxattr")
+        .unwrap_or_else(|| panic!("no setxattr event"));
+    assert_eq!(x["setxattr"]["name"], "security.capability");
+    let f = w.finding("capability-set");
+    assert!(f["message"].as_str().unwrap().ends_with("/t"), "{f:#}");
+}

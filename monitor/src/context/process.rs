@@ -326,6 +326,7 @@ impl Processes {
             | Detail::Link(_)
             | Detail::Unlink(_)
             | Detail::Chmod(_)
+            | Detail::Setxattr(_)
             | Detail::Bind(_)
             | Detail::Signal(_)
             | Detail::Escape(_)

@@ -724,6 +724,26 @@ impl<S: ProcSource> ProcTable<S> {
                 ret,
                 op,
                 old_dirfd,
+                old,
+                new,
+                ..
+            } if op == monitor_common::RELINK_SETXATTR => {
+                let path = if old.is_empty() {
+                    self.fd_path(id, old_dirfd)
+                        .unwrap_or_else(|| format!("fd:{old_dirfd}").into_bytes())
+                } else {
+                    self.resolve_at(id, old_dirfd, &old).0
+                };
+                Detail::Setxattr(event::Setxattr {
+                    path: text(&path, "setxattr.path", &mut escaped),
+                    name: text(&new, "setxattr.name", &mut escaped),
+                    outcome: Outcome::from_ret(ret),
+                })
+            }
+            Body::Relink {
+                ret,
+                op,
+                old_dirfd,
                 call_flags,
                 old,
                 ..

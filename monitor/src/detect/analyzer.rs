@@ -968,6 +968,7 @@ impl<'a> Subj<'a> {
             Detail::Rename(x) | Detail::Link(x) => &x.outcome,
             Detail::Unlink(x) => &x.outcome,
             Detail::Chmod(x) => &x.outcome,
+            Detail::Setxattr(x) => &x.outcome,
             _ => return None,
         };
         Some((o.ret, o.error.as_deref()))
@@ -1326,6 +1327,7 @@ impl Subject for Subj<'_> {
             .or(match &ev.detail {
                 Detail::Unlink(u) => Some(u.path.as_str()),
                 Detail::Chmod(c) => Some(c.path.as_str()),
+                Detail::Setxattr(x) => Some(x.path.as_str()),
                 _ => None,
             });
         let chmod_mode = match &ev.detail {
@@ -1554,6 +1556,10 @@ impl Subject for Subj<'_> {
                     _ => Val::Bool(found.is_some_and(|(_, _, w)| w)),
                 }
             }
+            Field::XattrName => match &ev.detail {
+                Detail::Setxattr(x) => s(&x.name),
+                _ => Val::Missing,
+            },
             Field::BindAddr | Field::BindPort | Field::BindProtocol | Field::BindLoopback => {
                 let Detail::Bind(b) = &ev.detail else {
                     return Val::Missing;

@@ -79,6 +79,7 @@ pub enum Detail {
     Link(Relink),
     Unlink(Unlink),
     Chmod(Chmod),
+    Setxattr(Setxattr),
     Bind(Bind),
     Signal(Signal),
     Escape(Escape),
@@ -109,6 +110,7 @@ impl Detail {
             Self::Link(_) => "link",
             Self::Unlink(_) => "unlink",
             Self::Chmod(_) => "chmod",
+            Self::Setxattr(_) => "setxattr",
             Self::Bind(_) => "bind",
             Self::Signal(_) => "signal",
             Self::Escape(_) => "escape",
@@ -388,6 +390,18 @@ pub struct Send {
     /// Block mode sent this port-53 datagram to its DNS proxy instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redirected: bool,
+}
+
+/// setxattr(2) and its variants: an extended attribute set on a file (file capabilities live
+/// in `security.capability`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setxattr {
+    /// The file, absolute (for fsetxattr: what its descriptor names, when known).
+    pub path: String,
+    /// The attribute's name.
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
 }
 
 /// bind(2) of an IPv4 or IPv6 socket: the local address and port asked for (the kernel's

@@ -29,6 +29,7 @@ pub const KIND_NAMES: &[&str] = &[
     "unlink",
     "chmod",
     "bind",
+    "setxattr",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -162,6 +163,7 @@ pub enum Field {
     ExecInjectedVar,
     ExecInjectedFile,
     ExecInjectedWritten,
+    XattrName,
     BindAddr,
     BindPort,
     BindProtocol,
@@ -239,7 +241,7 @@ struct Spec {
 
 const ANY: &[&str] = &[];
 /// Opens, and renames and links (the file fields describe the new name: the file written).
-const FILE: &[&str] = &["open", "rename", "link", "unlink", "chmod"];
+const FILE: &[&str] = &["open", "rename", "link", "unlink", "chmod", "setxattr"];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
 const PIPE: &[&str] = &["exec", "connect", "send"];
@@ -563,6 +565,13 @@ const SPECS: &[Spec] = &[
         Bool,
         EXEC,
         "that file was written during this run, or is under /tmp, /var/tmp or /dev/shm"
+    ),
+    spec!(
+        "xattr.name",
+        Field::XattrName,
+        Str,
+        &["setxattr"],
+        "the extended attribute set (security.capability holds a file's capabilities)"
     ),
     spec!(
         "bind.addr",
@@ -1081,7 +1090,7 @@ mod tests {
         assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
         assert_eq!(
             f.kinds.names(),
-            vec!["open", "rename", "link", "unlink", "chmod"]
+            vec!["open", "rename", "link", "unlink", "chmod", "setxattr"]
         );
         assert_eq!(
             resolve("parent.argv[1]").unwrap().field,

@@ -7,7 +7,7 @@ use super::{Probe, Spec};
 
 pub const SPEC: Spec = Spec {
     id: sensors::FILE,
-    what: "opens, renames and links, unlinks and mode changes, and working-directory changes",
+    what: "opens, renames and links, unlinks, mode and attribute changes, and working-directory changes",
     tracepoints: &[
         Probe("sys_enter_open", "syscalls", "sys_enter_open"),
         Probe("sys_exit_open_any", "syscalls", "sys_exit_open"),
@@ -56,6 +56,14 @@ pub const SPEC: Spec = Spec {
         Probe("sys_exit_relink", "syscalls", "sys_exit_fchmodat2"),
         Probe("sys_enter_unlink_chmod", "syscalls", "sys_enter_fchmod"),
         Probe("sys_exit_relink", "syscalls", "sys_exit_fchmod"),
+        Probe("sys_enter_setxattr_any", "syscalls", "sys_enter_setxattr"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_setxattr"),
+        Probe("sys_enter_setxattr_any", "syscalls", "sys_enter_lsetxattr"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_lsetxattr"),
+        Probe("sys_enter_setxattr_any", "syscalls", "sys_enter_fsetxattr"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_fsetxattr"),
+        Probe("sys_enter_setxattr_any", "syscalls", "sys_enter_setxattrat"),
+        Probe("sys_exit_relink", "syscalls", "sys_exit_setxattrat"),
     ],
     sock_addr: &[],
     skb: &[],
