@@ -448,25 +448,15 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         K::Bind => {
             let b: wire::SendTo = read(buf).ok_or(short)?;
-            let ip = if b.family == AF_INET {
-                IpAddr::V4(Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(b.addr))
-            };
             Body::Bind {
-                addr: inet(ip, b.port),
+                addr: hook_addr(&b),
                 protocol: b.protocol,
             }
         }
         K::SendTo => {
             let b: wire::SendTo = read(buf).ok_or(short)?;
-            let ip = if b.family == AF_INET {
-                IpAddr::V4(Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(b.addr))
-            };
             Body::SendTo {
-                addr: inet(ip, b.port),
+                addr: hook_addr(&b),
                 protocol: b.protocol,
                 refused: h.flags & wire::flags::REFUSED != 0,
                 redirected: h.flags & wire::flags::REDIRECTED != 0,
@@ -584,6 +574,16 @@ fn split_argv(bytes: &[u8], argc: usize) -> Vec<Vec<u8>> {
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+
+/// The address a cgroup hook record (sendmsg, bind) carries: family, port, 16 address bytes.
+fn hook_addr(b: &wire::SendTo) -> SockAddr {
+    let ip = if b.family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(b.addr))
+    };
+    inet(ip, b.port)
+}
 
 fn inet(ip: IpAddr, port: u16) -> SockAddr {
     match ip {

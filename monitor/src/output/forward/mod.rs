@@ -477,16 +477,22 @@ pub fn push_stable_id(out: &mut String, spool_id: u64, n: u64) {
     }
     out.push('-');
     let mut digits = [0u8; 20];
-    let (mut i, mut v) = (digits.len(), n);
+    out.extend(decimal(n, &mut digits).iter().map(|&d| d as char));
+}
+
+/// `n` in decimal, written at the end of `buf` (no formatting machinery: senders write one
+/// or two per record).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| d as char));
+    &buf[i..]
 }
 
 /// This host's name.

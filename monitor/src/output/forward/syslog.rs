@@ -312,17 +312,9 @@ pub fn frame(
     body.extend_from_slice(b"] ");
     // MSG-LEN SP, then the message.
     let mut digits = [0u8; 20];
-    let (mut i, mut n) = (digits.len(), body.len() + message.len());
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reserve(digits.len() - i + 1 + body.len() + message.len());
-    out.extend_from_slice(&digits[i..]);
+    let len = super::decimal((body.len() + message.len()) as u64, &mut digits);
+    out.reserve(len.len() + 1 + body.len() + message.len());
+    out.extend_from_slice(len);
     out.push(b' ');
     out.extend_from_slice(body);
     out.extend_from_slice(message);
