@@ -1019,6 +1019,14 @@ impl Pipes {
     /// a file this run opened for writing becomes that file's writer (`base64 -d > x`: the
     /// shell opened x, base64 wrote it).
     fn observe(&mut self, ev: &Event, procs: &Processes, written: &mut HashMap<String, String>) {
+        // Only execs and network calls matter here: every other event (an open, most of
+        // them) skips the process lookup.
+        if !matches!(
+            ev.detail,
+            Detail::Exec(_) | Detail::Connect(_) | Detail::Send(_)
+        ) {
+            return;
+        }
         let Some(p) = procs.of_event(ev) else { return };
         let key = (p.pid, p.start_ns);
         match &ev.detail {
