@@ -210,6 +210,36 @@ enum Cmd {
     },
     /// Check that this machine can run buildwatch, and say what is missing.
     Doctor,
+    /// A fire drill: install benign "malicious" npm and pip packages (one attack technique
+    /// each, against fake secrets and loopback) under buildwatch, and score each technique:
+    /// caught or missed, the rule, the time to detect. Writes a Markdown scorecard
+    /// (docs/drill.md). Exit status 0 when every technique was caught, 1 when one was not.
+    Drill {
+        /// A new or empty directory for the kit and the outputs (default: a new directory
+        /// under the temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// npm or pip (default: each whose tool is installed).
+        #[arg(long, value_parser = ["npm", "pip"])]
+        ecosystem: Option<String>,
+        /// Write the scorecard to FILE (default: DIR/scorecard.md).
+        #[arg(long, value_name = "FILE")]
+        scorecard: Option<PathBuf>,
+        /// Policy file for the watched install (as `run --policy`).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Extra rule file for the watched install (as `run --rules`). Repeatable.
+        #[arg(long, value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        /// Run the install as USER (as `run --user`).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Your install command, run in the drill's project directory (needs --ecosystem):
+        /// e.g. `-- npm install`, or `-- pip install -r requirements.txt` (PIP_FIND_LINKS
+        /// points at the drill's registry).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
     /// Watch the whole host (or the cgroups its configuration names) as a daemon.
     Agent {
         #[command(subcommand)]
@@ -397,6 +427,26 @@ fn dispatch(cmd: Cmd) -> i32 {
             RulesCmd::Fields => rules_cmd::fields(),
         },
         Cmd::Doctor => rt.block_on(doctor::doctor()),
+        Cmd::Drill {
+            dir,
+            ecosystem,
+            scorecard,
+            policy,
+            rules,
+            user,
+            command,
+        } => status_of(mode::drill::drill(mode::drill::DrillOptions {
+            dir,
+            ecosystem: ecosystem.map(|e| match e.as_str() {
+                "npm" => mode::drill::kit::Ecosystem::Npm,
+                _ => mode::drill::kit::Ecosystem::Pip,
+            }),
+            command,
+            scorecard,
+            policy,
+            rules,
+            user,
+        })),
         Cmd::Diff {
             baseline,
             new,

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod diff;
 pub mod doctor;
+pub mod drill;
 pub mod learn;
 pub mod outputs;
 pub mod replay;

@@ -82,6 +82,9 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
                 "schema": crate::event::SCHEMA,
                 "kind": "finding",
                 "time": f.first_seen,
+                // When buildwatch raised it (the bus encodes a finding as it is published):
+                // detection latency is `detected` - `time`.
+                "detected": crate::context::proctable::format_time(now_ns()),
                 "finding": &**f,
             }))
             .ok()?;
@@ -111,6 +114,13 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
         (Format::CodeQuality, Record::Report(f)) => pretty(&codequality::codequality(&f.report)),
         _ => None,
     }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 fn pretty(v: &serde_json::Value) -> Option<Bytes> {

@@ -303,6 +303,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             let sev = f["severity"].as_str().unwrap_or("low");
             put(&mut m, "event.severity", numeric_severity(sev));
             put(&mut m, "event.start", f["first_seen"].clone());
+            put(&mut m, "event.created", v["detected"].clone());
             put(&mut m, "message", f["message"].clone());
             put(&mut m, "rule.id", f["rule"].clone());
             put(&mut m, "rule.name", f["rule"].clone());

@@ -347,6 +347,9 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 "first_seen_time": first,
                 "last_seen_time": first,
             });
+            if let Some(t) = v["detected"].as_str() {
+                info["created_time"] = millis(Some(t)).into();
+            }
             let attacks: Vec<Value> = super::techniques(&f["tags"])
                 .into_iter()
                 .map(|t| json!({"technique": {"uid": t}}))
