@@ -165,8 +165,10 @@ impl Pipeline {
     ) -> std::io::Result<Self> {
         let queue = Arc::new(Queue::new("ingest", "bytes", INGEST_QUEUE_BYTES));
         let thread = {
+            let mut table = ProcTable::new(LiveProc, boot_to_unix_offset());
+            table.secrets = analyzer.policy.secrets.clone();
             let stage = Stage {
-                table: ProcTable::new(LiveProc, boot_to_unix_offset()),
+                table,
                 analyzer,
                 bus: bus.clone(),
                 queue: queue.clone(),
@@ -449,6 +451,7 @@ impl Stage {
                         a.policy = policy;
                     }
                 }
+                self.table.secrets = self.analyzer.policy.secrets.clone();
                 self.reloads += 1;
             }
         }

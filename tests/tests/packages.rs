@@ -456,3 +456,109 @@ fn diff_of_two_npm_runs_shows_what_a_patch_release_started_doing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// Secret taint: an install script whose environment holds the CI's secrets connects to a
+/// destination outside the allowlist, without reading any file. The finding names the
+/// variables (from the kernel's copy of the environment at exec), never their values. The
+/// same connection from a script whose environment holds no secret, or from a process no
+/// install script started, is only `egress-unlisted`.
+#[test]
+fn an_install_script_holding_secrets_that_connects_out_names_the_secrets() {
+    if !require_bpf() {
+        return;
+    }
+    const AWS: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYTAINTKEY01";
+    const GH: &str = "ghp_FAKEfakeFAKEfakeFAKEfakeFAKEfake0001";
+    let tmp = TempDir::new("npm-taint");
+    let home = fake_home(&tmp);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let js = format!(
+        "require('net').connect({port}, '127.0.0.1').on('connect', function () {{ this.destroy(); }}).on('error', () => {{}});\n"
+    );
+    let tgz = npm_package(
+        &tmp,
+        "quiet-sender",
+        "2.0.1",
+        &[("send.js", &js)],
+        json!({"postinstall": "node send.js"}),
+    );
+    let proj = project(&tmp);
+    // Loopback counts as outside the allowlist here, as a real host would.
+    fs::write(proj.join(".buildwatch.yaml"), "allow_loopback: false\n").unwrap();
+    let mut env = npm_env(&home);
+    env.push(("AWS_SECRET_ACCESS_KEY", AWS.into()));
+    env.push(("GITHUB_TOKEN", GH.into()));
+    env.push(("BUILD_FLAVOUR", "release-candidate-1".into()));
+    let w = npm_install(&tmp, &proj, &env, &tgz);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let f = w.finding("secret-tainted-egress");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["package"]["name"], "quiet-sender");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("holding secrets AWS_SECRET_ACCESS_KEY GITHUB_TOKEN,")
+            && msg.contains(&format!("127.0.0.1:{port}")),
+        "{msg}"
+    );
+    // One action, one finding: egress-unlisted is its part.
+    assert!(
+        !w.finding_rules().contains(&"egress-unlisted".to_owned()),
+        "{:?}",
+        w.finding_rules()
+    );
+    // The exec events name the variables; no output holds a value.
+    let named = w
+        .events()
+        .iter()
+        .any(|e| e["exec"]["secret_env"] == json!(["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"]));
+    assert!(named, "no exec names the secret variables");
+    for (what, text) in [
+        ("events", fs::read_to_string(&w.events).unwrap()),
+        ("report", w.report.to_string()),
+        ("terminal", w.stderr()),
+    ] {
+        assert!(
+            !text.contains(AWS) && !text.contains(GH),
+            "a value is in the {what}"
+        );
+    }
+    assert_replay_matches(&w, &proj, &[]);
+
+    // The same script, no secret in its environment: egress-unlisted only.
+    let tmp2 = TempDir::new("npm-taint-clean");
+    let home2 = fake_home(&tmp2);
+    let proj2 = project(&tmp2);
+    fs::write(proj2.join(".buildwatch.yaml"), "allow_loopback: false\n").unwrap();
+    let tgz2 = npm_package(
+        &tmp2,
+        "quiet-sender",
+        "2.0.1",
+        &[("send.js", &js)],
+        json!({"postinstall": "node send.js"}),
+    );
+    let w2 = npm_install(&tmp2, &proj2, &npm_env(&home2), &tgz2);
+    let rules = w2.finding_rules();
+    assert!(rules.contains(&"egress-unlisted".to_owned()), "{rules:?}");
+    assert!(
+        !rules.contains(&"secret-tainted-egress".to_owned()),
+        "{rules:?}"
+    );
+
+    // Secrets, but no install script: the job's own step connecting is egress-unlisted only.
+    fs::write(tmp2.join("send.js"), &js).unwrap();
+    let w3 = watch(
+        &tmp2,
+        &proj2,
+        &[("AWS_SECRET_ACCESS_KEY", AWS.into())],
+        &[],
+        &["node", tmp2.join("send.js").to_str().unwrap()],
+    );
+    let rules = w3.finding_rules();
+    assert!(rules.contains(&"egress-unlisted".to_owned()), "{rules:?}");
+    assert!(
+        !rules.contains(&"secret-tainted-egress".to_owned()),
+        "{rules:?}"
+    );
+    drop(listener);
+}

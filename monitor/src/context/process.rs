@@ -73,6 +73,9 @@ pub struct ProcInfo {
     /// What a person would call it: the script or module an interpreter runs, else `name`.
     pub tool: String,
     pub script: Option<String>,
+    /// Names of the secret variables its environment held at its last exec (inherited
+    /// through fork): `proc.secret_env`.
+    pub secret_env: Vec<String>,
 }
 
 impl ProcInfo {
@@ -302,6 +305,7 @@ impl Processes {
                 }
                 e.info.set_image(Some(x.path.clone()), x.argv.clone());
                 e.info.cwd = Some(x.cwd.clone());
+                e.info.secret_env.clone_from(&x.secret_env);
                 if let Some(pkg) = &x.package {
                     e.info.package = Some(pkg.clone());
                 }

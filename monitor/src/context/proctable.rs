@@ -191,6 +191,8 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// Standard descriptors and environment of an exec in progress, by pid, until its exit
     /// record.
     pending_facts: IntMap<u32, Box<ExecFactsBody>>,
+    /// Which variables hold secrets (the policy's `secrets:`), for an exec's `secret_env`.
+    pub secrets: crate::detect::secrets::SecretsConfig,
 }
 
 /// Variables of a new program's environment an exec event keeps: those that make it load or
@@ -246,6 +248,31 @@ fn env_kept(env: &[u8], escaped: &mut Vec<String>) -> std::collections::BTreeMap
     out
 }
 
+/// Secret variables an exec event names at most.
+const SECRET_ENV_MAX: usize = 32;
+
+/// The names of the variables of a NUL-separated environment that hold secrets, sorted, at
+/// most [`SECRET_ENV_MAX`].
+fn env_secrets(env: &[u8], config: &crate::detect::secrets::SecretsConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in env.split(|&b| b == 0) {
+        let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let Ok(name) = std::str::from_utf8(&entry[..eq]) else {
+            continue;
+        };
+        if config.holds(name, &entry[eq + 1..]) && !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+            if out.len() == SECRET_ENV_MAX {
+                break;
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Most entries [`ProcTable::written_ids`] holds; when full it starts over.
 const WRITTEN_IDS_MAX: usize = 65_536;
 
@@ -266,6 +293,7 @@ impl<S: ProcSource> ProcTable<S> {
             path_hasher: std::hash::RandomState::new(),
             written_ids: HashMap::new(),
             pending_facts: IntMap::default(),
+            secrets: Default::default(),
         }
     }
 
@@ -518,6 +546,11 @@ impl<S: ProcSource> ProcTable<S> {
                         .map(|f| env_kept(&f.env, &mut escaped))
                         .unwrap_or_default(),
                     env_truncated: ret == 0 && facts.as_ref().is_some_and(|f| f.env_truncated),
+                    secret_env: facts
+                        .as_ref()
+                        .filter(|_| ret == 0)
+                        .map(|f| env_secrets(&f.env, &self.secrets))
+                        .unwrap_or_default(),
                     stdio: facts
                         .as_ref()
                         .filter(|_| ret == 0)
@@ -1590,6 +1623,28 @@ mod tests {
     /// A symlink target is worked out once per (opened file, path): a path swapped to a
     /// symlink afterwards opens another inode and is worked out again, and opens without the
     /// kernel's identity of the file are never answered from memory.
+    #[test]
+    fn secret_env_names_the_secret_variables_and_nothing_else() {
+        let env = b"PATH=/usr/bin\0GITHUB_TOKEN=ghp_0123456789abcdef\0AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG\0\
+NPM_TOKEN=short\0API_KEY=https://vault.example.com/x\0GITHUB_TOKEN=ghp_again0123456789\0=x\0\xff_KEY=0123456789abcdef\0";
+        let config = crate::detect::secrets::SecretsConfig::default();
+        // Sorted, once each; too short a value, a URL and a name that is not UTF-8 are not
+        // secrets.
+        assert_eq!(
+            env_secrets(env, &config),
+            vec!["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"]
+        );
+        let ignoring = crate::detect::secrets::SecretsConfig {
+            ignore: vec!["GITHUB_*".into()],
+            ..config.clone()
+        };
+        assert_eq!(env_secrets(env, &ignoring), vec!["AWS_SECRET_ACCESS_KEY"]);
+        let many: Vec<u8> = (0..100)
+            .flat_map(|i| format!("V{i:03}_TOKEN=0123456789abcdef\0").into_bytes())
+            .collect();
+        assert_eq!(env_secrets(&many, &config).len(), SECRET_ENV_MAX);
+    }
+
     #[test]
     fn targets_are_kept_by_the_file_the_kernel_opened() {
         let mut t = table();

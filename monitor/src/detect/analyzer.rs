@@ -1292,6 +1292,13 @@ fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
         ProcField::Args => Val::Str(Cow::Owned(p.argv.get(1..).unwrap_or_default().join(" "))),
         ProcField::Cmdline => Val::Str(Cow::Owned(p.cmdline())),
         ProcField::Cwd => opt(p.cwd.as_deref()),
+        ProcField::SecretEnv => Val::List(
+            p.secret_env
+                .iter()
+                .map(|a| Cow::Borrowed(a.as_str()))
+                .collect(),
+        ),
+        ProcField::HoldsSecrets => Val::Bool(!p.secret_env.is_empty()),
         // Worked out by `Subj::proc_value`, which knows what the run wrote.
         ProcField::OwnerTool => s(""),
     }

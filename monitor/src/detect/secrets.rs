@@ -59,6 +59,17 @@ impl Default for SecretsConfig {
     }
 }
 
+impl SecretsConfig {
+    /// Whether variable `name` holding `value` is a secret this configuration names: its name
+    /// matches `env` and not `ignore`, and its value is long enough and not a name itself.
+    pub fn holds(&self, name: &str, value: &[u8]) -> bool {
+        self.env.iter().any(|g| name_matches(g, name))
+            && !self.ignore.iter().any(|g| name_matches(g, name))
+            && value.len() >= self.min_length.max(WINDOW)
+            && !looks_like_a_name(value)
+    }
+}
+
 /// A `*` glob on a variable name (ASCII, case-sensitive as the environment is).
 pub fn name_matches(glob: &str, name: &str) -> bool {
     let parts: Vec<&str> = glob.split('*').collect();
@@ -121,15 +132,9 @@ impl Secrets {
         V: AsRef<[u8]>,
     {
         let mut s = Self::none();
-        let min = config.min_length.max(WINDOW);
         for (name, value) in vars {
             let (name, value) = (name.as_ref(), value.as_ref());
-            if !config.env.iter().any(|g| name_matches(g, name))
-                || config.ignore.iter().any(|g| name_matches(g, name))
-                || value.len() < min
-                || looks_like_a_name(value)
-                || s.names.len() >= u16::MAX as usize
-            {
+            if !config.holds(name, value) || s.names.len() >= u16::MAX as usize {
                 continue;
             }
             let index = s.names.len() as u16;

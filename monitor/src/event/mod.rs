@@ -205,6 +205,11 @@ pub struct Exec {
     /// in `env`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub env_truncated: bool,
+    /// Names of the variables in the new program's environment that hold secrets (the
+    /// policy's `secrets:`; the default names `AWS_SECRET_ACCESS_KEY`, `*_TOKEN`, …), sorted;
+    /// never their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

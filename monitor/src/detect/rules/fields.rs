@@ -119,6 +119,10 @@ pub enum ProcField {
     /// argv joined by spaces.
     Cmdline,
     Cwd,
+    /// Names of the secret variables its environment held at its last exec.
+    SecretEnv,
+    /// `secret_env` is not empty.
+    HoldsSecrets,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -985,6 +989,20 @@ const PROC_SPECS: &[(&str, ProcField, Type, &str)] = &[
         ProcField::Cwd,
         Type::Str,
         "working directory at exec",
+    ),
+    (
+        "secret_env",
+        ProcField::SecretEnv,
+        Type::StrList,
+        "names of the variables holding secrets (the policy's secrets:, by default AWS_* keys, \
+         *_TOKEN, *_SECRET, *_KEY, *PASSWORD*…) in its environment at its last exec, from the \
+         kernel's copy of the environment (its first 16 KiB); never their values",
+    ),
+    (
+        "holds_secrets",
+        ProcField::HoldsSecrets,
+        Type::Bool,
+        "secret_env is not empty: its environment holds secrets",
     ),
 ];
 
