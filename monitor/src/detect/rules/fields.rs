@@ -167,6 +167,7 @@ pub enum Field {
     ExecInjectedVar,
     ExecInjectedFile,
     ExecInjectedWritten,
+    ExecSecret,
     XattrName,
     BindAddr,
     BindPort,
@@ -569,6 +570,15 @@ const SPECS: &[Spec] = &[
         Bool,
         EXEC,
         "that file was written during this run, or is under /tmp, /var/tmp or /dev/shm"
+    ),
+    spec!(
+        "exec.secret",
+        Field::ExecSecret,
+        Str,
+        EXEC,
+        "the secret variable (the policy's secrets:) whose value an argument carries, raw, \
+         reversed, or in hex, base32, base64 or URL encoding; empty when none. The argument \
+         itself is replaced by <redacted:VAR> in every output"
     ),
     spec!(
         "xattr.name",
