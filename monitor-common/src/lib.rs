@@ -93,6 +93,8 @@ pub const IORING_OP_RENAMEAT: u8 = 35;
 pub const IORING_OP_SYMLINKAT: u8 = 38;
 pub const IORING_OP_LINKAT: u8 = 39;
 pub const IORING_OP_SOCKET: u8 = 45;
+/// IORING_OP_LISTEN (since 6.11): listen(2) without the syscall.
+pub const IORING_OP_LISTEN: u8 = 57;
 /// Longest file name (one path component) the kernel side copies, with its NUL.
 pub const NAME_MAX: usize = 256;
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
@@ -300,6 +302,10 @@ pub enum EventKind {
     /// A successful exec's standard descriptors and environment (body [`ExecFacts`] + the
     /// environment), sent before its [`EventKind::ExecExit`].
     ExecFacts = 20,
+    /// listen(2) entered, or IORING_OP_LISTEN submitted (with [`flags::NO_RESULT`], fd -1)
+    /// (body [`ListenCall`]). A socket that listens without a bind(2) gets its port from the
+    /// kernel (autobind), where no bind hook runs.
+    Listen = 21,
 }
 
 impl EventKind {
@@ -325,6 +331,7 @@ impl EventKind {
             18 => Self::Escape,
             19 => Self::Bind,
             20 => Self::ExecFacts,
+            21 => Self::Listen,
             _ => return None,
         })
     }
@@ -450,7 +457,7 @@ impl EventKind {
             | Self::Exit
             | Self::Lost => sensors::EXEC,
             Self::Open | Self::Chdir | Self::Fchdir | Self::Relink => sensors::FILE,
-            Self::Connect | Self::SendTo | Self::Socket | Self::Bind => sensors::NET,
+            Self::Connect | Self::SendTo | Self::Socket | Self::Bind | Self::Listen => sensors::NET,
             Self::Ptrace | Self::ProcessVm => sensors::PROCMEM,
             Self::DnsPacket => sensors::DNS,
             Self::Bpf | Self::Signal | Self::Escape => sensors::TAMPER,
@@ -664,6 +671,16 @@ pub struct SocketCall {
     pub sock_type: u32,
     pub protocol: u32,
     pub _pad: u32,
+}
+
+/// listen(2) at entry: the socket's descriptor and the backlog asked for. From io_uring the
+/// descriptor is not read (-1): userspace finds the process's listening sockets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListenCall {
+    pub header: EventHeader,
+    pub fd: i32,
+    pub backlog: i32,
 }
 
 /// execve/execveat at return. On success, facts about the new image from the kernel (not the

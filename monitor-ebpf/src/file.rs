@@ -13,12 +13,12 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
-    GuardOwners, IORING_OP_LINKAT, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_RENAMEAT,
-    IORING_OP_SOCKET, IORING_OP_SYMLINKAT, Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK,
-    RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK, RELINK_UNLINK, Relink, SUMMARIZED_MAX,
-    SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall,
-    StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_SOCKET_DOMAIN,
-    URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
+    GuardOwners, IORING_OP_LINKAT, IORING_OP_LISTEN, IORING_OP_OPENAT, IORING_OP_OPENAT2,
+    IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_SYMLINKAT, ListenCall, Open, PATH_MAX,
+    RELINK_CHMOD, RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK, RELINK_UNLINK,
+    Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX,
+    SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
+    URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
 };
 
 use crate::emit::{
@@ -618,7 +618,8 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
 /// kernel's copy, taken when the request was prepared (`io_open.filename`). Reported at
 /// submission; its fd comes later in the completion, so the record has no result. A raw or
 /// packet socket asked for through io_uring (IORING_OP_SOCKET) is reported here too, from the
-/// prepared request (`io_socket`), as if from socket(2) but without a result.
+/// prepared request (`io_socket`), as if from socket(2) but without a result; so is a listen
+/// (IORING_OP_LISTEN), without its descriptor.
 #[tracepoint]
 pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_uring_submit(&ctx));
@@ -633,6 +634,17 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
     if opcode == IORING_OP_SOCKET {
         let req: u64 = unsafe { ctx.read_at(16)? };
         uring_socket(req as *const u8);
+        return Ok(0);
+    }
+    if opcode == IORING_OP_LISTEN {
+        emit(
+            SENSOR,
+            ListenCall {
+                header: header(EventKind::Listen, flags::NO_RESULT),
+                fd: -1,
+                backlog: 0,
+            },
+        );
         return Ok(0);
     }
     if opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_SYMLINKAT || opcode == IORING_OP_LINKAT {

@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ALLOW_MAX, ALLOW_PORTS, AllowPorts, Connect, DNS_PORT, DOT_PORT, DnsProxy, EventKind,
-    OPENED_MAX, Opened4, Opened6, OrigDest, REDIRECTED_MAX, RESOLVERS_MAX, SOCKADDR_MAX, SendTo,
-    SocketCall, StashedArgs, counters, flags,
+    ListenCall, OPENED_MAX, Opened4, Opened6, OrigDest, REDIRECTED_MAX, RESOLVERS_MAX,
+    SOCKADDR_MAX, SendTo, SocketCall, StashedArgs, counters, flags,
 };
 
 use crate::emit::{
@@ -39,6 +39,24 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_connect(&ctx));
+    0
+}
+
+/// listen(2): reported at entry (whether it works is for userspace to see in /proc).
+#[tracepoint(category = "syscalls", name = "sys_enter_listen")]
+pub fn sys_enter_listen(ctx: TracePointContext) -> u32 {
+    if in_scope() {
+        let fd: i64 = unsafe { ctx.read_at(ARG0) }.unwrap_or(-1);
+        let backlog: i64 = unsafe { ctx.read_at(ARG1) }.unwrap_or(0);
+        emit(
+            SENSOR,
+            ListenCall {
+                header: header(EventKind::Listen, 0),
+                fd: fd as i32,
+                backlog: backlog as i32,
+            },
+        );
+    }
     0
 }
 

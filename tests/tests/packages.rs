@@ -654,3 +654,52 @@ fn a_secret_in_a_network_tools_arguments_is_found_and_redacted() {
         "curl's argument is not redacted"
     );
 }
+
+/// An install script's server: node's listen(0) binds port 0 (which the bind rule leaves
+/// alone: clients do that too) and then listens on the port the kernel picked. The listen is
+/// the high finding, with that port.
+#[test]
+fn an_install_script_that_listens_on_a_port_the_kernel_picked_is_a_listener() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("npm-listen");
+    let home = fake_home(&tmp);
+    let js = "const s = require('net').createServer(c => c.destroy());\n\
+              s.listen(0, '0.0.0.0', () => { console.log('port ' + s.address().port); setTimeout(() => s.close(), 300); });\n";
+    let tgz = npm_package(
+        &tmp,
+        "shell-server",
+        "0.0.2",
+        &[("serve.js", js)],
+        json!({"postinstall": "node serve.js"}),
+    );
+    let proj = project(&tmp);
+    let w = npm_install(&tmp, &proj, &npm_env(&home), &tgz);
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let l = evs
+        .iter()
+        .find(|e| e["kind"] == "listen")
+        .unwrap_or_else(|| panic!("no listen event: {}", w.stderr()));
+    let port = l["listen"]["port"]
+        .as_u64()
+        .expect("the port the kernel picked");
+    assert!(port > 0);
+    assert!(
+        evs.iter()
+            .any(|e| e["kind"] == "bind" && e["bind"]["port"] == 0),
+        "node binds port 0 first"
+    );
+    let f = w.finding("listener-in-install-script");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["package"]["name"], "shell-server");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("listens on 0.0.0.0 port {port}")),
+        "{f:#}"
+    );
+    assert_replay_matches(&w, &proj, &[]);
+}

@@ -28,6 +28,7 @@ const KINDS: &[&str] = &[
     "unlink",
     "chmod",
     "bind",
+    "listen",
     "setxattr",
     "signal",
     "escape",

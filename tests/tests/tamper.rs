@@ -871,3 +871,49 @@ fn a_process_moved_out_by_another_is_still_watched() {
     );
     assert_eq!(out.status.code(), Some(86), "{stderr}");
 }
+
+/// A socket that listens without bind(2) gets its port from the kernel (autobind): no bind
+/// hook runs, so only the listen sensor sees the listener, with the port the kernel picked.
+/// The same through io_uring (IORING_OP_LISTEN), where no listen(2) is made either.
+#[test]
+fn listeners_without_a_bind_are_seen_by_listen_and_io_uring() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    for (how, printed) in [
+        ("listen-autobind", "listen 0 port "),
+        ("uring-listen", "uring-listen 0 port "),
+    ] {
+        let tmp = TempDir::new(&format!("net-{how}"));
+        let w = watch(&tmp, tmp.path(), &[], &[], &[TRIGGER, how]);
+        let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+        let port: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(printed))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{how}: {stdout}"));
+        assert!(port > 0, "{how}: {stdout}");
+        let evs = w.events();
+        assert!(
+            !evs.iter().any(|e| e["kind"] == "bind"),
+            "{how}: no bind(2) was made"
+        );
+        let l = evs
+            .iter()
+            .find(|e| e["kind"] == "listen")
+            .unwrap_or_else(|| panic!("{how}: no listen event: {}", w.stderr()));
+        assert_eq!(l["listen"]["protocol"], "tcp", "{l:#}");
+        assert_eq!(l["listen"]["address"], "0.0.0.0", "{l:#}");
+        assert_eq!(l["listen"]["port"], port, "{l:#}");
+        assert_eq!(l["listen"]["uring"] == true, how == "uring-listen", "{l:#}");
+        let f = w.finding("listener-in-build");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("listens on 0.0.0.0 port {port}")),
+            "{f:#}"
+        );
+    }
+}

@@ -8,3 +8,4 @@ pub mod enrich;
 pub mod paths;
 pub mod process;
 pub mod proctable;
+pub mod sockets;

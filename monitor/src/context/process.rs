@@ -332,6 +332,7 @@ impl Processes {
             | Detail::Chmod(_)
             | Detail::Setxattr(_)
             | Detail::Bind(_)
+            | Detail::Listen(_)
             | Detail::Signal(_)
             | Detail::Escape(_)
             | Detail::Dns(_)

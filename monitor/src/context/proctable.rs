@@ -36,12 +36,19 @@ pub trait ProcSource {
     /// Canonical path of an existing file (symlinks resolved), and whether what that path
     /// names now is `file` (the file the kernel opened; unknown `file`: false).
     fn canonical(&self, path: &[u8], file: FileId) -> (Option<Vec<u8>>, bool);
+    /// The socket `fd` of `pid` names, listening (fd < 0: any socket `pid` holds).
+    fn listening(&self, _pid: u32, _fd: i32) -> Option<super::sockets::Listening> {
+        None
+    }
 }
 
 /// The live system's /proc.
 pub struct LiveProc;
 
 impl ProcSource for LiveProc {
+    fn listening(&self, pid: u32, fd: i32) -> Option<super::sockets::Listening> {
+        super::sockets::listening(pid, fd)
+    }
     fn cwd(&self, pid: u32) -> Option<Vec<u8>> {
         link(&format!("/proc/{pid}/cwd"))
     }
@@ -193,7 +200,14 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     pending_facts: IntMap<u32, Box<ExecFactsBody>>,
     /// Which variables hold secrets (the policy's `secrets:`), for an exec's `secret_env`.
     pub secrets: crate::detect::secrets::SecretsConfig,
+    /// Socket tables read for listens in the current second: (second, count). A process
+    /// calling listen(2) in a loop does not make buildwatch read /proc without end.
+    listen_lookups: (u64, u32),
 }
+
+/// Socket-table lookups for listens per second, at most; past it a listen's socket is
+/// `unknown` (which the listener rules treat as reachable).
+const LISTEN_LOOKUPS_PER_S: u32 = 64;
 
 /// Variables of a new program's environment an exec event keeps: those that make it load or
 /// run other code, and npm's lifecycle variables.
@@ -294,6 +308,7 @@ impl<S: ProcSource> ProcTable<S> {
             written_ids: HashMap::new(),
             pending_facts: IntMap::default(),
             secrets: Default::default(),
+            listen_lookups: (0, 0),
         }
     }
 
@@ -706,6 +721,46 @@ impl<S: ProcSource> ProcTable<S> {
                 },
                 local: destination(&addr, &mut escaped),
             }),
+            Body::Listen { fd, backlog, uring } => {
+                let second = ev.ts_ns / 1_000_000_000;
+                if self.listen_lookups.0 != second {
+                    self.listen_lookups = (second, 0);
+                }
+                self.listen_lookups.1 += 1;
+                let found = (self.listen_lookups.1 <= LISTEN_LOOKUPS_PER_S)
+                    .then(|| self.source.listening(pid, fd))
+                    .flatten();
+                let mut local = event::Destination {
+                    family: "unknown".into(),
+                    address: None,
+                    port: None,
+                    v4_mapped: false,
+                    path: None,
+                    truncated: false,
+                    domain: None,
+                };
+                let protocol = match found {
+                    Some(super::sockets::Listening::Tcp(ip, port)) => {
+                        local.family = if ip.is_ipv4() { "inet" } else { "inet6" }.into();
+                        local.address = Some(ip.to_string());
+                        local.port = Some(port);
+                        "tcp"
+                    }
+                    Some(super::sockets::Listening::Unix(path)) => {
+                        local.family = "unix".into();
+                        local.path = Some(text(&path, "listen.path", &mut escaped));
+                        "unix"
+                    }
+                    None => "unknown",
+                };
+                Detail::Listen(event::Listen {
+                    protocol: protocol.into(),
+                    local,
+                    fd: (!uring).then_some(fd),
+                    backlog: (!uring).then_some(backlog),
+                    uring,
+                })
+            }
             Body::DnsPacket { .. } => unreachable!("handled above"),
             Body::Ptrace {
                 ret,

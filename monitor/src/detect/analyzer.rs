@@ -1598,14 +1598,16 @@ impl Subject for Subj<'_> {
                 _ => Val::Missing,
             },
             Field::BindAddr | Field::BindPort | Field::BindProtocol | Field::BindLoopback => {
-                let Detail::Bind(b) = &ev.detail else {
-                    return Val::Missing;
+                let (local, protocol) = match &ev.detail {
+                    Detail::Bind(b) => (&b.local, &b.protocol),
+                    Detail::Listen(l) => (&l.local, &l.protocol),
+                    _ => return Val::Missing,
                 };
-                let ip: Option<IpAddr> = b.local.address.as_deref().and_then(|a| a.parse().ok());
+                let ip: Option<IpAddr> = local.address.as_deref().and_then(|a| a.parse().ok());
                 match f {
                     Field::BindAddr => ip.map_or(Val::Missing, Val::Ip),
-                    Field::BindPort => Val::Num(b.local.port.unwrap_or(0).into()),
-                    Field::BindProtocol => s(&b.protocol),
+                    Field::BindPort => Val::Num(local.port.unwrap_or(0).into()),
+                    Field::BindProtocol => s(protocol),
                     _ => Val::Bool(ip.is_some_and(|ip| ip.is_loopback())),
                 }
             }

@@ -81,6 +81,7 @@ pub enum Detail {
     Chmod(Chmod),
     Setxattr(Setxattr),
     Bind(Bind),
+    Listen(Listen),
     Signal(Signal),
     Escape(Escape),
     Dns(Dns),
@@ -112,6 +113,7 @@ impl Detail {
             Self::Chmod(_) => "chmod",
             Self::Setxattr(_) => "setxattr",
             Self::Bind(_) => "bind",
+            Self::Listen(_) => "listen",
             Self::Signal(_) => "signal",
             Self::Escape(_) => "escape",
             Self::Dns(_) => "dns",
@@ -417,6 +419,26 @@ pub struct Bind {
     pub protocol: String,
     #[serde(flatten)]
     pub local: Destination,
+}
+
+/// listen(2), or IORING_OP_LISTEN: the socket that listens, as the kernel's socket tables in
+/// /proc showed it when the event was processed (a socket listening without a bind(2) got its
+/// port from the kernel, where no bind hook runs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen {
+    /// tcp, unix, or unknown (the socket had gone, or is not in the tables).
+    pub protocol: String,
+    /// `family` inet, inet6, unix or unknown; `address` and `port` for TCP, `path` for Unix.
+    #[serde(flatten)]
+    pub local: Destination,
+    /// The descriptor listen(2) was given (absent for io_uring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i32>,
+    /// Submitted through io_uring.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uring: bool,
 }
 
 /// The process a ptrace or process_vm call acted on.

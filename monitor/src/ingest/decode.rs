@@ -88,6 +88,12 @@ pub enum Body {
         addr: SockAddr,
         protocol: u32,
     },
+    /// listen(2) entered (fd, backlog), or IORING_OP_LISTEN submitted (`uring`, no fd).
+    Listen {
+        fd: i32,
+        backlog: i32,
+        uring: bool,
+    },
     /// An attaching ptrace request; `target` as the caller named it.
     Ptrace {
         ret: i64,
@@ -280,6 +286,7 @@ impl Wire for wire::SendTo {}
 impl Wire for wire::TargetCall {}
 impl Wire for wire::BpfCall {}
 impl Wire for wire::SocketCall {}
+impl Wire for wire::ListenCall {}
 impl Wire for wire::Relink {}
 impl Wire for wire::SignalCall {}
 impl Wire for wire::Escape {}
@@ -451,6 +458,14 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
             Body::Bind {
                 addr: hook_addr(&b),
                 protocol: b.protocol,
+            }
+        }
+        K::Listen => {
+            let b: wire::ListenCall = read(buf).ok_or(short)?;
+            Body::Listen {
+                fd: b.fd,
+                backlog: b.backlog,
+                uring: h.flags & wire::flags::NO_RESULT != 0,
             }
         }
         K::SendTo => {

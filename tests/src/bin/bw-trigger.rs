@@ -432,6 +432,21 @@ fn main() {
             let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
             println!("uring-connect {}", uring_connect(s, &to));
         },
+        // A TCP socket that listens without bind(2): the kernel picks its port (autobind), and
+        // no bind hook runs. Prints listen's result and the port; listens for a moment.
+        "listen-autobind" => unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let r = libc::listen(s, 1);
+            println!("listen {r} port {}", local_port(s));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        },
+        // The same through io_uring (IORING_OP_LISTEN, since 6.11): no listen(2) either.
+        "uring-listen" => unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let r = uring_listen(s, 1);
+            println!("uring-listen {r} port {}", local_port(s));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
             let to = sockaddr_v4(a(1), a(2));
@@ -544,6 +559,28 @@ unsafe fn uring_connect(fd: i32, addr: &libc::sockaddr_in) -> i32 {
             *(sqe.add(8) as *mut u64) = size_of::<libc::sockaddr_in>() as u64;
         })
     }
+}
+
+/// One IORING_OP_LISTEN of socket `fd`: no listen(2). The completion's res.
+unsafe fn uring_listen(fd: i32, backlog: u32) -> i32 {
+    // The SQE: opcode, fd, len (the backlog).
+    unsafe {
+        uring_one(|sqe| {
+            *sqe = 57;
+            *(sqe.add(4) as *mut i32) = fd;
+            *(sqe.add(24) as *mut u32) = backlog;
+        })
+    }
+}
+
+/// The local port of socket `fd` (0 when it has none).
+unsafe fn local_port(fd: i32) -> u16 {
+    let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_in>() as u32;
+    if unsafe { libc::getsockname(fd, (&raw mut a).cast(), &mut len) } != 0 {
+        return 0;
+    }
+    u16::from_be(a.sin_port)
 }
 
 /// Submit one request, filled in by `fill` on a zeroed 64-byte SQE, through a ring of our own

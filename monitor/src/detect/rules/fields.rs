@@ -30,6 +30,7 @@ pub const KIND_NAMES: &[&str] = &[
     "chmod",
     "bind",
     "setxattr",
+    "listen",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -591,29 +592,29 @@ const SPECS: &[Spec] = &[
         "bind.addr",
         Field::BindAddr,
         Ip,
-        &["bind"],
-        "the local address a socket is bound to (0.0.0.0 or :: for every address)"
+        &["bind", "listen"],
+        "the local address a socket is bound to, or listens on (0.0.0.0 or :: for every address; none for a listen whose socket is unknown)"
     ),
     spec!(
         "bind.port",
         Field::BindPort,
         Num,
-        &["bind"],
-        "the local port (0: any)"
+        &["bind", "listen"],
+        "the local port (0: any, or a listen's socket unknown)"
     ),
     spec!(
         "bind.protocol",
         Field::BindProtocol,
         Str,
-        &["bind"],
-        "tcp, udp, or ip-proto-N"
+        &["bind", "listen"],
+        "tcp, udp, or ip-proto-N; for a listen: tcp, unix, or unknown (the socket had gone, or was not in /proc's tables)"
     ),
     spec!(
         "bind.loopback",
         Field::BindLoopback,
         Bool,
-        &["bind"],
-        "the address is a loopback one (reachable from this machine only)"
+        &["bind", "listen"],
+        "the address is a loopback one (reachable from this machine only); false when unknown"
     ),
     spec!(
         "chmod.mode",

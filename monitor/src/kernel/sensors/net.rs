@@ -13,6 +13,7 @@ pub const SPEC: Spec = Spec {
         Probe("sys_enter_connect", "syscalls", "sys_enter_connect"),
         Probe("sys_exit_connect", "syscalls", "sys_exit_connect"),
         Probe("sys_enter_socket", "syscalls", "sys_enter_socket"),
+        Probe("sys_enter_listen", "syscalls", "sys_enter_listen"),
         Probe("sys_exit_socket", "syscalls", "sys_exit_socket"),
     ],
     sock_addr: &[
