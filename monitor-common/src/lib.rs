@@ -83,13 +83,28 @@ pub const INODE_RDEV: u32 = 28;
 pub const MM_ENV_START: u32 = 29;
 /// `mm_struct.env_end`
 pub const MM_ENV_END: u32 = 30;
-pub const TASK_OFFSET_COUNT: u32 = 31;
+/// `io_kiocb.cmd` + `io_rename.{old_dfd, new_dfd, oldpath, newpath, flags}`, plus 1 (0:
+/// unknown, and io_uring renames and links are then not reported).
+pub const URING_RENAME_OLD_DFD: u32 = 31;
+pub const URING_RENAME_NEW_DFD: u32 = 32;
+pub const URING_RENAME_OLDPATH: u32 = 33;
+pub const URING_RENAME_NEWPATH: u32 = 34;
+pub const URING_RENAME_FLAGS: u32 = 35;
+/// 1 when `io_link` (IORING_OP_LINKAT, IORING_OP_SYMLINKAT) has `io_rename`'s layout, so the
+/// offsets above read it too.
+pub const URING_LINK_LIKE_RENAME: u32 = 36;
+/// `io_kiocb.cmd` + `io_unlink.{dfd, flags, filename}`, plus 1.
+pub const URING_UNLINK_DFD: u32 = 37;
+pub const URING_UNLINK_FLAGS: u32 = 38;
+pub const URING_UNLINK_FILENAME: u32 = 39;
+pub const TASK_OFFSET_COUNT: u32 = 40;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
 /// io_uring opcodes that make a new name: IORING_OP_RENAMEAT, IORING_OP_SYMLINKAT,
 /// IORING_OP_LINKAT.
 pub const IORING_OP_RENAMEAT: u8 = 35;
+pub const IORING_OP_UNLINKAT: u8 = 36;
 pub const IORING_OP_SYMLINKAT: u8 = 38;
 pub const IORING_OP_LINKAT: u8 = 39;
 pub const IORING_OP_SOCKET: u8 = 45;

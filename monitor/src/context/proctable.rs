@@ -203,6 +203,8 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// Socket tables read for listens in the current second: (second, count). A process
     /// calling listen(2) in a loop does not make buildwatch read /proc without end.
     listen_lookups: (u64, u32),
+    /// Each live process's last TCP bind (address, port), for a listen whose socket has gone.
+    last_bind: IntMap<u32, (std::net::IpAddr, u16)>,
 }
 
 /// Socket-table lookups for listens per second, at most; past it a listen's socket is
@@ -309,6 +311,7 @@ impl<S: ProcSource> ProcTable<S> {
             pending_facts: IntMap::default(),
             secrets: Default::default(),
             listen_lookups: (0, 0),
+            last_bind: IntMap::default(),
         }
     }
 
@@ -583,6 +586,7 @@ impl<S: ProcSource> ProcTable<S> {
             } => {
                 self.pending.retain(|_, p| p.pid != pid);
                 self.pending_facts.remove(&pid);
+                self.last_bind.remove(&pid);
                 // Keep what ancestry needs (exe, parent); the table drops the rest once no
                 // descendant needs it.
                 self.procs.live_mut(id).fds = IntMap::default();
@@ -715,7 +719,12 @@ impl<S: ProcSource> ProcTable<S> {
             }),
             Body::Bind { addr, protocol } => Detail::Bind(event::Bind {
                 protocol: match protocol {
-                    6 => "tcp".into(),
+                    6 => {
+                        if let SockAddr::Inet { ip, port, .. } = &addr {
+                            self.last_bind.insert(pid, (*ip, *port));
+                        }
+                        "tcp".into()
+                    }
                     17 => "udp".into(),
                     n => format!("ip-proto-{n}"),
                 },
@@ -727,9 +736,17 @@ impl<S: ProcSource> ProcTable<S> {
                     self.listen_lookups = (second, 0);
                 }
                 self.listen_lookups.1 += 1;
+                // The socket as /proc shows it; when it has gone already (a listener closed at
+                // once), the process's last TCP bind, which the bind hook saw.
                 let found = (self.listen_lookups.1 <= LISTEN_LOOKUPS_PER_S)
                     .then(|| self.source.listening(pid, fd))
                     .flatten();
+                let from_bind = found.is_none() && self.last_bind.contains_key(&pid);
+                let found = found.or_else(|| {
+                    self.last_bind
+                        .get(&pid)
+                        .map(|&(ip, port)| super::sockets::Listening::Tcp(ip, port))
+                });
                 let mut local = event::Destination {
                     family: "unknown".into(),
                     address: None,
@@ -759,6 +776,7 @@ impl<S: ProcSource> ProcTable<S> {
                     fd: (!uring).then_some(fd),
                     backlog: (!uring).then_some(backlog),
                     uring,
+                    from_bind,
                 })
             }
             Body::DnsPacket { .. } => unreachable!("handled above"),
@@ -834,6 +852,7 @@ impl<S: ProcSource> ProcTable<S> {
                 old_dirfd,
                 call_flags,
                 old,
+                no_result,
                 ..
             } if op == monitor_common::RELINK_UNLINK || op == monitor_common::RELINK_CHMOD => {
                 let (path, syscall) = if op == monitor_common::RELINK_CHMOD && old.is_empty() {
@@ -875,6 +894,7 @@ impl<S: ProcSource> ProcTable<S> {
                         target,
                         path: text(&path, "unlink.path", &mut escaped),
                         dir: call_flags & libc::AT_REMOVEDIR as u32 != 0,
+                        result_unknown: no_result,
                         outcome: Outcome::from_ret(ret),
                     })
                 } else {
@@ -894,6 +914,7 @@ impl<S: ProcSource> ProcTable<S> {
                 new_dirfd,
                 old,
                 new,
+                no_result,
                 ..
             } => {
                 let symbolic = op == monitor_common::RELINK_SYMLINK;
@@ -913,6 +934,7 @@ impl<S: ProcSource> ProcTable<S> {
                     from: text(&from, "relink.from", &mut escaped),
                     to: text(&to, "relink.to", &mut escaped),
                     symbolic,
+                    result_unknown: no_result,
                     outcome: Outcome::from_ret(ret),
                 };
                 if op == monitor_common::RELINK_RENAME {

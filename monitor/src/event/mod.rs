@@ -439,6 +439,9 @@ pub struct Listen {
     /// Submitted through io_uring.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub uring: bool,
+    /// The socket had gone from /proc's tables: the address is the process's last TCP bind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_bind: bool,
 }
 
 /// The process a ptrace or process_vm call acted on.
@@ -523,6 +526,9 @@ pub struct Relink {
     pub to: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub symbolic: bool,
+    /// Submitted through io_uring: reported at submission (`ret` 0), its result not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -540,6 +546,9 @@ pub struct Unlink {
     /// unlinkat with AT_REMOVEDIR: a directory.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dir: bool,
+    /// Submitted through io_uring: reported at submission (`ret` 0), its result not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

@@ -125,6 +125,8 @@ pub enum Body {
         call_flags: u32,
         old: Vec<u8>,
         new: Vec<u8>,
+        /// Submitted through io_uring: reported at submission, no result.
+        no_result: bool,
     },
     /// A process of the run found outside every watched cgroup.
     Escape {
@@ -524,6 +526,7 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 call_flags: b.call_flags,
                 old,
                 new,
+                no_result: h.flags & wire::flags::NO_RESULT != 0,
             }
         }
         K::Socket => {

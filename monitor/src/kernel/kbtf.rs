@@ -40,6 +40,13 @@ pub struct UringOffsets {
     /// `io_kiocb.cmd` + `io_socket.{domain, type, protocol}`; `None` when missing (sockets
     /// made through io_uring unseen).
     pub socket: Option<[u32; 3]>,
+    /// `io_kiocb.cmd` + `io_rename.{old_dfd, new_dfd, oldpath, newpath, flags}`; `None` when
+    /// missing (renames and links made through io_uring unseen).
+    pub rename: Option<[u32; 5]>,
+    /// `io_link` has `io_rename`'s layout (the offsets above read links and symlinks too).
+    pub link_like_rename: bool,
+    /// `io_kiocb.cmd` + `io_unlink.{dfd, flags, filename}`; `None` when missing.
+    pub unlink: Option<[u32; 3]>,
 }
 
 /// `task_struct.mm`, `mm_struct.{exe_file, arg_start, arg_end}`, `inode.i_nlink`,
@@ -190,11 +197,15 @@ impl Reader<'_> {
 /// `io_kiocb.cmd` + `io_open.{filename, dfd, how}` and `filename.name`, where 0 is a valid
 /// offset (`cmd` and `name` come first in their structs).
 fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
-    let wanted: [(&str, &[&str]); 4] = [
+    const RELINK: &[&str] = &["old_dfd", "new_dfd", "oldpath", "newpath", "flags"];
+    let wanted: [(&str, &[&str]); 7] = [
         ("io_kiocb", &["cmd"]),
         ("io_open", &["filename", "dfd", "how"]),
         ("filename", &["name"]),
         ("io_socket", &["domain", "type", "protocol"]),
+        ("io_rename", RELINK),
+        ("io_link", RELINK),
+        ("io_unlink", &["dfd", "flags", "filename"]),
     ];
     let found = offsets_in(data, &wanted, true).ok()?;
     let cmd = found[0].as_ref().ok()?[0];
@@ -203,12 +214,24 @@ fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
         .as_ref()
         .ok()
         .map(|s| [cmd + s[0], cmd + s[1], cmd + s[2]]);
+    let rename = found[4]
+        .as_ref()
+        .ok()
+        .map(|r| [cmd + r[0], cmd + r[1], cmd + r[2], cmd + r[3], cmd + r[4]]);
+    let link_like_rename = matches!((&found[4], &found[5]), (Ok(r), Ok(l)) if r == l);
+    let unlink = found[6]
+        .as_ref()
+        .ok()
+        .map(|u| [cmd + u[0], cmd + u[1], cmd + u[2]]);
     Some(UringOffsets {
         open_filename: cmd + open[0],
         open_dfd: cmd + open[1],
         open_how: cmd + open[2],
         filename_name: found[2].as_ref().ok()?[0],
         socket,
+        rename,
+        link_like_rename,
+        unlink,
     })
 }
 

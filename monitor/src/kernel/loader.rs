@@ -148,6 +148,15 @@ impl Kernel {
             .uring
             .and_then(|u| u.socket)
             .map_or([0; 3], |s| s.map(|o| o + 1));
+        let uring_rename = task
+            .uring
+            .and_then(|u| u.rename)
+            .map_or([0; 5], |s| s.map(|o| o + 1));
+        let uring_unlink = task
+            .uring
+            .and_then(|u| u.unlink)
+            .map_or([0; 3], |s| s.map(|o| o + 1));
+        let link_like_rename = u32::from(task.uring.is_some_and(|u| u.link_like_rename));
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -189,6 +198,15 @@ impl Kernel {
             (c::URING_SOCKET_DOMAIN, uring_socket[0]),
             (c::URING_SOCKET_TYPE, uring_socket[1]),
             (c::URING_SOCKET_PROTOCOL, uring_socket[2]),
+            (c::URING_RENAME_OLD_DFD, uring_rename[0]),
+            (c::URING_RENAME_NEW_DFD, uring_rename[1]),
+            (c::URING_RENAME_OLDPATH, uring_rename[2]),
+            (c::URING_RENAME_NEWPATH, uring_rename[3]),
+            (c::URING_RENAME_FLAGS, uring_rename[4]),
+            (c::URING_LINK_LIKE_RENAME, link_like_rename),
+            (c::URING_UNLINK_DFD, uring_unlink[0]),
+            (c::URING_UNLINK_FLAGS, uring_unlink[1]),
+            (c::URING_UNLINK_FILENAME, uring_unlink[2]),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

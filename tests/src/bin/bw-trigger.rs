@@ -447,6 +447,32 @@ fn main() {
             println!("uring-listen {r} port {}", local_port(s));
             std::thread::sleep(std::time::Duration::from_millis(300));
         },
+        // A rename, symlink or unlink through io_uring (IORING_OP_RENAMEAT, IORING_OP_SYMLINKAT,
+        // IORING_OP_UNLINKAT): no syscall of the family. Prints the completion's result.
+        "uring-rename" | "uring-symlink" => unsafe {
+            let (from, to) = (cstr(a(1)), cstr(a(2)));
+            let op: u8 = if a(0) == "uring-rename" { 35 } else { 38 };
+            let r = uring_one(|sqe| {
+                *sqe = op;
+                *(sqe.add(4) as *mut i32) = libc::AT_FDCWD;
+                *(sqe.add(16) as *mut u64) = from.as_ptr() as u64;
+                *(sqe.add(8) as *mut u64) = to.as_ptr() as u64;
+                // renameat's new dfd; symlinkat takes none (len must be 0).
+                if op == 35 {
+                    *(sqe.add(24) as *mut u32) = libc::AT_FDCWD as u32;
+                }
+            });
+            println!("{} {r}", a(0));
+        },
+        "uring-unlink" => unsafe {
+            let path = cstr(a(1));
+            let r = uring_one(|sqe| {
+                *sqe = 36;
+                *(sqe.add(4) as *mut i32) = libc::AT_FDCWD;
+                *(sqe.add(16) as *mut u64) = path.as_ptr() as u64;
+            });
+            println!("uring-unlink {r}");
+        },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
             let to = sockaddr_v4(a(1), a(2));
