@@ -656,6 +656,9 @@ pub const RELINK_CHMOD: u32 = 4;
 /// setxattr(2), lsetxattr(2), fsetxattr(2), setxattrat(2): the old path is the file (none for
 /// fsetxattr: `old_dirfd` is its descriptor), the new path slot holds the attribute's name.
 pub const RELINK_SETXATTR: u32 = 5;
+/// truncate(2), ftruncate(2): the old path is the file (none for ftruncate: `old_dirfd` is its
+/// descriptor), `call_flags` the new length (u32::MAX for anything longer).
+pub const RELINK_TRUNCATE: u32 = 6;
 
 /// A rename, hard link or symlink at exit. Tail: `old_len` bytes of the old path (for a
 /// symlink: its content as given), then `new_len` bytes of the new path, both as passed.

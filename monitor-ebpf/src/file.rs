@@ -16,12 +16,12 @@ use monitor_common::{
     GuardOwners, IORING_OP_LINKAT, IORING_OP_LISTEN, IORING_OP_OPENAT, IORING_OP_OPENAT2,
     IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_SYMLINKAT, IORING_OP_UNLINKAT, ListenCall,
     Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK,
-    RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE,
-    SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_LINK_LIKE_RENAME,
-    URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW, URING_RENAME_FLAGS, URING_RENAME_NEW_DFD,
-    URING_RENAME_NEWPATH, URING_RENAME_OLD_DFD, URING_RENAME_OLDPATH, URING_SOCKET_DOMAIN,
-    URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE, URING_UNLINK_DFD, URING_UNLINK_FILENAME,
-    URING_UNLINK_FLAGS, counters, flags,
+    RELINK_TRUNCATE, RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED,
+    SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs,
+    URING_LINK_LIKE_RENAME, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
+    URING_RENAME_FLAGS, URING_RENAME_NEW_DFD, URING_RENAME_NEWPATH, URING_RENAME_OLD_DFD,
+    URING_RENAME_OLDPATH, URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE,
+    URING_UNLINK_DFD, URING_UNLINK_FILENAME, URING_UNLINK_FLAGS, counters, flags,
 };
 
 use crate::emit::{
@@ -480,9 +480,9 @@ pub fn sys_enter_setxattr_any(ctx: TracePointContext) -> u32 {
 }
 
 /// The entry of unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd,
-/// path, mode), fchmodat2(dfd, path, mode, flags) and fchmod(fd, mode): one program for all
-/// six (each program costs start-up time in the verifier), told apart by the syscall number
-/// the tracepoint carries (x86_64's).
+/// path, mode), fchmodat2(dfd, path, mode, flags), fchmod(fd, mode), truncate(path, length)
+/// and ftruncate(fd, length): one program for all eight (each program costs start-up time in
+/// the verifier), told apart by the syscall number the tracepoint carries (x86_64's).
 #[tracepoint]
 pub fn sys_enter_unlink_chmod(ctx: TracePointContext) -> u32 {
     let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
@@ -492,6 +492,8 @@ pub fn sys_enter_unlink_chmod(ctx: TracePointContext) -> u32 {
         90 => (RELINK_CHMOD, Layout::One),
         91 => (RELINK_CHMOD, Layout::Fd),
         268 | 452 => (RELINK_CHMOD, Layout::OneAt),
+        76 => (RELINK_TRUNCATE, Layout::Trunc),
+        77 => (RELINK_TRUNCATE, Layout::FTrunc),
         _ => return 0,
     };
     check(&ctx, SENSOR, try_enter_relink(&ctx, op, layout, false));
@@ -518,6 +520,10 @@ enum Layout {
     OneAt,
     /// (fd, third): no path.
     Fd,
+    /// (path, length): truncate(2); the length, saturated to u32, in `call_flags`.
+    Trunc,
+    /// (fd, length): ftruncate(2).
+    FTrunc,
     /// (path, name, …): setxattr, lsetxattr.
     Xattr,
     /// (fd, name, …): fsetxattr.
@@ -543,13 +549,15 @@ fn try_enter_relink(
         Layout::NewAt => (AT_FDCWD as u64, arg(ARG0)?, arg(ARG1)?, arg(ARG2)?),
         Layout::One | Layout::OnePath => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
         Layout::OneAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, 0),
-        Layout::Fd => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
+        Layout::Fd | Layout::FTrunc => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
+        Layout::Trunc => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
         Layout::Xattr => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
         Layout::FXattr => (arg(ARG0)?, 0, AT_FDCWD as u64, arg(ARG1)?),
         Layout::XattrAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, arg(ARG3)?),
     };
     let call_flags = match layout {
         Layout::One | Layout::Fd => arg(ARG1)? as u32,
+        Layout::Trunc | Layout::FTrunc => arg(ARG1)?.min(u32::MAX as u64) as u32,
         Layout::OneAt => arg(ARG2)? as u32,
         _ if with_flags => arg(ARG4)? as u32,
         _ => 0,

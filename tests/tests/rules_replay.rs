@@ -27,6 +27,7 @@ const KINDS: &[&str] = &[
     "link",
     "unlink",
     "chmod",
+    "truncate",
     "bind",
     "listen",
     "setxattr",

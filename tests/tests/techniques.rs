@@ -574,3 +574,54 @@ fn file_capabilities_set_by_the_build_are_findings() {
     let f = w.finding("capability-set");
     assert!(f["message"].as_str().unwrap().ends_with("/t"), "{f:#}");
 }
+
+/// A history emptied without opening it for truncation: Python's os.truncate (truncate(2) by
+/// path) and coreutils' `truncate -s0` (an open for writing without O_TRUNC, then
+/// ftruncate(2)). Both are `history-cleared`; truncating a build file is nothing.
+#[test]
+fn histories_emptied_by_truncate_are_found() {
+    if !require_bpf() {
+        return;
+    }
+    let tmp = TempDir::new("truncate");
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (bash, zsh, out) = (
+        home.join(".bash_history"),
+        home.join(".zsh_history"),
+        tmp.join("build.log"),
+    );
+    for f in [&bash, &zsh, &out] {
+        std::fs::write(f, "aws configure\n").unwrap();
+    }
+    let script = format!(
+        "python3 -c 'import os, sys; os.truncate(sys.argv[1], 0)' {b} && truncate -s0 {z} && truncate -s0 {o}",
+        b = bash.display(),
+        z = zsh.display(),
+        o = out.display()
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    assert_eq!(std::fs::metadata(&bash).unwrap().len(), 0);
+    let evs = w.events();
+    let truncated = |syscall: &str, path: &std::path::Path| {
+        evs.iter().any(|e| {
+            e["kind"] == "truncate"
+                && e["truncate"]["syscall"] == syscall
+                && e["truncate"]["path"] == path.display().to_string()
+                && e["truncate"]["length"] == 0
+        })
+    };
+    assert!(truncated("truncate", &bash), "{}", w.stderr());
+    assert!(truncated("ftruncate", &zsh), "{}", w.stderr());
+    let cleared: Vec<String> = w.report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "history-cleared")
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cleared.len(), 2, "{cleared:?}");
+    assert!(cleared.iter().any(|m| m.ends_with(".bash_history")), "{cleared:?}");
+    assert!(cleared.iter().any(|m| m.ends_with(".zsh_history")), "{cleared:?}");
+    assert_replay_matches(&w, tmp.path(), &[]);
+}

@@ -330,6 +330,7 @@ impl Processes {
             | Detail::Link(_)
             | Detail::Unlink(_)
             | Detail::Chmod(_)
+            | Detail::Truncate(_)
             | Detail::Setxattr(_)
             | Detail::Bind(_)
             | Detail::Listen(_)

@@ -854,12 +854,21 @@ impl<S: ProcSource> ProcTable<S> {
                 old,
                 no_result,
                 ..
-            } if op == monitor_common::RELINK_UNLINK || op == monitor_common::RELINK_CHMOD => {
-                let (path, syscall) = if op == monitor_common::RELINK_CHMOD && old.is_empty() {
+            } if op == monitor_common::RELINK_UNLINK
+                || op == monitor_common::RELINK_CHMOD
+                || op == monitor_common::RELINK_TRUNCATE =>
+            {
+                let by_fd = op != monitor_common::RELINK_UNLINK && old.is_empty();
+                let (path, syscall) = if by_fd {
                     let p = self
                         .fd_path(id, old_dirfd)
                         .unwrap_or_else(|| format!("fd:{old_dirfd}").into_bytes());
-                    (p, "fchmod")
+                    let name = if op == monitor_common::RELINK_CHMOD {
+                        "fchmod"
+                    } else {
+                        "ftruncate"
+                    };
+                    (p, name)
                 } else {
                     (self.resolve_at(id, old_dirfd, &old).0, "")
                 };
@@ -867,7 +876,7 @@ impl<S: ProcSource> ProcTable<S> {
                 // follows them), its directory for an unlink (the name is gone).
                 let target = if per_process_view(&path) || path.first() != Some(&b'/') {
                     None
-                } else if op == monitor_common::RELINK_CHMOD
+                } else if op != monitor_common::RELINK_UNLINK
                     && let (Some(c), _) = self.source.canonical(&path, FileId::default())
                 {
                     Some(c)
@@ -895,6 +904,19 @@ impl<S: ProcSource> ProcTable<S> {
                         path: text(&path, "unlink.path", &mut escaped),
                         dir: call_flags & libc::AT_REMOVEDIR as u32 != 0,
                         result_unknown: no_result,
+                        outcome: Outcome::from_ret(ret),
+                    })
+                } else if op == monitor_common::RELINK_TRUNCATE {
+                    Detail::Truncate(event::Truncate {
+                        syscall: if syscall.is_empty() {
+                            "truncate"
+                        } else {
+                            syscall
+                        }
+                        .into(),
+                        target,
+                        path: text(&path, "truncate.path", &mut escaped),
+                        length: call_flags.into(),
                         outcome: Outcome::from_ret(ret),
                     })
                 } else {

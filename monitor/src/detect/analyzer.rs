@@ -986,6 +986,7 @@ impl<'a> Subj<'a> {
             Detail::Rename(x) | Detail::Link(x) => &x.outcome,
             Detail::Unlink(x) => &x.outcome,
             Detail::Chmod(x) => &x.outcome,
+            Detail::Truncate(x) => &x.outcome,
             Detail::Setxattr(x) => &x.outcome,
             _ => return None,
         };
@@ -1360,6 +1361,7 @@ impl Subject for Subj<'_> {
             .or(match &ev.detail {
                 Detail::Unlink(u) => Some(u.path.as_str()),
                 Detail::Chmod(c) => Some(c.path.as_str()),
+                Detail::Truncate(t) => Some(t.path.as_str()),
                 Detail::Setxattr(x) => Some(x.path.as_str()),
                 _ => None,
             });
@@ -1620,6 +1622,7 @@ impl Subject for Subj<'_> {
                     Detail::Open(o) => o.target.as_deref(),
                     Detail::Unlink(u) => u.target.as_deref(),
                     Detail::Chmod(c) => c.target.as_deref(),
+                    Detail::Truncate(t) => t.target.as_deref(),
                     _ => None,
                 };
                 s(target

@@ -79,6 +79,7 @@ pub enum Detail {
     Link(Relink),
     Unlink(Unlink),
     Chmod(Chmod),
+    Truncate(Truncate),
     Setxattr(Setxattr),
     Bind(Bind),
     Listen(Listen),
@@ -111,6 +112,7 @@ impl Detail {
             Self::Link(_) => "link",
             Self::Unlink(_) => "unlink",
             Self::Chmod(_) => "chmod",
+            Self::Truncate(_) => "truncate",
             Self::Setxattr(_) => "setxattr",
             Self::Bind(_) => "bind",
             Self::Listen(_) => "listen",
@@ -549,6 +551,21 @@ pub struct Unlink {
     /// Submitted through io_uring: reported at submission (`ret` 0), its result not known.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub result_unknown: bool,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// truncate(2) or ftruncate(2): a file cut to a length.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncate {
+    pub syscall: Cow<'static, str>,
+    /// The file, absolute (for ftruncate: what its descriptor names, when known, else `fd:N`).
+    pub path: String,
+    /// `path` with symlinks resolved, when that differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The new length in bytes (4294967295 for that or more).
+    pub length: u64,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

@@ -31,6 +31,7 @@ pub const KIND_NAMES: &[&str] = &[
     "bind",
     "setxattr",
     "listen",
+    "truncate",
 ];
 
 const _: () = assert!(KIND_NAMES.len() < 32, "Kinds is a u32 bit set");
@@ -247,7 +248,9 @@ struct Spec {
 
 const ANY: &[&str] = &[];
 /// Opens, and renames and links (the file fields describe the new name: the file written).
-const FILE: &[&str] = &["open", "rename", "link", "unlink", "chmod", "setxattr"];
+const FILE: &[&str] = &[
+    "open", "rename", "link", "unlink", "chmod", "setxattr", "truncate",
+];
 const NET: &[&str] = &["connect", "send"];
 const EXEC: &[&str] = &["exec"];
 const PIPE: &[&str] = &["exec", "connect", "send"];
@@ -1119,7 +1122,9 @@ mod tests {
         assert_eq!((f.field, f.ty), (Field::FilePath, Type::Str));
         assert_eq!(
             f.kinds.names(),
-            vec!["open", "rename", "link", "unlink", "chmod", "setxattr"]
+            vec![
+                "open", "rename", "link", "unlink", "chmod", "setxattr", "truncate"
+            ]
         );
         assert_eq!(
             resolve("parent.argv[1]").unwrap().field,

@@ -116,13 +116,13 @@ fn rules_are_indexed_by_kind() {
     );
     let open = Fake::new("open");
     // Rules on opens look at opens, and some also at renames and links (which write a name),
-    // and removals (a history cleared).
+    // and removals and truncations (a history cleared).
     for &i in &set.by_kind[open.kind()] {
         let kinds = set.rules[i].kinds.names();
         assert!(
             kinds
                 .iter()
-                .all(|k| ["open", "rename", "link", "unlink"].contains(k)),
+                .all(|k| ["open", "rename", "link", "unlink", "truncate"].contains(k)),
             "{}: {kinds:?}",
             set.rules[i].name
         );

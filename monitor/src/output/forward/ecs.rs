@@ -192,7 +192,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
             put(&mut m, "process.exit_code", d["code"].clone());
             ("process", &["end"])
         }
-        "open" | "rename" | "link" | "unlink" | "chmod" | "setxattr" => {
+        "open" | "rename" | "link" | "unlink" | "chmod" | "setxattr" | "truncate" => {
             process(&mut m, v, host);
             let path = d["path"].as_str().or(d["to"].as_str()).unwrap_or_default();
             put(&mut m, "file.path", path);

@@ -211,7 +211,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 name.to_owned(),
             )
         }
-        "open" | "rename" | "link" | "unlink" | "chmod" | "setxattr" => {
+        "open" | "rename" | "link" | "unlink" | "chmod" | "setxattr" | "truncate" => {
             let path = d["path"].as_str().or(d["to"].as_str()).unwrap_or_default();
             let flags: Vec<&str> = d["flags"]
                 .as_array()
@@ -223,6 +223,7 @@ pub fn from_native(v: &Value, id: &str, host: &str) -> Value {
                 "unlink" => (4, "Delete"),
                 "chmod" => (7, "Set Security"),
                 "setxattr" => (6, "Set Attributes"),
+                "truncate" => (3, "Update"),
                 _ if flags.contains(&"create") => (1, "Create"),
                 _ if flags
                     .iter()
