@@ -309,6 +309,17 @@ impl Watched {
             .collect()
     }
 
+    /// The messages of the findings of `rule` (not of its parts).
+    pub fn messages(&self, rule: &str) -> Vec<String> {
+        self.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| f["message"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// The run's event stream.
     pub fn events(&self) -> Vec<Value> {
         fs::read_to_string(&self.events)

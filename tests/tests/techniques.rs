@@ -123,13 +123,7 @@ fn credential_stores_are_sensitive_files() {
         &["sh", "-c", &script],
     );
     assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
-    let reads: Vec<String> = w.report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "sensitive-file-read")
-        .map(|f| f["message"].as_str().unwrap().to_owned())
-        .collect();
+    let reads: Vec<String> = w.messages("sensitive-file-read");
     for f in files {
         let path = home.join(f).display().to_string();
         assert!(
@@ -395,13 +389,7 @@ fn mode_changes_and_removals_are_findings() {
             "{rule} missing: {rules:?}"
         );
     }
-    let cleared: Vec<String> = w.report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "history-cleared")
-        .map(|f| f["message"].as_str().unwrap().to_owned())
-        .collect();
+    let cleared: Vec<String> = w.messages("history-cleared");
     for h in [".bash_history", ".zsh_history"] {
         assert!(cleared.iter().any(|m| m.ends_with(h)), "{h}: {cleared:?}");
     }
@@ -613,15 +601,15 @@ fn histories_emptied_by_truncate_are_found() {
     };
     assert!(truncated("truncate", &bash), "{}", w.stderr());
     assert!(truncated("ftruncate", &zsh), "{}", w.stderr());
-    let cleared: Vec<String> = w.report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "history-cleared")
-        .map(|f| f["message"].as_str().unwrap().to_owned())
-        .collect();
+    let cleared: Vec<String> = w.messages("history-cleared");
     assert_eq!(cleared.len(), 2, "{cleared:?}");
-    assert!(cleared.iter().any(|m| m.ends_with(".bash_history")), "{cleared:?}");
-    assert!(cleared.iter().any(|m| m.ends_with(".zsh_history")), "{cleared:?}");
+    assert!(
+        cleared.iter().any(|m| m.ends_with(".bash_history")),
+        "{cleared:?}"
+    );
+    assert!(
+        cleared.iter().any(|m| m.ends_with(".zsh_history")),
+        "{cleared:?}"
+    );
     assert_replay_matches(&w, tmp.path(), &[]);
 }

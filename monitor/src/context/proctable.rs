@@ -749,12 +749,7 @@ impl<S: ProcSource> ProcTable<S> {
                 });
                 let mut local = event::Destination {
                     family: "unknown".into(),
-                    address: None,
-                    port: None,
-                    v4_mapped: false,
-                    path: None,
-                    truncated: false,
-                    domain: None,
+                    ..Default::default()
                 };
                 let protocol = match found {
                     Some(super::sockets::Listening::Tcp(ip, port)) => {
@@ -1262,15 +1257,7 @@ impl<S: ProcSource> ProcTable<S> {
 }
 
 fn destination(addr: &SockAddr, escaped: &mut Vec<String>) -> event::Destination {
-    let mut d = event::Destination {
-        family: String::new(),
-        address: None,
-        port: None,
-        v4_mapped: false,
-        path: None,
-        truncated: false,
-        domain: None,
-    };
+    let mut d = event::Destination::default();
     match addr {
         SockAddr::Inet { ip, port, mapped } => {
             d.family = if ip.is_ipv4() { "inet" } else { "inet6" }.into();

@@ -368,7 +368,7 @@ pub struct Connect {
 }
 
 /// A socket destination. `family` is inet, inet6, unix, or `af<N>` for others.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
     pub family: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
