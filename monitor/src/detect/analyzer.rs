@@ -1306,17 +1306,12 @@ fn proc_value(p: &ProcInfo, f: ProcField) -> Val<'_> {
         ProcField::Exe => opt(p.exe.as_deref()),
         ProcField::Tool => s(&p.tool),
         ProcField::Script => opt(p.script.as_deref()),
-        ProcField::Argv => Val::List(p.argv.iter().map(|a| Cow::Borrowed(a.as_str())).collect()),
+        ProcField::Argv => Val::Strings(&p.argv),
         ProcField::Arg(i) => opt(p.argv.get(i as usize).map(String::as_str)),
         ProcField::Args => Val::Str(Cow::Owned(p.argv.get(1..).unwrap_or_default().join(" "))),
         ProcField::Cmdline => Val::Str(Cow::Owned(p.cmdline())),
         ProcField::Cwd => opt(p.cwd.as_deref()),
-        ProcField::SecretEnv => Val::List(
-            p.secret_env
-                .iter()
-                .map(|a| Cow::Borrowed(a.as_str()))
-                .collect(),
-        ),
+        ProcField::SecretEnv => Val::Strings(&p.secret_env),
         ProcField::HoldsSecrets => Val::Bool(!p.secret_env.is_empty()),
         // Worked out by `Subj::proc_value`, which knows what the run wrote.
         ProcField::OwnerTool => s(""),
@@ -1390,11 +1385,7 @@ impl Subject for Subj<'_> {
                     .map(|id| self.procs.ancestors(id))
                     .unwrap_or_default()
                 {
-                    match self.proc_value(a, pf) {
-                        Val::Str(v) => out.push(v),
-                        Val::List(l) => out.extend(l),
-                        _ => {}
-                    }
+                    out.extend(self.proc_value(a, pf).into_strs());
                 }
                 Val::List(out)
             }
@@ -1407,12 +1398,8 @@ impl Subject for Subj<'_> {
                 .map(|o| o.target.as_deref().unwrap_or(&o.path))
                 .or(fpath)),
             Field::FilePaths => match (open, fpath) {
-                (Some(o), _) => {
-                    let mut v = vec![Cow::Borrowed(o.path.as_str())];
-                    v.extend(o.target.as_deref().map(Cow::Borrowed));
-                    Val::List(v)
-                }
-                (None, Some(p)) => Val::List(vec![Cow::Borrowed(p)]),
+                (Some(o), _) => Val::Pair(o.path.as_str(), o.target.as_deref()),
+                (None, Some(p)) => Val::Pair(p, None),
                 (None, None) => Val::Missing,
             },
             Field::FileName => opt(fpath.map(basename)),
@@ -1421,9 +1408,7 @@ impl Subject for Subj<'_> {
                     .map_or("", |(d, _)| if d.is_empty() { "/" } else { d })
             })),
             Field::FileFlags => match (open, relink) {
-                (Some(o), _) => {
-                    Val::List(o.flags.iter().map(|f| Cow::Borrowed(f.as_ref())).collect())
-                }
+                (Some(o), _) => Val::Cows(&o.flags),
                 (None, Some(_)) => Val::List(vec![Cow::Borrowed("write"), Cow::Borrowed("create")]),
                 (None, None) => Val::Missing,
             },

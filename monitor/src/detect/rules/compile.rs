@@ -78,6 +78,8 @@ pub enum Test {
     NumCmp(Op, i64),
     IpIn(Vec<IpNet>),
     Bool(bool),
+    /// `evt.type = …` / `evt.type in (…)`: the event's kind in a bit set (no string compared).
+    Kind(Kinds),
 }
 
 impl Matcher {
@@ -86,9 +88,12 @@ impl Matcher {
             Matcher::And(v) => v.iter().all(|m| m.eval(s)),
             Matcher::Or(v) => v.iter().any(|m| m.eval(s)),
             Matcher::Not(m) => !m.eval(s),
+            Matcher::Test(_, Test::Kind(k)) => k.contains(s.kind()),
             Matcher::Test(f, t) => match s.value(*f) {
                 Val::Str(v) => t.str(&v),
-                Val::List(l) => l.iter().any(|v| t.str(v)),
+                v @ (Val::List(_) | Val::Cows(_) | Val::Strings(_) | Val::Pair(..)) => {
+                    v.any_str(|x| t.str(x))
+                }
                 Val::Num(n) => match t {
                     Test::NumIn(set) => set.contains(&n),
                     Test::NumCmp(op, x) => match op {
@@ -106,6 +111,70 @@ impl Matcher {
                 Val::Missing => false,
             },
         }
+    }
+}
+
+impl Matcher {
+    /// The same condition, cheaper to evaluate: nested ands and ors flattened, and each one's
+    /// operands in order of estimated cost, so that the cheap tests that usually decide (the
+    /// event's kind, a failed call, a flag) run before globs, regexes and list fields. The
+    /// operands are pure, so the order changes the work done, never the result.
+    pub fn optimized(self) -> Matcher {
+        match self {
+            Matcher::And(v) => Self::ordered(v, true),
+            Matcher::Or(v) => Self::ordered(v, false),
+            Matcher::Not(m) => Matcher::Not(Box::new(m.optimized())),
+            t => t,
+        }
+    }
+
+    fn ordered(v: Vec<Matcher>, and: bool) -> Matcher {
+        let mut flat = Vec::with_capacity(v.len());
+        for m in v.into_iter().map(Matcher::optimized) {
+            match m {
+                Matcher::And(inner) if and => flat.extend(inner),
+                Matcher::Or(inner) if !and => flat.extend(inner),
+                m => flat.push(m),
+            }
+        }
+        flat.sort_by_key(Matcher::cost);
+        if and {
+            Matcher::And(flat)
+        } else {
+            Matcher::Or(flat)
+        }
+    }
+
+    /// A rough cost of evaluating this on one event (the relative sizes matter, nothing else).
+    pub fn cost(&self) -> u32 {
+        match self {
+            Matcher::And(v) | Matcher::Or(v) => v.iter().map(Matcher::cost).sum::<u32>(),
+            Matcher::Not(m) => m.cost(),
+            Matcher::Test(f, t) => field_cost(*f) * test_cost(t),
+        }
+    }
+}
+
+fn field_cost(f: Field) -> u32 {
+    use super::fields::{ProcField, Scope};
+    match f {
+        Field::EvtType | Field::EvtFailed => 1,
+        Field::Proc(Scope::Ancestor, _) => 8,
+        Field::Proc(_, ProcField::OwnerTool) => 6,
+        Field::Proc(_, ProcField::Args | ProcField::Cmdline | ProcField::Argv) => 3,
+        Field::FilePaths => 3,
+        _ => 2,
+    }
+}
+
+fn test_cost(t: &Test) -> u32 {
+    match t {
+        Test::Kind(_) | Test::Bool(_) | Test::NumIn(_) | Test::NumCmp(..) => 1,
+        Test::IpIn(_) | Test::StrIn(StrSet::Few(_)) | Test::Prefix(_) | Test::Suffix(_) => 2,
+        Test::StrIn(StrSet::Many(_)) | Test::Contains(_) => 3,
+        Test::IContains(_) => 6,
+        Test::Glob(_) => 8,
+        Test::Regex(_) => 10,
     }
 }
 
@@ -496,6 +565,14 @@ impl<'d> Compiler<'d> {
                 .filter_map(|k| Kinds::of(k))
                 .fold(Kinds::NONE, Kinds::or),
             _ => f.kinds,
+        };
+        let test = match (f.field, op) {
+            (Field::EvtType, Op::Eq | Op::Ne | Op::In) => Test::Kind(
+                vals.iter()
+                    .filter_map(|(v, ..)| Kinds::of(v))
+                    .fold(Kinds::NONE, Kinds::or),
+            ),
+            _ => test,
         };
         let m = Matcher::Test(f.field, test);
         Some(if op == Op::Ne {

@@ -1085,18 +1085,48 @@ pub fn catalogue() -> Vec<(String, &'static str)> {
 pub enum Val<'a> {
     Str(Cow<'a, str>),
     List(Vec<Cow<'a, str>>),
+    /// Lists borrowed as they are, so that a test of a list field allocates nothing: flags,
+    /// argv, and a path with its symlink target.
+    Cows(&'a [Cow<'a, str>]),
+    Strings(&'a [String]),
+    Pair(&'a str, Option<&'a str>),
     Num(i64),
     Ip(IpAddr),
     Bool(bool),
     Missing,
 }
 
-impl Val<'_> {
+impl<'a> Val<'a> {
+    /// Whether `f` holds for any string of a list value (false for other values).
+    pub fn any_str(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            Val::List(l) => l.iter().any(|v| f(v)),
+            Val::Cows(l) => l.iter().any(|v| f(v)),
+            Val::Strings(l) => l.iter().any(|v| f(v)),
+            Val::Pair(a, b) => f(a) || b.is_some_and(f),
+            _ => false,
+        }
+    }
+
+    /// The strings of a list value (a string is a list of one), borrowed where they can be.
+    pub fn into_strs(self) -> Vec<Cow<'a, str>> {
+        match self {
+            Val::Str(s) => vec![s],
+            Val::List(l) => l,
+            Val::Cows(l) => l.iter().map(|v| Cow::Borrowed(v.as_ref())).collect(),
+            Val::Strings(l) => l.iter().map(|v| Cow::Borrowed(v.as_str())).collect(),
+            Val::Pair(a, b) => std::iter::once(a).chain(b).map(Cow::Borrowed).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The value as it appears in a finding's message.
     pub fn render(&self) -> String {
         match self {
             Val::Str(s) => s.to_string(),
-            Val::List(l) => l.join(" "),
+            Val::List(_) | Val::Cows(_) | Val::Strings(_) | Val::Pair(..) => {
+                self.clone().into_strs().join(" ")
+            }
             Val::Num(n) => n.to_string(),
             Val::Ip(ip) => ip.to_string(),
             Val::Bool(b) => b.to_string(),

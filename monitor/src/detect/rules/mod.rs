@@ -226,8 +226,8 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
             kinds,
             pos: def.pos.clone(),
             condition_text: def.cond.text(),
-            matcher,
-            exceptions,
+            matcher: matcher.optimized(),
+            exceptions: exceptions.map(Matcher::optimized),
             output,
         });
     }

@@ -428,3 +428,42 @@ fn host_defaults_load_and_narrow_the_build_rules() {
         );
     }
 }
+
+#[test]
+fn conditions_run_their_cheap_tests_first_and_keep_their_meaning() {
+    let (set, diags) = load(&docs(
+        "- rule: r\n  desc: d\n  condition: (file.path glob \"**/.npmrc\" and (not evt.failed and evt.type = open)) or proc.name = x\n  output: o\n  severity: low\n  category: c\n",
+    ));
+    let set = set.unwrap_or_else(|| panic!("{diags:?}"));
+    let r = set.rules.iter().find(|r| r.name == "r").unwrap();
+    let compile::Matcher::Or(any) = &r.matcher else {
+        panic!("{:?}", r.matcher)
+    };
+    // The string test before the and holding a glob; inside the and, flattened, the kind
+    // (a bit test) and the failed flag first, the glob last.
+    assert!(matches!(any[0], compile::Matcher::Test(Field::Proc(..), _)));
+    let compile::Matcher::And(all) = &any[1] else {
+        panic!("{:?}", any[1])
+    };
+    assert_eq!(all.len(), 3);
+    assert!(all[..2].iter().any(|m| matches!(
+        m,
+        compile::Matcher::Test(Field::EvtType, compile::Test::Kind(_))
+    )));
+    assert!(matches!(
+        all[2],
+        compile::Matcher::Test(Field::FilePath, compile::Test::Glob(_))
+    ));
+    let hit = Fake::new("open")
+        .b(Field::EvtFailed, false)
+        .s(Field::FilePath, "/home/ci/.npmrc");
+    assert!(r.matches(&hit));
+    let failed = Fake::new("open")
+        .b(Field::EvtFailed, true)
+        .s(Field::FilePath, "/home/ci/.npmrc");
+    assert!(!r.matches(&failed));
+    let exec = Fake::new("exec")
+        .b(Field::EvtFailed, false)
+        .s(Field::FilePath, "/home/ci/.npmrc");
+    assert!(!r.matches(&exec));
+}
