@@ -113,6 +113,52 @@ pub struct Rule {
     matcher: Matcher,
     exceptions: Option<Matcher>,
     output: Vec<Piece>,
+    /// [`Facts`] every event it matches has (from the condition's top-level conjuncts): a
+    /// rule that needs a call that worked is not tried on a failed one, nor one that needs a
+    /// write on a read.
+    needs: u8,
+}
+
+/// Facts about an event worked out once, before its rules are tried.
+pub struct Facts;
+
+impl Facts {
+    pub const FAILED: u8 = 1;
+    pub const OK: u8 = 2;
+    pub const WRITE: u8 = 4;
+    pub const NO_WRITE: u8 = 8;
+
+    fn of(s: &dyn Subject) -> u8 {
+        use fields::{Field, Val};
+        let failed = matches!(s.value(Field::EvtFailed), Val::Bool(true));
+        let write = matches!(s.value(Field::FileWrite), Val::Bool(true));
+        (if failed { Self::FAILED } else { Self::OK })
+            | (if write { Self::WRITE } else { Self::NO_WRITE })
+    }
+
+    /// What the conjuncts of `m` (an optimized condition) require of the event.
+    fn needed_by(m: &Matcher) -> u8 {
+        use compile::Test;
+        use fields::Field;
+        let one = |m: &Matcher| match m {
+            Matcher::Test(Field::EvtFailed, Test::Bool(true)) => Self::FAILED,
+            Matcher::Test(Field::EvtFailed, Test::Bool(false)) => Self::OK,
+            Matcher::Test(Field::FileWrite, Test::Bool(true)) => Self::WRITE,
+            Matcher::Test(Field::FileWrite, Test::Bool(false)) => Self::NO_WRITE,
+            Matcher::Not(inner) => match &**inner {
+                Matcher::Test(Field::EvtFailed, Test::Bool(true)) => Self::OK,
+                Matcher::Test(Field::EvtFailed, Test::Bool(false)) => Self::FAILED,
+                Matcher::Test(Field::FileWrite, Test::Bool(true)) => Self::NO_WRITE,
+                Matcher::Test(Field::FileWrite, Test::Bool(false)) => Self::WRITE,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        match m {
+            Matcher::And(v) => v.iter().map(one).fold(0, |a, b| a | b),
+            m => one(m),
+        }
+    }
 }
 
 impl Rule {
@@ -122,6 +168,11 @@ impl Rule {
 
     pub fn matches(&self, s: &dyn Subject) -> bool {
         self.matcher.eval(s) && !self.exceptions.as_ref().is_some_and(|e| e.eval(s))
+    }
+
+    /// [`Rule::matches`], for an event whose [`Facts`] are `facts`.
+    fn matches_with(&self, s: &dyn Subject, facts: u8) -> bool {
+        facts & self.needs == self.needs && self.matches(s)
     }
 
     /// Every string an exception compares a process's name, tool or owning tool with: the
@@ -175,12 +226,17 @@ pub struct RuleSet {
 impl RuleSet {
     /// The enabled rules that match this event, in definition order.
     pub fn matching<'a>(&'a self, s: &'a dyn Subject) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.by_kind
-            .get(s.kind())
+        let rules = self.by_kind.get(s.kind());
+        let facts = if rules.is_some_and(|r| !r.is_empty()) {
+            Facts::of(s)
+        } else {
+            0
+        };
+        rules
             .into_iter()
             .flatten()
             .map(|&i| &self.rules[i])
-            .filter(move |r| r.matches(s))
+            .filter(move |r| r.matches_with(s, facts))
     }
 }
 
@@ -226,10 +282,14 @@ pub fn load(docs: &[Doc]) -> (Option<RuleSet>, Vec<Diagnostic>) {
             kinds,
             pos: def.pos.clone(),
             condition_text: def.cond.text(),
+            needs: 0,
             matcher: matcher.optimized(),
             exceptions: exceptions.map(Matcher::optimized),
             output,
         });
+        if let Some(r) = rules.last_mut() {
+            r.needs = Facts::needed_by(&r.matcher);
+        }
     }
     diags.extend(c.diags);
     let mut seen = std::collections::HashSet::new();

@@ -467,3 +467,33 @@ fn conditions_run_their_cheap_tests_first_and_keep_their_meaning() {
         .s(Field::FilePath, "/home/ci/.npmrc");
     assert!(!r.matches(&exec));
 }
+
+#[test]
+fn rules_are_not_tried_on_events_their_conjuncts_rule_out() {
+    let (set, diags) = load(&docs(
+        "- rule: w\n  desc: d\n  condition: evt.type = open and not evt.failed and file.write and file.path glob \"**/.npmrc\"\n  output: o\n  severity: low\n  category: c\n\
+         - rule: f\n  desc: d\n  condition: evt.type = open and evt.failed\n  output: o\n  severity: low\n  category: c\n\
+         - rule: any\n  desc: d\n  condition: evt.type = open and (evt.failed or file.write)\n  output: o\n  severity: low\n  category: c\n",
+    ));
+    let set = set.unwrap_or_else(|| panic!("{diags:?}"));
+    let needs = |name: &str| set.rules.iter().find(|r| r.name == name).unwrap().needs;
+    assert_eq!(needs("w"), Facts::OK | Facts::WRITE);
+    assert_eq!(needs("f"), Facts::FAILED);
+    assert_eq!(needs("any"), 0, "an or requires nothing by itself");
+    let names = |s: &Fake| {
+        set.matching(s)
+            .map(|r| r.name.clone())
+            .filter(|n| ["w", "f", "any"].contains(&n.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let write = Fake::new("open")
+        .b(Field::EvtFailed, false)
+        .b(Field::FileWrite, true)
+        .s(Field::FilePath, "/h/.npmrc");
+    assert_eq!(names(&write), ["w", "any"]);
+    let failed = Fake::new("open")
+        .b(Field::EvtFailed, true)
+        .b(Field::FileWrite, true)
+        .s(Field::FilePath, "/h/.npmrc");
+    assert_eq!(names(&failed), ["f", "any"]);
+}
