@@ -166,7 +166,7 @@ impl Pipeline {
         let queue = Arc::new(Queue::new("ingest", "bytes", INGEST_QUEUE_BYTES));
         let thread = {
             let mut table = ProcTable::new(LiveProc, boot_to_unix_offset());
-            table.secrets = analyzer.policy.secrets.clone();
+            table.secrets = crate::detect::secrets::SecretNames::new(&analyzer.policy.secrets);
             let stage = Stage {
                 table,
                 analyzer,
@@ -451,7 +451,8 @@ impl Stage {
                         a.policy = policy;
                     }
                 }
-                self.table.secrets = self.analyzer.policy.secrets.clone();
+                self.table.secrets =
+                    crate::detect::secrets::SecretNames::new(&self.analyzer.policy.secrets);
                 self.reloads += 1;
             }
         }

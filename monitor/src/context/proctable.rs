@@ -199,7 +199,7 @@ pub struct ProcTable<S: ProcSource = LiveProc> {
     /// record.
     pending_facts: IntMap<u32, Box<ExecFactsBody>>,
     /// Which variables hold secrets (the policy's `secrets:`), for an exec's `secret_env`.
-    pub secrets: crate::detect::secrets::SecretsConfig,
+    pub secrets: crate::detect::secrets::SecretNames,
     /// Socket tables read for listens in the current second: (second, count). A process
     /// calling listen(2) in a loop does not make buildwatch read /proc without end.
     listen_lookups: (u64, u32),
@@ -269,7 +269,7 @@ const SECRET_ENV_MAX: usize = 32;
 
 /// The names of the variables of a NUL-separated environment that hold secrets, sorted, at
 /// most [`SECRET_ENV_MAX`].
-fn env_secrets(env: &[u8], config: &crate::detect::secrets::SecretsConfig) -> Vec<String> {
+fn env_secrets(env: &[u8], names: &crate::detect::secrets::SecretNames) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for entry in env.split(|&b| b == 0) {
         let Some(eq) = entry.iter().position(|&b| b == b'=') else {
@@ -278,7 +278,7 @@ fn env_secrets(env: &[u8], config: &crate::detect::secrets::SecretsConfig) -> Ve
         let Ok(name) = std::str::from_utf8(&entry[..eq]) else {
             continue;
         };
-        if config.holds(name, &entry[eq + 1..]) && !out.iter().any(|n| n == name) {
+        if names.holds(name, &entry[eq + 1..]) && !out.iter().any(|n| n == name) {
             out.push(name.to_owned());
             if out.len() == SECRET_ENV_MAX {
                 break;
@@ -1714,21 +1714,25 @@ mod tests {
         let env = b"PATH=/usr/bin\0GITHUB_TOKEN=ghp_0123456789abcdef\0AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG\0\
 NPM_TOKEN=short\0API_KEY=https://vault.example.com/x\0GITHUB_TOKEN=ghp_again0123456789\0=x\0\xff_KEY=0123456789abcdef\0";
         let config = crate::detect::secrets::SecretsConfig::default();
+        let names = crate::detect::secrets::SecretNames::new(&config);
         // Sorted, once each; too short a value, a URL and a name that is not UTF-8 are not
         // secrets.
         assert_eq!(
-            env_secrets(env, &config),
+            env_secrets(env, &names),
             vec!["AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"]
         );
         let ignoring = crate::detect::secrets::SecretsConfig {
             ignore: vec!["GITHUB_*".into()],
             ..config.clone()
         };
-        assert_eq!(env_secrets(env, &ignoring), vec!["AWS_SECRET_ACCESS_KEY"]);
+        assert_eq!(
+            env_secrets(env, &crate::detect::secrets::SecretNames::new(&ignoring)),
+            vec!["AWS_SECRET_ACCESS_KEY"]
+        );
         let many: Vec<u8> = (0..100)
             .flat_map(|i| format!("V{i:03}_TOKEN=0123456789abcdef\0").into_bytes())
             .collect();
-        assert_eq!(env_secrets(&many, &config).len(), SECRET_ENV_MAX);
+        assert_eq!(env_secrets(&many, &names).len(), SECRET_ENV_MAX);
     }
 
     #[test]

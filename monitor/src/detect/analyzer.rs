@@ -419,7 +419,7 @@ impl Analyzer {
             .and_then(|d| d.secret.as_deref().map(|v| (d, v)))
         {
             Some((d, var)) => {
-                let name = format!("<redacted:{var}>.{}", d.shape.domain);
+                let name = format!("{}.{}", super::secrets::redaction(var), d.shape.domain);
                 let mut e = ev.clone();
                 if let Detail::Dns(x) = &mut e.detail {
                     x.qname = Some(name.clone());

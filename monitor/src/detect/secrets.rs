@@ -59,29 +59,87 @@ impl Default for SecretsConfig {
     }
 }
 
-impl SecretsConfig {
-    /// Whether variable `name` holding `value` is a secret this configuration names: its name
-    /// matches `env` and not `ignore`, and its value is long enough and not a name itself.
+/// A [`SecretsConfig`] ready to check names with: its `env` and `ignore` globs compiled into
+/// one anchored regex each, so a name is checked in one pass instead of once per glob. Every
+/// exec's environment is checked (`exec.secret_env`): 100 variables against the 14 default
+/// globs one by one took about 30 µs per exec.
+pub struct SecretNames {
+    env: Names,
+    ignore: Names,
+    min_length: usize,
+}
+
+enum Names {
+    Regex(regex::Regex),
+    /// The globs themselves, when the regex could not be built (a size limit).
+    Globs(Vec<String>),
+}
+
+impl Names {
+    fn new(globs: &[String]) -> Self {
+        let alts: Vec<String> = globs
+            .iter()
+            .map(|g| {
+                g.split('*')
+                    .map(regex::escape)
+                    .collect::<Vec<_>>()
+                    .join(".*")
+            })
+            .collect();
+        if alts.is_empty() {
+            return Names::Globs(Vec::new());
+        }
+        match regex::Regex::new(&format!("(?s)^(?:{})$", alts.join("|"))) {
+            Ok(r) => Names::Regex(r),
+            Err(_) => Names::Globs(globs.to_vec()),
+        }
+    }
+
+    fn any(&self, name: &str) -> bool {
+        match self {
+            Names::Regex(r) => r.is_match(name),
+            Names::Globs(g) => g.iter().any(|g| name_matches(g, name)),
+        }
+    }
+}
+
+impl SecretNames {
+    pub fn new(config: &SecretsConfig) -> Self {
+        Self {
+            env: Names::new(&config.env),
+            ignore: Names::new(&config.ignore),
+            min_length: config.min_length.max(WINDOW),
+        }
+    }
+
+    /// Whether variable `name` holding `value` is a secret: its name matches `env` and not
+    /// `ignore`, and its value is long enough and not a name itself.
     pub fn holds(&self, name: &str, value: &[u8]) -> bool {
-        self.env.iter().any(|g| name_matches(g, name))
-            && !self.ignore.iter().any(|g| name_matches(g, name))
-            && value.len() >= self.min_length.max(WINDOW)
+        value.len() >= self.min_length
+            && self.env.any(name)
+            && !self.ignore.any(name)
             && !looks_like_a_name(value)
+    }
+}
+
+impl Default for SecretNames {
+    fn default() -> Self {
+        Self::new(&SecretsConfig::default())
     }
 }
 
 /// A `*` glob on a variable name (ASCII, case-sensitive as the environment is).
 pub fn name_matches(glob: &str, name: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
-    if parts.len() == 1 {
+    // Without collecting the pieces: every exec's environment is checked against every glob.
+    let Some((first, after)) = glob.split_once('*') else {
         return glob == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+    };
+    let (mids, last) = after.rsplit_once('*').unwrap_or(("", after));
+    if name.len() < first.len() + last.len() || !name.starts_with(first) || !name.ends_with(last) {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    for mid in mids.split('*').filter(|m| !m.is_empty()) {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -202,6 +260,11 @@ pub struct Secrets {
 /// How a redacted value starts: `<redacted:VAR>`.
 pub const REDACTED_PREFIX: &str = "<redacted:";
 
+/// What a redacted value becomes: `<redacted:VAR>`.
+pub fn redaction(var: &str) -> String {
+    format!("{REDACTED_PREFIX}{var}>")
+}
+
 /// The variable a redaction marker at the start of `s` names.
 pub fn redacted_var(s: &str) -> Option<&str> {
     let rest = s.strip_prefix(REDACTED_PREFIX)?;
@@ -228,9 +291,10 @@ impl Secrets {
         V: AsRef<[u8]>,
     {
         let mut s = Self::none();
+        let names = SecretNames::new(config);
         for (name, value) in vars {
             let (name, value) = (name.as_ref(), value.as_ref());
-            if !config.holds(name, value) || s.names.len() >= u16::MAX as usize {
+            if !names.holds(name, value) || s.names.len() >= u16::MAX as usize {
                 continue;
             }
             let index = s.names.len() as u16;
@@ -299,30 +363,33 @@ impl Secrets {
     /// encoded) replaced by `<redacted:VAR>`, so that no output holds the value. The variable
     /// of the first one, if any.
     pub fn redact_args(&self, args: &mut [String]) -> Option<String> {
-        let mut first = None;
-        if self.trust_markers {
-            first = args.iter().find_map(|a| redacted_var(a)).map(str::to_owned);
-        }
+        let mut first = args.iter().find_map(|a| self.marker(a));
         if self.is_empty() {
             return first;
         }
         for a in args.iter_mut() {
             if let Some(var) = self.find(a.as_bytes()) {
                 let var = var.to_owned();
-                *a = format!("{REDACTED_PREFIX}{var}>");
+                *a = redaction(&var);
                 first.get_or_insert(var);
             }
         }
         first
     }
 
+    /// In a replay, the variable a live run's redaction marker at the start of `text` names.
+    fn marker(&self, text: &str) -> Option<String> {
+        self.trust_markers
+            .then(|| redacted_var(text))
+            .flatten()
+            .map(str::to_owned)
+    }
+
     /// The variable whose value `qname` carries by itself (a response's name, which repeats
     /// its query's).
     pub fn check_name(&self, qname: &str, domain: &str) -> Option<String> {
-        if self.trust_markers
-            && let Some(v) = redacted_var(qname)
-        {
-            return Some(v.to_owned());
+        if let Some(v) = self.marker(qname) {
+            return Some(v);
         }
         if self.is_empty() {
             return None;
@@ -335,10 +402,8 @@ impl Secrets {
     /// A DNS query for `qname` whose registrable domain is `domain`: the variable whose value
     /// it carries, alone or joined with the labels earlier queries to `domain` carried.
     pub fn check_query(&mut self, qname: &str, domain: &str) -> Option<String> {
-        if self.trust_markers
-            && let Some(v) = redacted_var(qname)
-        {
-            return Some(v.to_owned());
+        if let Some(v) = self.marker(qname) {
+            return Some(v);
         }
         if self.is_empty() {
             return None;
@@ -534,6 +599,25 @@ mod tests {
     #[test]
     fn only_named_long_values_that_are_not_names_are_kept() {
         assert_eq!(secrets().names(), ["AWS_SECRET_ACCESS_KEY"]);
+        let names = SecretNames::default();
+        let long = b"0123456789abcdef";
+        for (n, want) in [
+            ("GITHUB_TOKEN", true),
+            ("DB_PASSWORD_2", true),
+            ("MY_API_KEY_ID", true),
+            ("AWS_ACCESS_KEY_ID", true),
+            ("TOKENS", false),
+            ("PATH", false),
+            ("A_TOKEN\nX", false),
+        ] {
+            assert_eq!(names.holds(n, long), want, "{n}");
+            assert_eq!(
+                DEFAULT_ENV.iter().any(|g| name_matches(g, n)),
+                want,
+                "{n}: the regex and the globs agree"
+            );
+        }
+        assert!(!names.holds("GITHUB_TOKEN", b"short"));
         assert!(name_matches("*_TOKEN", "GITHUB_TOKEN"));
         assert!(name_matches("*PASSWORD*", "DB_PASSWORD_2"));
         assert!(!name_matches("*_TOKEN", "TOKENS"));
