@@ -421,7 +421,11 @@ impl<S: ProcSource> ProcTable<S> {
 
     /// [`format_time`], with the date and time of day computed once per second.
     fn time(&mut self, unix_ns: i128) -> String {
-        let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+        // i64 arithmetic (until 2262): an i128 division is a library call.
+        let secs = match i64::try_from(unix_ns) {
+            Ok(ns) => ns.div_euclid(1_000_000_000),
+            Err(_) => unix_ns.div_euclid(1_000_000_000) as i64,
+        };
         if self.second.0 != secs {
             self.second = (secs, second_text(secs));
         }
@@ -1364,11 +1368,17 @@ fn second_text(secs: i64) -> String {
 /// The nanoseconds of `unix_ns` as nine digits, then `Z`. Written digit by digit: this runs
 /// for every event (`format!` here cost ~15% of the reader's time at high event rates).
 fn push_fraction(out: &mut String, unix_ns: i128) {
-    let nanos = unix_ns.rem_euclid(1_000_000_000) as u64;
-    for i in (0..9).rev() {
-        out.push(char::from(b'0' + (nanos / 10u64.pow(i) % 10) as u8));
+    // i64 arithmetic (until 2262): an i128 division is a library call.
+    let mut nanos = match i64::try_from(unix_ns) {
+        Ok(ns) => ns.rem_euclid(1_000_000_000) as u32,
+        Err(_) => unix_ns.rem_euclid(1_000_000_000) as u32,
+    };
+    let mut digits = *b"000000000Z";
+    for d in digits[..9].iter_mut().rev() {
+        *d = b'0' + (nanos % 10) as u8;
+        nanos /= 10;
     }
-    out.push('Z');
+    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+pub mod json;
 mod stats;
 pub use stats::{DrainStats, KernelStats, PipelineStats, QueueStats, SinkStats};
 
@@ -137,32 +138,25 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn from_ret(ret: i64) -> Self {
-        let error = (ret < 0).then(|| errno_name(-ret));
+        let error = (ret < 0).then(|| errno_name(ret.saturating_neg()));
         Self { ret, error }
     }
 }
 
 /// `ENOENT`, `EACCES`…; `E<N>` for a number Linux does not name. Names of errnos up to 4095
 /// (every one the kernel returns) are made once and then borrowed: a failed syscall costs no
-/// allocation for its name.
+/// allocation for its name, and no lock.
 pub fn errno_name(errno: i64) -> Cow<'static, str> {
-    use std::sync::{LazyLock, Mutex};
-    static NAMES: LazyLock<Mutex<Vec<Option<&'static str>>>> =
-        LazyLock::new(|| Mutex::new(vec![None; 4096]));
-    let name = |errno: i64| {
-        let e = nix::errno::Errno::from_raw(errno as i32);
-        if e == nix::errno::Errno::UnknownErrno {
-            format!("E{errno}")
-        } else {
-            format!("{e:?}")
-        }
+    use std::sync::OnceLock;
+    static NAMES: [OnceLock<&'static str>; 4096] = [const { OnceLock::new() }; 4096];
+    let name = |errno: i64| match i32::try_from(errno).map(nix::errno::Errno::from_raw) {
+        Ok(e) if e != nix::errno::Errno::UnknownErrno => format!("{e:?}"),
+        _ => format!("E{errno}"),
     };
-    let Some(i) = usize::try_from(errno).ok().filter(|i| *i < 4096) else {
-        return Cow::Owned(name(errno));
-    };
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let n = *names[i].get_or_insert_with(|| Box::leak(name(errno).into_boxed_str()));
-    Cow::Borrowed(n)
+    match usize::try_from(errno).ok().and_then(|i| NAMES.get(i)) {
+        Some(slot) => Cow::Borrowed(slot.get_or_init(|| Box::leak(name(errno).into_boxed_str()))),
+        None => Cow::Owned(name(errno)),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -890,6 +884,19 @@ mod tests {
         assert_eq!(unescape(&escape(&all)).unwrap(), all);
         assert_eq!(unescape("bad\\q"), None);
         assert_eq!(unescape("cut\\x4"), None);
+    }
+
+    #[test]
+    fn errno_names_are_linux_names_or_numbers() {
+        assert_eq!(errno_name(2), "ENOENT");
+        assert_eq!(errno_name(4095), "E4095");
+        assert_eq!(errno_name(99_999), "E99999");
+        // Not ENOENT by truncation to 32 bits.
+        assert_eq!(errno_name((1 << 32) + 2), "E4294967298");
+        assert_eq!(
+            Outcome::from_ret(i64::MIN).error.as_deref(),
+            Some("E9223372036854775807")
+        );
     }
 
     #[test]

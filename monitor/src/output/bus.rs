@@ -169,17 +169,41 @@ impl Bus {
     pub fn publish(&self, rec: &Record) {
         let mut cache: [Option<Option<Bytes>>; Format::COUNT] = Default::default();
         let control = rec.is_control();
-        for s in self.sinks.iter().filter(|s| {
+        let takes = |s: &Sink| {
             !s.closed.load(Ordering::Relaxed) && s.filter.as_ref().is_none_or(|f| f(rec))
-        }) {
+        };
+        // The last sink of each format gets the encoded bytes themselves, the others a clone:
+        // the first clone of a `Bytes` made from a vector allocates its shared count, and
+        // most records go to one sink of their format.
+        let mut chosen = 0u128;
+        let mut last = [usize::MAX; Format::COUNT];
+        for (i, s) in self.sinks.iter().enumerate().take(128) {
+            if takes(s) {
+                chosen |= 1 << i;
+                last[s.format as usize] = i;
+            }
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            if if i < 128 {
+                chosen & (1 << i) == 0
+            } else {
+                !takes(s)
+            } {
+                continue;
+            }
             let slot = &mut cache[s.format as usize];
             let Some(bytes) = slot.get_or_insert_with(|| encode::encode(s.format, rec)) else {
                 continue;
             };
-            if control {
-                s.queue.push_control(bytes.clone());
+            let bytes = if last[s.format as usize] == i && self.sinks.len() <= 128 {
+                std::mem::take(bytes)
             } else {
-                s.queue.try_push(bytes.clone(), 1);
+                bytes.clone()
+            };
+            if control {
+                s.queue.push_control(bytes);
+            } else {
+                s.queue.try_push(bytes, 1);
             }
         }
     }

@@ -62,7 +62,12 @@ pub fn encode(format: Format, rec: &Record) -> Option<Bytes> {
             }
             SCRATCH.with_borrow_mut(|v| {
                 v.clear();
-                serde_json::to_writer(&mut *v, &**ev).ok()?;
+                crate::event::json::write(ev, v).ok()?;
+                // Debug builds (the end-to-end tests') check every event against serde's bytes.
+                debug_assert_eq!(
+                    String::from_utf8_lossy(v),
+                    String::from_utf8_lossy(&serde_json::to_vec(&**ev).unwrap_or_default())
+                );
                 v.push(b'\n');
                 let line = Bytes::copy_from_slice(v);
                 // One huge event does not keep its buffer for the thread's life.

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// A segment is closed once it holds this much.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
@@ -84,6 +84,9 @@ pub struct Spool {
     /// Where the last read stopped: (segment's first id, byte offset, last id read). Delivery
     /// reads on from there instead of from the segment's start.
     cursor: Option<(u64, u64, u64)>,
+    /// The buffer reads fill: its storage is used again once the records of the last read are
+    /// dropped (no allocation, and no zeroing, per read).
+    read_buf: BytesMut,
     dirty_since: Option<Instant>,
     /// Refused since the last record that fitted (becomes a gap record).
     pending_gap: u64,
@@ -165,6 +168,7 @@ impl Spool {
             writer: None,
             buf: Vec::new(),
             cursor: None,
+            read_buf: BytesMut::new(),
             ack_dirty: false,
             ledger_at: Instant::now(),
             dirty_since: None,
@@ -338,10 +342,9 @@ impl Spool {
             .cursor
             .filter(|c| c.2 == from && self.segments.iter().any(|s| s.0 == c.0))
             .map(|c| (c.0, c.1));
-        let segments: Vec<(u64, PathBuf)> =
-            self.segments.iter().map(|s| (s.0, s.1.clone())).collect();
+        let segments = &self.segments;
         let mut out = Vec::new();
-        for (i, (first, path)) in segments.iter().enumerate() {
+        for (i, (first, path, _)) in segments.iter().enumerate() {
             let start = match resume {
                 Some((seg, _)) if *first < seg => continue,
                 Some((seg, off)) if *first == seg => off,
@@ -363,7 +366,7 @@ impl Spool {
             // own size). Ends at the segment's end, or at a torn or corrupt record (the rest
             // of that segment is not trusted).
             'segment: loop {
-                let chunk = read_at_most(&f, pos, READ_CHUNK)?;
+                let chunk = read_at_most(&f, pos, READ_CHUNK, &mut self.read_buf)?;
                 if chunk.len() < HEADER {
                     break;
                 }
@@ -378,7 +381,7 @@ impl Spool {
                     if end > chunk.len() {
                         if at == 0 {
                             // Longer than a chunk: read it whole, or it is torn.
-                            let whole = read_at_most(&f, pos, HEADER + len)?;
+                            let whole = read_at_most(&f, pos, HEADER + len, &mut self.read_buf)?;
                             if whole.len() < HEADER + len {
                                 break 'segment;
                             }
@@ -572,21 +575,34 @@ fn whole_length(path: &Path) -> io::Result<u64> {
     }
 }
 
-/// Up to `n` bytes of `f` from `pos` (fewer at its end).
-fn read_at_most(f: &File, pos: u64, n: usize) -> io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; n];
-    let mut got = 0;
-    while got < n {
-        match f.read_at(&mut buf[got..], pos + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Up to `n` bytes of `f` from `pos` (fewer at its end), read into `buf`'s storage.
+fn read_at_most(f: &File, pos: u64, n: usize, buf: &mut BytesMut) -> io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    buf.clear();
+    // Reuses the storage when nothing else holds it any more.
+    buf.reserve(n);
+    while buf.len() < n {
+        let got = buf.len();
+        let at = libc::off_t::try_from(pos + got as u64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        let want = spare.len().min(n - got);
+        // SAFETY: pread writes at most `want` bytes at the start of the spare capacity, which
+        // has at least that many.
+        let k = unsafe { libc::pread(f.as_raw_fd(), spare.as_mut_ptr().cast(), want, at) };
+        match k {
+            0 => break,
+            // SAFETY: the kernel initialised `k` bytes of the spare capacity.
+            k if k > 0 => unsafe { buf.advance_mut(k as usize) },
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
-    buf.truncate(got);
-    Ok(Bytes::from(buf))
+    Ok(buf.split().freeze())
 }
 
 fn read_ledger(path: &Path) -> Option<(u64, u64, u64)> {

@@ -213,11 +213,11 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
         let s = conn.as_mut().expect("connected above");
         match s.write_all(&frames).and_then(|()| s.flush()) {
             Ok(()) => {
-                let now = Instant::now();
-                for r in &batch {
-                    sent.push_back((r.id, now));
+                // Per batch: acknowledging an id acknowledges every one before it.
+                if let Some(last) = batch.last() {
+                    sent.push_back((last.id, Instant::now()));
+                    next = last.id;
                 }
-                next = batch.last().map_or(next, |r| r.id);
             }
             Err(e) => {
                 status
