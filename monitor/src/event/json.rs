@@ -152,11 +152,7 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
-    // Without a branch per byte, so that it vectorises; most strings have nothing to escape.
-    let plain = !b.iter().fold(false, |any, &c| {
-        any | (c < 0x20) | (c == b'"') | (c == b'\\')
-    });
-    if plain {
+    if !needs_escape(b) {
         out.extend_from_slice(b);
     } else {
         let mut start = 0;
@@ -186,6 +182,27 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&b[start..]);
     }
     out.push(b'"');
+}
+
+/// Whether `b` has a byte JSON escapes: eight bytes at a time (most strings are short, and
+/// have none).
+fn needs_escape(b: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // A high bit for each byte below `n` (n <= 0x80), and for each zero byte: exact as a
+    // whole (a borrow only marks bytes above a byte that matched).
+    let below = |x: u64, n: u64| x.wrapping_sub(LO * n) & !x & HI;
+    let mut chunks = b.chunks_exact(8);
+    let mut found = 0u64;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().unwrap_or_default());
+        found |= below(x, 0x20) | below(x ^ (LO * 0x22), 1) | below(x ^ (LO * 0x5c), 1);
+    }
+    found != 0
+        || chunks
+            .remainder()
+            .iter()
+            .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 #[cfg(test)]
@@ -261,6 +278,24 @@ mod tests {
             let mut ours = Vec::new();
             string(&mut ours, s);
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn an_escape_is_found_at_any_place_in_a_word() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [
+                    '"', '\\', '\u{0}', '\u{1f}', '\n', ' ', '!', '#', '\u{7f}', 'é',
+                ] {
+                    let s: String = (0..len)
+                        .map(|i| if i == at { special } else { 'a' })
+                        .collect();
+                    let mut ours = Vec::new();
+                    string(&mut ours, &s);
+                    assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                }
+            }
         }
     }
 
