@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSetBuilder};
 use ipnet::IpNet;
 use regex::RegexSet;
 
@@ -15,6 +15,7 @@ use super::{
     cond::{self, Expr, Op, Rhs, Word},
     diag::{Diagnostic, Pos, did_you_mean},
     fields::{self, Field, Kinds, Subject, Type, Val},
+    globs::Globs,
     load::{CondText, Defs, ExceptionDef},
     yaml,
 };
@@ -67,7 +68,7 @@ impl FromIterator<String> for StrSet {
 #[derive(Clone, Debug)]
 pub enum Test {
     StrIn(StrSet),
-    Glob(GlobSet),
+    Glob(Globs),
     Prefix(Vec<String>),
     Suffix(Vec<String>),
     Contains(Vec<String>),
@@ -457,7 +458,10 @@ impl<'d> Compiler<'d> {
                     }
                 }
                 match b.build() {
-                    Ok(g) => Test::Glob(g),
+                    Ok(g) => Test::Glob(Globs::new(
+                        g,
+                        &vals.iter().map(|(v, ..)| v.as_str()).collect::<Vec<_>>(),
+                    )),
                     Err(e) => return bad(self, fw.at, format!("globs: {e}")),
                 }
             }

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod cond;
 pub mod diag;
 pub mod fields;
+pub mod globs;
 pub mod load;
 pub mod yaml;
 
