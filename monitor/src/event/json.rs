@@ -192,17 +192,13 @@ fn needs_escape(b: &[u8]) -> bool {
     // A high bit for each byte below `n` (n <= 0x80), and for each zero byte: exact as a
     // whole (a borrow only marks bytes above a byte that matched).
     let below = |x: u64, n: u64| x.wrapping_sub(LO * n) & !x & HI;
-    let mut chunks = b.chunks_exact(8);
+    let (words, rest) = b.as_chunks::<8>();
     let mut found = 0u64;
-    for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().unwrap_or_default());
+    for w in words {
+        let x = u64::from_le_bytes(*w);
         found |= below(x, 0x20) | below(x ^ (LO * 0x22), 1) | below(x ^ (LO * 0x5c), 1);
     }
-    found != 0
-        || chunks
-            .remainder()
-            .iter()
-            .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    found != 0 || rest.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub fn required_run(glob: &str) -> Option<String> {
     let b: Vec<char> = glob.chars().collect();
     let mut runs: Vec<String> = Vec::new();
     let mut run = String::new();
-    let mut end_run = |run: &mut String, runs: &mut Vec<String>| {
+    let end_run = |run: &mut String, runs: &mut Vec<String>| {
         if !run.is_empty() {
             runs.push(std::mem::take(run));
         }
