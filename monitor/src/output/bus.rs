@@ -314,16 +314,51 @@ fn linger(format: Format) -> Duration {
 /// A sink's thread: gather what arrives, write it out when the buffer is full or the queue
 /// runs dry (after `linger`). A record counts as written once the write that carried it
 /// succeeded. After a write error nothing more is written; the rest is counted as unwritten.
+/// A sink's records waiting to be written: copied into one buffer, or kept as they are for a
+/// writer that keeps them.
+struct Batch {
+    bytes: Vec<u8>,
+    records: Vec<Bytes>,
+    size: usize,
+    keep: bool,
+}
+
+impl Batch {
+    fn push(&mut self, b: Bytes) {
+        self.size += b.len();
+        if self.keep {
+            self.records.push(b);
+        } else {
+            self.bytes.extend_from_slice(&b);
+        }
+    }
+}
+
 fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger: Duration) {
-    let mut buf: Vec<u8> = Vec::with_capacity(SINK_BUFFER);
+    let keep = w.keeps_records();
+    let mut buf = Batch {
+        bytes: if keep {
+            Vec::new()
+        } else {
+            Vec::with_capacity(SINK_BUFFER)
+        },
+        records: Vec::new(),
+        size: 0,
+        keep,
+    };
     let mut pending = 0u64;
     let mut failed = false;
-    let mut write_out = |buf: &mut Vec<u8>, pending: &mut u64, failed: &mut bool| {
-        if buf.is_empty() {
+    let mut write_out = |buf: &mut Batch, pending: &mut u64, failed: &mut bool| {
+        if buf.size == 0 {
             return;
         }
         let n = std::mem::take(pending);
-        match w.write(buf).and_then(|()| w.flush()) {
+        let wrote = if buf.keep {
+            w.write_records(&mut buf.records)
+        } else {
+            w.write(&buf.bytes)
+        };
+        match wrote.and_then(|()| w.flush()) {
             Ok(()) => {
                 status.written.fetch_add(n, Ordering::Relaxed);
             }
@@ -333,7 +368,9 @@ fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger:
                 *status.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.describe(&e));
             }
         }
-        buf.clear();
+        buf.bytes.clear();
+        buf.records.clear();
+        buf.size = 0;
     };
     // When the oldest record in `buf` arrived (for the linger).
     let mut since: Option<Instant> = None;
@@ -350,10 +387,10 @@ fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger:
                         status.unwritten.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    buf.extend_from_slice(&b);
+                    buf.push(b);
                     pending += 1;
                     since.get_or_insert_with(Instant::now);
-                    if buf.len() >= SINK_BUFFER {
+                    if buf.size >= SINK_BUFFER {
                         write_out(&mut buf, &mut pending, &mut failed);
                         since = None;
                     }

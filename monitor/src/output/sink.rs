@@ -11,6 +11,16 @@ use std::{
 
 pub trait Writer: Send {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Whether the bus should hand this writer its records as they were encoded
+    /// ([`Writer::write_records`]) instead of copied into one buffer.
+    fn keeps_records(&self) -> bool {
+        false
+    }
+    /// Whole lines, one per record (emptied by the call).
+    fn write_records(&mut self, records: &mut Vec<bytes::Bytes>) -> io::Result<()> {
+        let all: Vec<u8> = records.drain(..).flat_map(|r| r.to_vec()).collect();
+        self.write(&all)
+    }
     fn flush(&mut self) -> io::Result<()>;
     /// The error as the user should read it (which output, what happened).
     fn describe(&self, e: &io::Error) -> String;

@@ -43,12 +43,43 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// Delivery reads the spool this much at a time.
 const READ_CHUNK: usize = 512 * 1024;
 
+/// Records appended and not yet read, kept in memory so that a delivery keeping up does not
+/// read them back from disk: at most this many bytes…
+const TAIL_BYTES: usize = 2 << 20;
+/// …and this many records.
+const TAIL_RECORDS: usize = 8192;
+
 /// A record read back for delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spooled {
     pub id: u64,
-    /// A slice of the buffer its read filled (shared with the records read with it).
+    /// A slice of the buffer its read filled (shared with the records read with it), or the
+    /// line as appended, newline included ([`Spooled::line`] is the record).
     pub payload: Bytes,
+}
+
+impl Spooled {
+    /// The record (without the newline an appended line may keep).
+    pub fn line(&self) -> &[u8] {
+        self.payload.strip_suffix(b"\n").unwrap_or(&self.payload)
+    }
+
+    /// [`Spooled::line`], owned.
+    pub fn into_line(self) -> Bytes {
+        match self.payload.last() {
+            Some(b'\n') => self.payload.slice(..self.payload.len() - 1),
+            _ => self.payload,
+        }
+    }
+}
+
+/// An appended record not yet read: its id, where it ends on disk (segment, offset: the read
+/// cursor after it), and the line.
+struct Unread {
+    id: u64,
+    segment: u64,
+    end: u64,
+    line: Bytes,
 }
 
 /// What the spool has seen, for metrics and the run summary.
@@ -87,6 +118,11 @@ pub struct Spool {
     /// The buffer reads fill: its storage is used again once the records of the last read are
     /// dropped (no allocation, and no zeroing, per read).
     read_buf: BytesMut,
+    /// Appended records not yet read, with consecutive ids (bounded: [`TAIL_BYTES`],
+    /// [`TAIL_RECORDS`]). A record that does not fit is only on disk, and so is every one
+    /// after it until the delivery has read the tail.
+    unread: std::collections::VecDeque<Unread>,
+    unread_bytes: usize,
     dirty_since: Option<Instant>,
     /// Refused since the last record that fitted (becomes a gap record).
     pending_gap: u64,
@@ -169,6 +205,8 @@ impl Spool {
             buf: Vec::new(),
             cursor: None,
             read_buf: BytesMut::new(),
+            unread: std::collections::VecDeque::new(),
+            unread_bytes: 0,
             ack_dirty: false,
             ledger_at: Instant::now(),
             dirty_since: None,
@@ -230,6 +268,54 @@ impl Spool {
             self.write_record(g.as_bytes())?;
         }
         self.write_record(payload).map(Some)
+    }
+
+    /// [`Spool::append`] of a line (its newline, if any, is not part of the record), which
+    /// the spool keeps in memory until it is read, when there is room: a delivery that keeps
+    /// up then does not read it back from disk.
+    pub fn append_owned(&mut self, line: Bytes) -> io::Result<Option<u64>> {
+        let len = line.len() - usize::from(line.last() == Some(&b'\n'));
+        let Some(id) = self.append(&line[..len])? else {
+            return Ok(None);
+        };
+        let contiguous = self.unread.back().is_none_or(|u| u.id + 1 == id);
+        if contiguous
+            && self.unread.len() < TAIL_RECORDS
+            && self.unread_bytes + line.len() <= TAIL_BYTES
+            && let Some(&(segment, _, end)) = self.segments.last()
+        {
+            self.unread_bytes += line.len();
+            self.unread.push_back(Unread {
+                id,
+                segment,
+                end,
+                line,
+            });
+        }
+        Ok(Some(id))
+    }
+
+    /// The kept records after `from` (when the first of them is the next one), moved out, at
+    /// most `max`; the read cursor then stands after the last.
+    fn take_unread(&mut self, from: u64, max: usize) -> Vec<Spooled> {
+        while self.unread.front().is_some_and(|u| u.id <= from) {
+            let u = self.unread.pop_front().expect("checked");
+            self.unread_bytes -= u.line.len();
+        }
+        if self.unread.front().is_none_or(|u| u.id != from + 1) {
+            return Vec::new();
+        }
+        let n = self.unread.len().min(max);
+        let mut out = Vec::with_capacity(n);
+        for u in self.unread.drain(..n) {
+            self.unread_bytes -= u.line.len();
+            self.cursor = Some((u.segment, u.end, u.id));
+            out.push(Spooled {
+                id: u.id,
+                payload: u.line,
+            });
+        }
+        out
     }
 
     fn write_record(&mut self, payload: &[u8]) -> io::Result<u64> {
@@ -338,12 +424,17 @@ impl Spool {
     pub fn read_from(&mut self, after: u64, max: usize) -> io::Result<Vec<Spooled>> {
         self.flush_buf()?;
         let from = after.max(self.acked);
+        // What is kept in memory first; then on from disk, where the cursor now stands.
+        let mut out = self.take_unread(from, max);
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let from = out.last().map_or(from, |r| r.id);
         let resume = self
             .cursor
             .filter(|c| c.2 == from && self.segments.iter().any(|s| s.0 == c.0))
             .map(|c| (c.0, c.1));
         let segments = &self.segments;
-        let mut out = Vec::new();
         for (i, (first, path, _)) in segments.iter().enumerate() {
             let start = match resume {
                 Some((seg, _)) if *first < seg => continue,
@@ -770,6 +861,65 @@ mod tests {
         let again = s.read_from(0, 5).unwrap();
         assert_eq!(again[0].id, acked + 1);
         assert_eq!(s.count_after(acked).unwrap().0, 1000 - acked);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn records_kept_in_memory_come_back_as_from_disk_in_order_and_once() {
+        let d = dir("unread");
+        let mut s = Spool::open(&d, 1 << 26, Duration::from_millis(10)).unwrap();
+        let line = |i: u64| Bytes::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)));
+        let mut want = Vec::new();
+        let (mut seen, mut sent, mut n) = (Vec::new(), 0u64, 0u64);
+        let mut from_memory = 0;
+        for round in 0..40u64 {
+            // Rounds of every size: the tail fills and overflows, some lines come without
+            // their newline, a gap record breaks the run.
+            for _ in 0..(round * 97) % 1500 {
+                n += 1;
+                want.push(line(n).strip_suffix(b"\n").unwrap().to_vec());
+                if n % 500 == 0 {
+                    s.append(&want[want.len() - 1]).unwrap().unwrap();
+                } else {
+                    s.append_owned(line(n)).unwrap().unwrap();
+                }
+            }
+            s.sync(false).unwrap();
+            // Mostly keeping up; sometimes behind.
+            let batch = s
+                .read_from(sent, if round % 6 == 5 { 300 } else { 2000 })
+                .unwrap();
+            // Kept lines come back with their newline; lines read from disk without.
+            from_memory += batch.iter().filter(|r| r.payload.ends_with(b"\n")).count();
+            sent = batch.last().map_or(sent, |r| r.id);
+            seen.extend(batch.iter().map(|r| r.line().to_vec()));
+            if round % 5 == 4 {
+                s.ack(sent).unwrap();
+            }
+            if round == 20 {
+                // A reconnect: from the last acknowledged record, on disk, while the newest
+                // are still kept.
+                let acked = s.acked;
+                let again = s.read_from(0, 100).unwrap();
+                assert_eq!(again.first().map(|r| r.id), Some(acked + 1));
+                sent = acked;
+                seen.truncate(usize::try_from(acked).unwrap());
+            }
+        }
+        loop {
+            let batch = s.read_from(sent, 500).unwrap();
+            let Some(last) = batch.last() else { break };
+            sent = last.id;
+            seen.extend(batch.iter().map(|r| r.line().to_vec()));
+        }
+        assert_eq!(seen.len(), want.len());
+        assert!(seen == want, "records differ or come out of order");
+        assert!(s.unread.is_empty() && s.unread_bytes == 0);
+        assert!(
+            from_memory > 1000 && from_memory < want.len(),
+            "{from_memory} of {} from memory",
+            want.len()
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -636,10 +636,10 @@ async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
             .into_iter()
             .filter_map(|r| {
                 let stable = stable_id(spool_id, r.id);
-                match render(out.schema, &stable, &r.payload, &out.host) {
-                    Some(doc) => Some(Item::new(stable, r.payload, doc)),
+                match render(out.schema, &stable, r.line(), &out.host) {
+                    Some(doc) => Some(Item::new(stable, r.into_line(), doc)),
                     None => {
-                        status.reject(&stable, &r.payload, "not a JSON object");
+                        status.reject(&stable, r.line(), "not a JSON object");
                         None
                     }
                 }

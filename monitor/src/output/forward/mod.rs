@@ -28,6 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use self::config::{OnFull, Schema};
@@ -232,21 +233,27 @@ impl Writer for ForwardSink {
     /// A batch of JSON lines into the spool. When it is full: drop the newest (counted, and
     /// a gap record follows), or wait for the delivery to make room.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut start = 0;
-        let lines = memchr::memchr_iter(b'\n', bytes)
-            .chain(std::iter::once(bytes.len()))
-            .map(|end| {
-                let line = &bytes[start..end];
-                start = end + 1;
-                line
-            });
+        let mut records: Vec<Bytes> = bytes
+            .split(|&b| b == b'\n')
+            .map(Bytes::copy_from_slice)
+            .collect();
+        self.write_records(&mut records)
+    }
+    fn keeps_records(&self) -> bool {
+        true
+    }
+    fn write_records(&mut self, records: &mut Vec<Bytes>) -> io::Result<()> {
         // The spool is locked once per batch, and let go only while a full spool waits for
         // the delivery to make room.
         let mut spool = self.status.spool();
-        for line in lines.filter(|l| !l.is_empty()) {
+        for line in records.drain(..) {
+            if line.iter().all(|&b| b == b'\n') {
+                continue;
+            }
             // A run's summary is never refused (its keys are sorted: `kind` comes first).
             if line.starts_with(br#"{"kind":"run_summary","#) {
-                spool.append_reserved(line)?;
+                let len = line.len() - usize::from(line.last() == Some(&b'\n'));
+                spool.append_reserved(&line[..len])?;
                 continue;
             }
             while self.on_full == OnFull::Block && !spool.has_room(line.len()) {
@@ -254,7 +261,7 @@ impl Writer for ForwardSink {
                 std::thread::sleep(Duration::from_millis(20));
                 spool = self.status.spool();
             }
-            spool.append(line)?;
+            spool.append_owned(line)?;
         }
         spool.sync(false)
     }
@@ -701,7 +708,7 @@ mod tests {
         let all = status.spool().read_from(0, 10_000).unwrap();
         let text: Vec<String> = all
             .iter()
-            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+            .map(|r| String::from_utf8_lossy(r.line()).into_owned())
             .collect();
         assert_eq!(
             st.pending as usize,

@@ -199,14 +199,15 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
             id.clear();
             push_stable_id(&mut id, spool_id, r.id);
             message.clear();
-            let rendered = render_into(c.schema, &id, &r.payload, &c.hostname, &mut message);
-            let head = Head::of(&r.payload);
+            let line = r.line();
+            let rendered = render_into(c.schema, &id, line, &c.hostname, &mut message);
+            let head = Head::of(line);
             frame(
                 &mut frames,
                 &mut header,
                 &id,
                 &head,
-                if rendered { &message } else { &r.payload },
+                if rendered { &message } else { line },
                 &c.hostname,
             );
         }
