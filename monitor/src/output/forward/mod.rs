@@ -305,16 +305,12 @@ pub fn render_into(
 ) -> bool {
     let was = out.len();
     let ok = match schema {
-        Schema::Native => match payload.strip_prefix(b"{") {
-            Some(body) if body.first().is_some_and(|&c| c != b'}') => {
-                out.extend_from_slice(b"{\"id\":");
-                serde_json::to_writer(&mut *out, id).is_ok() && {
-                    out.push(b',');
-                    out.extend_from_slice(body);
-                    true
-                }
+        Schema::Native => match native_parts(id, payload) {
+            Some(parts) => {
+                parts.iter().for_each(|p| out.extend_from_slice(p));
+                true
             }
-            _ => false,
+            None => false,
         },
         Schema::Ecs | Schema::Ocsf => match serde_json::from_slice::<serde_json::Value>(payload) {
             Ok(v) if v.is_object() => {
@@ -332,6 +328,19 @@ pub fn render_into(
         out.truncate(was);
     }
     ok
+}
+
+/// A native record with its id as its first member, in pieces (to be written where they go
+/// without a copy in between): None when the line is not a non-empty JSON object. Ids are
+/// `<hex>-<decimal>` ([`push_stable_id`]): nothing in them needs escaping.
+pub fn native_parts<'a>(id: &'a str, payload: &'a [u8]) -> Option<[&'a [u8]; 4]> {
+    debug_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    match payload.strip_prefix(b"{") {
+        Some(body) if body.first().is_some_and(|&c| c != b'}') => {
+            Some([b"{\"id\":\"", id.as_bytes(), b"\",", body])
+        }
+        _ => None,
+    }
 }
 
 /// The few fields of a native record the senders need (syslog's structured data, HEC's

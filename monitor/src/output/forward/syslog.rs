@@ -34,7 +34,7 @@ use rustls::{
 use super::{
     Ctx, ForwardSink, Head, Status,
     config::{OnFull, Schema, Tls},
-    push_stable_id, render_into,
+    decimal, native_parts, push_stable_id, render_into,
 };
 use crate::output::spool::Spooled;
 
@@ -144,6 +144,7 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
     // Kept between batches: no allocation per record.
     let (mut frames, mut header, mut message, mut id) =
         (Vec::new(), Vec::new(), Vec::new(), String::new());
+    let (mut id_prefix, mut digits) = (0, [0u8; 20]);
     while !ctx.must_end() {
         // Settle what was sent long enough ago on a connection still up.
         if conn.is_some() {
@@ -196,20 +197,34 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
         }
         frames.clear();
         for r in &batch {
-            id.clear();
-            push_stable_id(&mut id, spool_id, r.id);
-            message.clear();
+            // The spool's part of the id once, the record's number each time.
+            if id.is_empty() {
+                push_stable_id(&mut id, spool_id, 0);
+                id.pop();
+                id_prefix = id.len();
+            }
+            id.truncate(id_prefix);
+            id.push_str(std::str::from_utf8(decimal(r.id, &mut digits)).unwrap_or_default());
             let line = r.line();
-            let rendered = render_into(c.schema, &id, line, &c.hostname, &mut message);
             let head = Head::of(line);
-            frame(
-                &mut frames,
-                &mut header,
-                &id,
-                &head,
-                if rendered { &message } else { line },
-                &c.hostname,
-            );
+            // A native record goes into the frame as it is, behind its id; another schema is
+            // rendered first.
+            let native = match c.schema {
+                Schema::Native => native_parts(&id, line),
+                _ => None,
+            };
+            let message: &[&[u8]] = match &native {
+                Some(parts) => parts,
+                None => {
+                    message.clear();
+                    if render_into(c.schema, &id, line, &c.hostname, &mut message) {
+                        &[&message]
+                    } else {
+                        &[line]
+                    }
+                }
+            };
+            frame(&mut frames, &mut header, &id, &head, message, &c.hostname);
         }
         let s = conn.as_mut().expect("connected above");
         match s.write_all(&frames).and_then(|()| s.flush()) {
@@ -269,7 +284,7 @@ pub fn frame(
     header: &mut Vec<u8>,
     id: &str,
     head: &Head,
-    message: &[u8],
+    message: &[&[u8]],
     hostname: &str,
 ) {
     static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -312,13 +327,16 @@ pub fn frame(
     }
     body.extend_from_slice(b"] ");
     // MSG-LEN SP, then the message.
+    let message_len: usize = message.iter().map(|p| p.len()).sum();
     let mut digits = [0u8; 20];
-    let len = super::decimal((body.len() + message.len()) as u64, &mut digits);
-    out.reserve(len.len() + 1 + body.len() + message.len());
+    let len = super::decimal((body.len() + message_len) as u64, &mut digits);
+    out.reserve(len.len() + 1 + body.len() + message_len);
     out.extend_from_slice(len);
     out.push(b' ');
     out.extend_from_slice(body);
-    out.extend_from_slice(message);
+    for p in message {
+        out.extend_from_slice(p);
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +352,7 @@ mod tests {
             &mut Vec::new(),
             "abc-1",
             &Head::of(line),
-            line,
+            &[line],
             "host 1",
         );
         let s = String::from_utf8(f).unwrap();
