@@ -954,5 +954,7 @@ mod tests {
         // From the start again (no cursor): the same.
         s.cursor = None;
         assert_eq!(s.read_from(0, 10_000).unwrap().len(), 4000);
+        drop(s);
+        fs::remove_dir_all(&d).unwrap();
     }
 }

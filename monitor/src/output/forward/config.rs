@@ -676,12 +676,15 @@ mod tests {
     use super::*;
 
     fn parse(src: &str) -> Result<Vec<OutputConfig>, String> {
-        let dir = std::env::temp_dir().join(format!("bw-outcfg-{}", std::process::id()));
+        // A directory per call: the tests run in parallel, and each removes its own.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bw-outcfg-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join(format!("out-{}.yaml", src.len()));
         std::fs::write(&f, src).unwrap();
         let r = load_file(&f);
-        let _ = std::fs::remove_file(&f);
+        let _ = std::fs::remove_dir_all(&dir);
         r
     }
 
