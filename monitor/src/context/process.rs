@@ -101,11 +101,34 @@ impl ProcInfo {
 /// What only a live run knows about a process, from the kernel's records and /proc.
 #[derive(Clone, Debug, Default)]
 pub struct Live {
-    /// The executable as last exec'd, raw bytes.
+    /// The executable as last exec'd, raw bytes ([`Live::set_exe`]).
     pub exe: Option<Vec<u8>>,
+    /// `exe` as the event stream writes it, made once per exec instead of once per event,
+    /// and whether that needed escaping.
+    pub exe_text: Option<(std::sync::Arc<str>, bool)>,
     pub cwd: Vec<u8>,
     /// Paths of fds it opened (or inherited), and whether they close on exec.
     pub fds: IntMap<i32, (Vec<u8>, bool)>,
+}
+
+impl Live {
+    pub fn set_exe(&mut self, exe: Option<Vec<u8>>) {
+        self.exe_text = exe.as_deref().map(|e| {
+            let mut escaped = Vec::new();
+            let text = crate::event::text(e, "exe", &mut escaped);
+            (std::sync::Arc::from(text), !escaped.is_empty())
+        });
+        self.exe = exe;
+    }
+
+    /// The exe's text for an event's `field`, which goes into `escaped` if it needed escaping.
+    pub fn exe_for(&self, field: &str, escaped: &mut Vec<String>) -> Option<std::sync::Arc<str>> {
+        let (text, was_escaped) = self.exe_text.as_ref()?;
+        if *was_escaped && !escaped.iter().any(|f| f == field) {
+            escaped.push(field.to_owned());
+        }
+        Some(text.clone())
+    }
 }
 
 struct Entry {
@@ -223,6 +246,7 @@ impl Processes {
         let mut info = p.info.clone();
         let live = Live {
             exe: p.live.exe.clone(),
+            exe_text: p.live.exe_text.clone(),
             cwd: p.live.cwd.clone(),
             fds: p.live.fds.clone(),
         };
@@ -383,7 +407,8 @@ impl Processes {
                 .and_then(|p| self.entries.get(&p))
                 .and_then(|p| p.info.package.clone());
             let e = self.entries.get_mut(&id).expect("entry");
-            e.info.set_image(ev.exe.clone(), Vec::new());
+            e.info
+                .set_image(ev.exe.as_deref().map(str::to_owned), Vec::new());
             if e.info.ppid.is_none() {
                 e.info.ppid = ev.ppid;
             }
@@ -617,5 +642,28 @@ mod sweep_tests {
         assert_eq!(p.sweep(|pid, _| pid == 12), 2);
         assert_eq!(p.len(), 1);
         assert!(p.find(12, 3).is_some());
+    }
+
+    #[test]
+    fn an_exe_is_rendered_once_and_marked_escaped_in_each_event_that_names_it() {
+        let mut live = Live::default();
+        live.set_exe(Some(b"/tmp/x\xff\\y".to_vec()));
+        let mut escaped = Vec::new();
+        let a = live.exe_for("exe", &mut escaped).unwrap();
+        let b = live.exe_for("ancestry.exe", &mut escaped).unwrap();
+        assert_eq!(&*a, "/tmp/x\\xff\\\\y");
+        assert!(std::sync::Arc::ptr_eq(&a, &b), "one text, shared");
+        assert_eq!(escaped, vec!["exe".to_string(), "ancestry.exe".to_string()]);
+        live.exe_for("exe", &mut escaped);
+        assert_eq!(escaped.len(), 2, "a field is listed once");
+        live.set_exe(Some(b"/usr/bin/node".to_vec()));
+        let mut plain = Vec::new();
+        assert_eq!(
+            live.exe_for("exe", &mut plain).as_deref(),
+            Some("/usr/bin/node")
+        );
+        assert!(plain.is_empty());
+        live.set_exe(None);
+        assert!(live.exe_for("exe", &mut plain).is_none());
     }
 }

@@ -543,7 +543,7 @@ impl<S: ProcSource> ProcTable<S> {
                 }
                 if ret == 0 {
                     let live = self.procs.live_mut(id);
-                    live.exe = Some(p.path.clone());
+                    live.set_exe(Some(p.path.clone()));
                     live.fds.retain(|_, (_, cloexec)| !*cloexec);
                 }
                 Detail::Exec(event::Exec {
@@ -1027,23 +1027,13 @@ impl<S: ProcSource> ProcTable<S> {
             let info = self.procs.info(id);
             start_ns = info.start_ns;
             ppid = info.ppid;
-            exe = self
-                .procs
-                .live(id)
-                .exe
-                .as_deref()
-                .map(|e| text(e, "exe", &mut escaped));
+            exe = self.procs.live(id).exe_for("exe", &mut escaped);
             let mut cur = self.procs.parent(id);
             while let Some(a) = cur {
                 if ancestry.len() == MAX_ANCESTRY {
                     break;
                 }
-                let exe = self
-                    .procs
-                    .live(a)
-                    .exe
-                    .as_deref()
-                    .map(|e| text(e, "ancestry.exe", &mut escaped));
+                let exe = self.procs.live(a).exe_for("ancestry.exe", &mut escaped);
                 ancestry.push(Ancestor {
                     pid: self.procs.info(a).pid,
                     exe,
@@ -1086,11 +1076,11 @@ impl<S: ProcSource> ProcTable<S> {
             ppid,
             ..ProcInfo::default()
         };
-        let live = Live {
-            exe: self.source.exe(pid),
+        let mut live = Live {
             cwd: self.source.cwd(pid).unwrap_or_else(|| b"/".to_vec()),
-            fds: IntMap::default(),
+            ..Live::default()
         };
+        live.set_exe(self.source.exe(pid));
         let parent = ppid.and_then(|pp| self.procs.running(pp));
         self.procs.insert(info, live, parent, false)
     }

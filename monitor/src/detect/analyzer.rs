@@ -645,7 +645,7 @@ fn finding(rule: &Rule, s: &Subj<'_>) -> Finding {
         },
         None => ProcessRef {
             pid: s.ev.pid,
-            exe: s.ev.exe.clone(),
+            exe: s.ev.exe.as_deref().map(str::to_owned),
             argv: Vec::new(),
             ancestry: Vec::new(),
         },

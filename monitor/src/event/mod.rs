@@ -37,7 +37,7 @@ pub struct Event {
     pub ppid: Option<u32>,
     /// The process's executable as last exec'd (absolute path), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub exe: Option<std::sync::Arc<str>>,
     /// Parent first, then its parent…, at most [`MAX_ANCESTRY`] entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestry: Vec<Ancestor>,
@@ -58,7 +58,7 @@ pub const MAX_ANCESTRY: usize = 8;
 pub struct Ancestor {
     pub pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub exe: Option<std::sync::Arc<str>>,
 }
 
 /// Kind-specific fields, written under the kind's name (`"exec": {...}`).
