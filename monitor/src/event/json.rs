@@ -82,14 +82,8 @@ pub fn write(ev: &Event, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         }
     }
     if !ev.escaped.is_empty() {
-        out.extend_from_slice(b",\"escaped\":[");
-        for (i, e) in ev.escaped.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, e);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"escaped\":");
+        strings(out, &ev.escaped);
     }
     out.push(b'}');
     Ok(())
@@ -108,14 +102,9 @@ fn open(out: &mut Vec<u8>, o: &Open) {
         out.extend_from_slice(b",\"target\":");
         string(out, t);
     }
-    out.extend_from_slice(b",\"flags\":[");
-    for (i, f) in o.flags.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, f);
-    }
-    out.extend_from_slice(b"],\"flags_raw\":");
+    out.extend_from_slice(b",\"flags\":");
+    strings(out, &o.flags);
+    out.extend_from_slice(b",\"flags_raw\":");
     uint(out, o.flags_raw.into());
     if let Some(mode) = o.mode {
         out.extend_from_slice(b",\"mode\":");
@@ -140,6 +129,18 @@ fn open(out: &mut Vec<u8>, o: &Open) {
         string(out, e);
     }
     out.push(b'}');
+}
+
+/// A JSON array of strings.
+fn strings<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s.as_ref());
+    }
+    out.push(b']');
 }
 
 fn uint(out: &mut Vec<u8>, n: u64) {
@@ -219,43 +220,9 @@ mod tests {
     }
 
     fn open_event(path: &str) -> Event {
-        Event {
-            schema: SCHEMA,
-            seq: 1,
-            time: "2026-11-25T00:00:00.000000001Z".into(),
-            ts_ns: 5,
-            kind: "open".into(),
-            pid: 10,
-            start_ns: 7,
-            tid: 10,
-            ppid: Some(1),
-            exe: Some("/usr/bin/cat".into()),
-            ancestry: vec![
-                Ancestor {
-                    pid: 1,
-                    exe: Some("/bin/sh".into()),
-                },
-                Ancestor { pid: 0, exe: None },
-            ],
-            cgroup: None,
-            detail: Detail::Open(Open {
-                syscall: "openat".into(),
-                path: path.into(),
-                requested: None,
-                target: None,
-                flags: vec!["read".into()],
-                flags_raw: 0,
-                mode: None,
-                path_truncated: false,
-                unresolved: false,
-                read_failed: false,
-                cgroup_outside: false,
-                killed: false,
-                result_unknown: false,
-                outcome: Outcome::from_ret(-2),
-            }),
-            escaped: vec![],
-        }
+        let mut ev = crate::event::tests::sample_open(path);
+        ev.ancestry.push(Ancestor { pid: 0, exe: None });
+        ev
     }
 
     #[test]

@@ -834,7 +834,7 @@ pub fn unescape(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -911,9 +911,9 @@ mod tests {
         assert_eq!(Exit::from_status(None).code, None);
     }
 
-    #[test]
-    fn event_json_shape_round_trips() {
-        let ev = Event {
+    /// An open event of `cat` under `sh`, failed with ENOENT (the tests' common sample).
+    pub(crate) fn sample_open(path: &str) -> Event {
+        Event {
             schema: SCHEMA,
             seq: 1,
             time: "2026-11-25T00:00:00.000000001Z".into(),
@@ -931,7 +931,7 @@ mod tests {
             cgroup: None,
             detail: Detail::Open(Open {
                 syscall: "openat".into(),
-                path: "/etc/passwd".into(),
+                path: path.into(),
                 requested: None,
                 target: None,
                 flags: vec!["read".into()],
@@ -946,7 +946,12 @@ mod tests {
                 outcome: Outcome::from_ret(-2),
             }),
             escaped: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn event_json_shape_round_trips() {
+        let ev = sample_open("/etc/passwd");
         let json = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["open"]["path"], "/etc/passwd");
         assert_eq!(json["open"]["error"], "ENOENT");
