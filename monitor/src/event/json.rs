@@ -207,7 +207,7 @@ mod tests {
     use std::{borrow::Cow, sync::Arc};
 
     use super::*;
-    use crate::event::{Ancestor, Outcome, SCHEMA};
+    use crate::event::{Ancestor, Outcome};
 
     fn same(ev: &Event) {
         let mut ours = Vec::new();
