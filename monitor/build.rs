@@ -22,5 +22,31 @@ fn main() -> anyhow::Result<()> {
         }],
         // Must match monitor-ebpf/rust-toolchain.toml: its LLVM major must equal bpf-linker's.
         Toolchain::Custom("nightly-2026-07-01"),
-    )
+    )?;
+    strip_dwarf()
+}
+
+/// Drop the object's DWARF (`.debug_*`, 80% of it): bpf-linker made the BTF the kernel reads
+/// from it, and the loader reads the whole embedded object, so the DWARF only cost resident
+/// memory. With LLVM's objcopy (scripts/setup.sh installs LLVM for bpf-linker); without it the
+/// object stays whole, with a warning.
+fn strip_dwarf() -> anyhow::Result<()> {
+    let obj = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("monitor");
+    let stripped = obj.with_extension("stripped");
+    let ran = ["llvm-objcopy", "llvm-objcopy-22"].iter().find_map(|tool| {
+        std::process::Command::new(tool)
+            .arg("--strip-debug")
+            .arg(&obj)
+            .arg(&stripped)
+            .status()
+            .ok()
+    });
+    match ran {
+        Some(status) if status.success() => std::fs::rename(&stripped, &obj)?,
+        Some(status) => anyhow::bail!("llvm-objcopy --strip-debug {}: {status}", obj.display()),
+        None => println!(
+            "cargo::warning=llvm-objcopy not found: the eBPF object keeps its DWARF (about 2 MB more in the binary)"
+        ),
+    }
+    Ok(())
 }
