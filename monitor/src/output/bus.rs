@@ -184,11 +184,12 @@ impl Bus {
             }
         }
         for (i, s) in self.sinks.iter().enumerate() {
-            if if i < 128 {
-                chosen & (1 << i) == 0
+            let taken = if i < 128 {
+                chosen & (1 << i) != 0
             } else {
-                !takes(s)
-            } {
+                takes(s)
+            };
+            if !taken {
                 continue;
             }
             let slot = &mut cache[s.format as usize];
@@ -311,9 +312,6 @@ fn linger(format: Format) -> Duration {
     }
 }
 
-/// A sink's thread: gather what arrives, write it out when the buffer is full or the queue
-/// runs dry (after `linger`). A record counts as written once the write that carried it
-/// succeeded. After a write error nothing more is written; the rest is counted as unwritten.
 /// A sink's records waiting to be written: copied into one buffer, or kept as they are for a
 /// writer that keeps them.
 struct Batch {
@@ -334,6 +332,9 @@ impl Batch {
     }
 }
 
+/// A sink's thread: gather what arrives, write it out when the buffer is full or the queue
+/// runs dry (after `linger`). A record counts as written once the write that carried it
+/// succeeded. After a write error nothing more is written; the rest is counted as unwritten.
 fn write_loop(mut w: Box<dyn Writer>, q: &Queue<Bytes>, status: &Status, linger: Duration) {
     let keep = w.keeps_records();
     let mut buf = Batch {

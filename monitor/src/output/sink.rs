@@ -18,8 +18,7 @@ pub trait Writer: Send {
     }
     /// Whole lines, one per record (emptied by the call).
     fn write_records(&mut self, records: &mut Vec<bytes::Bytes>) -> io::Result<()> {
-        let all: Vec<u8> = records.drain(..).flat_map(|r| r.to_vec()).collect();
-        self.write(&all)
+        records.drain(..).try_for_each(|r| self.write(&r))
     }
     fn flush(&mut self) -> io::Result<()>;
     /// The error as the user should read it (which output, what happened).

@@ -252,8 +252,7 @@ impl Writer for ForwardSink {
             }
             // A run's summary is never refused (its keys are sorted: `kind` comes first).
             if line.starts_with(br#"{"kind":"run_summary","#) {
-                let len = line.len() - usize::from(line.last() == Some(&b'\n'));
-                spool.append_reserved(&line[..len])?;
+                spool.append_reserved(crate::output::spool::record_of(&line))?;
                 continue;
             }
             while self.on_full == OnFull::Block && !spool.has_room(line.len()) {

@@ -144,7 +144,10 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
     // Kept between batches: no allocation per record.
     let (mut frames, mut header, mut message, mut id) =
         (Vec::new(), Vec::new(), Vec::new(), String::new());
-    let (mut id_prefix, mut digits) = (0, [0u8; 20]);
+    // The spool's part of the id once; the record's number each time.
+    push_stable_id(&mut id, spool_id, 0);
+    id.pop();
+    let (id_prefix, mut digits) = (id.len(), [0u8; 20]);
     while !ctx.must_end() {
         // Settle what was sent long enough ago on a connection still up.
         if conn.is_some() {
@@ -197,12 +200,6 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
         }
         frames.clear();
         for r in &batch {
-            // The spool's part of the id once, the record's number each time.
-            if id.is_empty() {
-                push_stable_id(&mut id, spool_id, 0);
-                id.pop();
-                id_prefix = id.len();
-            }
             id.truncate(id_prefix);
             id.push_str(std::str::from_utf8(decimal(r.id, &mut digits)).unwrap_or_default());
             let line = r.line();
