@@ -234,7 +234,8 @@ static SUMMARY: Array<u32> = Array::with_max_entries(2, 0);
 
 /// Read-only opens summarized, per process (tgid); taken by its exit record.
 #[map]
-pub static SUMMARIZED: HashMap<u32, u64> = HashMap::with_max_entries(SUMMARIZED_MAX, 0);
+pub static SUMMARIZED: HashMap<u32, u64> =
+    HashMap::with_max_entries(SUMMARIZED_MAX, crate::emit::SPARSE);
 
 #[inline(always)]
 fn summarizing() -> bool {

@@ -154,9 +154,9 @@ static RESOLVERS6: HashMap<[u8; 16], u8> = HashMap::with_max_entries(RESOLVERS_M
 /// Destinations the proxy opened: an allowed name's answer named the address (port 0: any
 /// port). Written by buildwatch during the run, before the answer reaches the client.
 #[map]
-static OPENED4: HashMap<Opened4, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
+static OPENED4: HashMap<Opened4, u8> = HashMap::with_max_entries(OPENED_MAX, crate::emit::SPARSE);
 #[map]
-static OPENED6: HashMap<Opened6, u8> = HashMap::with_max_entries(OPENED_MAX, 0);
+static OPENED6: HashMap<Opened6, u8> = HashMap::with_max_entries(OPENED_MAX, crate::emit::SPARSE);
 /// Upstream resolvers on ports other than 53 (port 0: any): refused, allowlisted or not, so
 /// the run cannot ask them past the proxy. Written once, then frozen.
 #[map]
