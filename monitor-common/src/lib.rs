@@ -97,7 +97,17 @@ pub const URING_LINK_LIKE_RENAME: u32 = 36;
 pub const URING_UNLINK_DFD: u32 = 37;
 pub const URING_UNLINK_FLAGS: u32 = 38;
 pub const URING_UNLINK_FILENAME: u32 = 39;
-pub const TASK_OFFSET_COUNT: u32 = 40;
+/// `io_kiocb.cqe` + `io_cqe.fd`, plus 1: the descriptor a request on an open file names
+/// (IORING_OP_FSETXATTR, IORING_OP_FTRUNCATE), set when the request is prepared.
+pub const URING_FD: u32 = 40;
+/// `io_kiocb.cmd` + `io_xattr.filename`, plus 1: IORING_OP_SETXATTR's path.
+pub const URING_XATTR_FILENAME: u32 = 41;
+/// `io_kiocb.cmd` + `io_xattr.ctx` + `kernel_xattr_ctx.kname`, plus 1: the kernel's copy of
+/// the attribute's name (`struct xattr_name`, the name first).
+pub const URING_XATTR_KNAME: u32 = 42;
+/// `io_kiocb.cmd` + `io_ftrunc.len`, plus 1.
+pub const URING_FTRUNC_LEN: u32 = 43;
+pub const TASK_OFFSET_COUNT: u32 = 44;
 /// io_uring opcodes the sensors read (linux/io_uring.h).
 pub const IORING_OP_OPENAT: u8 = 18;
 pub const IORING_OP_OPENAT2: u8 = 28;
@@ -107,9 +117,18 @@ pub const IORING_OP_RENAMEAT: u8 = 35;
 pub const IORING_OP_UNLINKAT: u8 = 36;
 pub const IORING_OP_SYMLINKAT: u8 = 38;
 pub const IORING_OP_LINKAT: u8 = 39;
+/// io_uring opcodes that set an extended attribute (since 5.19): fsetxattr(2) and
+/// setxattr(2) without the syscall.
+pub const IORING_OP_FSETXATTR: u8 = 41;
+pub const IORING_OP_SETXATTR: u8 = 42;
 pub const IORING_OP_SOCKET: u8 = 45;
 /// IORING_OP_LISTEN (since 6.11): listen(2) without the syscall.
 pub const IORING_OP_LISTEN: u8 = 57;
+/// IORING_OP_FTRUNCATE (since 6.9): ftruncate(2) without the syscall.
+pub const IORING_OP_FTRUNCATE: u8 = 55;
+/// `io_kiocb.flags` (the submit tracepoint's `flags`): the request's file is a registered
+/// one (IOSQE_FIXED_FILE), so its `fd` is an index into the ring's table, not a descriptor.
+pub const REQ_F_FIXED_FILE: u64 = 1;
 /// Longest file name (one path component) the kernel side copies, with its NUL.
 pub const NAME_MAX: usize = 256;
 /// `CGROUP2_SUPER_MAGIC` (linux/magic.h).
@@ -388,6 +407,10 @@ pub mod flags {
     /// [`crate::Connect`]: the address is the kernel's own copy (from the cgroup connect
     /// hook), not re-read from the caller's memory.
     pub const KERNEL_ADDR: u16 = 1 << 11;
+    /// [`crate::Relink`] from io_uring only (shares its value with the connect-only
+    /// [`KERNEL_ADDR`]): the request's file is a registered one (IOSQE_FIXED_FILE), and
+    /// `old_dirfd` is its index in the ring's table, not a descriptor.
+    pub const FIXED_FILE: u16 = 1 << 11;
     /// [`crate::Connect`]: reported by the connect hook without a connect(2) around it
     /// (io_uring, TCP Fast Open through sendmsg): no result, no fd.
     pub const NO_RESULT: u16 = 1 << 12;

@@ -13,15 +13,17 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AT_FDCWD, Chdir, EventKind, FILENAME_NAME, Fchdir, FileId, GUARD_OWNERS, GUARDED_MAX,
-    GuardOwners, IORING_OP_LINKAT, IORING_OP_LISTEN, IORING_OP_OPENAT, IORING_OP_OPENAT2,
-    IORING_OP_RENAMEAT, IORING_OP_SOCKET, IORING_OP_SYMLINKAT, IORING_OP_UNLINKAT, ListenCall,
-    Open, PATH_MAX, RELINK_CHMOD, RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK,
-    RELINK_TRUNCATE, RELINK_UNLINK, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED,
-    SUMMARY_FILE, SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs,
+    GuardOwners, IORING_OP_FSETXATTR, IORING_OP_FTRUNCATE, IORING_OP_LINKAT, IORING_OP_LISTEN,
+    IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_RENAMEAT, IORING_OP_SETXATTR, IORING_OP_SOCKET,
+    IORING_OP_SYMLINKAT, IORING_OP_UNLINKAT, ListenCall, NAME_MAX, Open, PATH_MAX, RELINK_CHMOD,
+    RELINK_LINK, RELINK_RENAME, RELINK_SETXATTR, RELINK_SYMLINK, RELINK_TRUNCATE, RELINK_UNLINK,
+    REQ_F_FIXED_FILE, Relink, SUMMARIZED_MAX, SUMMARY_DIRS, SUMMARY_ENABLED, SUMMARY_FILE,
+    SUMMARY_PATH_MAX, SUMMARY_TRIPPED, SocketCall, StashedArgs, URING_FD, URING_FTRUNC_LEN,
     URING_LINK_LIKE_RENAME, URING_OPEN_DFD, URING_OPEN_FILENAME, URING_OPEN_HOW,
     URING_RENAME_FLAGS, URING_RENAME_NEW_DFD, URING_RENAME_NEWPATH, URING_RENAME_OLD_DFD,
     URING_RENAME_OLDPATH, URING_SOCKET_DOMAIN, URING_SOCKET_PROTOCOL, URING_SOCKET_TYPE,
-    URING_UNLINK_DFD, URING_UNLINK_FILENAME, URING_UNLINK_FLAGS, counters, flags,
+    URING_UNLINK_DFD, URING_UNLINK_FILENAME, URING_UNLINK_FLAGS, URING_XATTR_FILENAME,
+    URING_XATTR_KNAME, counters, flags,
 };
 
 use crate::emit::{
@@ -672,6 +674,15 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<u32, i64> {
         uring_relink(req as *const u8, opcode);
         return Ok(0);
     }
+    if opcode == IORING_OP_SETXATTR
+        || opcode == IORING_OP_FSETXATTR
+        || opcode == IORING_OP_FTRUNCATE
+    {
+        let req: u64 = unsafe { ctx.read_at(16)? };
+        let req_flags: u64 = unsafe { ctx.read_at(40)? };
+        uring_file_op(req as *const u8, opcode, req_flags & REQ_F_FIXED_FILE != 0);
+        return Ok(0);
+    }
     if opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 {
         return Ok(0);
     }
@@ -808,6 +819,108 @@ fn uring_relink(req: *const u8, opcode: u8) {
             .and_then(|o| read_kernel(req.wrapping_add(o)))
             .unwrap_or(AT_FDCWD),
         call_flags: read_kernel(req.wrapping_add(call_flags)).unwrap_or(0),
+        old_len: old_len as u16,
+        new_len: new_len as u16,
+        _pad: 0,
+    };
+    unsafe { write_unaligned(buf.cast::<Relink>(), body) };
+    output_scratch(SENSOR, buf, BODY + old_len + new_len);
+}
+
+/// An extended attribute set (IORING_OP_SETXATTR, IORING_OP_FSETXATTR) or a file truncated
+/// (IORING_OP_FTRUNCATE) through io_uring: reported at submission as the syscalls' [`Relink`]
+/// without a result, from the prepared request (the kernel's copies of the path and the
+/// attribute's name; the descriptor the request names, which the file lookup later uses).
+fn uring_file_op(req: *const u8, opcode: u8, fixed_file: bool) {
+    let off = |i| offset(i).map(|o| o - 1);
+    let Some(buf) = scratch() else {
+        return;
+    };
+    const BODY: usize = size_of::<Relink>();
+    let mut fl = flags::NO_RESULT;
+    let (op, old_dirfd, old_len, new_len, call_flags) = if opcode == IORING_OP_FTRUNCATE {
+        let (Some(fd), Some(len)) = (off(URING_FD), off(URING_FTRUNC_LEN)) else {
+            return;
+        };
+        let length: i64 = read_kernel(req.wrapping_add(len)).unwrap_or(0);
+        let fd: i32 = read_kernel(req.wrapping_add(fd)).unwrap_or(-1);
+        // Saturated to u32, as for ftruncate(2).
+        let length = if length < 0 {
+            0
+        } else if length > u32::MAX as i64 {
+            u32::MAX
+        } else {
+            length as u32
+        };
+        (RELINK_TRUNCATE, fd, 0, 0, length)
+    } else {
+        let (Some(kname), Some(fname_off)) = (off(URING_XATTR_KNAME), off(FILENAME_NAME)) else {
+            return;
+        };
+        let (dirfd, old_len) = if opcode == IORING_OP_SETXATTR {
+            // Looked up from the working directory (io_setxattr: AT_FDCWD).
+            let Some(filename) = off(URING_XATTR_FILENAME) else {
+                return;
+            };
+            let f: u64 = read_kernel(req.wrapping_add(filename)).unwrap_or(0);
+            let p: u64 = if f == 0 {
+                0
+            } else {
+                read_kernel((f as *const u8).wrapping_add(fname_off)).unwrap_or(0)
+            };
+            let n = if p == 0 {
+                -1
+            } else {
+                unsafe {
+                    bpf_probe_read_kernel_str(buf.add(BODY).cast(), PATH_MAX as u32, p as *const _)
+                }
+            };
+            if n > 0 {
+                (AT_FDCWD, (n as usize - 1) & (PATH_MAX - 1))
+            } else {
+                count(SENSOR, counters::READ_ERROR);
+                fl |= flags::READ_FAILED;
+                (AT_FDCWD, 0)
+            }
+        } else {
+            let Some(fd) = off(URING_FD) else {
+                return;
+            };
+            (read_kernel(req.wrapping_add(fd)).unwrap_or(-1), 0)
+        };
+        let old_len = old_len & (PATH_MAX - 1);
+        // `struct xattr_name` holds the name first.
+        let k: u64 = read_kernel(req.wrapping_add(kname)).unwrap_or(0);
+        let n = if k == 0 {
+            -1
+        } else {
+            unsafe {
+                bpf_probe_read_kernel_str(
+                    buf.add(BODY + old_len).cast(),
+                    NAME_MAX as u32,
+                    k as *const _,
+                )
+            }
+        };
+        let new_len = if n > 0 {
+            (n as usize - 1) & (NAME_MAX - 1)
+        } else {
+            count(SENSOR, counters::READ_ERROR);
+            fl |= flags::READ_FAILED;
+            0
+        };
+        (RELINK_SETXATTR, dirfd, old_len, new_len, 0)
+    };
+    if fixed_file && old_len == 0 {
+        fl |= flags::FIXED_FILE;
+    }
+    let body = Relink {
+        header: header(EventKind::Relink, fl),
+        ret: 0,
+        op,
+        old_dirfd,
+        new_dirfd: AT_FDCWD,
+        call_flags,
         old_len: old_len as u16,
         new_len: new_len as u16,
         _pad: 0,

@@ -974,3 +974,68 @@ fn io_uring_renames_symlinks_and_unlinks_are_seen() {
         assert!(rules.contains(&rule.to_owned()), "{rule}: {rules:?}");
     }
 }
+
+/// File capabilities and track-covering through io_uring, where no setxattr, truncate or
+/// ftruncate syscall is made (IORING_OP_SETXATTR, IORING_OP_FSETXATTR, IORING_OP_FTRUNCATE):
+/// the path and the attribute's name are the kernel's copies, the file of a request on a
+/// descriptor is what that descriptor names, all reported at submission without a result and
+/// judged like the syscalls. A registered file (IOSQE_FIXED_FILE) is named by its index.
+#[test]
+fn io_uring_xattrs_and_truncations_are_seen() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("uring-xattr");
+    let home = tmp.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let tool = tmp.join("tool");
+    fs::write(&tool, "#!/bin/sh\n").unwrap();
+    let (hist, zhist) = (home.join(".bash_history"), home.join(".zsh_history"));
+    fs::write(&hist, "aws configure\n").unwrap();
+    fs::write(&zhist, "aws configure\n").unwrap();
+    let script = format!(
+        "{t} uring-setxattr {tool} security.capability && {t} uring-fsetxattr {tool} user.note \
+         && {t} uring-ftruncate {hist} && {t} uring-ftruncate-fixed {zhist}",
+        t = TRIGGER,
+        tool = tool.display(),
+        hist = hist.display(),
+        zhist = zhist.display(),
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    for done in [
+        "uring-setxattr 0",
+        "uring-fsetxattr 0",
+        "uring-ftruncate 0",
+        "uring-ftruncate-fixed 0",
+    ] {
+        assert!(stdout.contains(done), "{done}: {stdout} {}", w.stderr());
+    }
+    assert_eq!(fs::metadata(&hist).unwrap().len(), 0);
+    assert_eq!(fs::metadata(&zhist).unwrap().len(), 0);
+    let evs = w.events();
+    let find = |kind: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        evs.iter()
+            .find(|e| e["kind"] == kind && pred(&e[kind]))
+            .unwrap_or_else(|| panic!("no such {kind}: {}", w.stderr()))
+            .clone()
+    };
+    let tool_s = tool.display().to_string();
+    let cap = find("setxattr", &|x| x["name"] == "security.capability");
+    assert_eq!(cap["setxattr"]["path"], tool_s, "{cap:#}");
+    assert_eq!(cap["setxattr"]["result_unknown"], true, "{cap:#}");
+    let note = find("setxattr", &|x| x["name"] == "user.note");
+    assert_eq!(note["setxattr"]["path"], tool_s, "{note:#}");
+    assert_eq!(note["setxattr"]["result_unknown"], true, "{note:#}");
+    let t = find("truncate", &|x| x["path"] == hist.display().to_string());
+    assert_eq!(t["truncate"]["syscall"], "ftruncate", "{t:#}");
+    assert_eq!(t["truncate"]["length"], 0, "{t:#}");
+    assert_eq!(t["truncate"]["result_unknown"], true, "{t:#}");
+    let fixed = find("truncate", &|x| x["path"] == "fixed:0");
+    assert_eq!(fixed["truncate"]["result_unknown"], true, "{fixed:#}");
+    let rules = w.rules();
+    for rule in ["capability-set", "history-cleared"] {
+        assert!(rules.contains(&rule.to_owned()), "{rule}: {rules:?}");
+    }
+}

@@ -827,17 +827,19 @@ impl<S: ProcSource> ProcTable<S> {
                 old_dirfd,
                 old,
                 new,
+                no_result,
+                fixed_file,
                 ..
             } if op == monitor_common::RELINK_SETXATTR => {
                 let path = if old.is_empty() {
-                    self.fd_path(id, old_dirfd)
-                        .unwrap_or_else(|| format!("fd:{old_dirfd}").into_bytes())
+                    self.by_fd_path(id, old_dirfd, fixed_file)
                 } else {
                     self.resolve_at(id, old_dirfd, &old).0
                 };
                 Detail::Setxattr(event::Setxattr {
                     path: text(&path, "setxattr.path", &mut escaped),
                     name: text(&new, "setxattr.name", &mut escaped),
+                    result_unknown: no_result,
                     outcome: Outcome::from_ret(ret),
                 })
             }
@@ -848,6 +850,7 @@ impl<S: ProcSource> ProcTable<S> {
                 call_flags,
                 old,
                 no_result,
+                fixed_file,
                 ..
             } if op == monitor_common::RELINK_UNLINK
                 || op == monitor_common::RELINK_CHMOD
@@ -855,9 +858,7 @@ impl<S: ProcSource> ProcTable<S> {
             {
                 let by_fd = op != monitor_common::RELINK_UNLINK && old.is_empty();
                 let (path, syscall) = if by_fd {
-                    let p = self
-                        .fd_path(id, old_dirfd)
-                        .unwrap_or_else(|| format!("fd:{old_dirfd}").into_bytes());
+                    let p = self.by_fd_path(id, old_dirfd, fixed_file);
                     let name = if op == monitor_common::RELINK_CHMOD {
                         "fchmod"
                     } else {
@@ -912,6 +913,7 @@ impl<S: ProcSource> ProcTable<S> {
                         target,
                         path: text(&path, "truncate.path", &mut escaped),
                         length: call_flags.into(),
+                        result_unknown: no_result,
                         outcome: Outcome::from_ret(ret),
                     })
                 } else {
@@ -1227,6 +1229,16 @@ impl<S: ProcSource> ProcTable<S> {
             .get(&fd)
             .map(|(path, _)| path.clone())
             .or_else(|| self.source.fd_path(self.procs.info(id).pid, fd))
+    }
+
+    /// What a call on descriptor `fd` names: its path when known, else `fd:N`; `fixed:N` for
+    /// an io_uring request on the ring's registered file N (not a descriptor of the process).
+    fn by_fd_path(&self, id: Id, fd: i32, fixed_file: bool) -> Vec<u8> {
+        if fixed_file {
+            return format!("fixed:{fd}").into_bytes();
+        }
+        self.fd_path(id, fd)
+            .unwrap_or_else(|| format!("fd:{fd}").into_bytes())
     }
 
     /// Absolute path for a path relative to `dirfd`; `true` when the directory was unknown.

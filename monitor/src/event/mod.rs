@@ -403,6 +403,9 @@ pub struct Setxattr {
     pub path: String,
     /// The attribute's name.
     pub name: String,
+    /// Submitted through io_uring: reported at submission (`ret` 0), its result not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -560,6 +563,9 @@ pub struct Truncate {
     pub target: Option<String>,
     /// The new length in bytes (4294967295 for that or more).
     pub length: u64,
+    /// Submitted through io_uring: reported at submission (`ret` 0), its result not known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_unknown: bool,
     #[serde(flatten)]
     pub outcome: Outcome,
 }

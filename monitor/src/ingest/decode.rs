@@ -127,6 +127,8 @@ pub enum Body {
         new: Vec<u8>,
         /// Submitted through io_uring: reported at submission, no result.
         no_result: bool,
+        /// io_uring on a registered file: `old_dirfd` is its index in the ring's table.
+        fixed_file: bool,
     },
     /// A process of the run found outside every watched cgroup.
     Escape {
@@ -527,6 +529,8 @@ pub fn decode(buf: &[u8]) -> Result<KernelEvent, DecodeError> {
                 old,
                 new,
                 no_result: h.flags & wire::flags::NO_RESULT != 0,
+                fixed_file: h.flags & wire::flags::NO_RESULT != 0
+                    && h.flags & wire::flags::FIXED_FILE != 0,
             }
         }
         K::Socket => {

@@ -47,6 +47,15 @@ pub struct UringOffsets {
     pub link_like_rename: bool,
     /// `io_kiocb.cmd` + `io_unlink.{dfd, flags, filename}`; `None` when missing.
     pub unlink: Option<[u32; 3]>,
+    /// `io_kiocb.cqe` + `io_cqe.fd`: the descriptor of a request on an open file; `None`
+    /// when missing (fsetxattr and ftruncate through io_uring then name no file).
+    pub fd: Option<u32>,
+    /// `io_kiocb.cmd` + `io_xattr.filename`, and + `io_xattr.ctx` + `kernel_xattr_ctx.kname`;
+    /// `None` when missing (attributes set through io_uring unseen).
+    pub xattr: Option<[u32; 2]>,
+    /// `io_kiocb.cmd` + `io_ftrunc.len`; `None` when missing (truncations through io_uring
+    /// unseen).
+    pub ftrunc_len: Option<u32>,
 }
 
 /// `task_struct.mm`, `mm_struct.{exe_file, arg_start, arg_end}`, `inode.i_nlink`,
@@ -198,7 +207,7 @@ impl Reader<'_> {
 /// offset (`cmd` and `name` come first in their structs).
 fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
     const RELINK: &[&str] = &["old_dfd", "new_dfd", "oldpath", "newpath", "flags"];
-    let wanted: [(&str, &[&str]); 7] = [
+    let wanted: [(&str, &[&str]); 12] = [
         ("io_kiocb", &["cmd"]),
         ("io_open", &["filename", "dfd", "how"]),
         ("filename", &["name"]),
@@ -206,6 +215,11 @@ fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
         ("io_rename", RELINK),
         ("io_link", RELINK),
         ("io_unlink", &["dfd", "flags", "filename"]),
+        ("io_kiocb", &["cqe"]),
+        ("io_cqe", &["fd"]),
+        ("io_xattr", &["ctx", "filename"]),
+        ("kernel_xattr_ctx", &["kname"]),
+        ("io_ftrunc", &["len"]),
     ];
     let found = offsets_in(data, &wanted, true).ok()?;
     let cmd = found[0].as_ref().ok()?[0];
@@ -223,6 +237,15 @@ fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
         .as_ref()
         .ok()
         .map(|u| [cmd + u[0], cmd + u[1], cmd + u[2]]);
+    let fd = match (&found[7], &found[8]) {
+        (Ok(cqe), Ok(fd)) => Some(cqe[0] + fd[0]),
+        _ => None,
+    };
+    let xattr = match (&found[9], &found[10]) {
+        (Ok(x), Ok(ctx)) => Some([cmd + x[1], cmd + x[0] + ctx[0]]),
+        _ => None,
+    };
+    let ftrunc_len = found[11].as_ref().ok().map(|t| cmd + t[0]);
     Some(UringOffsets {
         open_filename: cmd + open[0],
         open_dfd: cmd + open[1],
@@ -232,6 +255,9 @@ fn uring_offsets(data: &[u8]) -> Option<UringOffsets> {
         rename,
         link_like_rename,
         unlink,
+        fd,
+        xattr,
+        ftrunc_len,
     })
 }
 
@@ -481,6 +507,13 @@ mod tests {
         assert!(
             file.task_files > 0 && file.file_inode > 0 && file.inode_sb > 0,
             "{file:?}"
+        );
+        let uring = all.uring.expect("io_uring request offsets");
+        assert!(
+            uring.fd.is_some_and(|o| o > 0)
+                && uring.xattr.is_some_and(|[f, k]| f > 0 && k > 0 && f != k)
+                && uring.ftrunc_len.is_some(),
+            "{uring:?}"
         );
     }
 }

@@ -157,6 +157,12 @@ impl Kernel {
             .and_then(|u| u.unlink)
             .map_or([0; 3], |s| s.map(|o| o + 1));
         let link_like_rename = u32::from(task.uring.is_some_and(|u| u.link_like_rename));
+        let uring_fd = task.uring.and_then(|u| u.fd).map_or(0, |o| o + 1);
+        let uring_xattr = task
+            .uring
+            .and_then(|u| u.xattr)
+            .map_or([0; 2], |s| s.map(|o| o + 1));
+        let uring_ftrunc_len = task.uring.and_then(|u| u.ftrunc_len).map_or(0, |o| o + 1);
         use monitor_common as c;
         for (index, value) in [
             (c::TASK_EXIT_CODE, task.exit_code),
@@ -207,6 +213,10 @@ impl Kernel {
             (c::URING_UNLINK_DFD, uring_unlink[0]),
             (c::URING_UNLINK_FLAGS, uring_unlink[1]),
             (c::URING_UNLINK_FILENAME, uring_unlink[2]),
+            (c::URING_FD, uring_fd),
+            (c::URING_XATTR_FILENAME, uring_xattr[0]),
+            (c::URING_XATTR_KNAME, uring_xattr[1]),
+            (c::URING_FTRUNC_LEN, uring_ftrunc_len),
         ] {
             offsets.set(index, &value, 0).map_err(map_error(OFFSETS))?;
         }

@@ -473,6 +473,73 @@ fn main() {
             });
             println!("uring-unlink {r}");
         },
+        // An extended attribute set through io_uring (IORING_OP_SETXATTR on a path,
+        // IORING_OP_FSETXATTR on a descriptor): no setxattr syscall. security.capability gets a
+        // valid v2 value (cap_net_raw permitted), anything else one byte. Prints the result.
+        "uring-setxattr" | "uring-fsetxattr" => unsafe {
+            let (path, name) = (cstr(a(1)), cstr(a(2)));
+            let value: Vec<u8> = if a(2) == "security.capability" {
+                // vfs_cap_data: magic_etc (VFS_CAP_REVISION_2), then {permitted, inheritable}
+                // for the low and high 32 capabilities.
+                [0x0200_0000u32, 1 << 13, 0, 0, 0]
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect()
+            } else {
+                b"x".to_vec()
+            };
+            let by_fd = a(0) == "uring-fsetxattr";
+            let fd = if by_fd {
+                libc::open(path.as_ptr(), libc::O_RDONLY)
+            } else {
+                -1
+            };
+            let r = uring_one(|sqe| {
+                *sqe = if by_fd { 41 } else { 42 };
+                *(sqe.add(4) as *mut i32) = fd;
+                *(sqe.add(16) as *mut u64) = name.as_ptr() as u64;
+                *(sqe.add(8) as *mut u64) = value.as_ptr() as u64;
+                *(sqe.add(24) as *mut u32) = value.len() as u32;
+                if !by_fd {
+                    *(sqe.add(48) as *mut u64) = path.as_ptr() as u64;
+                }
+            });
+            println!("{} {r}", a(0));
+        },
+        // A file emptied through io_uring (IORING_OP_FTRUNCATE, since 6.9): no truncate or
+        // ftruncate syscall, and an open without O_TRUNC. `uring-ftruncate-fixed` names the
+        // file as the ring's registered file 0 (IOSQE_FIXED_FILE), not by its descriptor.
+        "uring-ftruncate" | "uring-ftruncate-fixed" => unsafe {
+            let path = cstr(a(1));
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+            assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
+            let fixed = a(0) == "uring-ftruncate-fixed";
+            let r = uring_one_with(
+                |ring| {
+                    if fixed {
+                        // IORING_REGISTER_FILES
+                        let r = libc::syscall(
+                            libc::SYS_io_uring_register,
+                            ring,
+                            2u32,
+                            &raw const fd,
+                            1u32,
+                        );
+                        assert_eq!(r, 0, "register: {}", std::io::Error::last_os_error());
+                    }
+                },
+                |sqe| {
+                    *sqe = 55;
+                    if fixed {
+                        // IOSQE_FIXED_FILE, registered file 0
+                        *sqe.add(1) = 1;
+                    } else {
+                        *(sqe.add(4) as *mut i32) = fd;
+                    }
+                },
+            );
+            println!("{} {r}", a(0));
+        },
         // TCP Fast Open: a connection made by sendto(MSG_FASTOPEN), with no connect(2).
         "tfo" => unsafe {
             let to = sockaddr_v4(a(1), a(2));
@@ -612,6 +679,11 @@ unsafe fn local_port(fd: i32) -> u16 {
 /// Submit one request, filled in by `fill` on a zeroed 64-byte SQE, through a ring of our own
 /// (raw setup: no liburing), and wait for its completion; its res.
 unsafe fn uring_one(fill: impl FnOnce(*mut u8)) -> i32 {
+    unsafe { uring_one_with(|_| {}, fill) }
+}
+
+/// [`uring_one`], with `setup` given the ring's fd first (to register files).
+unsafe fn uring_one_with(setup: impl FnOnce(i32), fill: impl FnOnce(*mut u8)) -> i32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     let mut p = UringParams::default();
     let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, &raw mut p) } as i32;
@@ -640,6 +712,7 @@ unsafe fn uring_one(fill: impl FnOnce(*mut u8)) -> i32 {
         );
         m as *mut u8
     };
+    setup(fd);
     let ring = map(sq_len.max(cq_len), 0);
     let sqes = map(p.sq_entries as usize * 64, 0x1000_0000);
     unsafe {
@@ -815,7 +888,7 @@ fn wait_until_execed(pid: i32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|uring-raw-socket|uring-connect|clone-into-cgroup|open-by-handle ..."
+        "usage: bw-trigger open|open-rel|openat-dirfd|open-loop|connect|sendto|spawn|exec|exit|kill-self|straggler|join-open|wait-signal|peek|peek-child|zero-map|dns-forge|connect-race|tfo|raw-sockets|memfd-exec|deleted-exec|exec-cold-argv|relink|uring-open|uring-raw-socket|uring-connect|uring-setxattr|uring-fsetxattr|uring-ftruncate|uring-ftruncate-fixed|clone-into-cgroup|open-by-handle ..."
     );
     exit(2)
 }
