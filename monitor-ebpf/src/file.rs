@@ -784,29 +784,10 @@ fn uring_relink(req: *const u8, opcode: u8) {
         return;
     };
     const BODY: usize = size_of::<Relink>();
-    // The name a `struct filename` holds, read into `at`: its length and read flags.
-    let name = |at: *mut u8, field: usize| -> (usize, u16) {
-        let f: u64 = read_kernel(req.wrapping_add(field)).unwrap_or(0);
-        let p: u64 = if f == 0 {
-            0
-        } else {
-            read_kernel((f as *const u8).wrapping_add(fname_off)).unwrap_or(0)
-        };
-        if p == 0 {
-            return (0, flags::READ_FAILED);
-        }
-        let n = unsafe { bpf_probe_read_kernel_str(at.cast(), PATH_MAX as u32, p as *const _) };
-        if n > 0 {
-            ((n as usize - 1) & (PATH_MAX - 1), 0)
-        } else {
-            count(SENSOR, counters::READ_ERROR);
-            (0, flags::READ_FAILED)
-        }
-    };
-    let (old_len, fl_old) = name(unsafe { buf.add(BODY) }, old_path);
+    let (old_len, fl_old) = uring_filename(req, old_path, fname_off, unsafe { buf.add(BODY) });
     let old_len = old_len & (PATH_MAX - 1);
     let (new_len, fl_new) = match new_path {
-        Some(p) => name(unsafe { buf.add(BODY + old_len) }, p),
+        Some(p) => uring_filename(req, p, fname_off, unsafe { buf.add(BODY + old_len) }),
         None => (0, 0),
     };
     let new_len = new_len & (PATH_MAX - 1);
@@ -827,6 +808,28 @@ fn uring_relink(req: *const u8, opcode: u8) {
     output_scratch(SENSOR, buf, BODY + old_len + new_len);
 }
 
+/// The name the `struct filename` at `req + field` holds (`name` at `fname_off` in it), read
+/// into `at`: its length and read flags.
+#[inline(always)]
+fn uring_filename(req: *const u8, field: usize, fname_off: usize, at: *mut u8) -> (usize, u16) {
+    let f: u64 = read_kernel(req.wrapping_add(field)).unwrap_or(0);
+    let p: u64 = if f == 0 {
+        0
+    } else {
+        read_kernel((f as *const u8).wrapping_add(fname_off)).unwrap_or(0)
+    };
+    if p == 0 {
+        return (0, flags::READ_FAILED);
+    }
+    let n = unsafe { bpf_probe_read_kernel_str(at.cast(), PATH_MAX as u32, p as *const _) };
+    if n > 0 {
+        ((n as usize - 1) & (PATH_MAX - 1), 0)
+    } else {
+        count(SENSOR, counters::READ_ERROR);
+        (0, flags::READ_FAILED)
+    }
+}
+
 /// An extended attribute set (IORING_OP_SETXATTR, IORING_OP_FSETXATTR) or a file truncated
 /// (IORING_OP_FTRUNCATE) through io_uring: reported at submission as the syscalls' [`Relink`]
 /// without a result, from the prepared request (the kernel's copies of the path and the
@@ -845,13 +848,7 @@ fn uring_file_op(req: *const u8, opcode: u8, fixed_file: bool) {
         let length: i64 = read_kernel(req.wrapping_add(len)).unwrap_or(0);
         let fd: i32 = read_kernel(req.wrapping_add(fd)).unwrap_or(-1);
         // Saturated to u32, as for ftruncate(2).
-        let length = if length < 0 {
-            0
-        } else if length > u32::MAX as i64 {
-            u32::MAX
-        } else {
-            length as u32
-        };
+        let length = (length as u64).min(u32::MAX as u64) as u32;
         (RELINK_TRUNCATE, fd, 0, 0, length)
     } else {
         let (Some(kname), Some(fname_off)) = (off(URING_XATTR_KNAME), off(FILENAME_NAME)) else {
@@ -862,26 +859,9 @@ fn uring_file_op(req: *const u8, opcode: u8, fixed_file: bool) {
             let Some(filename) = off(URING_XATTR_FILENAME) else {
                 return;
             };
-            let f: u64 = read_kernel(req.wrapping_add(filename)).unwrap_or(0);
-            let p: u64 = if f == 0 {
-                0
-            } else {
-                read_kernel((f as *const u8).wrapping_add(fname_off)).unwrap_or(0)
-            };
-            let n = if p == 0 {
-                -1
-            } else {
-                unsafe {
-                    bpf_probe_read_kernel_str(buf.add(BODY).cast(), PATH_MAX as u32, p as *const _)
-                }
-            };
-            if n > 0 {
-                (AT_FDCWD, (n as usize - 1) & (PATH_MAX - 1))
-            } else {
-                count(SENSOR, counters::READ_ERROR);
-                fl |= flags::READ_FAILED;
-                (AT_FDCWD, 0)
-            }
+            let (len, read) = uring_filename(req, filename, fname_off, unsafe { buf.add(BODY) });
+            fl |= read;
+            (AT_FDCWD, len)
         } else {
             let Some(fd) = off(URING_FD) else {
                 return;
