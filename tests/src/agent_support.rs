@@ -12,14 +12,22 @@ use std::{
 
 use crate::{TempDir, Value, buildwatch_bin, cgroup2_root};
 
-/// A cgroup below the v2 root, removed (after its processes are gone) on drop.
-pub struct TestCgroup(pub PathBuf);
+/// A cgroup below the v2 root, removed (after its processes are gone) on drop, with the
+/// parents it had to create (once no other test cgroup is below them): leftovers would pile
+/// up on a developer's machine and make every agent's walk of the tree slower.
+pub struct TestCgroup(pub PathBuf, Option<PathBuf>);
 
 impl TestCgroup {
     pub fn new(rel: &str) -> Self {
         let p = cgroup2_root().expect("a cgroup v2 mount").join(rel);
+        // The highest directory this call creates.
+        let top = p
+            .ancestors()
+            .take_while(|a| !a.exists())
+            .last()
+            .map(Path::to_path_buf);
         fs::create_dir_all(&p).unwrap();
-        Self(p)
+        Self(p, top)
     }
 
     /// Run `script` with sh inside this cgroup; wait for it.
@@ -38,6 +46,14 @@ impl Drop for TestCgroup {
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for d in dirs {
             let _ = fs::remove_dir(d);
+        }
+        // Then the parents this one created, while they are empty.
+        if let Some(top) = &self.1 {
+            for a in self.0.ancestors().skip(1) {
+                if !a.starts_with(top) || fs::remove_dir(a).is_err() {
+                    break;
+                }
+            }
         }
     }
 }
