@@ -6,6 +6,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod cgroups;
 mod dns;
 mod emit;
 mod exec;

@@ -35,11 +35,25 @@ fn watched_cgroups_are_named_and_others_never_appear() {
         "i=0; while [ $i -lt 200 ]; do cat {} > /dev/null; i=$((i+1)); done",
         creds.display()
     ));
-    // A matching cgroup made after the agent started is watched within a second.
+    // A matching cgroup made after the agent started is watched within a second: the kernel's
+    // doorbell rang (the agent's walk without one comes every 30 s).
     let late = TestCgroup::new(&format!("{base}/watched.slice/late.service"));
     std::thread::sleep(Duration::from_millis(1200));
     late.run(&format!("cat {} > /dev/null", creds.display()));
     eventually("three findings", || findings(&lines_of(&out)).len() >= 3);
+    // And one removed leaves the scope map as quickly.
+    let watching = metric(&agent.scrape(), "buildwatch_cgroups_watched");
+    assert_eq!(watching, 3.0, "{:#?}", agent.seen);
+    drop(late);
+    let gone = std::time::Instant::now();
+    eventually("the removed cgroup unwatched", || {
+        metric(&agent.scrape(), "buildwatch_cgroups_watched") == 2.0
+    });
+    assert!(
+        gone.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        gone.elapsed()
+    );
     // The metrics follow within a snapshot's second.
     let mut after = String::new();
     eventually("the findings in the metrics", || {
@@ -94,10 +108,7 @@ fn watched_cgroups_are_named_and_others_never_appear() {
         ) >= 3.0,
         "{after}"
     );
-    assert!(
-        metric(&after, "buildwatch_cgroups_watched") >= 3.0,
-        "{after}"
-    );
+    assert_eq!(metric(&after, "buildwatch_cgroups_watched"), 2.0, "{after}");
     assert!(after.contains("process_start_time_seconds "), "{after}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -408,6 +408,21 @@ impl Kernel {
         ScopeMap::new(&mut self.ebpf)
     }
 
+    /// The agent's doorbell for cgroup changes: a program on cgroup:cgroup_mkdir,
+    /// cgroup_rmdir and cgroup_rename counts every change, so the agent walks the tree only
+    /// when something changed. Attached until the kernel side is dropped. Can be taken once.
+    pub fn watch_cgroup_changes(&mut self) -> Result<CgroupChanges, LoadError> {
+        const NAME: &str = "cgroup_changed";
+        let prog: &mut TracePoint = program(&mut self.ebpf, NAME)?;
+        prog.load().map_err(program_error(NAME))?;
+        for tp in ["cgroup_mkdir", "cgroup_rmdir", "cgroup_rename"] {
+            prog.attach("cgroup", tp).map_err(program_error(NAME))?;
+        }
+        const MAP: &str = "CGROUP_CHANGES";
+        let map = self.ebpf.take_map(MAP).ok_or(LoadError::MissingMap(MAP))?;
+        Ok(CgroupChanges(Array::try_from(map).map_err(map_error(MAP))?))
+    }
+
     /// Block mode: egress outside `allow` is refused in the kernel from now on (the maps are
     /// frozen). The number of networks written.
     pub fn block_egress(
@@ -535,6 +550,17 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
     // SAFETY: malloc_trim has no preconditions.
     unsafe { libc::malloc_trim(0) };
     loaded
+}
+
+/// How many cgroups were made, removed or renamed since the agent's doorbell was attached
+/// ([`Kernel::watch_cgroup_changes`]).
+pub struct CgroupChanges(Array<MapData, u64>);
+
+impl CgroupChanges {
+    /// The count now; `None` when the map cannot be read (then walk anyway).
+    pub fn count(&self) -> Option<u64> {
+        self.0.get(&0, 0).ok()
+    }
 }
 
 fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LoadError {

@@ -2,8 +2,12 @@
 //! kernel's scope map, so their processes are watched), and what each one is (named through
 //! `context::cgroups`), so every event and finding can say where it happened.
 //!
-//! The v2 tree is walked again every [`RESCAN`]: a matching cgroup created after start is
-//! watched within that time, and one removed is dropped from the scope map. Events name their
+//! The v2 tree is walked again when the kernel's doorbell says a cgroup was made, removed or
+//! renamed (checked every [`POLL`]), and every [`SAFETY_RESCAN`] regardless: a matching cgroup
+//! created after start is watched within [`POLL`] and a walk, and one removed is dropped from
+//! the scope map. A walk reads every cgroup directory (8 ms a second for 300 cgroups when it
+//! ran twice a second): a host where nothing changes no longer pays for it. Without the
+//! doorbell (its tracepoints missing), the tree is walked every [`RESCAN`]. Events name their
 //! cgroup by the low 32 bits of its id (its directory's inode number, see
 //! `monitor_common::EventHeader::cgroup`); [`Cgroups::info`] maps those back.
 
@@ -19,8 +23,19 @@ use std::{
 use super::config::Scope;
 use crate::context::cgroups::{Cgroups, classify};
 
-/// How often the tree is walked again.
+/// How often the tree is walked again when there is no doorbell.
 pub const RESCAN: Duration = Duration::from_millis(500);
+/// How often the doorbell's count is read.
+pub const POLL: Duration = Duration::from_millis(200);
+/// The longest time between two walks, doorbell or not.
+pub const SAFETY_RESCAN: Duration = Duration::from_secs(30);
+
+/// Whether to walk the tree now: the doorbell's count (`now`, `None` when it is missing or
+/// could not be read) moved from the one the last walk started at (`seen`), or the last walk
+/// is [`SAFETY_RESCAN`] old.
+pub fn walk_due(now: Option<u64>, seen: Option<u64>, since_walk: Duration) -> bool {
+    now.is_none() || now != seen || since_walk >= SAFETY_RESCAN
+}
 /// Cgroups remembered (a host with more is unusual; beyond this they are not named).
 const MAX_KNOWN: usize = 100_000;
 /// Deepest directory walked below the root.
@@ -113,5 +128,21 @@ fn walk(dir: &Path, rel: &str, level: usize, out: &mut Vec<(u64, u32, String)>) 
             };
             walk(&e.path(), &child, level + 1, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_is_walked_when_the_doorbell_rang_or_is_silent_too_long() {
+        let recent = Duration::from_secs(1);
+        assert!(!walk_due(Some(7), Some(7), recent));
+        assert!(walk_due(Some(8), Some(7), recent));
+        // Unreadable or missing: walk every time.
+        assert!(walk_due(None, Some(7), recent));
+        assert!(walk_due(None, None, recent));
+        assert!(walk_due(Some(7), Some(7), SAFETY_RESCAN));
     }
 }

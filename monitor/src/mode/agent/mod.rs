@@ -270,6 +270,19 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
     scope
         .agent(me)
         .context("excluding the agent from its own scope")?;
+    // The doorbell before the first walk: a cgroup made after it rings.
+    let doorbell = kernel
+        .watch_cgroup_changes()
+        .map_err(|e| {
+            note(&format!(
+                "cgroup changes are not signalled ({e}): the cgroup tree is walked every {} ms",
+                cgroups::RESCAN.as_millis()
+            ))
+        })
+        .ok();
+    let ring_count = || doorbell.as_ref().and_then(|d| d.count());
+    let mut seen = ring_count();
+    let mut walked = Instant::now();
     let mut scanner = Scanner::new(mount.clone());
     let watched = apply_scope(&cfg.scope, &mut scope, &mut scanner);
     // The cgroup programs (connect, sendmsg, DNS packets) at the root: they see every cgroup;
@@ -333,13 +346,22 @@ pub async fn agent(opts: AgentOptions) -> anyhow::Result<i32> {
     let mut hup = signal(SignalKind::hangup()).context("installing signal handlers")?;
     let mut term = signal(SignalKind::terminate()).context("installing signal handlers")?;
     let mut int = signal(SignalKind::interrupt()).context("installing signal handlers")?;
-    let mut rescan = tokio::time::interval(cgroups::RESCAN);
+    let mut rescan = tokio::time::interval(if doorbell.is_some() {
+        cgroups::POLL
+    } else {
+        cgroups::RESCAN
+    });
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = rescan.tick() => {
-                let n = apply_scope(&cfg.scope, &mut scope, &mut scanner);
-                health.watched.store(n, Ordering::Relaxed);
+                // The count read before the walk: a change during the walk rings again.
+                let now = ring_count();
+                if cgroups::walk_due(now, seen, walked.elapsed()) {
+                    (seen, walked) = (now, Instant::now());
+                    let n = apply_scope(&cfg.scope, &mut scope, &mut scanner);
+                    health.watched.store(n, Ordering::Relaxed);
+                }
             }
             _ = hup.recv() => {
                 match load(&opts.config) {
