@@ -3,3 +3,4 @@
 
 pub mod decode;
 pub mod reader;
+pub mod ring;

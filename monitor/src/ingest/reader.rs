@@ -21,7 +21,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, RingBuf};
 use bytes::{BufMut, Bytes, BytesMut};
 use monitor_common::{EventKind, sensors};
 
@@ -93,15 +92,9 @@ pub trait Ring: Send + 'static {
     fn wait(&self, timeout: Duration, wake: RawFd);
 }
 
-impl Ring for RingBuf<MapData> {
+impl Ring for super::ring::EventRing {
     fn next_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
-        match self.next() {
-            Some(item) => {
-                f(&item);
-                true
-            }
-            None => false,
-        }
+        super::ring::EventRing::next_with(self, f)
     }
 
     fn wait(&self, timeout: Duration, wake: RawFd) {

@@ -8,7 +8,7 @@ use std::{fs, os::fd::AsFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSockAddr, TracePoint, cgroup_skb::CgroupSkbLinkId,
         cgroup_sock_addr::CgroupSockAddrLinkId, trace_point::TracePointLinkId,
@@ -60,6 +60,8 @@ pub enum LoadError {
     NoPrograms,
     #[error("block mode: {0}")]
     Egress(String),
+    #[error("mapping the event ring: {0}")]
+    Ring(String),
 }
 
 /// A program's attachment, kept so its sensor can detach on its own.
@@ -348,13 +350,16 @@ impl Kernel {
         unsafe { libc::close(w) };
     }
 
-    /// The ring buffer every sensor writes to. Can be taken once.
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or(LoadError::MissingMap("EVENTS"))?;
-        RingBuf::try_from(map).map_err(map_error("EVENTS"))
+    /// The ring buffer every sensor writes to, mapped for reading (its data once, see
+    /// `ingest::ring`). Can be taken once.
+    pub fn take_events(&mut self) -> Result<crate::ingest::ring::EventRing, LoadError> {
+        const NAME: &str = "EVENTS";
+        match self.ebpf.take_map(NAME) {
+            Some(aya::maps::Map::RingBuf(data)) => crate::ingest::ring::EventRing::new(data)
+                .map_err(|e| LoadError::Ring(e.to_string())),
+            Some(_) => Err(LoadError::Ring(format!("{NAME} is not a ring buffer"))),
+            None => Err(LoadError::MissingMap(NAME)),
+        }
     }
 
     /// The kernel-side counters of every sensor, frozen against writes through bpf(2) (root

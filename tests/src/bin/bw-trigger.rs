@@ -43,6 +43,19 @@ fn main() {
                 unsafe { libc::close(fd) };
             }
         }
+        // N opens of missing paths DIR/<i>-xxx… of every length from 1 to 97 x's, ten at a
+        // time with a millisecond between (slow enough for a small ring to keep up).
+        "open-paced" => {
+            let n: usize = a(1).parse().expect("count");
+            for i in 0..n {
+                let path = cstr(&format!("{}/{i}-{}", a(2), "x".repeat(1 + i % 97)));
+                let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+                assert!(fd < 0, "{i}: exists");
+                if i % 10 == 9 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
         // N threads one after another, each opening PATH once and exiting.
         "thread-opens" => {
             let n: u64 = a(1).parse().expect("count");
