@@ -629,7 +629,7 @@ async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
             if ctx.stopping() {
                 break;
             }
-            ctx.sleep(Duration::from_millis(20));
+            ctx.idle(super::IDLE_WAIT);
             continue;
         };
         let items: Vec<Item> = batch

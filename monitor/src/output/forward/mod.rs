@@ -162,6 +162,10 @@ impl Status {
     }
 }
 
+/// The longest a delivery with nothing to send waits before it looks again (settling sent
+/// records, writing the ledger); new records wake it at once.
+pub const IDLE_WAIT: Duration = Duration::from_millis(250);
+
 /// What a delivery thread is given.
 pub struct Ctx {
     pub status: Arc<Status>,
@@ -186,7 +190,19 @@ impl Ctx {
         self.stopping_at.is_some_and(|t| t.elapsed() >= self.flush)
     }
 
-    /// Sleep up to `d`, waking when the flush time ends.
+    /// Wait for records while the spool is empty: up to `d`, or less when the sink appends
+    /// (it unparks this thread), when the output is asked to stop (likewise), or when the flush
+    /// time ends. An idle output then wakes a few times a second, not a hundred.
+    pub fn idle(&mut self, d: Duration) {
+        let d = match self.stopping_at {
+            Some(t) => d.min(self.flush.saturating_sub(t.elapsed())),
+            None => d,
+        };
+        std::thread::park_timeout(d);
+    }
+
+    /// Sleep up to `d`, waking when the flush time ends (not for new records: a receiver's
+    /// backoff is waited out).
     pub fn sleep(&mut self, d: Duration) {
         let end = Instant::now() + d;
         while Instant::now() < end && !self.must_end() {
@@ -262,7 +278,13 @@ impl Writer for ForwardSink {
             }
             spool.append_owned(line)?;
         }
-        spool.sync(false)
+        let synced = spool.sync(false);
+        drop(spool);
+        // The delivery may be waiting for records (`Ctx::idle`).
+        if let Some((_, thread)) = &self.delivery {
+            thread.thread().unpark();
+        }
+        synced
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -278,6 +300,7 @@ impl Drop for ForwardSink {
     fn drop(&mut self) {
         if let Some((stop, thread)) = self.delivery.take() {
             stop.store(true, Ordering::Relaxed);
+            thread.thread().unpark();
             let _ = thread.join();
         }
         let _ = self.status.spool().close();
@@ -688,6 +711,44 @@ mod tests {
         let st = status.stats();
         assert_eq!(st.dropped_full, 0, "{st:?}");
         assert_eq!(st.delivered + st.pending, 3000, "{st:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A delivery waiting for records with nothing to send is woken by the sink's append and
+    /// by the stop, not by its timer (a minute here: the test would take that long).
+    #[test]
+    fn an_idle_delivery_wakes_for_records_and_for_the_stop() {
+        let (d, s) = spool("idle", 1 << 20);
+        let status = Status::new("test".into(), s);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sink = ForwardSink::start(
+            status.clone(),
+            OnFull::Block,
+            Duration::from_secs(5),
+            "test",
+            move |mut ctx| {
+                while !ctx.stopping() {
+                    let waiting = ctx.status.spool().read_from(0, 10).unwrap().len();
+                    if waiting > 0 {
+                        let _ = tx.send(waiting);
+                    }
+                    ctx.idle(Duration::from_secs(60));
+                }
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        sink.write(b"{\"kind\":\"open\"}\n").unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let start = Instant::now();
+        drop(sink);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -180,7 +180,7 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
                 }
                 break;
             }
-            ctx.sleep(Duration::from_millis(20));
+            ctx.idle(super::IDLE_WAIT);
             continue;
         }
         if conn.is_none() {
