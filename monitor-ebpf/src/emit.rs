@@ -8,8 +8,8 @@ use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user_str, bpf_send_signal,
+        bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user_str, bpf_send_signal, bpf_task_pt_regs,
     },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -26,7 +26,6 @@ use monitor_common::{
 pub const ARG0: usize = 16;
 pub const ARG1: usize = 24;
 pub const ARG2: usize = 32;
-pub const ARG3: usize = 40;
 pub const ARG4: usize = 48;
 pub const RET: usize = 16;
 
@@ -421,6 +420,24 @@ pub fn emit<T: 'static>(sensor: u32, event: T) {
         }
         None => count(sensor, counters::RINGBUF_FULL),
     }
+}
+
+/// The first five arguments of the current task's syscall, read at its sys_exit from the
+/// registers the kernel saved at its entry: the values the syscall ran with (user space
+/// cannot change them while it runs; a ptrace stop that could comes after this program).
+/// x86-64's `struct pt_regs` (r10 at 56, r8 at 72, dx at 96, si at 104, di at 112; a 64-bit
+/// syscall's arguments are di, si, dx, r10, r8), like the syscall numbers the programs
+/// compare. Saves the syscall its sys_enter program and the stash's round trip, and every
+/// process on the host the sys_enter tracepoint. None when the read fails.
+#[inline(always)]
+pub fn syscall_args() -> Option<[u64; 5]> {
+    // r10, r9, r8, ax, cx, dx, si, di
+    let mut w = [0u64; 8];
+    let r = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        bpf_probe_read_kernel(w.as_mut_ptr().cast(), 64, regs.wrapping_add(56).cast())
+    };
+    (r >= 0).then_some([w[7], w[6], w[5], w[0], w[2]])
 }
 
 /// Keep `args` for this thread's sys_exit. The thread's entry is rewritten in place when it

@@ -27,8 +27,8 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, ARG3, ARG4, RET, check, count, emit, header, in_scope, offset, opened,
-    output_scratch, read_kernel, read_user_path, scratch, stash, unstash,
+    ARG0, ARG1, ARG2, RET, check, count, emit, header, in_scope, offset, opened, output_scratch,
+    read_kernel, read_user_path, scratch, stash, syscall_args, unstash,
 };
 
 const SENSOR: u32 = monitor_common::sensors::FILE;
@@ -39,18 +39,6 @@ const O_PATH: u32 = 0o10_000_000;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const SIGKILL: u32 = 9;
-
-#[tracepoint(category = "syscalls", name = "sys_enter_open")]
-pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_enter_open(&ctx));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
-pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_enter_openat(&ctx));
-    0
-}
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
@@ -66,21 +54,9 @@ pub fn sys_exit_open_any(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_chdir")]
-pub fn sys_enter_chdir(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_enter_chdir(&ctx));
-    0
-}
-
 #[tracepoint(category = "syscalls", name = "sys_exit_chdir")]
 pub fn sys_exit_chdir(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_chdir(&ctx));
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_fchdir")]
-pub fn sys_enter_fchdir(ctx: TracePointContext) -> u32 {
-    check(&ctx, SENSOR, try_enter_fchdir(&ctx));
     0
 }
 
@@ -88,27 +64,6 @@ pub fn sys_enter_fchdir(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_fchdir(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_fchdir(&ctx));
     0
-}
-
-fn try_enter_open(ctx: &TracePointContext) -> Result<u32, i64> {
-    if !in_scope() {
-        return Ok(0);
-    }
-    unsafe {
-        stash(
-            SENSOR,
-            &StashedArgs {
-                ptr: ctx.read_at(ARG0)?,
-                arg0: AT_FDCWD as i64,
-                arg1: ctx.read_at(ARG1)?,
-                arg2: ctx.read_at(ARG2)?,
-                flags: flags::SYSCALL_OPEN,
-                live: 0,
-                _pad: [0; 2],
-            },
-        );
-    }
-    Ok(0)
 }
 
 #[tracepoint]
@@ -132,27 +87,6 @@ fn try_enter_by_handle(ctx: &TracePointContext) -> Result<u32, i64> {
                 arg1: ctx.read_at(ARG2)?,
                 arg2: 0,
                 flags: flags::SYSCALL_BY_HANDLE,
-                live: 0,
-                _pad: [0; 2],
-            },
-        );
-    }
-    Ok(0)
-}
-
-fn try_enter_openat(ctx: &TracePointContext) -> Result<u32, i64> {
-    if !in_scope() {
-        return Ok(0);
-    }
-    unsafe {
-        stash(
-            SENSOR,
-            &StashedArgs {
-                ptr: ctx.read_at(ARG1)?,
-                arg0: ctx.read_at::<i64>(ARG0)? as i32 as i64,
-                arg1: ctx.read_at(ARG2)?,
-                arg2: ctx.read_at(ARG3)?,
-                flags: flags::SYSCALL_AT,
                 live: 0,
                 _pad: [0; 2],
             },
@@ -359,11 +293,53 @@ fn count_summarized() -> bool {
     SUMMARIZED.insert(&tgid, &1, 1).is_ok()
 }
 
+/// x86-64's numbers of open and openat: their exits read the arguments from the registers
+/// ([`syscall_args`]); openat2 (its `how` is in user memory) and open_by_handle_at keep their
+/// sys_enter programs.
+const NR_OPEN: i32 = 2;
+const NR_OPENAT: i32 = 257;
+
+/// The arguments of the open that ends: from the registers for open and openat, else what
+/// the syscall's enter program stashed. None (counted as a loss) when neither has them.
+#[inline(always)]
+fn open_args(ctx: &TracePointContext) -> Result<Option<StashedArgs>, i64> {
+    // field:int __syscall_nr; offset:8
+    let nr: i32 = unsafe { ctx.read_at(8)? };
+    if nr != NR_OPEN && nr != NR_OPENAT {
+        return Ok(unstash(SENSOR));
+    }
+    let Some(a) = syscall_args() else {
+        count(SENSOR, counters::STASH_MISSING);
+        return Ok(None);
+    };
+    Ok(Some(if nr == NR_OPENAT {
+        StashedArgs {
+            ptr: a[1],
+            arg0: a[0] as i32 as i64,
+            arg1: a[2],
+            arg2: a[3],
+            flags: flags::SYSCALL_AT,
+            live: 0,
+            _pad: [0; 2],
+        }
+    } else {
+        StashedArgs {
+            ptr: a[0],
+            arg0: AT_FDCWD as i64,
+            arg1: a[1],
+            arg2: a[2],
+            flags: flags::SYSCALL_OPEN,
+            live: 0,
+            _pad: [0; 2],
+        }
+    }))
+}
+
 fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash(SENSOR) else {
+    let Some(args) = open_args(ctx)? else {
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
@@ -442,68 +418,9 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
-macro_rules! relink_enter {
-    // The tracepoint each attaches to is named by the sensor's spec in userspace.
-    ($enter:ident, $op:expr, $at:expr, $with_flags:expr) => {
-        #[tracepoint]
-        pub fn $enter(ctx: TracePointContext) -> u32 {
-            check(&ctx, SENSOR, try_enter_relink(&ctx, $op, $at, $with_flags));
-            0
-        }
-    };
-}
-
-// (op, argument layout): `at` variants take (olddfd, old, newdfd, new[, flags]), symlinkat
-// takes (old, newdfd, new), the plain ones (old, new).
-relink_enter!(sys_enter_rename, RELINK_RENAME, Layout::Plain, false);
-relink_enter!(sys_enter_renameat, RELINK_RENAME, Layout::At, false);
-relink_enter!(sys_enter_renameat2, RELINK_RENAME, Layout::At, true);
-relink_enter!(sys_enter_link, RELINK_LINK, Layout::Plain, false);
-relink_enter!(sys_enter_linkat, RELINK_LINK, Layout::At, true);
-relink_enter!(sys_enter_symlink, RELINK_SYMLINK, Layout::Plain, false);
-relink_enter!(sys_enter_symlinkat, RELINK_SYMLINK, Layout::NewAt, false);
-/// The entry of setxattr(path, name, …), lsetxattr (the same), fsetxattr(fd, name, …) and
-/// setxattrat(dfd, path, at_flags, name, …): the file and the attribute's name (x86_64
-/// syscall numbers).
-#[tracepoint]
-pub fn sys_enter_setxattr_any(ctx: TracePointContext) -> u32 {
-    let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
-    let layout = match nr {
-        188 | 189 => Layout::Xattr,
-        190 => Layout::FXattr,
-        463 => Layout::XattrAt,
-        _ => return 0,
-    };
-    check(
-        &ctx,
-        SENSOR,
-        try_enter_relink(&ctx, RELINK_SETXATTR, layout, false),
-    );
-    0
-}
-
-/// The entry of unlink(path), unlinkat(dfd, path, flags), chmod(path, mode), fchmodat(dfd,
-/// path, mode), fchmodat2(dfd, path, mode, flags), fchmod(fd, mode), truncate(path, length)
-/// and ftruncate(fd, length): one program for all eight (each program costs start-up time in
-/// the verifier), told apart by the syscall number the tracepoint carries (x86_64's).
-#[tracepoint]
-pub fn sys_enter_unlink_chmod(ctx: TracePointContext) -> u32 {
-    let nr: i32 = unsafe { ctx.read_at(8) }.unwrap_or(-1);
-    let (op, layout) = match nr {
-        87 => (RELINK_UNLINK, Layout::OnePath),
-        263 => (RELINK_UNLINK, Layout::OneAt),
-        90 => (RELINK_CHMOD, Layout::One),
-        91 => (RELINK_CHMOD, Layout::Fd),
-        268 | 452 => (RELINK_CHMOD, Layout::OneAt),
-        76 => (RELINK_TRUNCATE, Layout::Trunc),
-        77 => (RELINK_TRUNCATE, Layout::FTrunc),
-        _ => return 0,
-    };
-    check(&ctx, SENSOR, try_enter_relink(&ctx, op, layout, false));
-    0
-}
-
-/// The exit of every rename and link call (its enter stashed what differs).
+/// The exit of every rename, link, symlink, unlink, chmod, truncate and setxattr call. No
+/// enter program: the call's arguments come from the registers saved at its entry
+/// ([`syscall_args`]), told apart by the syscall number the tracepoint carries (x86-64's).
 #[tracepoint]
 pub fn sys_exit_relink(ctx: TracePointContext) -> u32 {
     check(&ctx, SENSOR, try_exit_relink(&ctx));
@@ -512,8 +429,11 @@ pub fn sys_exit_relink(ctx: TracePointContext) -> u32 {
 
 #[derive(Clone, Copy)]
 enum Layout {
+    /// (old, new): rename, link, symlink.
     Plain,
+    /// (olddfd, old, newdfd, new[, flags]).
     At,
+    /// (old, newdfd, new): symlinkat.
     NewAt,
     /// (path, third) — `third` goes into `call_flags` (a mode).
     One,
@@ -535,61 +455,72 @@ enum Layout {
     XattrAt,
 }
 
-fn try_enter_relink(
-    ctx: &TracePointContext,
-    op: u32,
-    layout: Layout,
-    with_flags: bool,
-) -> Result<u32, i64> {
-    if !in_scope() {
-        return Ok(0);
-    }
-    let arg =
-        |off: usize| -> Result<u64, i64> { unsafe { ctx.read_at::<u64>(off) }.map_err(i64::from) };
+/// What a relink call's record needs from its arguments `a` (x86-64's syscall numbers), in
+/// the stash's shape; None for a syscall this program does not describe.
+#[inline(always)]
+fn relink_args(nr: i32, a: &[u64; 5]) -> Option<StashedArgs> {
+    let (op, layout, with_flags) = match nr {
+        82 => (RELINK_RENAME, Layout::Plain, false),
+        264 => (RELINK_RENAME, Layout::At, false),
+        316 => (RELINK_RENAME, Layout::At, true),
+        86 => (RELINK_LINK, Layout::Plain, false),
+        265 => (RELINK_LINK, Layout::At, true),
+        88 => (RELINK_SYMLINK, Layout::Plain, false),
+        266 => (RELINK_SYMLINK, Layout::NewAt, false),
+        87 => (RELINK_UNLINK, Layout::OnePath, false),
+        263 => (RELINK_UNLINK, Layout::OneAt, false),
+        90 => (RELINK_CHMOD, Layout::One, false),
+        91 => (RELINK_CHMOD, Layout::Fd, false),
+        268 | 452 => (RELINK_CHMOD, Layout::OneAt, false),
+        76 => (RELINK_TRUNCATE, Layout::Trunc, false),
+        77 => (RELINK_TRUNCATE, Layout::FTrunc, false),
+        188 | 189 => (RELINK_SETXATTR, Layout::Xattr, false),
+        190 => (RELINK_SETXATTR, Layout::FXattr, false),
+        463 => (RELINK_SETXATTR, Layout::XattrAt, false),
+        _ => return None,
+    };
+    const CWD: u64 = AT_FDCWD as u64;
     let (old_dirfd, old, new_dirfd, new) = match layout {
-        Layout::Plain => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
-        Layout::At => (arg(ARG0)?, arg(ARG1)?, arg(ARG2)?, arg(ARG3)?),
-        Layout::NewAt => (AT_FDCWD as u64, arg(ARG0)?, arg(ARG1)?, arg(ARG2)?),
-        Layout::One | Layout::OnePath => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
-        Layout::OneAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, 0),
-        Layout::Fd | Layout::FTrunc => (arg(ARG0)?, 0, AT_FDCWD as u64, 0),
-        Layout::Trunc => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, 0),
-        Layout::Xattr => (AT_FDCWD as u64, arg(ARG0)?, AT_FDCWD as u64, arg(ARG1)?),
-        Layout::FXattr => (arg(ARG0)?, 0, AT_FDCWD as u64, arg(ARG1)?),
-        Layout::XattrAt => (arg(ARG0)?, arg(ARG1)?, AT_FDCWD as u64, arg(ARG3)?),
+        Layout::Plain => (CWD, a[0], CWD, a[1]),
+        Layout::At => (a[0], a[1], a[2], a[3]),
+        Layout::NewAt => (CWD, a[0], a[1], a[2]),
+        Layout::One | Layout::OnePath => (CWD, a[0], CWD, 0),
+        Layout::OneAt => (a[0], a[1], CWD, 0),
+        Layout::Fd | Layout::FTrunc => (a[0], 0, CWD, 0),
+        Layout::Trunc => (CWD, a[0], CWD, 0),
+        Layout::Xattr => (CWD, a[0], CWD, a[1]),
+        Layout::FXattr => (a[0], 0, CWD, a[1]),
+        Layout::XattrAt => (a[0], a[1], CWD, a[3]),
     };
     let call_flags = match layout {
-        Layout::One | Layout::Fd => arg(ARG1)? as u32,
-        Layout::Trunc | Layout::FTrunc => arg(ARG1)?.min(u32::MAX as u64) as u32,
-        Layout::OneAt => arg(ARG2)? as u32,
-        _ if with_flags => arg(ARG4)? as u32,
+        Layout::One | Layout::Fd => a[1] as u32,
+        Layout::Trunc | Layout::FTrunc => a[1].min(u32::MAX as u64) as u32,
+        Layout::OneAt => a[2] as u32,
+        _ if with_flags => a[4] as u32,
         _ => 0,
     };
-    stash(
-        SENSOR,
-        &StashedArgs {
-            ptr: old,
-            arg0: (old_dirfd as u32 as i64) | ((new_dirfd as u32 as i64) << 32),
-            arg1: op as u64 | (call_flags as u64) << 32,
-            arg2: new,
-            flags: flags::STASH_RELINK,
-            live: 0,
-            _pad: [0; 2],
-        },
-    );
-    Ok(0)
+    Some(StashedArgs {
+        ptr: old,
+        arg0: (old_dirfd as u32 as i64) | ((new_dirfd as u32 as i64) << 32),
+        arg1: op as u64 | (call_flags as u64) << 32,
+        arg2: new,
+        flags: flags::STASH_RELINK,
+        live: 0,
+        _pad: [0; 2],
+    })
 }
 
 fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash(SENSOR) else {
+    // field:int __syscall_nr; offset:8
+    let nr: i32 = unsafe { ctx.read_at(8)? };
+    let Some(args) = syscall_args().and_then(|a| relink_args(nr, &a)) else {
+        // Registers that could not be read: the call goes unreported, so it is a loss.
+        count(SENSOR, counters::STASH_MISSING);
         return Ok(0);
     };
-    if args.flags & flags::STASH_RELINK == 0 {
-        return Ok(0);
-    }
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Relink>();
@@ -942,31 +873,28 @@ fn uring_socket(req: *const u8) {
     );
 }
 
-fn try_enter_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
-    if !in_scope() {
-        return Ok(0);
+/// chdir(path) and fchdir(fd): their arguments from the registers ([`syscall_args`]); a
+/// failed read is a loss.
+#[inline(always)]
+fn first_arg() -> Option<u64> {
+    let a = syscall_args();
+    if a.is_none() {
+        count(SENSOR, counters::STASH_MISSING);
     }
-    stash(
-        SENSOR,
-        &StashedArgs {
-            ptr: unsafe { ctx.read_at(ARG0)? },
-            ..StashedArgs::default()
-        },
-    );
-    Ok(0)
+    Some(a?[0])
 }
 
 fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash(SENSOR) else {
+    let Some(path) = first_arg() else {
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Chdir>();
-    let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, args.ptr);
+    let (path_len, fl) = read_user_path(SENSOR, unsafe { buf.add(BODY) }, path);
     let body = Chdir {
         header: header(EventKind::Chdir, fl),
         ret,
@@ -978,25 +906,11 @@ fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
     Ok(0)
 }
 
-fn try_enter_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
-    if !in_scope() {
-        return Ok(0);
-    }
-    stash(
-        SENSOR,
-        &StashedArgs {
-            arg0: unsafe { ctx.read_at::<i64>(ARG0)? } as i32 as i64,
-            ..StashedArgs::default()
-        },
-    );
-    Ok(0)
-}
-
 fn try_exit_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(args) = unstash(SENSOR) else {
+    let Some(fd) = first_arg() else {
         return Ok(0);
     };
     emit(
@@ -1004,7 +918,7 @@ fn try_exit_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
         Fchdir {
             header: header(EventKind::Fchdir, 0),
             ret: unsafe { ctx.read_at(RET)? },
-            fd: args.arg0 as i32,
+            fd: fd as i32,
             _pad: 0,
         },
     );

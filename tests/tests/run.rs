@@ -219,6 +219,58 @@ fn opens_absolute_relative_dirfd_and_symlink() {
     );
 }
 
+/// Each argument of open and openat arrives in its field: on x86-64 the exit program reads
+/// them from the registers saved at the syscall's entry (no enter program runs), and a
+/// register taken for another would show here as a wrong path, flags, mode or directory.
+#[test]
+fn open_and_openat_syscalls_carry_each_argument() {
+    if !require_bpf() {
+        return;
+    }
+    let _k = KERNEL.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("open-args");
+    let d = dir.join("data");
+    fs::create_dir(&d).unwrap();
+    let script = format!(
+        "{t} open-syscall {d}/made-by-open && {t} openat-syscall {d} made-by-openat",
+        t = TRIGGER,
+        d = d.display()
+    );
+    let r = run_watched(&dir, &[], &["/bin/sh", "-c", &script]);
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+
+    let by_open = s(&d.join("made-by-open"));
+    let open = r
+        .opens_of(&by_open)
+        .find(|e| e["exe"] == TRIGGER)
+        .unwrap_or_else(|| panic!("no open of {by_open}"));
+    assert_eq!(open["open"]["syscall"], "open", "{open:#}");
+    assert_eq!(
+        open["open"]["flags_raw"],
+        libc::O_WRONLY | libc::O_CREAT,
+        "{open:#}"
+    );
+    assert_eq!(open["open"]["mode"], 0o640, "{open:#}");
+    assert_eq!(open["open"]["ret"].as_i64().map(|fd| fd >= 0), Some(true));
+    assert!(open["open"].get("requested").is_none(), "{open:#}");
+
+    let by_openat = s(&d.join("made-by-openat"));
+    let openat = r
+        .opens_of(&by_openat)
+        .find(|e| e["exe"] == TRIGGER)
+        .unwrap_or_else(|| panic!("no open of {by_openat}"));
+    assert_eq!(openat["open"]["syscall"], "openat", "{openat:#}");
+    assert_eq!(
+        openat["open"]["flags_raw"],
+        libc::O_RDWR | libc::O_CREAT,
+        "{openat:#}"
+    );
+    assert_eq!(openat["open"]["mode"], 0o604, "{openat:#}");
+    assert_eq!(openat["open"]["ret"].as_i64().map(|fd| fd >= 0), Some(true));
+    // The path was relative to the directory's descriptor: resolved through it.
+    assert_eq!(openat["open"]["requested"], "made-by-openat", "{openat:#}");
+}
+
 #[test]
 fn connects_v4_v6_and_udp_destinations() {
     if !require_bpf() {

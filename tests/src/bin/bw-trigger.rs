@@ -33,6 +33,32 @@ fn main() {
             let fd = libc::openat(dir, cstr(a(2)).as_ptr(), libc::O_RDONLY);
             assert!(fd >= 0, "openat");
         },
+        // The open syscall itself (glibc's open() calls openat), creating the file with a
+        // mode: open(PATH, O_WRONLY|O_CREAT, 0640).
+        "open-syscall" => unsafe {
+            let flags = (libc::O_WRONLY | libc::O_CREAT) as libc::c_long;
+            let fd = libc::syscall(
+                libc::SYS_open,
+                cstr(a(1)).as_ptr(),
+                flags,
+                0o640 as libc::c_long,
+            );
+            assert!(fd >= 0, "open syscall");
+        },
+        // openat with all four arguments: openat(open(DIR), NAME, O_RDWR|O_CREAT, 0604).
+        "openat-syscall" => unsafe {
+            let dir = libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(dir >= 0, "open dir");
+            let flags = (libc::O_RDWR | libc::O_CREAT) as libc::c_long;
+            let fd = libc::syscall(
+                libc::SYS_openat,
+                dir as libc::c_long,
+                cstr(a(2)).as_ptr(),
+                flags,
+                0o604 as libc::c_long,
+            );
+            assert!(fd >= 0, "openat syscall");
+        },
         // N opens of one path (each closed again).
         "open-loop" => {
             let n: u64 = a(1).parse().expect("count");
