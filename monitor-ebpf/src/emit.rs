@@ -428,16 +428,24 @@ pub fn emit<T: 'static>(sensor: u32, event: T) {
 /// x86-64's `struct pt_regs` (r10 at 56, r8 at 72, dx at 96, si at 104, di at 112; a 64-bit
 /// syscall's arguments are di, si, dx, r10, r8), like the syscall numbers the programs
 /// compare. Saves the syscall its sys_enter program and the stash's round trip, and every
-/// process on the host the sys_enter tracepoint. None when the read fails.
+/// process on the host the sys_enter tracepoint.
+///
+/// `bpf_task_pt_regs` gives a pointer the verifier knows as the kernel's `struct pt_regs`:
+/// loads from it at these constant offsets are checked against the kernel's BTF at load time
+/// (a layout that differs fails the load, it cannot misread) and run as plain loads, without
+/// a helper call each.
 #[inline(always)]
-pub fn syscall_args() -> Option<[u64; 5]> {
-    // r10, r9, r8, ax, cx, dx, si, di
-    let mut w = [0u64; 8];
-    let r = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        bpf_probe_read_kernel(w.as_mut_ptr().cast(), 64, regs.wrapping_add(56).cast())
-    };
-    (r >= 0).then_some([w[7], w[6], w[5], w[0], w[2]])
+pub fn syscall_args() -> [u64; 5] {
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u64;
+        [
+            read_volatile(regs.wrapping_add(14)),
+            read_volatile(regs.wrapping_add(13)),
+            read_volatile(regs.wrapping_add(12)),
+            read_volatile(regs.wrapping_add(7)),
+            read_volatile(regs.wrapping_add(9)),
+        ]
+    }
 }
 
 /// Keep `args` for this thread's sys_exit. The thread's entry is rewritten in place when it

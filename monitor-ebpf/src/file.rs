@@ -315,7 +315,7 @@ const NR_OPEN: i32 = 2;
 const NR_OPENAT: i32 = 257;
 
 /// The arguments of the open that ends: from the registers for open and openat, else what
-/// the syscall's enter program stashed. None (counted as a loss) when neither has them.
+/// the syscall's enter program stashed (None, counted as a loss, when it did not).
 #[inline(always)]
 fn open_args(ctx: &TracePointContext) -> Result<Option<StashedArgs>, i64> {
     // field:int __syscall_nr; offset:8
@@ -323,10 +323,7 @@ fn open_args(ctx: &TracePointContext) -> Result<Option<StashedArgs>, i64> {
     if nr != NR_OPEN && nr != NR_OPENAT {
         return Ok(unstash(SENSOR));
     }
-    let Some(a) = syscall_args() else {
-        count(SENSOR, counters::STASH_MISSING);
-        return Ok(None);
-    };
+    let a = syscall_args();
     Ok(Some(if nr == NR_OPENAT {
         StashedArgs {
             ptr: a[1],
@@ -532,9 +529,9 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     }
     // field:int __syscall_nr; offset:8
     let nr: i32 = unsafe { ctx.read_at(8)? };
-    let Some(args) = syscall_args().and_then(|a| relink_args(nr, &a)) else {
-        // Registers that could not be read: the call goes unreported, so it is a loss.
-        count(SENSOR, counters::STASH_MISSING);
+    let Some(args) = relink_args(nr, &syscall_args()) else {
+        // Attached to a syscall it does not describe: nothing of it can be reported.
+        count(SENSOR, counters::PROGRAM_ERROR);
         return Ok(0);
     };
     let ret: i64 = unsafe { ctx.read_at(RET)? };
@@ -890,24 +887,12 @@ fn uring_socket(req: *const u8) {
     );
 }
 
-/// chdir(path) and fchdir(fd): their arguments from the registers ([`syscall_args`]); a
-/// failed read is a loss.
-#[inline(always)]
-fn first_arg() -> Option<u64> {
-    let a = syscall_args();
-    if a.is_none() {
-        count(SENSOR, counters::STASH_MISSING);
-    }
-    Some(a?[0])
-}
-
 fn try_exit_chdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(path) = first_arg() else {
-        return Ok(0);
-    };
+    // chdir(path): from the registers ([`syscall_args`]).
+    let path = syscall_args()[0];
     let ret: i64 = unsafe { ctx.read_at(RET)? };
     let buf = scratch().ok_or(0i64)?;
     const BODY: usize = size_of::<Chdir>();
@@ -927,9 +912,8 @@ fn try_exit_fchdir(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    let Some(fd) = first_arg() else {
-        return Ok(0);
-    };
+    // fchdir(fd)
+    let fd = syscall_args()[0];
     emit(
         SENSOR,
         Fchdir {
