@@ -166,6 +166,58 @@ fn a_process_cannot_move_itself_out_of_the_run() {
     assert!(!w.rules().contains(&"cgroup-write-outside-run".to_owned()));
 }
 
+/// A 32-bit syscall (`int 0x80` from a 64-bit process) passes every syscall tracepoint by:
+/// without the run's seccomp filter this reads the credentials file and no open is reported.
+/// With it the process is killed before the open runs, and the kill is a critical finding.
+/// Setuid tools still work under the filter: it is installed without no_new_privs.
+#[test]
+fn a_32bit_syscall_is_refused_and_reported() {
+    if !require_bpf() {
+        return;
+    }
+    let _guard = shared();
+    let tmp = TempDir::new("tamper-int80");
+    let creds = tmp.join("credentials");
+    fs::write(&creds, "aws_secret_access_key=int80-secret\n").unwrap();
+    let script = format!(
+        "{t} int80-read {c}; echo \"status $?\"",
+        t = TRIGGER,
+        c = creds.display()
+    );
+    let w = watch(&tmp, tmp.path(), &[], &[], &["/bin/sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(
+        !stdout.contains("int80-secret"),
+        "read through int 0x80: {stdout}"
+    );
+    // SIGSYS: 128+31.
+    assert!(stdout.contains("status 159"), "{stdout}\n{}", w.stderr());
+    let f = w.finding("syscall-32bit-killed");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["category"], "tamper");
+    assert_eq!(w.out.status.code(), Some(86), "{}", w.stderr());
+    let evs = w.events();
+    let exit = evs
+        .iter()
+        .find(|e| e["kind"] == "exit" && e["exe"] == TRIGGER)
+        .unwrap_or_else(|| panic!("no exit of the trigger: {}", w.stderr()));
+    assert_eq!(exit["exit"]["signal_name"], "SIGSYS", "{exit:#}");
+
+    // An ordinary user's sudo under the filter gets as far as asking for a password (with
+    // no_new_privs it would refuse to start as root at all).
+    let tmp = TempDir::new("tamper-int80-sudo");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &["--user", "nobody"],
+        &["/bin/sh", "-c", "sudo -n true"],
+    );
+    let stderr = w.stderr();
+    assert!(!stderr.contains("no new privileges"), "{stderr}");
+    assert!(stderr.contains("a password is required"), "{stderr}");
+}
+
 /// `buildwatch run --report REPORT -- cmd`, started (stderr piped, for the test to read or
 /// break).
 fn spawn_reporting(report: &std::path::Path, cmd: &[&str]) -> std::process::Child {

@@ -1676,6 +1676,10 @@ impl Subject for Subj<'_> {
                 Detail::Signal(x) => s(x.signal_name.as_deref().unwrap_or("")),
                 _ => Val::Missing,
             },
+            Field::ExitSignal => match &ev.detail {
+                Detail::Exit(x) => s(x.signal_name.as_deref().unwrap_or("")),
+                _ => Val::Missing,
+            },
             Field::SignalAimedAt => match &ev.detail {
                 Detail::Signal(x) => s(&x.aimed_at),
                 _ => Val::Missing,

@@ -59,6 +59,46 @@ fn main() {
             );
             assert!(fd >= 0, "openat syscall");
         },
+        // open(PATH) and read it through the 32-bit syscall entry (`int 0x80`, i386's open
+        // = 5 and read = 3), which the kernel's syscall tracepoints do not show; prints what
+        // it read.
+        "int80-read" => unsafe {
+            let page = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            );
+            assert_ne!(page, libc::MAP_FAILED, "mmap below 4 GiB");
+            let page = page.cast::<u8>();
+            let path = a(1).as_bytes();
+            assert!(path.len() < 1024, "path too long");
+            std::ptr::copy_nonoverlapping(path.as_ptr(), page, path.len());
+            *page.add(path.len()) = 0;
+            // rbx cannot be named as an operand: swap the argument in and out.
+            let int80 = |nr: u64, b: u64, c: u64, d: u64| -> i64 {
+                let ret: u64;
+                core::arch::asm!(
+                    "xchg {b}, rbx",
+                    "int 0x80",
+                    "xchg {b}, rbx",
+                    b = inout(reg) b => _,
+                    inlateout("rax") nr => ret,
+                    in("rcx") c,
+                    in("rdx") d,
+                );
+                ret as u32 as i32 as i64
+            };
+            let fd = int80(5, page as u64, 0, 0);
+            assert!(fd >= 0, "int 0x80 open: {fd}");
+            let buf = page.add(1024);
+            let n = int80(3, fd as u64, buf as u64, 1024);
+            assert!(n >= 0, "int 0x80 read: {n}");
+            let got = std::slice::from_raw_parts(buf, n as usize);
+            println!("read: {}", String::from_utf8_lossy(got));
+        },
         // N opens of one path (each closed again).
         "open-loop" => {
             let n: u64 = a(1).parse().expect("count");

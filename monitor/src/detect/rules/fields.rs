@@ -203,6 +203,7 @@ pub enum Field {
     SocketFamily,
     SignalName,
     SignalAimedAt,
+    ExitSignal,
     SocketType,
     TargetPid,
     TargetExe,
@@ -684,6 +685,13 @@ const SPECS: &[Spec] = &[
         Str,
         &["signal"],
         "the signal (SIGKILL, SIGSTOP, …; empty for pidfd_open)"
+    ),
+    spec!(
+        "exit.signal",
+        Field::ExitSignal,
+        Str,
+        &["exit"],
+        "the signal that ended the process (SIGKILL, SIGSYS, …; empty when it called exit)"
     ),
     spec!(
         "signal.aimed_at",

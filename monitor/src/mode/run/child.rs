@@ -54,6 +54,7 @@ pub fn park(
         cmd.pre_exec(move || {
             join_cgroup(&procs)?;
             wait_at_gate(r, w)?;
+            refuse_32bit_syscalls()?;
             match &user {
                 Some(user) => user.apply(),
                 None => Ok(()),
@@ -145,6 +146,55 @@ pub fn join_cgroup(procs: &CString) -> io::Result<()> {
         if n != 1 {
             return Err(err);
         }
+    }
+    Ok(())
+}
+
+/// Runs in the forked child before exec, while it is still root: a seccomp filter that kills
+/// the process (SIGSYS) on any syscall not made through the 64-bit entry.
+///
+/// The kernel's syscall tracepoints ignore 32-bit syscalls on x86-64: `int 0x80` from any
+/// process, or a 32-bit binary, opens, renames, signals or ptraces without a single event.
+/// buildwatch cannot see them, so the command's tree may not make them. The filter is
+/// inherited by every descendant and no process, root included, can remove it; the kill is a
+/// finding (`syscall-32bit-killed`). Installed with root's CAP_SYS_ADMIN, it needs no
+/// no_new_privs, so setuid tools (sudo) in the build still work. If it cannot be installed,
+/// the command does not run.
+fn refuse_32bit_syscalls() -> io::Result<()> {
+    // struct seccomp_data { int nr; __u32 arch; … }
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    // x32 syscalls come through the 64-bit entry with this bit in their number (kernels
+    // built with CONFIG_X86_X32_ABI); the tracepoints ignore them too.
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, ARCH),
+        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, NR),
+        op(JGE_K, 1, 0, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with a filter that outlives the call; async-signal-safe.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &raw const prog,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
