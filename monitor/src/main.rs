@@ -44,6 +44,12 @@ struct RunFlags {
     /// killing them.
     #[arg(long)]
     keep_stragglers: bool,
+    /// Let the command's processes make 32-bit syscalls (`int 0x80`, 32-bit binaries), which
+    /// are otherwise refused (the process is killed: `syscall-32bit-killed`). The kernel's
+    /// syscall tracepoints do not show them: what those calls open, rename or change goes
+    /// unseen. The run record and every report say so.
+    #[arg(long)]
+    allow_32bit_syscalls: bool,
     /// Report every read-only open under the system directories (/usr/include, /usr/lib,
     /// /usr/share, /lib, …) as its own event. By default they are counted per process (the
     /// exit event's `reads_summarized`): no rule looks at them, and a compiler makes
@@ -390,6 +396,7 @@ fn dispatch(cmd: Cmd) -> i32 {
             let opts = run::RunOptions {
                 events: flags.events,
                 keep_stragglers: flags.keep_stragglers,
+                allow_32bit_syscalls: flags.allow_32bit_syscalls,
                 all_reads: flags.all_reads,
                 ring_bytes: flags.ring_size,
                 user: flags.user,

@@ -48,7 +48,7 @@ fn a_parked_command_runs_only_when_released() {
         // Dropped without release: in the cgroup while parked, never runs the command, and
         // gone afterwards (so the cgroup can be removed).
         let dropped = dir.join("dropped");
-        let parked = park(&touch(&dropped), &cg, false, None).unwrap();
+        let parked = park(&touch(&dropped), &cg, false, None, true).unwrap();
         assert_eq!(
             wait_joined(&cg).len(),
             1,
@@ -66,7 +66,7 @@ fn a_parked_command_runs_only_when_released() {
 
         // Released: runs, inside the cgroup, and exits 0.
         let released = dir.join("released");
-        let parked = park(&touch(&released), &cg, false, None).unwrap();
+        let parked = park(&touch(&released), &cg, false, None, true).unwrap();
         let pids = wait_joined(&cg);
         assert_eq!(pids.len(), 1);
         assert!(!released.exists());
@@ -85,6 +85,7 @@ fn a_parked_command_runs_only_when_released() {
             &cg,
             false,
             None,
+            true,
         )
         .unwrap();
         let err = parked.release().unwrap_err();

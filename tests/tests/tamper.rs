@@ -202,6 +202,22 @@ fn a_32bit_syscall_is_refused_and_reported() {
         .find(|e| e["kind"] == "exit" && e["exe"] == TRIGGER)
         .unwrap_or_else(|| panic!("no exit of the trigger: {}", w.stderr()));
     assert_eq!(exit["exit"]["signal_name"], "SIGSYS", "{exit:#}");
+    assert!(w.report.get("allow_32bit_syscalls").is_none());
+
+    // Allowed on request: the call goes through unseen, and the report says it was allowed.
+    let tmp = TempDir::new("tamper-int80-allowed");
+    let w = watch(
+        &tmp,
+        tmp.path(),
+        &[],
+        &["--allow-32bit-syscalls"],
+        &["/bin/sh", "-c", &script],
+    );
+    let stdout = String::from_utf8_lossy(&w.out.stdout).into_owned();
+    assert!(stdout.contains("int80-secret"), "{stdout}\n{}", w.stderr());
+    assert!(!w.rules().contains(&"syscall-32bit-killed".to_owned()));
+    assert_eq!(w.report["allow_32bit_syscalls"], true, "{}", w.stderr());
+    assert!(w.stderr().contains("32-bit syscalls allowed"), "{}", w.stderr());
 
     // An ordinary user's sudo under the filter gets as far as asking for a password (with
     // no_new_privs it would refuse to start as root at all).

@@ -123,6 +123,8 @@ pub struct Analyzer {
     pub totals: Totals,
     /// From the stream's `run` record.
     pub command: Vec<String>,
+    /// From the `run` record: 32-bit syscalls were allowed, and went unseen.
+    pub allow_32bit_syscalls: bool,
     /// The command's working directory, from the `run` record.
     pub cwd: String,
     /// The stream's `run_end` record.
@@ -265,6 +267,7 @@ impl Analyzer {
             egress_unlisted: 0,
             totals: Totals::default(),
             command: Vec::new(),
+            allow_32bit_syscalls: false,
             run_end: None,
             unverified: Vec::new(),
             min_severity: Severity::Low,
@@ -324,6 +327,7 @@ impl Analyzer {
         match &ev.detail {
             Detail::Run(r) => {
                 self.command = r.command.clone();
+                self.allow_32bit_syscalls = r.allow_32bit_syscalls;
                 self.cwd = r.cwd.clone();
                 self.resolvers = r
                     .resolvers

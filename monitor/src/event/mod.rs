@@ -725,6 +725,10 @@ pub struct Run {
     /// their DNS events show).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_proxy: Option<String>,
+    /// `--allow-32bit-syscalls`: the command's processes could make 32-bit syscalls, which no
+    /// event shows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_32bit_syscalls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

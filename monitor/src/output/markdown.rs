@@ -45,6 +45,9 @@ pub fn markdown(r: &Report) -> String {
     for reason in &r.verdict.reasons {
         let _ = writeln!(m, "- {}", md(reason));
     }
+    if r.allow_32bit_syscalls {
+        let _ = writeln!(m, "\n**{}**", md(crate::output::text::UNSEEN_32BIT));
+    }
     let _ = writeln!(
         m,
         "\n{}\n",

@@ -43,6 +43,10 @@ pub struct Report {
     pub schema: u32,
     pub buildwatch: String,
     pub command: Vec<String>,
+    /// `--allow-32bit-syscalls`: the command's processes could make 32-bit syscalls, which
+    /// buildwatch does not see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_32bit_syscalls: bool,
     /// The command's exit code (128+N for signal N); null when the stream has no `run_end`.
     pub exit_code: Option<i32>,
     pub verdict: Verdict,
@@ -137,6 +141,7 @@ impl Report {
             schema: REPORT_SCHEMA,
             buildwatch: env!("CARGO_PKG_VERSION").into(),
             command: a.command.clone(),
+            allow_32bit_syscalls: a.allow_32bit_syscalls,
             exit_code,
             verdict: Verdict {
                 fail_on: fail_on.as_str(),

@@ -377,6 +377,9 @@ pub fn terminal_summary(r: &Report) -> Vec<String> {
             out.push(format!("  last error: {e}"));
         }
     }
+    if r.allow_32bit_syscalls {
+        out.push(UNSEEN_32BIT.into());
+    }
     if r.policy_files.is_empty() {
         out.push(policy_files_line(&r.policy_files, true));
     }
@@ -429,6 +432,9 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     out.push(cur);
     out
 }
+
+/// What every report says of a run with `--allow-32bit-syscalls`.
+pub const UNSEEN_32BIT: &str = "32-bit syscalls allowed, and not seen (--allow-32bit-syscalls)";
 
 /// Which policy judged the run: every file loaded, with its SHA-256 (`short`: its first 12
 /// hex digits, for the terminal; the report has them whole).

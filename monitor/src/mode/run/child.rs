@@ -29,12 +29,14 @@ pub struct Parked {
 }
 
 /// Fork `command` into `cgroup` and park it. With `stdout_to_stderr` its standard output goes
-/// to buildwatch's standard error (stdout then carries only the event stream).
+/// to buildwatch's standard error (stdout then carries only the event stream). With
+/// `refuse_32bit` its processes may not make 32-bit syscalls ([`refuse_32bit_syscalls`]).
 pub fn park(
     command: &[OsString],
     cgroup: &RunCgroup,
     stdout_to_stderr: bool,
     user: Option<Credentials>,
+    refuse_32bit: bool,
 ) -> io::Result<Parked> {
     let procs = cgroup.procs_file_cstring();
     let mut cmd = tokio::process::Command::new(&command[0]);
@@ -54,7 +56,9 @@ pub fn park(
         cmd.pre_exec(move || {
             join_cgroup(&procs)?;
             wait_at_gate(r, w)?;
-            refuse_32bit_syscalls()?;
+            if refuse_32bit {
+                refuse_32bit_syscalls()?;
+            }
             match &user {
                 Some(user) => user.apply(),
                 None => Ok(()),

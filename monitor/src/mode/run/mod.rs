@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// `-` for stdout.
     pub events: Option<PathBuf>,
     pub keep_stragglers: bool,
+    /// `--allow-32bit-syscalls`: no seccomp filter refusing them (they go unseen).
+    pub allow_32bit_syscalls: bool,
     /// `--all-reads`: no read summarized in the kernel.
     pub all_reads: bool,
     pub ring_bytes: u32,
@@ -84,8 +86,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         .collect();
     // The command is forked now and joins the cgroup while the sensors load (see
     // `child::Parked`); it runs nothing until released below.
-    let parked = child::park(&opts.command, &cgroup, stdout_events, user)
-        .context("starting the command in the run's cgroup")?;
+    if opts.allow_32bit_syscalls {
+        note(
+            "32-bit syscalls allowed (--allow-32bit-syscalls): what the command's processes do \
+             through them is not seen",
+        );
+    }
+    let parked = child::park(
+        &opts.command,
+        &cgroup,
+        stdout_events,
+        user,
+        !opts.allow_32bit_syscalls,
+    )
+    .context("starting the command in the run's cgroup")?;
     // The credential files (block mode's guard, and the read summary's safety net) are looked
     // for in the homes while the sensors load, not after: a home walk beside the verifier.
     let guard_needed = opts.analysis.policy.block || !opts.all_reads;
@@ -234,6 +248,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
         version: env!("CARGO_PKG_VERSION").into(),
         resolvers,
         dns_proxy: proxy.as_ref().map(|p| p.addr.to_string()),
+        allow_32bit_syscalls: opts.allow_32bit_syscalls,
     });
     pipeline.send(ModeInput::Record {
         pid: 0,
