@@ -217,7 +217,31 @@ fn a_32bit_syscall_is_refused_and_reported() {
     assert!(stdout.contains("int80-secret"), "{stdout}\n{}", w.stderr());
     assert!(!w.rules().contains(&"syscall-32bit-killed".to_owned()));
     assert_eq!(w.report["allow_32bit_syscalls"], true, "{}", w.stderr());
-    assert!(w.stderr().contains("32-bit syscalls allowed"), "{}", w.stderr());
+    assert!(
+        w.stderr().contains("32-bit syscalls allowed"),
+        "{}",
+        w.stderr()
+    );
+    let sarif = tmp.join("report.sarif");
+    let out = Command::new(buildwatch_bin())
+        .args(["replay", "--quiet", "--sarif"])
+        .arg(&sarif)
+        .arg(tmp.join("events.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sarif: serde_json::Value = serde_json::from_slice(&fs::read(&sarif).unwrap()).unwrap();
+    let inv = &sarif["runs"][0]["invocations"][0];
+    assert_eq!(inv["properties"]["allow32bitSyscalls"], true, "{inv:#}");
+    assert_eq!(
+        inv["toolExecutionNotifications"][0]["level"], "warning",
+        "{inv:#}"
+    );
 
     // An ordinary user's sudo under the filter gets as far as asking for a password (with
     // no_new_privs it would refuse to start as root at all).

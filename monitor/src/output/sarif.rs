@@ -188,6 +188,14 @@ pub fn sarif(r: &Report, rules: &RuleSet, category: &str) -> serde_json::Value {
         }],
         "results": results,
     });
+    if r.allow_32bit_syscalls {
+        let inv = &mut run["invocations"][0];
+        inv["properties"]["allow32bitSyscalls"] = json!(true);
+        inv["toolExecutionNotifications"] = json!([{
+            "level": "warning",
+            "message": { "text": crate::output::text::UNSEEN_32BIT },
+        }]);
+    }
     if let Some(root) = &r.repository_root {
         let mut uri = file_uri(root);
         if !uri.ends_with('/') {
