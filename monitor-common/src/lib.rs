@@ -433,9 +433,6 @@ pub mod flags {
     pub const STASH_REDIRECTED: u16 = 1 << 1;
     /// [`crate::ExecDone`]: the new image's argv was cut at [`crate::ARGV_MAX_BYTES`].
     pub const IMAGE_ARGV_TRUNCATED: u16 = 1 << 15;
-    /// In [`crate::StashedArgs::flags`] only (stash bits never reach a record, so this one
-    /// may share its value with [`NO_RESULT`]): the stashed syscall renames or links.
-    pub const STASH_RELINK: u16 = 1 << 12;
     /// In [`crate::StashedArgs::flags`] only (shares its value with the record-only
     /// [`IMAGE_ARGV_TRUNCATED`]): the stashed syscall is pidfd_send_signal(2).
     pub const STASH_PIDFD_SIGNAL: u16 = 1 << 15;

@@ -430,10 +430,10 @@ pub fn emit<T: 'static>(sensor: u32, event: T) {
 /// compare. Saves the syscall its sys_enter program and the stash's round trip, and every
 /// process on the host the sys_enter tracepoint.
 ///
-/// `bpf_task_pt_regs` gives a pointer the verifier knows as the kernel's `struct pt_regs`:
-/// loads from it at these constant offsets are checked against the kernel's BTF at load time
-/// (a layout that differs fails the load, it cannot misread) and run as plain loads, without
-/// a helper call each.
+/// `bpf_task_pt_regs` gives a pointer the verifier knows as the kernel's `struct pt_regs`,
+/// so these are plain loads (checked against its BTF for bounds, not for which member they
+/// read), without a helper call each. What makes the offsets right is that x86-64's
+/// `pt_regs` layout is fixed ABI; `monitor` builds for x86-64 only.
 #[inline(always)]
 pub fn syscall_args() -> [u64; 5] {
     unsafe {

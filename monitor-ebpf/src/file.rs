@@ -517,7 +517,7 @@ fn relink_args(nr: i32, a: &[u64; 5]) -> Option<StashedArgs> {
         arg0: (old_dirfd as u32 as i64) | ((new_dirfd as u32 as i64) << 32),
         arg1: op as u64 | (call_flags as u64) << 32,
         arg2: new,
-        flags: flags::STASH_RELINK,
+        flags: 0,
         live: 0,
         _pad: [0; 2],
     })

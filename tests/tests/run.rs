@@ -232,7 +232,8 @@ fn open_and_openat_syscalls_carry_each_argument() {
     let d = dir.join("data");
     fs::create_dir(&d).unwrap();
     let script = format!(
-        "{t} open-syscall {d}/made-by-open && {t} openat-syscall {d} made-by-openat",
+        "{t} open-syscall {d}/made-by-open && {t} openat-syscall {d} made-by-openat && \
+         {t} fchdir-open {d} made-by-openat",
         t = TRIGGER,
         d = d.display()
     );
@@ -269,6 +270,25 @@ fn open_and_openat_syscalls_carry_each_argument() {
     assert_eq!(openat["open"]["ret"].as_i64().map(|fd| fd >= 0), Some(true));
     // The path was relative to the directory's descriptor: resolved through it.
     assert_eq!(openat["open"]["requested"], "made-by-openat", "{openat:#}");
+
+    // fchdir(fd) is reported as a chdir to the directory behind the descriptor it named (a
+    // wrong fd would name another file, or none).
+    let fchdir = r
+        .of_kind("chdir")
+        .find(|e| e["exe"] == TRIGGER)
+        .unwrap_or_else(|| panic!("no fchdir: {}", r.stderr()));
+    assert_eq!(fchdir["chdir"]["path"], s(&d), "{fchdir:#}");
+    assert_eq!(fchdir["chdir"]["ret"], 0, "{fchdir:#}");
+    let after = r
+        .opens_of(&by_openat)
+        .filter(|e| e["exe"] == TRIGGER && e["pid"] == fchdir["pid"])
+        .count();
+    assert_eq!(
+        after,
+        1,
+        "the open after fchdir resolved elsewhere: {}",
+        r.stderr()
+    );
 }
 
 #[test]

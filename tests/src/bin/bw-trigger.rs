@@ -99,6 +99,19 @@ fn main() {
             let got = std::slice::from_raw_parts(buf, n as usize);
             println!("read: {}", String::from_utf8_lossy(got));
         },
+        // syscall(-1): no such syscall (ENOSYS); how a ptrace tracer skips one.
+        "nosys" => unsafe {
+            let r = libc::syscall(-1 as libc::c_long);
+            let err = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((r, err), (-1, Some(libc::ENOSYS)), "syscall(-1)");
+        },
+        // open(DIR, O_DIRECTORY), fchdir to it, then open NAME relative to it.
+        "fchdir-open" => unsafe {
+            let dir = libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(dir >= 0, "open dir");
+            assert_eq!(libc::fchdir(dir), 0, "fchdir");
+            std::fs::File::open(a(2)).expect("open relative");
+        },
         // N opens of one path (each closed again).
         "open-loop" => {
             let n: u64 = a(1).parse().expect("count");

@@ -427,6 +427,14 @@ fn host_defaults_load_and_narrow_the_build_rules() {
             r.condition()
         );
     }
+    // The agent installs no seccomp filter: a SIGSYS death on a host is not a refused
+    // 32-bit syscall.
+    let r = set
+        .rules
+        .iter()
+        .find(|r| r.name == "syscall-32bit-killed")
+        .unwrap();
+    assert!(!r.enabled);
 }
 
 #[test]

@@ -9,8 +9,8 @@ pub const SPEC: Spec = Spec {
     id: sensors::FILE,
     what: "opens, renames and links, unlinks, mode and attribute changes, and working-directory changes",
     tracepoints: &[
-        // The exits of open and openat, chdir and fchdir, and of the rename, link, unlink,
-        // chmod, truncate and setxattr calls, read the syscall's arguments from the registers saved at its
+        // The exits of open and openat, chdir and fchdir, and of the rename, link, symlink,
+        // unlink, chmod, truncate and setxattr calls, read the syscall's arguments from the registers saved at its
         // entry: no enter program runs on these, in scope or out.
         Probe("sys_exit_open_any", "syscalls", "sys_exit_open"),
         Probe("sys_exit_open_any", "syscalls", "sys_exit_openat"),

@@ -50,8 +50,8 @@ pub fn park(
     }
     let (wait_end, gate) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let (r, w) = (wait_end.as_raw_fd(), gate.as_raw_fd());
-    // SAFETY: the closure only makes async-signal-safe calls (open/write/read/close) on memory
-    // prepared before fork.
+    // SAFETY: the closure only makes async-signal-safe calls (open/write/read/close, prctl,
+    // setgroups/setresgid/setresuid) on memory prepared before fork or on its own stack.
     unsafe {
         cmd.pre_exec(move || {
             join_cgroup(&procs)?;
@@ -170,17 +170,21 @@ fn refuse_32bit_syscalls() -> io::Result<()> {
     const ARCH: u32 = 4;
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
     // x32 syscalls come through the 64-bit entry with this bit in their number (kernels
-    // built with CONFIG_X86_X32_ABI); the tracepoints ignore them too.
+    // built with CONFIG_X86_X32_ABI); the tracepoints ignore them too. Numbers from 2^31 up
+    // are not x32: -1 is how a ptrace tracer skips a syscall (and any other fails ENOSYS).
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const NEGATIVE: u32 = 0x8000_0000;
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     let filter = [
+        // Jump offsets count from the next instruction.
         op(LD_W_ABS, 0, 0, ARCH),
-        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        op(JEQ_K, 0, 4, AUDIT_ARCH_X86_64),
         op(LD_W_ABS, 0, 0, NR),
+        op(JGE_K, 1, 0, NEGATIVE),
         op(JGE_K, 1, 0, X32_SYSCALL_BIT),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
         op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
