@@ -315,7 +315,7 @@ const NR_OPEN: i32 = 2;
 const NR_OPENAT: i32 = 257;
 
 /// The arguments of the open that ends: from the registers for open and openat, else what
-/// the syscall's enter program stashed (None, counted as a loss, when it did not).
+/// the syscall's enter program stashed (None, counted as `stash_missing`, when it did not).
 #[inline(always)]
 fn open_args(ctx: &TracePointContext) -> Result<Option<StashedArgs>, i64> {
     // field:int __syscall_nr; offset:8
