@@ -47,7 +47,6 @@ use super::{
     config::{HttpDest, HttpKind, OnFull, Schema, Token},
     render, stable_id,
 };
-use crate::output::spool::Spooled;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The most of a response body read (a bulk response for 10,000 items is about 2 MB).
@@ -623,10 +622,10 @@ async fn deliver(out: Output, mut client: Client, mut ctx: Ctx) {
     let mut backoff = Duration::from_millis(100);
     let max = out.dest.batch;
     while !ctx.must_end() {
-        let batch: Vec<Spooled> = status.spool().read_from(0, max).unwrap_or_default();
+        let (stopping, batch) = ctx.next_batch(0, max);
         let Some(last) = batch.last().map(|r| r.id) else {
             let _ = status.spool().tick();
-            if ctx.stopping() {
+            if stopping {
                 break;
             }
             ctx.idle(super::IDLE_WAIT);

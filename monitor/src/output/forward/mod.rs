@@ -32,7 +32,11 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use self::config::{OnFull, Schema};
-use crate::output::{bus::Record, sink::Writer, spool::Spool};
+use crate::output::{
+    bus::Record,
+    sink::Writer,
+    spool::{Spool, Spooled},
+};
 
 /// The most `rejected.jsonl` holds; past it, rejected records are only counted.
 const REJECTED_MAX_BYTES: u64 = 16 << 20;
@@ -178,10 +182,29 @@ pub struct Ctx {
 impl Ctx {
     /// Asked to stop (the delivery then sends what it can within its flush time).
     pub fn stopping(&mut self) -> bool {
-        if self.stopping_at.is_none() && self.stop.load(Ordering::Relaxed) {
+        if self.stopping_at.is_none() && self.stop.load(Ordering::Acquire) {
             self.stopping_at = Some(Instant::now());
         }
         self.stopping_at.is_some()
+    }
+
+    /// The records after `after` (up to `max`), and whether the output was asked to stop
+    /// before they were read. A delivery ends only on an empty read made after the stop was
+    /// seen: the last records (a run's summary) are appended just before the stop, and a
+    /// stop looked at after an empty read could be that stop, ending the delivery with them
+    /// unsent.
+    pub fn next_batch(&mut self, after: u64, max: usize) -> (bool, Vec<Spooled>) {
+        self.next_batch_by(|s| s.spool().read_from(after, max).unwrap_or_default())
+    }
+
+    /// [`Ctx::next_batch`] with the read given (a test puts the writer in between).
+    fn next_batch_by(
+        &mut self,
+        read: impl FnOnce(&Status) -> Vec<Spooled>,
+    ) -> (bool, Vec<Spooled>) {
+        let stopping = self.stopping();
+        let batch = read(&self.status);
+        (stopping, batch)
     }
 
     /// The flush time is over: stop now, whatever is left stays in the spool.
@@ -299,7 +322,8 @@ impl Drop for ForwardSink {
     /// rest stays in the spool for the next start (or the agent).
     fn drop(&mut self) {
         if let Some((stop, thread)) = self.delivery.take() {
-            stop.store(true, Ordering::Relaxed);
+            // Release: the records written before the stop are seen by whoever sees it.
+            stop.store(true, Ordering::Release);
             thread.thread().unpark();
             let _ = thread.join();
         }
@@ -688,6 +712,45 @@ mod tests {
             }
             ctx.sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The last record is written just before the stop (a run's summary, then the end). A
+    /// delivery whose read comes just before them must still send it: the stop, looked at
+    /// after that empty read, would be the one that came with the record, and the record was
+    /// left behind (seen in CI: a webhook ended a run with its summary pending). The writer
+    /// goes in between the read and the look, every time.
+    #[test]
+    fn a_record_written_just_before_the_stop_is_delivered() {
+        let (d, s) = spool("last", 1 << 20);
+        let status = Status::new("test".into(), s);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut ctx = Ctx {
+            status: status.clone(),
+            stop: stop.clone(),
+            flush: Duration::from_secs(5),
+            stopping_at: None,
+        };
+        let mut writer = Some(stop);
+        for _ in 0..10 {
+            let (stopping, batch) = ctx.next_batch_by(|st| {
+                let batch = st.spool().read_from(0, 100).unwrap();
+                if let Some(stop) = writer.take() {
+                    st.spool()
+                        .append_owned(Bytes::from_static(b"{\"kind\":\"run_summary\"}"))
+                        .unwrap();
+                    stop.store(true, Ordering::Release);
+                }
+                batch
+            });
+            match batch.last() {
+                Some(r) => ctx.status.spool().ack(r.id).unwrap(),
+                None if stopping => break,
+                None => {}
+            }
+        }
+        let st = status.stats();
+        assert_eq!((st.delivered, st.pending), (1, 0), "{st:?}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -36,7 +36,6 @@ use super::{
     config::{OnFull, Schema, Tls},
     decimal, native_parts, push_stable_id, render_into,
 };
-use crate::output::spool::Spooled;
 
 /// How long a sent record waits, with the connection up, before it counts as delivered.
 pub const SETTLE: Duration = Duration::from_secs(2);
@@ -163,10 +162,10 @@ fn deliver(c: &SyslogConfig, tls: &Arc<ClientConfig>, mut ctx: Ctx) {
                 let _ = status.spool().ack(id);
             }
         }
-        let batch: Vec<Spooled> = status.spool().read_from(next, BATCH).unwrap_or_default();
+        let (stopping, batch) = ctx.next_batch(next, BATCH);
         if batch.is_empty() {
             let _ = status.spool().tick();
-            if ctx.stopping() {
+            if stopping {
                 // All sent: close cleanly; what the server read before closing is delivered.
                 if let Some(mut s) = conn.take() {
                     s.conn.send_close_notify();
