@@ -21,8 +21,10 @@ use monitor_common::{
     TASK_GROUP_LEADER, TASK_OFFSET_COUNT, TASK_START_BOOTTIME, TRACKED_MAX, counters, flags,
 };
 
-/// Offsets of the arguments and the return value in syscall tracepoint records
-/// (events/syscalls/sys_{enter,exit}_*/format: each argument is 8 bytes from offset 16).
+/// Offsets of the syscall's number, the arguments and the return value in syscall
+/// tracepoint records (events/syscalls/sys_{enter,exit}_*/format: `int __syscall_nr` at 8,
+/// each argument 8 bytes from offset 16).
+pub const NR: usize = 8;
 pub const ARG0: usize = 16;
 pub const ARG1: usize = 24;
 pub const ARG2: usize = 32;

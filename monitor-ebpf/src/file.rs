@@ -27,7 +27,7 @@ use monitor_common::{
 };
 
 use crate::emit::{
-    ARG0, ARG1, ARG2, RET, SCRATCH_SIZE, check, count, emit, header, in_scope, offset, opened,
+    ARG0, ARG1, ARG2, NR, RET, SCRATCH_SIZE, check, count, emit, header, in_scope, offset, opened,
     output_scratch, read_kernel, read_user_path, scratch, stash, syscall_args, unstash,
 };
 
@@ -318,8 +318,7 @@ const NR_OPENAT: i32 = 257;
 /// the syscall's enter program stashed (None, counted as `stash_missing`, when it did not).
 #[inline(always)]
 fn open_args(ctx: &TracePointContext) -> Result<Option<StashedArgs>, i64> {
-    // field:int __syscall_nr; offset:8
-    let nr: i32 = unsafe { ctx.read_at(8)? };
+    let nr: i32 = unsafe { ctx.read_at(NR)? };
     if nr != NR_OPEN && nr != NR_OPENAT {
         return Ok(unstash(SENSOR));
     }
@@ -527,8 +526,7 @@ fn try_exit_relink(ctx: &TracePointContext) -> Result<u32, i64> {
     if !in_scope() {
         return Ok(0);
     }
-    // field:int __syscall_nr; offset:8
-    let nr: i32 = unsafe { ctx.read_at(8)? };
+    let nr: i32 = unsafe { ctx.read_at(NR)? };
     let Some(args) = relink_args(nr, &syscall_args()) else {
         // Attached to a syscall it does not describe: nothing of it can be reported.
         count(SENSOR, counters::PROGRAM_ERROR);

@@ -238,11 +238,14 @@ fn a_32bit_syscall_is_refused_and_reported() {
         "{}",
         w.stderr()
     );
+    // What the run recorded carries the choice: its replay reports the same, and its SARIF
+    // says so in a form code scanning takes.
+    assert_replay_matches(&w, tmp.path(), &[]);
     let sarif = tmp.join("report.sarif");
     let out = Command::new(buildwatch_bin())
         .args(["replay", "--quiet", "--sarif"])
         .arg(&sarif)
-        .arg(tmp.join("events.jsonl"))
+        .arg(&w.events)
         .output()
         .unwrap();
     assert_eq!(
@@ -251,6 +254,8 @@ fn a_32bit_syscall_is_refused_and_reported() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let (errors, _) = validate_sarif(&sarif);
+    assert!(errors.is_empty(), "{errors:#?}");
     let sarif: serde_json::Value = serde_json::from_slice(&fs::read(&sarif).unwrap()).unwrap();
     let inv = &sarif["runs"][0]["invocations"][0];
     assert_eq!(inv["properties"]["allow32bitSyscalls"], true, "{inv:#}");

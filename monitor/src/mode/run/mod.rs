@@ -87,10 +87,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<i32> {
     // The command is forked now and joins the cgroup while the sensors load (see
     // `child::Parked`); it runs nothing until released below.
     if opts.allow_32bit_syscalls {
-        note(
-            "32-bit syscalls allowed (--allow-32bit-syscalls): what the command's processes do \
-             through them is not seen",
-        );
+        note(crate::output::text::UNSEEN_32BIT);
     }
     let parked = child::park(
         &opts.command,
