@@ -89,8 +89,11 @@ pub struct MicroResult {
     pub ops_per_run: u64,
     /// Nanoseconds per operation, over the repetitions.
     pub ns_per_op: Spread,
-    /// Median minus bare's median.
+    /// Median over the repetitions of (this run − the bare run made next to it), ns per op.
     pub overhead_ns: Option<f64>,
+    /// The same differences' spread.
+    pub overhead_spread: Option<Spread>,
+    /// Median of the same pairs' ratios.
     pub ratio: Option<f64>,
     /// Monitor-recorded events per operation (from the last repetition), when known.
     pub events_per_op: Option<f64>,
@@ -190,7 +193,7 @@ fn one(
 }
 
 pub fn micro(ctx: &Ctx, monitors: &[Monitor]) -> Vec<MicroResult> {
-    let reps = if ctx.quick { 2 } else { 5 };
+    let reps = ctx.reps.unwrap_or(if ctx.quick { 2 } else { 5 });
     let mut cases: Vec<(Op, Monitor, Option<Scope>)> = Vec::new();
     for op in OPS {
         for &m in monitors {
@@ -206,31 +209,60 @@ pub fn micro(ctx: &Ctx, monitors: &[Monitor]) -> Vec<MicroResult> {
         }
     }
     let mut samples: HashMap<usize, Vec<f64>> = HashMap::new();
+    // Per monitored case: its difference from, and ratio to, the bare run made next to it.
+    let mut diffs: HashMap<usize, Vec<f64>> = HashMap::new();
+    let mut ratios: HashMap<usize, Vec<f64>> = HashMap::new();
     let mut last_seen: HashMap<usize, (u64, monitors::Seen)> = HashMap::new();
+    let mut run = |i: usize, rep: usize| -> Option<f64> {
+        let (op, m, scope) = cases[i];
+        // strace costs ~100× per syscall: fewer iterations, same per-op figure.
+        let n = op.count(ctx.quick) / if m == Monitor::Strace { 20 } else { 1 };
+        let tag = format!("micro-{}-{rep}", m.name());
+        eprintln!(
+            "bench: micro {} under {} ({:?}) rep {}",
+            op.name(),
+            m.name(),
+            scope,
+            rep + 1
+        );
+        match one(ctx, op, m, scope.unwrap_or(Scope::In), n, &tag) {
+            Ok((ns, seen)) => {
+                samples.entry(i).or_default().push(ns);
+                last_seen.insert(i, (n, seen));
+                Some(ns)
+            }
+            Err(e) => {
+                eprintln!("bench: {e}");
+                None
+            }
+        }
+    };
     for rep in 0..reps {
         for op in OPS {
-            // Alternate the monitors' order between repetitions.
-            let mut idx: Vec<usize> = (0..cases.len()).filter(|&i| cases[i].0 == op).collect();
+            let Some(bare) = cases.iter().position(|c| c.0 == op && c.1 == Monitor::Bare) else {
+                continue;
+            };
+            // Each monitored case is paired with a bare run of its own, made just before or
+            // just after it (alternating): the machine's drift between the two is small, where
+            // one bare run shared by every monitor of a repetition is minutes from some.
+            let mut idx: Vec<usize> = (0..cases.len())
+                .filter(|&i| cases[i].0 == op && i != bare)
+                .collect();
             let k = rep % idx.len().max(1);
             idx.rotate_left(k);
-            for i in idx {
-                let (op, m, scope) = cases[i];
-                // strace costs ~100× per syscall: fewer iterations, same per-op figure.
-                let n = op.count(ctx.quick) / if m == Monitor::Strace { 20 } else { 1 };
-                let tag = format!("micro-{}-{rep}", m.name());
-                eprintln!(
-                    "bench: micro {} under {} ({:?}) rep {}",
-                    op.name(),
-                    m.name(),
-                    scope,
-                    rep + 1
-                );
-                match one(ctx, op, m, scope.unwrap_or(Scope::In), n, &tag) {
-                    Ok((ns, seen)) => {
-                        samples.entry(i).or_default().push(ns);
-                        last_seen.insert(i, (n, seen));
+            for (j, i) in idx.into_iter().enumerate() {
+                let (b, x) = if (rep + j) % 2 == 0 {
+                    let b = run(bare, rep);
+                    (b, run(i, rep))
+                } else {
+                    let x = run(i, rep);
+                    (run(bare, rep), x)
+                };
+                if let (Some(b), Some(x)) = (b, x) {
+                    diffs.entry(i).or_default().push(x - b);
+                    if b > 0.0 {
+                        ratios.entry(i).or_default().push(x / b);
                     }
-                    Err(e) => eprintln!("bench: {e}"),
                 }
             }
         }
@@ -239,23 +271,16 @@ pub fn micro(ctx: &Ctx, monitors: &[Monitor]) -> Vec<MicroResult> {
     for (i, &(op, m, scope)) in cases.iter().enumerate() {
         let Some(s) = samples.get(&i) else { continue };
         let spread = Spread::of(s);
-        let bare = cases
-            .iter()
-            .position(|c| c.0 == op && c.1 == Monitor::Bare)
-            .and_then(|b| samples.get(&b))
-            .map(|b| Spread::of(b).median);
+        let overhead = diffs.get(&i).map(|d| Spread::of(d));
         let (n, seen) = last_seen.get(&i).cloned().unwrap_or_default();
         out.push(MicroResult {
             op: op.name(),
             monitor: m.name(),
             scope,
             ops_per_run: n,
-            overhead_ns: bare
-                .filter(|_| m != Monitor::Bare)
-                .map(|b| spread.median - b),
-            ratio: bare
-                .filter(|_| m != Monitor::Bare)
-                .map(|b| spread.median / b),
+            overhead_ns: overhead.as_ref().map(|d| d.median),
+            overhead_spread: overhead,
+            ratio: ratios.get(&i).map(|r| Spread::of(r).median),
             events_per_op: seen
                 .events
                 .filter(|_| scope == Some(Scope::In) && n > 0)

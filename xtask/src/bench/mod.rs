@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only SECTIONS] [--monitors LIST] [--publish]`: what
+//! `cargo xtask bench [--quick] [--reps N] [--only SECTIONS] [--monitors LIST] [--publish]`: what
 //! buildwatch costs a build, measured in one run side by side with bare runs and the
 //! alternatives (strace, bpftrace, auditd), alternating the monitors between repetitions.
 //! Writes target/bench/results.json and results.md; `--publish` also puts them in
@@ -27,6 +27,8 @@ use workloads::{BUILDS, Build, Projects};
 
 pub struct Ctx {
     pub quick: bool,
+    /// `--reps N`: the paired repetitions of the builds and the microbenchmarks.
+    pub reps: Option<usize>,
     pub env: monitors::Env,
     pub load: PathBuf,
     pub open_target: PathBuf,
@@ -39,6 +41,7 @@ const SECTIONS: [&str; 7] = [
 
 struct Options {
     quick: bool,
+    reps: Option<usize>,
     publish: bool,
     sections: Vec<String>,
     monitors: Vec<Monitor>,
@@ -47,6 +50,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
+        reps: None,
         publish: false,
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
         monitors: monitors::ALL.to_vec(),
@@ -56,6 +60,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--publish" => o.publish = true,
+            "--reps" => {
+                let v = it.next().ok_or("--reps needs a number")?;
+                o.reps = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=200).contains(n))
+                        .ok_or(format!("--reps {v}: a number from 1 to 200"))?,
+                );
+            }
             "--only" => {
                 let v = it.next().ok_or("--only needs a list")?;
                 o.sections = v.split(',').map(str::to_owned).collect();
@@ -93,7 +106,7 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "xtask bench: {e}\nusage: cargo xtask bench [--quick] [--only {}] \
+                "xtask bench: {e}\nusage: cargo xtask bench [--quick] [--reps N] [--only {}] \
                  [--monitors bare,buildwatch,strace,bpftrace,auditd] [--publish]",
                 SECTIONS.join(",")
             );
@@ -141,6 +154,9 @@ pub struct BuildResult {
 pub struct Results {
     schema: u32,
     quick: bool,
+    /// `--reps N`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reps: Option<usize>,
     machine: Machine,
     monitors: Vec<MonitorInfo>,
     sizes: workloads::Sizes,
@@ -282,6 +298,7 @@ fn bench(opts: &Options) -> Result<(), String> {
     fs::write(&open_target, "x").map_err(|e| e.to_string())?;
     let ctx = Ctx {
         quick: opts.quick,
+        reps: opts.reps,
         env: monitors::Env {
             buildwatch: repo.join("target/release/buildwatch"),
             work: work.clone(),
@@ -382,6 +399,7 @@ fn bench(opts: &Options) -> Result<(), String> {
     let mut results = Results {
         schema: 1,
         quick: opts.quick,
+        reps: opts.reps,
         machine: described,
         monitors: infos,
         sizes,
@@ -419,8 +437,9 @@ fn builds(
     active: &[Monitor],
     errors: &mut Vec<String>,
 ) -> Result<Vec<BuildResult>, String> {
-    // Seven paired repetitions in a full run: their median ratio resolves about 2% here.
-    let reps = if ctx.quick { 2 } else { 7 };
+    // Seven paired repetitions in a full run (their median ratio resolves about 2% on a quiet
+    // machine), unless `--reps` says otherwise.
+    let reps = ctx.reps.unwrap_or(if ctx.quick { 2 } else { 7 });
     let registry = workloads::registry(projects).map_err(|e| e.to_string())?;
     // (build, monitor) → (repetition, sample)
     let mut wall: std::collections::HashMap<(usize, usize), Vec<(usize, f64)>> = Default::default();
@@ -435,51 +454,90 @@ fn builds(
             failures.entry((bi, 0)).or_default().push(e);
         }
     }
+    let bare_i = active.iter().position(|&m| m == Monitor::Bare);
+    // (build, monitor) → the wall time of the bare run made next to each of its runs.
+    let mut partner_wall: std::collections::HashMap<(usize, usize), Vec<(usize, f64)>> =
+        Default::default();
+    let mut partner_cpu: std::collections::HashMap<(usize, usize), Vec<(usize, f64)>> =
+        Default::default();
+    let mut run = |bi: usize, b: Build, mi: usize, rep: usize| -> Option<(f64, f64)> {
+        let m = active[mi];
+        eprintln!(
+            "bench: {} under {} rep {}/{reps}",
+            b.name(),
+            m.name(),
+            rep + 1
+        );
+        let tag = format!("build-{bi}-{}", m.name());
+        match one_build(ctx, projects, b, m, registry.port, &tag) {
+            Ok((o, s)) => {
+                let c = o.cpu_s
+                    + s.monitor_cpu_s
+                        .filter(|_| matches!(m, Monitor::Bpftrace | Monitor::Auditd))
+                        .unwrap_or(0.0);
+                wall.entry((bi, mi)).or_default().push((rep, o.wall_s));
+                cpu.entry((bi, mi)).or_default().push((rep, c));
+                seen.insert((bi, mi), s);
+                Some((o.wall_s, c))
+            }
+            Err(e) => {
+                eprintln!("bench: {e}");
+                failures.entry((bi, mi)).or_default().push(e);
+                None
+            }
+        }
+    };
     for rep in 0..reps {
         for (bi, &b) in BUILDS.iter().enumerate() {
-            let mut order: Vec<usize> = (0..active.len()).collect();
+            // Each monitor's build is paired with a bare build of its own, made just before or
+            // just after it (alternating): one bare build shared by a repetition's monitors is
+            // minutes away from some of them, and this machine drifts by more than 2% in that
+            // time.
+            let mut order: Vec<usize> = (0..active.len()).filter(|&i| Some(i) != bare_i).collect();
             let k = rep % order.len().max(1);
             order.rotate_left(k);
-            for mi in order {
-                let m = active[mi];
-                eprintln!(
-                    "bench: {} under {} rep {}/{reps}",
-                    b.name(),
-                    m.name(),
-                    rep + 1
-                );
-                let tag = format!("build-{bi}-{}", m.name());
-                match one_build(ctx, projects, b, m, registry.port, &tag) {
-                    Ok((o, s)) => {
-                        wall.entry((bi, mi)).or_default().push((rep, o.wall_s));
-                        cpu.entry((bi, mi)).or_default().push((
-                            rep,
-                            o.cpu_s
-                                + s.monitor_cpu_s
-                                    .filter(|_| matches!(m, Monitor::Bpftrace | Monitor::Auditd))
-                                    .unwrap_or(0.0),
-                        ));
-                        seen.insert((bi, mi), s);
-                    }
-                    Err(e) => {
-                        eprintln!("bench: {e}");
-                        failures.entry((bi, mi)).or_default().push(e);
-                    }
+            if order.is_empty() {
+                if let Some(bare) = bare_i {
+                    run(bi, b, bare, rep);
+                }
+                continue;
+            }
+            for (j, mi) in order.into_iter().enumerate() {
+                let Some(bare) = bare_i else {
+                    run(bi, b, mi, rep);
+                    continue;
+                };
+                let base = if (rep + j) % 2 == 0 {
+                    let base = run(bi, b, bare, rep);
+                    run(bi, b, mi, rep);
+                    base
+                } else {
+                    run(bi, b, mi, rep);
+                    run(bi, b, bare, rep)
+                };
+                if let Some((w, c)) = base {
+                    partner_wall.entry((bi, mi)).or_default().push((rep, w));
+                    partner_cpu.entry((bi, mi)).or_default().push((rep, c));
                 }
             }
         }
     }
     let mut out = Vec::new();
-    let bare_i = active.iter().position(|&m| m == Monitor::Bare);
     let none = Vec::new();
     for (bi, &b) in BUILDS.iter().enumerate() {
-        let bare_wall = bare_i.and_then(|i| wall.get(&(bi, i))).unwrap_or(&none);
-        let bare_cpu = bare_i.and_then(|i| cpu.get(&(bi, i))).unwrap_or(&none);
         for (mi, &m) in active.iter().enumerate() {
             let w = wall.get(&(bi, mi)).unwrap_or(&none);
             let c = cpu.get(&(bi, mi)).unwrap_or(&none);
-            let wall_ratios = stats::paired_ratios(w, bare_wall);
-            let cpu_ratios = stats::paired_ratios(c, bare_cpu);
+            let (wall_ratios, cpu_ratios) = if Some(mi) == bare_i {
+                // Bare against itself.
+                let ones = |v: &Vec<(usize, f64)>| Spread::of(&vec![1.0; v.len()]);
+                (ones(w), ones(c))
+            } else {
+                (
+                    stats::paired_ratios(w, partner_wall.get(&(bi, mi)).unwrap_or(&none)),
+                    stats::paired_ratios(c, partner_cpu.get(&(bi, mi)).unwrap_or(&none)),
+                )
+            };
             out.push(BuildResult {
                 build: b.name(),
                 description: b.describe(&projects.sizes),

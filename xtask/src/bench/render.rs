@@ -52,6 +52,42 @@ pub fn targets(r: &Results) -> Vec<Target> {
         measured: per_event.map_or("not measured".into(), |ns| format!("{:.2} µs", ns / 1000.0)),
         met: per_event.map(|ns| ns <= 1500.0),
     });
+    // Issue 18's per-operation targets, in scope: the median of the paired differences.
+    for (name, op, goal, limit_ns) in [
+        (
+            "cost per openat+close in scope",
+            "openat+close",
+            "≤ +0.5 µs",
+            500.0,
+        ),
+        (
+            "cost per fork+execve in scope",
+            "fork+execve true",
+            "≤ +50 µs",
+            50_000.0,
+        ),
+    ] {
+        let d = r
+            .micro
+            .iter()
+            .find(|m| {
+                m.monitor == "buildwatch" && m.op == op && m.scope == Some(super::micro::Scope::In)
+            })
+            .and_then(|m| m.overhead_spread.as_ref());
+        t.push(Target {
+            name,
+            goal,
+            measured: d.map_or("not measured".into(), |d| {
+                format!(
+                    "{:+.2} µs ({:+.2}–{:+.2})",
+                    d.median / 1000.0,
+                    d.min / 1000.0,
+                    d.max / 1000.0
+                )
+            }),
+            met: d.map(|d| d.median <= limit_ns),
+        });
+    }
     let outside = r
         .micro
         .iter()
@@ -194,10 +230,10 @@ pub fn markdown(r: &Results) -> String {
         m.cpu,
         m.memory_gib,
         m.buildwatch,
-        if r.quick {
-            " (--quick: fewer repetitions, smaller builds)"
-        } else {
-            ""
+        match (r.quick, r.reps) {
+            (true, _) => " (--quick: fewer repetitions, smaller builds)".to_owned(),
+            (false, Some(n)) => format!(" (--reps {n}: {n} paired repetitions)"),
+            (false, None) => String::new(),
         }
     );
     s.push_str("### Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n");
@@ -212,8 +248,8 @@ pub fn markdown(r: &Results) -> String {
     if !r.builds.is_empty() {
         s.push_str(
             "\n### Real builds\n\nMedian (min–max) over the repetitions; × bare is the median (min–max) of \
-             each repetition's ratio to the bare build of the same repetition; monitors alternate \
-             within each repetition. CPU is the whole process tree's, plus the daemon's for \
+             each run's ratio to a bare build of its own, made just before or just after it \
+             (alternating); monitors rotate between repetitions. CPU is the whole process tree's, plus the daemon's for \
              bpftrace and auditd.\n\n\
              | build | monitor | wall s | × bare | CPU s | × bare | events seen | lost | monitor CPU s | monitor peak RSS |\n\
              |---|---|---|---|---|---|---|---|---|---|\n",
@@ -255,7 +291,8 @@ pub fn markdown(r: &Results) -> String {
         s.push_str(
             "\n### Microbenchmarks\n\nCost of one operation in a tight loop. *in*: the loop is \
              the watched command; *out*: the monitor watches another command while the loop \
-             runs beside it.\n\n\
+             runs beside it. Each monitored run is paired with a bare run made just before or \
+             after it; + ns and × bare are the medians (min–max) of those pairs.\n\n\
              | operation | monitor | scope | ns/op median (min–max) | + ns vs bare | × bare | events/op | lost |\n\
              |---|---|---|---|---|---|---|---|\n",
         );
@@ -273,7 +310,10 @@ pub fn markdown(r: &Results) -> String {
                 x.ns_per_op.median,
                 x.ns_per_op.min,
                 x.ns_per_op.max,
-                opt(x.overhead_ns, |v| format!("{v:+.0}")),
+                x.overhead_spread.as_ref().map_or("–".into(), |d| format!(
+                    "{:+.0} ({:+.0}–{:+.0})",
+                    d.median, d.min, d.max
+                )),
                 opt(x.ratio, |v| format!("{v:.2}")),
                 opt(x.events_per_op, |v| format!("{v:.2}")),
                 x.lost.map_or("–".into(), |l| l.to_string()),
