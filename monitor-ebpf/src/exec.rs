@@ -12,7 +12,7 @@ use aya_ebpf::{
         },
     },
     macros::{map, tracepoint},
-    maps::LruHashMap,
+    maps::HashMap,
     programs::TracePointContext,
 };
 use monitor_common::{
@@ -40,14 +40,20 @@ pub const EXEC_NAMES_KEPT: usize = 8;
 /// The names (kernel `comm`) a process of the run got from its last execs, latest first. A
 /// tool started through `#!/usr/bin/env node`, or a version manager's shims, runs as `node`
 /// or `python3` but was executed under its own name a few execs before: what block mode's
-/// credential guard asks.
+/// credential guard asks, and only it: kept in block mode only. An entry goes when its process
+/// exits. Not preallocated: an LRU map is, and its 8 MB took 9 ms of every run's start-up. A
+/// full map is a loss (`stash_full`), and a process it has no names for is a stranger to
+/// every guarded file (the guard fails closed).
 #[map]
-pub static EXEC_NAMES: LruHashMap<u32, [[u8; 16]; EXEC_NAMES_KEPT]> =
-    LruHashMap::with_max_entries(65536, 0);
+pub static EXEC_NAMES: HashMap<u32, [[u8; 16]; EXEC_NAMES_KEPT]> =
+    HashMap::with_max_entries(65536, crate::emit::SPARSE);
 
 /// After a successful exec: the current name goes first, the oldest kept goes.
 #[inline(always)]
 fn note_exec_name() {
+    if !crate::net::block_mode() {
+        return;
+    }
     let Ok(now) = bpf_get_current_comm() else {
         return;
     };
@@ -61,7 +67,9 @@ fn note_exec_name() {
         i -= 1;
     }
     names[0] = now;
-    let _ = EXEC_NAMES.insert(&tgid, &names, 0);
+    if EXEC_NAMES.insert(&tgid, &names, 0).is_err() {
+        count(SENSOR, counters::STASH_FULL);
+    }
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
@@ -470,8 +478,11 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
     let child_pid: i32 = unsafe { ctx.read_at(8)? };
     // The child was executed under its parent's names until it execs itself.
     let parent = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
-    if let Some(names) = unsafe { EXEC_NAMES.get(&parent) }.copied() {
-        let _ = EXEC_NAMES.insert(&(child_pid as u32), &names, 0);
+    if crate::net::block_mode()
+        && let Some(names) = unsafe { EXEC_NAMES.get(&parent) }.copied()
+        && EXEC_NAMES.insert(&(child_pid as u32), &names, 0).is_err()
+    {
+        count(SENSOR, counters::STASH_FULL);
     }
     // Followed by lineage too: a child made in another cgroup (clone3 with
     // CLONE_INTO_CGROUP) is still the run's.
@@ -503,7 +514,9 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<u32, i64> {
     }
     untrack();
     let tgid = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
-    let _ = EXEC_NAMES.remove(&tgid);
+    if crate::net::block_mode() {
+        let _ = EXEC_NAMES.remove(&tgid);
+    }
     let reads_summarized = unsafe { crate::file::SUMMARIZED.get(&tgid) }
         .copied()
         .unwrap_or(0)

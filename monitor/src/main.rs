@@ -376,6 +376,7 @@ fn dispatch(cmd: Cmd) -> i32 {
     match cmd {
         Cmd::Run { flags, command } => {
             text::set_style(flags.outputs.style());
+            let preload = run::preload(flags.ring_size);
             let Some(analysis) = setup(&flags.policy) else {
                 return exit::INTERNAL;
             };
@@ -399,6 +400,7 @@ fn dispatch(cmd: Cmd) -> i32 {
                 allow_32bit_syscalls: flags.allow_32bit_syscalls,
                 all_reads: flags.all_reads,
                 ring_bytes: flags.ring_size,
+                preload,
                 user: flags.user,
                 command,
                 analysis,

@@ -505,6 +505,19 @@ pub(crate) fn freeze(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The programs that take the verifier longest, longest first (`BPF_PROG_LOAD` times from
+/// strace, 2026-12): loaded first, so that neither loader thread is left with one at the end.
+const HEAVIEST: [&str; 8] = [
+    "sys_exit_open_any",
+    "sys_enter_execve",
+    "sched_process_exec",
+    "io_uring_submit_req",
+    "sys_exit_exec_any",
+    "sys_enter_execveat",
+    "task_newtask",
+    "sys_exit_relink",
+];
+
 /// Load (and have the kernel verify) every sensor's programs, on two threads: verification is
 /// most of buildwatch's start-up, and it runs in the calling thread. A program may serve
 /// several tracepoints (one exit program for every rename and link call): it is loaded once.
@@ -522,14 +535,23 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
         .programs_mut()
         .filter(|(name, _)| wanted.contains(name))
         .collect();
-    // Alternate so both halves get a share of the heavy ones (exec, open).
-    progs.sort_by_key(|(name, _)| *name);
-    let (mut a, mut b): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
-    for (i, p) in progs.into_iter().enumerate() {
-        if i % 2 == 0 { a.push(p) } else { b.push(p) }
-    }
-    let load = |half: Vec<(&str, &mut aya::programs::Program)>| -> Result<(), LoadError> {
-        for (name, prog) in half {
+    // One queue for both threads, the longest to verify taken first (a fixed split left one
+    // thread idle while the other verified the open exit): the rest by name, so a run is
+    // repeatable. A program missing from HEAVIEST only costs balance.
+    let weight = |name: &str| {
+        HEAVIEST
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or(HEAVIEST.len())
+    };
+    progs.sort_by(|(a, _), (b, _)| weight(b).cmp(&weight(a)).then(b.cmp(a)));
+    let queue = std::sync::Mutex::new(progs);
+    let load = || -> Result<(), LoadError> {
+        loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((name, prog)) = next else {
+                return Ok(());
+            };
             let result = match prog {
                 aya::programs::Program::TracePoint(p) => p.load(),
                 aya::programs::Program::CgroupSockAddr(p) => p.load(),
@@ -537,13 +559,16 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), LoadError> {
                 _ => continue,
             };
             let name: &'static str = wanted.get(name).copied().unwrap_or("?");
-            result.map_err(program_error(name))?;
+            if let Err(e) = result {
+                // The other thread stops at its next program.
+                queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                return Err(program_error(name)(e));
+            }
         }
-        Ok(())
     };
     let loaded = std::thread::scope(|s| {
-        let other = s.spawn(|| load(b));
-        let mine = load(a);
+        let other = s.spawn(load);
+        let mine = load();
         let theirs = other
             .join()
             .unwrap_or_else(|_| Err(LoadError::MissingProgram("(a loader thread panicked)")));
