@@ -315,12 +315,14 @@ impl Kernel {
         }
         let (r, w) = (fds[0], fds[1]);
         // SAFETY: between fork and _exit the children call only async-signal-safe functions
-        // (fork, setsid, close, read, close_range, _exit) on their own stack.
+        // (fork, setsid, prctl, close, read, close_range, _exit) on their own stack.
         unsafe {
             let pid = libc::fork();
             if pid == 0 {
                 if libc::fork() == 0 {
                     libc::setsid();
+                    // A name to be found by: `pgrep -x bw-detach` (the bench waits for it).
+                    libc::prctl(libc::PR_SET_NAME, c"bw-detach".as_ptr());
                     // Standard streams at once, so nobody reading buildwatch's output waits.
                     for fd in [w, 0, 1, 2] {
                         libc::close(fd);

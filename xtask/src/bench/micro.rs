@@ -157,6 +157,7 @@ fn one(
     n: u64,
     tag: &str,
 ) -> Result<(f64, monitors::Seen), String> {
+    monitors::wait_released();
     let session = monitors::start(m, &ctx.env, tag).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&ctx.load);
     cmd.args(op.args(ctx, n));
@@ -294,39 +295,57 @@ pub fn micro(ctx: &Ctx, monitors: &[Monitor]) -> Vec<MicroResult> {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Startup {
-    /// Invocation of `buildwatch run` → the command running, milliseconds.
+    /// Invocation of `buildwatch run` → the command running, milliseconds; no earlier run's
+    /// programs still being released.
     pub buildwatch_ms: Spread,
+    /// The same, started as soon as another `buildwatch run` has ended: its programs are
+    /// being released meanwhile, one RCU grace period each under the kernel's tracepoint
+    /// mutex, and attaching waits for that mutex (two watched steps in one CI job).
+    pub back_to_back_ms: Spread,
     /// Invocation → running for the same command started directly (the exec itself).
     pub bare_ms: Spread,
 }
 
 pub fn startup(ctx: &Ctx) -> Result<Startup, String> {
     let reps = if ctx.quick { 5 } else { 15 };
-    let (mut bw, mut bare) = (Vec::new(), Vec::new());
+    let (mut bw, mut next, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    // Invocation → the probe's first line, its monotonic clock.
+    let probe = |watched: bool| -> Result<f64, String> {
+        let mut cmd = if watched {
+            let mut c = Command::new(&ctx.env.buildwatch);
+            c.args(["run", "--"]).arg(&ctx.load);
+            c
+        } else {
+            Command::new(&ctx.load)
+        };
+        cmd.arg("now");
+        let t0 = monotonic_ns();
+        let out = proc::measure(cmd).map_err(|e| e.to_string())?;
+        let t: u64 = out
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| format!("start-up probe printed nothing: {}", out.stderr.trim()))?;
+        Ok(t.saturating_sub(t0) as f64 / 1e6)
+    };
     for rep in 0..reps {
         for watched in [rep % 2 == 0, rep % 2 != 0] {
-            let mut cmd = if watched {
-                let mut c = Command::new(&ctx.env.buildwatch);
-                c.args(["run", "--"]).arg(&ctx.load);
-                c
-            } else {
-                Command::new(&ctx.load)
-            };
-            cmd.arg("now");
-            let t0 = monotonic_ns();
-            let out = proc::measure(cmd).map_err(|e| e.to_string())?;
-            let t: u64 = out
-                .stdout
-                .lines()
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .ok_or_else(|| format!("start-up probe printed nothing: {}", out.stderr.trim()))?;
-            let ms = t.saturating_sub(t0) as f64 / 1e6;
+            monitors::wait_released();
+            let ms = probe(watched)?;
             if watched { bw.push(ms) } else { bare.push(ms) }
         }
+        // Right after the run just measured (or the bare probe: then a run first).
+        if rep % 2 == 0 {
+            monitors::wait_released();
+            probe(true)?;
+        }
+        next.push(probe(true)?);
     }
+    monitors::wait_released();
     Ok(Startup {
         buildwatch_ms: Spread::of(&bw),
+        back_to_back_ms: Spread::of(&next),
         bare_ms: Spread::of(&bare),
     })
 }
@@ -362,6 +381,7 @@ pub fn capacity(ctx: &Ctx) -> Result<Capacity, String> {
     let mut steps = Vec::new();
     for &target in targets {
         eprintln!("bench: capacity at {target}/s (0 = unpaced)");
+        monitors::wait_released();
         let session = monitors::start(Monitor::Buildwatch, &ctx.env, "capacity")
             .map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&ctx.load);
@@ -438,6 +458,7 @@ pub fn latency(ctx: &Ctx, background: u64) -> Result<Latency, String> {
     } else {
         format!("exec {load} latency {n} 20 {}", shell_quote(&dir))
     };
+    monitors::wait_released();
     let mut cmd = Command::new(&ctx.env.buildwatch);
     cmd.args(["run", "--", "sh", "-c", &script])
         .stdin(Stdio::null())

@@ -565,6 +565,7 @@ fn one_build(
     tag: &str,
 ) -> Result<(proc::Outcome, Seen), String> {
     projects.reset(b).map_err(|e| e.to_string())?;
+    monitors::wait_released();
     let mut cmd = projects.command(b, port).map_err(|e| e.to_string())?;
     proc::place(&mut cmd, &monitors::placement(m, &ctx.env)).map_err(|e| e.to_string())?;
     let session = monitors::start(m, &ctx.env, tag).map_err(|e| e.to_string())?;

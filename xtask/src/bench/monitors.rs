@@ -164,6 +164,31 @@ pub fn probe(m: Monitor, env: &Env) -> Result<(), String> {
     Ok(())
 }
 
+/// Wait (up to 30 s) until no earlier buildwatch run is still releasing its programs (its
+/// `bw-detach` process). Until then they are attached: every openat on the machine pays their
+/// out-of-scope cost, and a run started meanwhile waits on the kernel's tracepoint mutex while
+/// they are released (a separate figure, `back_to_back_ms`).
+pub fn wait_released() {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        let releasing = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    && std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "bw-detach")
+            });
+        if !releasing {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?

@@ -324,12 +324,18 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             s,
             "\n### Start-up\n\nInvocation → command running: `buildwatch run` {:.1} ms median \
-             ({:.1}–{:.1}, n={}); the same command started directly {:.1} ms.",
+             ({:.1}–{:.1}, n={}); the same command started directly {:.1} ms. Started as soon \
+             as another run ended, while that run's programs are still being released: \
+             {:.1} ms ({:.1}–{:.1}, n={}).",
             st.buildwatch_ms.median,
             st.buildwatch_ms.min,
             st.buildwatch_ms.max,
             st.buildwatch_ms.n,
-            st.bare_ms.median
+            st.bare_ms.median,
+            st.back_to_back_ms.median,
+            st.back_to_back_ms.min,
+            st.back_to_back_ms.max,
+            st.back_to_back_ms.n,
         );
     }
     if let Some(c) = &r.capacity {
