@@ -42,8 +42,8 @@ pub const EXEC_NAMES_KEPT: usize = 8;
 /// or `python3` but was executed under its own name a few execs before: what block mode's
 /// credential guard asks, and only it: kept in block mode only. An entry goes when its process
 /// exits. Not preallocated: an LRU map is, and its 8 MB took 9 ms of every run's start-up. A
-/// full map is a loss (`stash_full`), and a process it has no names for is a stranger to
-/// every guarded file (the guard fails closed).
+/// process it has no names for (the map was full: 65,536 live processes) is a stranger to
+/// every guarded file: the guard fails closed, and its kill is reported. No event is lost.
 #[map]
 pub static EXEC_NAMES: HashMap<u32, [[u8; 16]; EXEC_NAMES_KEPT]> =
     HashMap::with_max_entries(65536, crate::emit::SPARSE);
@@ -67,9 +67,7 @@ fn note_exec_name() {
         i -= 1;
     }
     names[0] = now;
-    if EXEC_NAMES.insert(&tgid, &names, 0).is_err() {
-        count(SENSOR, counters::STASH_FULL);
-    }
+    let _ = EXEC_NAMES.insert(&tgid, &names, 0);
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
@@ -480,9 +478,8 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<u32, i64> {
     let parent = (unsafe { aya_ebpf::helpers::generated::bpf_get_current_pid_tgid() } >> 32) as u32;
     if crate::net::block_mode()
         && let Some(names) = unsafe { EXEC_NAMES.get(&parent) }.copied()
-        && EXEC_NAMES.insert(&(child_pid as u32), &names, 0).is_err()
     {
-        count(SENSOR, counters::STASH_FULL);
+        let _ = EXEC_NAMES.insert(&(child_pid as u32), &names, 0);
     }
     // Followed by lineage too: a child made in another cgroup (clone3 with
     // CLONE_INTO_CGROUP) is still the run's.

@@ -319,10 +319,11 @@ impl Kernel {
         unsafe {
             let pid = libc::fork();
             if pid == 0 {
+                // A name to be found by: `pgrep -x bw-detach` (the bench waits for it). Set
+                // before the second fork, so the releaser has it before buildwatch goes on.
+                libc::prctl(libc::PR_SET_NAME, c"bw-detach".as_ptr());
                 if libc::fork() == 0 {
                     libc::setsid();
-                    // A name to be found by: `pgrep -x bw-detach` (the bench waits for it).
-                    libc::prctl(libc::PR_SET_NAME, c"bw-detach".as_ptr());
                     // Standard streams at once, so nobody reading buildwatch's output waits.
                     for fd in [w, 0, 1, 2] {
                         libc::close(fd);

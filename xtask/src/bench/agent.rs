@@ -326,6 +326,9 @@ pub fn host_cost(ctx: &Ctx) -> Result<Vec<HostCost>, String> {
                     .ok_or_else(|| format!("{op}: no result"))?;
                 Ok(ns as f64 / ops.max(1) as f64)
             };
+            // The previous repetition's agent may still be releasing its programs (host-wide,
+            // not inert): the bare run waits for them to be gone.
+            super::monitors::wait_released();
             let b = run(ctx)?;
             let agent = Agent::start(ctx, "host", "host")?;
             let a = run(ctx);

@@ -35,7 +35,7 @@ impl Op {
         match self {
             Op::Open => "openat+close",
             Op::Exec => "fork+execve true",
-            Op::Connect => "TCP connect to loopback",
+            Op::Connect => "TCP connect+accept on loopback",
             Op::Dns => "DNS query to loopback resolver",
         }
     }
@@ -240,17 +240,25 @@ pub fn micro(ctx: &Ctx, monitors: &[Monitor]) -> Vec<MicroResult> {
     };
     for rep in 0..reps {
         for op in OPS {
-            let Some(bare) = cases.iter().position(|c| c.0 == op && c.1 == Monitor::Bare) else {
-                continue;
-            };
+            let bare = cases.iter().position(|c| c.0 == op && c.1 == Monitor::Bare);
             // Each monitored case is paired with a bare run of its own, made just before or
             // just after it (alternating): the machine's drift between the two is small, where
             // one bare run shared by every monitor of a repetition is minutes from some.
             let mut idx: Vec<usize> = (0..cases.len())
-                .filter(|&i| cases[i].0 == op && i != bare)
+                .filter(|&i| cases[i].0 == op && Some(i) != bare)
                 .collect();
             let k = rep % idx.len().max(1);
             idx.rotate_left(k);
+            let Some(bare) = bare else {
+                // Nothing to pair with: each case on its own.
+                for i in idx {
+                    run(i, rep);
+                }
+                continue;
+            };
+            if idx.is_empty() {
+                run(bare, rep);
+            }
             for (j, i) in idx.into_iter().enumerate() {
                 let (b, x) = if (rep + j) % 2 == 0 {
                     let b = run(bare, rep);
@@ -298,9 +306,10 @@ pub struct Startup {
     /// Invocation of `buildwatch run` → the command running, milliseconds; no earlier run's
     /// programs still being released.
     pub buildwatch_ms: Spread,
-    /// The same, started as soon as another `buildwatch run` has ended: its programs are
-    /// being released meanwhile, one RCU grace period each under the kernel's tracepoint
-    /// mutex, and attaching waits for that mutex (two watched steps in one CI job).
+    /// The same, started 2.5 s after another `buildwatch run` ended: its programs are being
+    /// released meanwhile (about 6 s), one RCU grace period each under the kernel's tracepoint
+    /// mutex, and attaching waits for that mutex (two watched steps in one CI job). Started at
+    /// once instead, it is not slower: the tracepoints are still in use and nothing waits.
     pub back_to_back_ms: Spread,
     /// Invocation → running for the same command started directly (the exec itself).
     pub bare_ms: Spread,
@@ -335,11 +344,12 @@ pub fn startup(ctx: &Ctx) -> Result<Startup, String> {
             let ms = probe(watched)?;
             if watched { bw.push(ms) } else { bare.push(ms) }
         }
-        // Right after the run just measured (or the bare probe: then a run first).
+        // 2.5 s after the run just measured (or the bare probe: then a run first).
         if rep % 2 == 0 {
             monitors::wait_released();
             probe(true)?;
         }
+        std::thread::sleep(std::time::Duration::from_millis(2500));
         next.push(probe(true)?);
     }
     monitors::wait_released();

@@ -170,7 +170,8 @@ pub fn probe(m: Monitor, env: &Env) -> Result<(), String> {
 /// they are released (a separate figure, `back_to_back_ms`).
 pub fn wait_released() {
     let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(30) {
+    loop {
+        // A releaser that has exited but is not reaped yet (state Z) holds nothing.
         let releasing = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -179,11 +180,20 @@ pub fn wait_released() {
                 e.file_name()
                     .to_str()
                     .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                    && std::fs::read_to_string(e.path().join("comm"))
-                        .is_ok_and(|c| c.trim_end() == "bw-detach")
+                    && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+                        st.split_once(" (bw-detach) ")
+                            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+                    })
             });
         if !releasing {
-            break;
+            return;
+        }
+        if start.elapsed() >= std::time::Duration::from_secs(30) {
+            eprintln!(
+                "bench: an earlier run's programs were still being released after 30 s; \
+                 measuring anyway"
+            );
+            return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

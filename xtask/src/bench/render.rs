@@ -231,7 +231,8 @@ pub fn markdown(r: &Results) -> String {
         m.memory_gib,
         m.buildwatch,
         match (r.quick, r.reps) {
-            (true, _) => " (--quick: fewer repetitions, smaller builds)".to_owned(),
+            (true, None) => " (--quick: fewer repetitions, smaller builds)".to_owned(),
+            (true, Some(n)) => format!(" (--quick: smaller builds; --reps {n})"),
             (false, Some(n)) => format!(" (--reps {n}: {n} paired repetitions)"),
             (false, None) => String::new(),
         }
@@ -324,8 +325,8 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             s,
             "\n### Start-up\n\nInvocation → command running: `buildwatch run` {:.1} ms median \
-             ({:.1}–{:.1}, n={}); the same command started directly {:.1} ms. Started as soon \
-             as another run ended, while that run's programs are still being released: \
+             ({:.1}–{:.1}, n={}); the same command started directly {:.1} ms. Started 2.5 s \
+             after another run ended, while that run's programs are being released: \
              {:.1} ms ({:.1}–{:.1}, n={}).",
             st.buildwatch_ms.median,
             st.buildwatch_ms.min,

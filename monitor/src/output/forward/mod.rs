@@ -695,18 +695,12 @@ mod tests {
     /// A delivery that acknowledges what the spool holds every 20 ms, until it stops.
     fn slow_delivery(mut ctx: Ctx) {
         while !ctx.must_end() {
-            let last = ctx
-                .status
-                .spool()
-                .read_from(0, 1000)
-                .unwrap()
-                .last()
-                .map(|r| r.id);
-            if let Some(id) = last {
-                ctx.status.spool().ack(id).unwrap();
+            let (stopping, batch) = ctx.next_batch(0, 1000);
+            if let Some(r) = batch.last() {
+                ctx.status.spool().ack(r.id).unwrap();
             } else {
                 ctx.status.spool().tick().unwrap();
-                if ctx.stopping() {
+                if stopping {
                     break;
                 }
             }
